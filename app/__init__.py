@@ -1,0 +1,1 @@
+"""Kabinet application wiring: settings, database, request context, ASGI app, CLI, broadcast."""

@@ -1,0 +1,193 @@
+"""The ``kabinet`` command: serve, migrate, demo, export-schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from app.logging import configure_logging
+from app.settings import Settings, get_settings
+
+log = logging.getLogger("kabinet")
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """``DATABASE_URL`` if set, else an embedded PostgreSQL kept under ``data_dir/pg``."""
+    if settings.database_url:
+        return settings.database_url
+    from app.embedded import embedded_postgres_url
+
+    return embedded_postgres_url(settings.data_dir / "pg", keep=True)
+
+
+def migrate(database_url: str, revision: str = "head", *, downgrade: bool = False) -> None:
+    """Apply (or roll back to) a migration revision."""
+    from migrations import runner
+
+    if downgrade:
+        runner.downgrade(database_url, revision)
+    else:
+        runner.upgrade(database_url, revision)
+
+
+async def _load_demo(database_url: str, accounts: int, months: int) -> dict[str, int]:
+    from app.db import Database
+    from services import demo
+
+    db = Database(database_url)
+    try:
+        return await demo.load(db, extra_accounts=accounts, months=months)
+    finally:
+        await db.dispose()
+
+
+async def _is_empty(database_url: str) -> bool:
+    from sqlalchemy import text
+
+    from app.db import Database
+
+    db = Database(database_url, pool_size=1)
+    try:
+        async with db.session() as session:
+            return not (await session.execute(text("SELECT EXISTS (SELECT 1 FROM users)"))).scalar_one()
+    finally:
+        await db.dispose()
+
+
+def ensure_secret_key(settings: Settings) -> None:
+    """Every worker must sign tokens with the same key: keep a generated one under data_dir when unset."""
+    if os.environ.get("KABINET_SECRET_KEY"):
+        return
+    if settings.is_production:
+        raise SystemExit("KABINET_SECRET_KEY must be set in production")
+    path = settings.data_dir / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(settings.secret_key, encoding="utf-8")
+        path.chmod(0o600)
+    os.environ["KABINET_SECRET_KEY"] = path.read_text(encoding="utf-8").strip()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Start the server (embedded PostgreSQL when DATABASE_URL is unset)."""
+    import uvicorn
+
+    settings = get_settings()
+    host = args.host or settings.host
+    port = args.port or settings.port
+    url = resolve_database_url(settings)
+    os.environ["DATABASE_URL"] = url
+    ensure_secret_key(settings)
+    if args.workers > 1 and not settings.redis_url:
+        from app.embedded import embedded_redis_url
+
+        os.environ["REDIS_URL"] = embedded_redis_url(settings.data_dir / "redis")
+        log.info("several workers: embedded Redis carries subscription events between them")
+    if settings.migrate_on_start:
+        migrate(url)
+    if settings.demo_on_start and asyncio.run(_is_empty(url)):
+        started = time.monotonic()
+        asyncio.run(_load_demo(url, 0, 36))
+        log.info("demo data loaded in %.1f s", time.monotonic() - started)
+    get_settings.cache_clear()
+    from services.demo import DEMO_EMAIL, DEMO_PASSWORD, DEMO_PHONE
+
+    print(f"\n  Kabinet GraphQL: http://{host}:{port}/graphql  (GraphiQL in a browser)", flush=True)
+    print(f"  Demo customer:   {DEMO_PHONE} or {DEMO_EMAIL} / password {DEMO_PASSWORD}\n", flush=True)
+    uvicorn.run(
+        "app.main:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=None if args.reload else args.workers,
+        reload=args.reload,
+        log_config=None,
+        proxy_headers=True,
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Apply migrations up to a revision, or roll back with --downgrade."""
+    migrate(resolve_database_url(get_settings()), args.revision, downgrade=args.downgrade)
+    print("migrations applied" if not args.downgrade else f"downgraded to {args.revision}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Load the demo data set (and N synthetic accounts for benchmarks) into a migrated database."""
+    url = resolve_database_url(get_settings())
+    if not args.no_migrate:
+        migrate(url)
+    started = time.monotonic()
+    counts = asyncio.run(_load_demo(url, args.accounts, args.months))
+    took = time.monotonic() - started
+    for table, count in counts.items():
+        print(f"{table:>24}: {count:,}")
+    print(f"demo data loaded in {took:.1f} s")
+    return 0
+
+
+def cmd_export_schema(args: argparse.Namespace) -> int:
+    """Write the SDL of the live schema; with --check, fail when the file differs from it."""
+    from schema.schema import export_sdl
+
+    sdl = export_sdl()
+    path = Path(args.output)
+    if args.check:
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        if current != sdl:
+            print(f"{path} is out of date: run `kabinet export-schema`", file=sys.stderr)
+            return 1
+        print(f"{path} matches the live schema")
+        return 0
+    path.write_text(sdl, encoding="utf-8")
+    print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(prog="kabinet", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help=cmd_serve.__doc__)
+    serve.add_argument("--host", default=None, help="bind address (KABINET_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (KABINET_PORT, default 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.add_argument("--reload", action="store_true", help="restart on code changes (development)")
+    serve.set_defaults(func=cmd_serve)
+
+    mig = commands.add_parser("migrate", help=cmd_migrate.__doc__)
+    mig.add_argument("revision", nargs="?", default="head", help="target revision (default head)")
+    mig.add_argument("--downgrade", action="store_true", help="roll back to the revision (e.g. base)")
+    mig.set_defaults(func=cmd_migrate)
+
+    demo = commands.add_parser("demo", help=cmd_demo.__doc__)
+    demo.add_argument("--accounts", type=int, default=0, help="synthetic accounts to add for benchmarks")
+    demo.add_argument("--months", type=int, default=36, help="months of history per account")
+    demo.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
+    demo.set_defaults(func=cmd_demo)
+
+    export = commands.add_parser("export-schema", help=cmd_export_schema.__doc__)
+    export.add_argument("--output", default="graphql.schema", help="file to write (default graphql.schema)")
+    export.add_argument("--check", action="store_true", help="exit 1 if the file differs from the schema")
+    export.set_defaults(func=cmd_export_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The Strawberry ASGI view: builds the request context, authenticates HTTP and websocket callers,
+serves the offline GraphiQL page, and closes the database session when the operation is done."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.schema import BaseSchema
+from strawberry.types.unset import UNSET, UnsetType
+
+from app.context import Context, Viewer
+from app.state import AppState
+from services.tokens import verify_access_token
+
+
+def bearer_token(value: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` value (the scheme is case-insensitive)."""
+    if not value:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def client_ip(connection: HTTPConnection) -> str | None:
+    """The caller's address as the ASGI server reports it (uvicorn applies ``--forwarded-allow-ips``)."""
+    return connection.client.host if connection.client else None
+
+
+UNAUTHENTICATED_RESPONSE = JSONResponse(
+    {
+        "data": None,
+        "errors": [{"message": "Invalid or expired access token", "extensions": {"code": "UNAUTHENTICATED"}}],
+    },
+    status_code=401,
+    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+)
+"""An HTTP request with a bad token is refused whole, so the client knows to refresh it."""
+
+
+class KabinetGraphQL(GraphQL[Context, None]):
+    """Strawberry's ASGI app with Kabinet's context, authentication and GraphiQL."""
+
+    def __init__(self, schema: BaseSchema, state: AppState, **kwargs: Any) -> None:
+        settings = state.settings
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if settings.graphiql_enabled else None,
+            allow_queries_via_get=True,
+            multipart_uploads_enabled=False,
+            max_subscriptions_per_connection=20,
+            allowed_origins=settings.allowed_origins,
+            **kwargs,
+        )
+        self.state = state
+
+    def viewer_for(self, token: str | None) -> Viewer | None:
+        """The viewer of a valid access token; None without one. Invalid tokens raise PermissionError."""
+        if token is None:
+            return None
+        claims = verify_access_token(self.state.settings.secret_key, token)
+        if claims is None:
+            raise PermissionError("invalid or expired access token")
+        return Viewer(user_id=claims.user_id, role=claims.role, session_id=claims.session_id)
+
+    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
+        """A fresh context for an HTTP request, or for a websocket connection (authenticated later)."""
+        viewer: Viewer | None = None
+        if isinstance(request, Request):
+            viewer = self.viewer_for(bearer_token(request.headers.get("authorization")))
+        return Context(
+            self.state,
+            viewer=viewer,
+            client_ip=client_ip(request),
+            user_agent=request.headers.get("user-agent"),
+            request=request,
+        )
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """Authenticate a websocket in ``connection_init``: ``{"authorization": "Bearer …"}`` or
+        ``{"token": "…"}``. No token: anonymous (e.g. waiting for a QR login). A bad token: close 4403."""
+        params = context.connection_params if isinstance(context.connection_params, dict) else {}
+        token = params.get("token") or bearer_token(
+            str(params.get("authorization") or params.get("Authorization") or "")
+        )
+        try:
+            context.viewer = self.viewer_for(str(token) if token else None)
+        except PermissionError as error:
+            raise ConnectionRejectionError({"reason": "invalid token"}) from error
+        return UNSET
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        """Run the operation(s) of one request or websocket connection, then close its sessions."""
+        if context is UNSET:
+            try:
+                context = await self.get_context(request, response=request)
+            except PermissionError:
+                return UNAUTHENTICATED_RESPONSE
+        try:
+            return await super().run(request, context=context, root_value=root_value)
+        finally:
+            await context.close()
+
+    def encode_json(self, data: object) -> bytes:
+        """Compact UTF-8 JSON (Cyrillic as is, not ``\\u`` escapes), encoded by orjson."""
+        return orjson.dumps(data)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL with its scripts served by Kabinet itself (works offline)."""
+        from app.graphiql import render_graphiql_html
+
+        return HTMLResponse(render_graphiql_html())

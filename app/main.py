@@ -1,0 +1,81 @@
+"""ASGI app factory: Starlette with GraphQL (HTTP + graphql-transport-ws) on /graphql."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from app.broadcast import EventBus
+from app.db import Database
+from app.graphiql import GRAPHIQL_STATIC_DIR, GRAPHIQL_STATIC_PREFIX
+from app.graphql_view import KabinetGraphQL
+from app.logging import configure_logging
+from app.settings import Settings, get_settings
+from app.state import AppState
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the application. ``settings.database_url`` must be set (the CLI resolves embedded ones)."""
+    from schema.schema import build_schema
+
+    settings = settings or get_settings()
+    if not settings.database_url:
+        raise RuntimeError("DATABASE_URL is not set; `kabinet serve` starts an embedded PostgreSQL for you")
+    db = Database(settings.database_url, pool_size=settings.db_pool_size, echo=settings.db_echo)
+    state = AppState(settings=settings, db=db, bus=EventBus(settings.redis_url, prefix=settings.redis_prefix))
+    graphql = KabinetGraphQL(build_schema(settings), state)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await state.bus.connect()
+        try:
+            yield
+        finally:
+            await state.bus.disconnect()
+            await db.dispose()
+
+    async def healthz(_request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_request: Request) -> Response:
+        try:
+            async with db.session() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception:
+            log.exception("readiness check failed")
+            return JSONResponse({"status": "database unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    async def root(_request: Request) -> Response:
+        return RedirectResponse("/graphql")
+
+    app = Starlette(
+        routes=[
+            Route("/", root),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Mount(GRAPHIQL_STATIC_PREFIX, StaticFiles(directory=GRAPHIQL_STATIC_DIR), name="graphiql-static"),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.kabinet = state
+    return app
+
+
+def app_from_env() -> Starlette:
+    """Factory for ``uvicorn --factory app.main:app_from_env`` (each worker process calls it)."""
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    return create_app(settings)

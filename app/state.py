@@ -1,0 +1,19 @@
+"""Process-wide state shared by every request: settings, database, event bus."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from app.broadcast import EventBus
+from app.db import Database
+from app.settings import Settings
+
+
+@dataclass
+class AppState:
+    """Long-lived objects of one server process, created by the app factory."""
+
+    settings: Settings
+    db: Database
+    bus: EventBus
+    extras: dict[str, object] = field(default_factory=dict)

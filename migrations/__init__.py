@@ -1,0 +1,1 @@
+"""Alembic migrations of the Kabinet database; run them through ``migrations.runner``."""

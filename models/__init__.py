@@ -1,0 +1,39 @@
+"""SQLAlchemy models, one module per domain. Importing this package registers every table on Base.metadata."""
+
+from models import (
+    accounts,
+    appeals,
+    audit,
+    billing,
+    branches,
+    content,
+    files,
+    idempotency,
+    identity,
+    meters,
+    notifications,
+    outbox,
+    payments,
+    readings,
+    tariffs,
+)
+from models.base import Base
+
+__all__ = [
+    "Base",
+    "accounts",
+    "appeals",
+    "audit",
+    "billing",
+    "branches",
+    "content",
+    "files",
+    "idempotency",
+    "identity",
+    "meters",
+    "notifications",
+    "outbox",
+    "payments",
+    "readings",
+    "tariffs",
+]

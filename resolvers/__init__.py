@@ -1,0 +1,1 @@
+"""Thin resolvers per domain and their dataloaders: parse input, check rights, call services, map results."""

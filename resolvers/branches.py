@@ -1,0 +1,43 @@
+"""Branches (филиалы), suppliers and services: loaders and thin resolvers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models.branches import Branch, Service, Supplier
+from resolvers.loaders import ById
+from services import branches
+
+
+class BranchById(ById):
+    """Branches by id."""
+
+    model = Branch
+
+
+class SupplierById(ById):
+    """Suppliers by id."""
+
+    model = Supplier
+
+
+class ServiceById(ById):
+    """Services by id."""
+
+    model = Service
+
+
+async def list_branches(info: Any) -> list[Branch]:
+    """All branches (public)."""
+    async with info.context.session() as session:
+        return await branches.list_branches(session)
+
+
+async def branches_by_ids(info: Any, ids: list[int]) -> list[Branch | None]:
+    """Branches by id (public reference data, visible to anybody)."""
+    return await info.context.loader(BranchById).load_many(ids)  # type: ignore[no-any-return]
+
+
+async def suppliers_by_ids(info: Any, ids: list[int]) -> list[Supplier | None]:
+    """Suppliers by id (public: their requisites are printed on every receipt)."""
+    return await info.context.loader(SupplierById).load_many(ids)  # type: ignore[no-any-return]

@@ -1,0 +1,1 @@
+"""Strawberry types, inputs, enums, scalars and errors, one module per domain; schema.py assembles them."""

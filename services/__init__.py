@@ -1,0 +1,1 @@
+"""Domain rules without GraphQL: each module takes a session and plain values and raises DomainError."""

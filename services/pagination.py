@@ -1,0 +1,62 @@
+"""Keyset pagination: pages are found by the sort key of the last row seen, never by OFFSET."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+
+T = TypeVar("T")
+
+MAX_PAGE_SIZE = 100
+
+
+@dataclass(slots=True)
+class Page(Generic[T]):
+    """One page of rows, the sort key of each row (for cursors), and whether more rows follow."""
+
+    items: list[T]
+    keys: list[tuple[Any, ...]]
+    has_next: bool
+    total: int | None = None
+
+
+async def keyset_page(
+    session: AsyncSession,
+    stmt: Select[Any],
+    *,
+    order_by: Sequence[ColumnElement[Any]],
+    key: Callable[[Any], tuple[Any, ...]],
+    first: int,
+    after: tuple[Any, ...] | None = None,
+    descending: bool = True,
+    count_total: bool = False,
+    scalars: bool = True,
+) -> Page[Any]:
+    """Run ``stmt`` ordered by ``order_by`` (unique together), starting after the key ``after``.
+
+    ``key`` turns a result row into its sort key. ``first`` is clamped to 1..MAX_PAGE_SIZE. With
+    ``count_total`` one more statement counts every row the filter matches.
+    """
+    limit = max(1, min(first, MAX_PAGE_SIZE))
+    total = None
+    if count_total:
+        total = (
+            await session.execute(select(func.count()).select_from(stmt.order_by(None).subquery()))
+        ).scalar_one()
+    page = stmt
+    if after is not None:
+        position = tuple_(*order_by)
+        page = page.where(position < tuple_(*after) if descending else position > tuple_(*after))
+    page = page.order_by(*(column.desc() if descending else column.asc() for column in order_by)).limit(
+        limit + 1
+    )
+    result = await session.execute(page)
+    rows = list(result.scalars() if scalars else result.all())
+    has_next = len(rows) > limit
+    rows = rows[:limit]
+    return Page(items=rows, keys=[key(row) for row in rows], has_next=has_next, total=total)

