@@ -23,8 +23,18 @@ from schema.scalars import SCALAR_OVERRIDES, YearMonthScalar
 log = logging.getLogger("kabinet.graphql")
 
 
+QUERIES: tuple[type, ...] = (IdentityQueries, BranchQueries)
+"""Each domain's query class; add a domain's here (its fields join the root Query)."""
+
+MUTATIONS: tuple[type, ...] = ()
+"""Each domain's mutation class; add a domain's here (its fields join the root Mutation)."""
+
+SUBSCRIPTIONS: tuple[type, ...] = ()
+"""Each domain's subscription class; add a domain's here (its fields join the root Subscription)."""
+
+
 @strawberry.type(description="Everything a client can read.")
-class Query(IdentityQueries, BranchQueries):
+class Query(*QUERIES):  # type: ignore[misc]
     """The root query: each domain contributes its fields by inheritance."""
 
     node: relay.Node | None = relay.node(
@@ -33,7 +43,7 @@ class Query(IdentityQueries, BranchQueries):
 
 
 @strawberry.type(description="Streams of events over graphql-transport-ws.")
-class Subscription:
+class Subscription(*SUBSCRIPTIONS):  # type: ignore[misc]
     """The root subscription type."""
 
     @strawberry.subscription(
@@ -85,8 +95,15 @@ def build_schema(settings: Settings | None = None) -> KabinetSchema:
 
         did_you_mean.__globals__["MAX_LENGTH"] = 0  # no "Did you mean …" suggestions leak the schema
         extensions.append(StaffOnlyIntrospection)
+    mutation = None
+    if MUTATIONS:
+        mutation = strawberry.type(
+            type("Mutation", MUTATIONS, {"__doc__": "The root mutation."}),
+            description="Everything a client can change.",
+        )
     return KabinetSchema(
         query=Query,
+        mutation=mutation,
         subscription=Subscription,
         types=[*error_types()],
         scalar_overrides=SCALAR_OVERRIDES,  # type: ignore[arg-type]

@@ -190,3 +190,25 @@ async def live_server(app: Any) -> AsyncIterator[str]:
     """The app behind a real uvicorn server (for websocket tests)."""
     async with running_server(app) as url:
         yield url
+
+
+async def login_as(db: Database, settings: Settings, phone: str) -> str:
+    """An access token for the user with ``phone`` (E.164), via the same session service logins use."""
+    from sqlalchemy import select
+
+    from models.identity import User
+    from services.sessions import start_session
+
+    async with db.session() as session:
+        user = (await session.execute(select(User).where(User.phone == phone))).scalar_one()
+        tokens = await start_session(session, settings.secret_key, user, now=dt.datetime.now(dt.UTC))
+        await session.commit()
+    return tokens.access_token
+
+
+@pytest.fixture
+async def customer_token(db: Database, settings: Settings) -> str:
+    """Access token of the demo customer Иванов Иван Иванович (+7 111 111-11-11)."""
+    from services.demo import DEMO_PHONE_E164
+
+    return await login_as(db, settings, DEMO_PHONE_E164)

@@ -134,3 +134,24 @@ def test_K1_every_setting_is_documented_in_the_readme() -> None:
         alias = field.validation_alias
         variable = alias.choices[0] if alias is not None else f"KABINET_{name.upper()}"  # type: ignore[union-attr]
         assert f"`{variable}`" in readme, f"{variable} is missing from the README's configuration table"
+
+
+async def test_K1_me_answers_for_a_logged_in_customer(api: Any, customer_token: str) -> None:
+    data = await api.data("{ me { id phone fullName emailConfirmed role } }", token=customer_token)
+    assert data["me"]["phone"] == "+71111111111"
+    assert data["me"]["fullName"] == "Иванов Иван Иванович"
+    assert data["me"]["role"] == "CUSTOMER"
+    assert base64.b64decode(data["me"]["id"]).decode().startswith("User:")
+
+
+async def test_K1_node_hides_other_users(api: Any, customer_token: str) -> None:
+    me = (await api.data("{ me { id } }", token=customer_token))["me"]
+    other = base64.b64encode(b"User:999999").decode()
+    data = await api.data(
+        "query($a: ID!, $b: ID!) { a: node(id: $a) { id } b: node(id: $b) { id } }",
+        token=customer_token,
+        a=me["id"],
+        b=other,
+    )
+    assert data == {"a": {"id": me["id"]}, "b": None}
+    assert (await api.data("query($a: ID!) { node(id: $a) { id } }", a=me["id"]))["node"] is None

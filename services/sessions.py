@@ -1,0 +1,133 @@
+"""Login sessions: an access token (short-lived, signed) plus a rotating opaque refresh token.
+
+Every way of logging in (password, code, QR, biometrics, VK) ends in :func:`start_session`.
+Refreshing rotates the refresh token; presenting a spent one revokes the whole session (its family),
+since it means the token was copied. Sessions have an absolute lifetime that refreshing never extends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.identity import AuthSession, ClientKind, RefreshToken, User
+from services.errors import DomainError
+from services.tokens import ACCESS_TOKEN_TTL, issue_access_token
+
+SESSION_LIFETIME = dt.timedelta(days=30)
+"""Absolute lifetime of a login session (then the user logs in again)."""
+
+
+class InvalidRefreshToken(DomainError):
+    """The refresh token is unknown, spent, expired, or its session has ended."""
+
+    code = "INVALID_REFRESH_TOKEN"
+    message = "Сеанс завершен. Войдите снова."
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """What a client stores after logging in or refreshing."""
+
+    access_token: str
+    access_token_expires_at: dt.datetime
+    refresh_token: str
+    refresh_token_expires_at: dt.datetime
+    session_id: int
+
+
+def _hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+async def _issue(
+    session: AsyncSession, secret: str, auth: AuthSession, user: User, now: dt.datetime
+) -> Tokens:
+    refresh = secrets.token_urlsafe(32)
+    session.add(RefreshToken(session_id=auth.id, token_hash=_hash(refresh), expires_at=auth.expires_at))
+    access, access_expires = issue_access_token(
+        secret, user_id=user.id, role=user.role.value, session_id=auth.id, now=now, ttl=ACCESS_TOKEN_TTL
+    )
+    return Tokens(access, min(access_expires, auth.expires_at), refresh, auth.expires_at, auth.id)
+
+
+async def start_session(
+    session: AsyncSession,
+    secret: str,
+    user: User,
+    *,
+    now: dt.datetime,
+    client_kind: ClientKind = ClientKind.WEB,
+    device_name: str | None = None,
+    client_ip: str | None = None,
+    user_agent: str | None = None,
+) -> Tokens:
+    """Open a login session for ``user`` and issue its first tokens (the caller commits)."""
+    auth = AuthSession(
+        user_id=user.id,
+        client_kind=client_kind,
+        device_name=device_name,
+        client_ip=client_ip,
+        user_agent=user_agent,
+        last_used_at=now,
+        expires_at=now + SESSION_LIFETIME,
+    )
+    session.add(auth)
+    await session.flush()
+    user.last_login_at = now
+    return await _issue(session, secret, auth, user, now)
+
+
+async def refresh_session(
+    session: AsyncSession, secret: str, refresh_token: str, *, now: dt.datetime
+) -> Tokens:
+    """Rotate a refresh token. A spent token revokes its session (theft); the caller commits either way."""
+    row = (
+        await session.execute(
+            select(RefreshToken, AuthSession, User)
+            .join(AuthSession, AuthSession.id == RefreshToken.session_id)
+            .join(User, User.id == AuthSession.user_id)
+            .where(RefreshToken.token_hash == _hash(refresh_token))
+            .with_for_update(of=RefreshToken)
+        )
+    ).one_or_none()
+    if row is None:
+        raise InvalidRefreshToken()
+    token, auth, user = row
+    if token.used_at is not None:
+        await revoke_sessions(session, auth.user_id, now=now, only=auth.id)
+        raise InvalidRefreshToken(reused=True)
+    if auth.revoked_at is not None or auth.expires_at <= now or user.deleted_at is not None:
+        raise InvalidRefreshToken()
+    token.used_at = now
+    auth.last_used_at = now
+    return await _issue(session, secret, auth, user, now)
+
+
+async def revoke_sessions(
+    session: AsyncSession,
+    user_id: int,
+    *,
+    now: dt.datetime,
+    only: int | None = None,
+    keep: int | None = None,
+) -> int:
+    """End sessions of a user: one (``only``), or all but ``keep`` (password change), or all."""
+    stmt = update(AuthSession).where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+    if only is not None:
+        stmt = stmt.where(AuthSession.id == only)
+    if keep is not None:
+        stmt = stmt.where(AuthSession.id != keep)
+    result = await session.execute(stmt.values(revoked_at=now))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def is_session_active(session: AsyncSession, session_id: int, *, now: dt.datetime) -> bool:
+    """True while the session has not been revoked or expired."""
+    found = await session.get(AuthSession, session_id)
+    return found is not None and found.revoked_at is None and found.expires_at > now
