@@ -12,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import strawberry
+from graphql import GraphQLError
+from strawberry import relay
 
 
 def backed_by(*models: type) -> Callable[..., bool]:
@@ -29,3 +31,31 @@ def backed_by(*models: type) -> Callable[..., bool]:
 def as_node(type_: type, rows: list[Any]) -> list[Any]:
     """Mark rows as values of ``type_`` so the ``Node`` interface can tell their GraphQL type."""
     return [strawberry.cast(type_, row) if row is not None else None for row in rows]
+
+
+class InvalidId(GraphQLError):
+    """A global ID that is malformed or names no Node type: the client's bug, reported as such."""
+
+    def __init__(self, value: str) -> None:
+        super().__init__(f"Invalid global ID: {value!r}", extensions={"code": "INVALID_ID"})
+
+
+def parse_global_id(value: str, *, expected_type: str | None = None) -> relay.GlobalID:
+    """Decode a global ID (optionally of one type); malformed ones raise :class:`InvalidId`."""
+    try:
+        global_id = relay.GlobalID.from_id(value)
+    except (ValueError, TypeError) as error:
+        raise InvalidId(value) from error
+    if expected_type is not None and global_id.type_name != expected_type:
+        raise InvalidId(value)
+    return global_id
+
+
+async def resolve_global_id(info: Any, value: str) -> Any:
+    """The node behind a global ID if the caller may see it, else None."""
+    global_id = parse_global_id(value)
+    try:
+        node_type = global_id.resolve_type(info)
+    except (ValueError, TypeError) as error:
+        raise InvalidId(value) from error
+    return await node_type.resolve_node(global_id.node_id, info=info, required=False)

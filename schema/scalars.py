@@ -27,8 +27,7 @@ def serialize_year_month(value: dt.date) -> str:
     return f"{value.year:04d}-{value.month:02d}"
 
 
-YearMonthScalar = strawberry.scalar(
-    YearMonth,
+YEAR_MONTH = strawberry.scalar(
     name="YearMonth",
     description='A calendar month, e.g. "2026-10": the billing period of charges, readings and receipts.',
     serialize=serialize_year_month,
@@ -48,8 +47,7 @@ def _parse_decimal(value: object) -> decimal.Decimal:
     return parsed
 
 
-DecimalScalar = strawberry.scalar(
-    decimal.Decimal,
+DECIMAL = strawberry.scalar(
     name="Decimal",
     description=(
         'An exact decimal number as a string: money in roubles with kopecks ("1234.50", currency RUB; debt '
@@ -60,4 +58,8 @@ DecimalScalar = strawberry.scalar(
     parse_value=_parse_decimal,
 )
 
-SCALAR_OVERRIDES: dict[object, object] = {decimal.Decimal: DecimalScalar}
+YearMonthScalar = YearMonth
+"""Annotate fields and arguments with this (or ``YearMonth``): the schema maps it to the scalar."""
+
+SCALAR_MAP = {YearMonth: YEAR_MONTH, decimal.Decimal: DECIMAL}
+"""Python types → GraphQL scalars, given to ``StrawberryConfig(scalar_map=...)``."""

@@ -18,7 +18,8 @@ from app.settings import Settings
 from schema.branches import BranchQueries
 from schema.errors import error_types
 from schema.identity import IdentityQueries
-from schema.scalars import SCALAR_OVERRIDES, YearMonthScalar
+from schema.node import resolve_global_id
+from schema.scalars import SCALAR_MAP
 
 log = logging.getLogger("kabinet.graphql")
 
@@ -37,9 +38,21 @@ SUBSCRIPTIONS: tuple[type, ...] = ()
 class Query(*QUERIES):  # type: ignore[misc]
     """The root query: each domain contributes its fields by inheritance."""
 
-    node: relay.Node | None = relay.node(
-        description="Any object by its global ID, if it exists and the caller may see it."
+    @strawberry.field(
+        description="Any object by its global ID; null if it does not exist or you may not see it."
     )
+    async def node(
+        self, info: strawberry.Info, id: strawberry.ID = strawberry.argument(description="A global ID.")
+    ) -> relay.Node | None:
+        return await resolve_global_id(info, id)
+
+    @strawberry.field(
+        description="Several objects by global ID, in the same order; null for each one not visible."
+    )
+    async def nodes(
+        self, info: strawberry.Info, ids: list[strawberry.ID] = strawberry.argument(description="Global IDs.")
+    ) -> list[relay.Node | None]:
+        return list(await asyncio.gather(*(resolve_global_id(info, i) for i in ids)))
 
 
 @strawberry.type(description="Streams of events over graphql-transport-ws.")
@@ -84,16 +97,14 @@ def build_schema(settings: Settings | None = None) -> KabinetSchema:
     from schema.extensions import MaskUnexpectedErrors, StaffOnlyIntrospection
 
     settings = settings or Settings()
+    limits = settings.max_query_depth, settings.max_query_tokens, settings.max_query_aliases
     extensions: list[object] = [
-        QueryDepthLimiter(max_depth=settings.max_query_depth),
-        MaxTokensLimiter(max_token_count=settings.max_query_tokens),
-        MaxAliasesLimiter(max_alias_count=settings.max_query_aliases),
+        lambda: QueryDepthLimiter(max_depth=limits[0]),
+        lambda: MaxTokensLimiter(max_token_count=limits[1]),
+        lambda: MaxAliasesLimiter(max_alias_count=limits[2]),
         MaskUnexpectedErrors,
     ]
     if settings.is_production:
-        from graphql.pyutils import did_you_mean
-
-        did_you_mean.__globals__["MAX_LENGTH"] = 0  # no "Did you mean …" suggestions leak the schema
         extensions.append(StaffOnlyIntrospection)
     mutation = None
     if MUTATIONS:
@@ -106,9 +117,12 @@ def build_schema(settings: Settings | None = None) -> KabinetSchema:
         mutation=mutation,
         subscription=Subscription,
         types=[*error_types()],
-        scalar_overrides=SCALAR_OVERRIDES,  # type: ignore[arg-type]
         extensions=extensions,  # type: ignore[arg-type]
-        config=StrawberryConfig(auto_camel_case=True),
+        config=StrawberryConfig(
+            auto_camel_case=True,
+            scalar_map=SCALAR_MAP,
+            disable_field_suggestions=settings.is_production,  # "Did you mean …" would leak the schema
+        ),
     )
 
 
@@ -117,4 +131,4 @@ def export_sdl() -> str:
     return build_schema().as_str() + "\n"
 
 
-__all__ = ["Query", "Subscription", "YearMonthScalar", "build_schema", "export_sdl"]
+__all__ = ["Query", "Subscription", "build_schema", "export_sdl"]
