@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import AsyncGenerator
+from typing import Annotated
 
 import strawberry
 from graphql import GraphQLError
@@ -42,7 +43,9 @@ class Query(*QUERIES):  # type: ignore[misc]
         description="Any object by its global ID; null if it does not exist or you may not see it."
     )
     async def node(
-        self, info: strawberry.Info, id: strawberry.ID = strawberry.argument(description="A global ID.")
+        self,
+        info: strawberry.Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="A global ID.")],
     ) -> relay.Node | None:
         return await resolve_global_id(info, id)
 
@@ -50,7 +53,9 @@ class Query(*QUERIES):  # type: ignore[misc]
         description="Several objects by global ID, in the same order; null for each one not visible."
     )
     async def nodes(
-        self, info: strawberry.Info, ids: list[strawberry.ID] = strawberry.argument(description="Global IDs.")
+        self,
+        info: strawberry.Info,
+        ids: Annotated[list[strawberry.ID], strawberry.argument(description="Global IDs.")],
     ) -> list[relay.Node | None]:
         return list(await asyncio.gather(*(resolve_global_id(info, i) for i in ids)))
 
