@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session, SessionTransaction
+
+from services.events import take_pending
+
+log = logging.getLogger(__name__)
 
 
 def async_url(url: str) -> str:
@@ -36,14 +43,48 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(
             self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False, echo=echo
         )
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self._sync_session_class: type[Session] = type("KabinetSession", (Session,), {})  # own event hooks
+        self.sessionmaker = async_sessionmaker(
+            self.engine, expire_on_commit=False, autoflush=False, sync_session_class=self._sync_session_class
+        )
         self._counters: list[StatementCounter] = []
+        self._publishing: set[asyncio.Task[None]] = set()
         event.listen(self.engine.sync_engine, "before_cursor_execute", self._count)
 
     def _count(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         for counter in self._counters:
             counter.statements += 1
             counter.sql.append(statement)
+
+    def publish_after_commit(self, publish: Callable[[str, dict[str, Any]], Awaitable[None]]) -> None:
+        """Publish events queued with ``services.events.emit`` after COMMIT; drop them on rollback."""
+
+        def after_commit(session: Session) -> None:
+            pending = take_pending(session)
+            if not pending:
+                return
+            loop = asyncio.get_running_loop()
+            for channel, message in pending:
+                task = loop.create_task(publish(channel, message))
+                self._publishing.add(task)
+                task.add_done_callback(self._published)
+
+        def after_rollback(session: Session, previous: SessionTransaction) -> None:
+            if previous.parent is None:  # the whole transaction, not a savepoint
+                take_pending(session)
+
+        event.listen(self._sync_session_class, "after_commit", after_commit)
+        event.listen(self._sync_session_class, "after_soft_rollback", after_rollback)
+
+    def _published(self, task: asyncio.Task[None]) -> None:
+        self._publishing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("publishing an event failed", exc_info=task.exception())
+
+    async def drain(self) -> None:
+        """Wait until every event handed to the bus has been sent (tests, shutdown)."""
+        while self._publishing:
+            await asyncio.gather(*list(self._publishing), return_exceptions=True)
 
     @contextlib.contextmanager
     def count_statements(self) -> Iterator[StatementCounter]:

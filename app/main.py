@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         raise RuntimeError("DATABASE_URL is not set; `kabinet serve` starts an embedded PostgreSQL for you")
     db = Database(settings.database_url, pool_size=settings.db_pool_size, echo=settings.db_echo)
     state = AppState(settings=settings, db=db, bus=EventBus(settings.redis_url, prefix=settings.redis_prefix))
+    db.publish_after_commit(state.bus.publish)
     graphql = KabinetGraphQL(build_schema(settings), state)
 
     @contextlib.asynccontextmanager
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
+            await db.drain()
             await state.bus.disconnect()
             await db.dispose()
 
