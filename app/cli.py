@@ -151,6 +151,46 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _create_staff(database_url: str, args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from app.db import Database
+    from models.identity import UserRole
+    from services import identity
+    from services.errors import DomainError
+
+    db = Database(database_url, pool_size=1)
+    try:
+        async with db.session() as session:
+            try:
+                user = await identity.create_staff(
+                    session,
+                    role=UserRole(args.role),
+                    phone=args.phone,
+                    email=args.email,
+                    last_name=args.last_name,
+                    first_name=args.first_name,
+                    middle_name=args.middle_name,
+                    password=args.password or os.environ.get("KABINET_STAFF_PASSWORD", ""),
+                    now=dt.datetime.now(dt.UTC),
+                )
+            except DomainError as error:
+                errors = getattr(error, "errors", [error])
+                for item in errors:
+                    print(f"{'.'.join(item.field or [])}: {item.text}", file=sys.stderr)
+                return 2
+            await session.commit()
+            print(f"created {user.role.value} {user.phone} (id {user.id})")
+            return 0
+    finally:
+        await db.dispose()
+
+
+def cmd_staff_create(args: argparse.Namespace) -> int:
+    """Create a staff user: OPERATOR, ANALYST or ADMIN."""
+    return asyncio.run(_create_staff(resolve_database_url(get_settings()), args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="kabinet", description=__doc__)
@@ -173,6 +213,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--months", type=int, default=36, help="months of history per account")
     demo.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
     demo.set_defaults(func=cmd_demo)
+
+    staff = commands.add_parser("staff", help="manage staff users")
+    staff_commands = staff.add_subparsers(dest="staff_command", required=True)
+    create = staff_commands.add_parser("create", help=cmd_staff_create.__doc__)
+    create.add_argument("--role", required=True, choices=["OPERATOR", "ANALYST", "ADMIN"], help="staff role")
+    create.add_argument("--phone", required=True, help="phone in any common form")
+    create.add_argument("--email", default=None, help="e-mail (stored as confirmed)")
+    create.add_argument("--last-name", required=True, help="last name")
+    create.add_argument("--first-name", required=True, help="first name")
+    create.add_argument("--middle-name", default=None, help="middle name")
+    create.add_argument(
+        "--password", default=None, help="password (A1 rules); default: $KABINET_STAFF_PASSWORD"
+    )
+    create.set_defaults(func=cmd_staff_create)
 
     export = commands.add_parser("export-schema", help=cmd_export_schema.__doc__)
     export.add_argument("--output", default="graphql.schema", help="file to write (default graphql.schema)")

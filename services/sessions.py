@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.identity import AuthSession, ClientKind, RefreshToken, User
 from services.errors import DomainError
+from services.events import emit, user_channel
+from services.limits import Counters
 from services.tokens import ACCESS_TOKEN_TTL, issue_access_token
 
 SESSION_LIFETIME = dt.timedelta(days=30)
@@ -100,8 +102,8 @@ async def refresh_session(
         raise InvalidRefreshToken()
     token, auth, user = row
     if token.used_at is not None:
-        await revoke_sessions(session, auth.user_id, now=now, only=auth.id)
-        raise InvalidRefreshToken(reused=True)
+        revoked = await revoke_sessions(session, auth.user_id, now=now, only=auth.id)
+        raise InvalidRefreshToken(reused=True, revoked=revoked)
     if auth.revoked_at is not None or auth.expires_at <= now or user.deleted_at is not None:
         raise InvalidRefreshToken()
     token.used_at = now
@@ -116,18 +118,48 @@ async def revoke_sessions(
     now: dt.datetime,
     only: int | None = None,
     keep: int | None = None,
-) -> int:
-    """End sessions of a user: one (``only``), or all but ``keep`` (password change), or all."""
+) -> list[int]:
+    """End sessions of a user: one (``only``), or all but ``keep`` (password change), or all.
+
+    Returns the ids of the sessions ended; pass them to :func:`flag_revoked` so their access tokens
+    stop working at once (the caller commits first)."""
     stmt = update(AuthSession).where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
     if only is not None:
         stmt = stmt.where(AuthSession.id == only)
     if keep is not None:
         stmt = stmt.where(AuthSession.id != keep)
-    result = await session.execute(stmt.values(revoked_at=now))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    result = await session.execute(stmt.values(revoked_at=now).returning(AuthSession.id))
+    ended = list(result.scalars())
+    if ended:  # live streams of these sessions end as soon as this commits
+        emit(session, user_channel(user_id), {"type": "session-ended", "sessionIds": ended})
+    return ended
 
 
 async def is_session_active(session: AsyncSession, session_id: int, *, now: dt.datetime) -> bool:
     """True while the session has not been revoked or expired."""
     found = await session.get(AuthSession, session_id)
     return found is not None and found.revoked_at is None and found.expires_at > now
+
+
+REVOCATION_FLAG_TTL = int(ACCESS_TOKEN_TTL.total_seconds()) + 60
+"""Revocations are remembered as long as an access token issued before them can live."""
+
+
+async def flag_revoked(counters: Counters, session_ids: list[int]) -> None:
+    """Remember ended sessions so their unexpired access tokens are refused (checked per request)."""
+    await counters.set_flags([f"revoked-session:{sid}" for sid in session_ids], REVOCATION_FLAG_TTL)
+
+
+async def is_revoked(counters: Counters, session_id: int) -> bool:
+    """Whether the session was ended within the lifetime of its access tokens (one Redis EXISTS)."""
+    return await counters.has_flag(f"revoked-session:{session_id}")
+
+
+async def active_sessions(session: AsyncSession, user_id: int, *, now: dt.datetime) -> list[AuthSession]:
+    """The user's sessions that have not ended, most recently used first."""
+    rows = await session.execute(
+        select(AuthSession)
+        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None), AuthSession.expires_at > now)
+        .order_by(AuthSession.last_used_at.desc(), AuthSession.id.desc())
+    )
+    return list(rows.scalars())
