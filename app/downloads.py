@@ -1,0 +1,69 @@
+"""``GET /downloads/{token}``: serves files behind short-lived signed URLs (receipts, tariff documents).
+
+The token (see :mod:`services.storage`) names the file and carries its expiry and an HMAC made with the
+secret key; whoever holds a valid, unexpired URL may download, nobody can forge or extend one. Receipt
+PDFs are generated on the first download and cached (D3).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from app.state import AppState
+from models.files import StoredFile
+from services import receipts, storage
+from services.errors import DomainError
+
+
+def _now(state: AppState) -> dt.datetime:
+    fixed = state.settings.now_override
+    if fixed is not None:
+        return fixed if fixed.tzinfo else fixed.replace(tzinfo=dt.UTC)
+    return dt.datetime.now(dt.UTC)
+
+
+async def download(request: Request) -> Response:
+    """Check the signed token and send the file's bytes (403 forged/expired, 404 gone)."""
+    state: AppState = request.app.state.kabinet
+    now = _now(state)
+    try:
+        target = storage.verify_download(state.settings.secret_key, request.path_params["token"], now=now)
+    except storage.InvalidDownload:
+        return PlainTextResponse("Ссылка недействительна или устарела", status_code=403)
+    files = storage.local_storage(state.settings.data_dir)
+    kind, _, rest = target.partition(":")
+    async with state.db.session() as session:
+        row: StoredFile | None
+        if kind == "file":
+            row = await session.get(StoredFile, int(rest))
+        elif kind == "receipt":
+            account_id, _, period = rest.partition(":")
+            try:
+                row = await receipts.receipt_pdf(
+                    session, files, int(account_id), dt.date.fromisoformat(f"{period}-01"), now=now
+                )
+            except DomainError:
+                row = None
+            await session.commit()
+        else:
+            row = None
+        if row is not None and not files.exists(row.storage_key) and row.storage_key.startswith("demo/"):
+            from services.demo import demo_file_bytes  # demo rows name files nobody has written yet
+
+            files.save(row.storage_key, demo_file_bytes(row.storage_key))
+        if row is None or not files.exists(row.storage_key):
+            return PlainTextResponse("Файл не найден", status_code=404)
+        data = storage.read_checked(files, row)
+        filename, content_type = row.original_filename, row.content_type
+    return Response(
+        data,
+        media_type=content_type,
+        headers={
+            "content-disposition": f"attachment; filename*=UTF-8''{quote(filename)}",
+            "cache-control": "private, no-store",
+        },
+    )

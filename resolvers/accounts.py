@@ -1,0 +1,236 @@
+"""Accounts (B1–B4, C1, J5): loaders and thin resolvers.
+
+Visibility: an ``Account`` value only ever comes from :func:`linked_accounts` or :func:`accounts_by_ids`
+(both apply the rule of :mod:`services.accounts`), so fields under an account need no second check.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.accounts import Account, AccountService, UserAccount
+from models.payments import AutopaySetting
+from resolvers.branches import BranchById
+from resolvers.loaders import ById, Loader, grouped
+from schema.permissions import require_viewer
+from services import accounts
+from services.accounts import STAFF_ROLES, WindowCountdown
+from services.pagination import Page, keyset_page
+
+
+class AccountById(ById):
+    """Accounts by id (no visibility rule: callers apply it)."""
+
+    model = Account
+
+
+class LinkByAccountId(Loader[int, UserAccount | None]):
+    """The viewer's own link to each account (display name, e-receipt), None where not linked."""
+
+    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[UserAccount | None]:
+        viewer = self.scope.context.viewer
+        if viewer is None:
+            return [None for _ in keys]
+        rows = (
+            await session.execute(
+                select(UserAccount).where(
+                    UserAccount.user_id == viewer.user_id, UserAccount.account_id.in_(keys)
+                )
+            )
+        ).scalars()
+        found = {row.account_id: row for row in rows}
+        return [found.get(key) for key in keys]
+
+
+class AutopayByAccountId(Loader[int, bool]):
+    """Whether the viewer has autopay switched on for each account."""
+
+    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[bool]:
+        viewer = self.scope.context.viewer
+        if viewer is None:
+            return [False for _ in keys]
+        rows = await session.execute(
+            select(UserAccount.account_id)
+            .join(AutopaySetting, AutopaySetting.user_account_id == UserAccount.id)
+            .where(
+                UserAccount.user_id == viewer.user_id,
+                UserAccount.account_id.in_(keys),
+                AutopaySetting.enabled.is_(True),
+            )
+        )
+        enabled = set(rows.scalars())
+        return [key in enabled for key in keys]
+
+
+class ServicesByAccountId(Loader[int, list[AccountService]]):
+    """C1: the services of each account."""
+
+    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[AccountService]]:
+        rows = (
+            await session.execute(
+                select(AccountService)
+                .where(AccountService.account_id.in_(keys))
+                .order_by(AccountService.account_id, AccountService.id)
+            )
+        ).scalars()
+        return grouped(rows, keys, "account_id")
+
+
+async def linked_accounts(info: Any, *, first: int, after: tuple[Any, ...] | None) -> Page[Account]:
+    """B4: the caller's accounts in the order they were linked, a page at a time (links primed)."""
+    viewer = require_viewer(info)
+    async with info.context.session() as session:
+        page = await keyset_page(
+            session,
+            select(UserAccount, Account)
+            .join(Account, Account.id == UserAccount.account_id)
+            .where(UserAccount.user_id == viewer.user_id),
+            order_by=[UserAccount.linked_at, UserAccount.id],
+            key=lambda row: (row[0].linked_at, row[0].id),
+            first=first,
+            after=after,
+            descending=False,
+            count_total=True,
+            scalars=False,
+        )
+    links = info.context.loader(LinkByAccountId)
+    for link, account in page.items:
+        links.prime(account.id, link)
+        info.context.loader(AccountById).prime(account.id, account)
+    page.items = [account for _, account in page.items]
+    return page
+
+
+async def accounts_by_ids(info: Any, ids: list[int]) -> list[Account | None]:
+    """Accounts by id, None where missing or not visible (customers: linked only; staff: all)."""
+    viewer = info.context.viewer
+    if viewer is None:
+        return [None for _ in ids]
+    rows = await info.context.loader(AccountById).load_many(ids)
+    if viewer.role in STAFF_ROLES:
+        return list(rows)
+    links = await info.context.loader(LinkByAccountId).load_many(ids)
+    return [row if link is not None else None for row, link in zip(rows, links, strict=True)]
+
+
+async def require_account(info: Any, account_id: int) -> Account:
+    """An account the caller may see, else :class:`services.accounts.AccountNotFound`."""
+    found = (await accounts_by_ids(info, [account_id]))[0]
+    if found is None:
+        raise accounts.AccountNotFound(field=["accountId"])
+    return found
+
+
+async def link_of(info: Any, account_id: int) -> UserAccount | None:
+    """The viewer's link to the account (None for staff viewing an account they are not linked to)."""
+    return await info.context.loader(LinkByAccountId).load(account_id)  # type: ignore[no-any-return]
+
+
+async def autopay_enabled(info: Any, account_id: int) -> bool:
+    """Whether the viewer's autopay is on for the account."""
+    return await info.context.loader(AutopayByAccountId).load(account_id)  # type: ignore[no-any-return]
+
+
+async def branch_of(info: Any, account: Account) -> Any:
+    """The account's branch."""
+    return await info.context.loader(BranchById).load(account.branch_id)
+
+
+async def services_of(info: Any, account_id: int) -> list[AccountService]:
+    """C1: the account's services."""
+    return await info.context.loader(ServicesByAccountId).load(account_id)  # type: ignore[no-any-return]
+
+
+async def reading_window(info: Any, account: Account) -> WindowCountdown:
+    """B4: the reading-window countdown in the account's branch's time zone."""
+    branch = await branch_of(info, account)
+    today = accounts.local_today(info.context.now, branch.time_zone)
+    return accounts.window_countdown(today, branch.reading_window_start_day, branch.reading_window_end_day)
+
+
+async def effective_receipt_email(info: Any, link: UserAccount | None) -> str | None:
+    """J5: the address e-receipts go to: the link's own, else the confirmed profile e-mail."""
+    if link is None or not link.e_receipt_enabled:
+        return None
+    if link.receipt_email:
+        return link.receipt_email
+    from resolvers.identity import UserById
+
+    user = await info.context.loader(UserById).load(link.user_id)
+    return user.email if user is not None and user.email_confirmed_at is not None else None
+
+
+# --- mutations ----------------------------------------------------------------------------------------------
+
+
+async def link_account(
+    info: Any, *, branch_id: int, number: str, proof: str, e_receipt: bool
+) -> tuple[Account, UserAccount]:
+    """B1 (the caller commits even on failure, so failed attempts count)."""
+    viewer = require_viewer(info)
+    async with info.context.session() as session:
+        try:
+            link = await accounts.link_account(
+                session,
+                user_id=viewer.user_id,
+                branch_id=branch_id,
+                number=number,
+                proof=proof,
+                e_receipt=e_receipt,
+                now=info.context.now,
+                client_ip=info.context.client_ip,
+            )
+        except accounts.DomainError:
+            await session.commit()
+            raise
+        account = await session.get(Account, link.account_id)
+        await session.commit()
+    assert account is not None
+    info.context.loader(LinkByAccountId).prime(account.id, link)
+    return account, link
+
+
+async def unlink_account(info: Any, account_id: int) -> accounts.Unlinked:
+    """B2."""
+    viewer = require_viewer(info)
+    async with info.context.session() as session:
+        result = await accounts.unlink_account(session, user_id=viewer.user_id, account_id=account_id)
+        await session.commit()
+    return result
+
+
+async def rename_account(info: Any, account_id: int, name: str | None) -> Account:
+    """B3."""
+    viewer = require_viewer(info)
+    async with info.context.session() as session:
+        link = await accounts.rename_account(
+            session, user_id=viewer.user_id, account_id=account_id, name=name
+        )
+        account = await session.get(Account, account_id)
+        await session.commit()
+    info.context.loader(LinkByAccountId).clear(account_id).prime(account_id, link)
+    assert account is not None
+    return account
+
+
+async def set_receipt_delivery(info: Any, account_id: int, electronic: bool, email: str | None) -> Account:
+    """J5."""
+    viewer = require_viewer(info)
+    async with info.context.session() as session:
+        link = await accounts.set_receipt_delivery(
+            session, user_id=viewer.user_id, account_id=account_id, electronic=electronic, email=email
+        )
+        account = await session.get(Account, account_id)
+        await session.commit()
+    info.context.loader(LinkByAccountId).clear(account_id).prime(account_id, link)
+    assert account is not None
+    return account
+
+
+def today(info: Any) -> dt.date:
+    """The company's today for this request."""
+    return info.context.today  # type: ignore[no-any-return]

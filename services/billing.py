@@ -1,0 +1,443 @@
+"""Billing: balances (B4, D7), charges (D2), payments (D4), events (D1), statistics (D6), tariffs (C4).
+
+Sign convention everywhere: positive = the customer owes (debt), negative = overpayment, zero = neither.
+Functions that serve lists take many account ids at once so per-request loaders batch them into one
+statement whatever the number of accounts or months.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.accounts import Account, AccountService
+from models.billing import Charge, PeriodBalance, Receipt
+from models.payments import Payment, PaymentAllocation, PaymentMethodKind, PaymentStatus
+from models.tariffs import Tariff, Zone
+from services.periods import PeriodRange, add_months, allowed_range, month_start
+
+ZERO = Decimal("0.00")
+
+
+class BalanceStatus(enum.StrEnum):
+    """B4: what the balance means to the customer."""
+
+    DEBT = "DEBT"
+    OVERPAYMENT = "OVERPAYMENT"
+    NONE = "NONE"
+
+
+BALANCE_LABELS = {
+    BalanceStatus.DEBT: "К оплате",
+    BalanceStatus.OVERPAYMENT: "Переплата",
+    BalanceStatus.NONE: "Задолженность отсутствует",
+}
+"""B4: the words the manual shows next to the amount."""
+
+
+def balance_status(amount: Decimal) -> BalanceStatus:
+    """DEBT for a positive amount, OVERPAYMENT for a negative one, NONE for zero."""
+    if amount > 0:
+        return BalanceStatus.DEBT
+    if amount < 0:
+        return BalanceStatus.OVERPAYMENT
+    return BalanceStatus.NONE
+
+
+def display_amount(amount: Decimal) -> str:
+    """B4's text of an amount: «1 234,50», overpayment with «-», neither «0,00»."""
+    quantized = amount.quantize(Decimal("0.01"))
+    sign = "-" if quantized < 0 else ""
+    whole, _, kopecks = f"{abs(quantized):.2f}".partition(".")
+    grouped = f"{int(whole):,}".replace(",", "\u00a0")
+    return f"{sign}{grouped},{kopecks}"
+
+
+@dataclass(slots=True)
+class SupplierBalance:
+    """The balance with one supplier: last closing balance minus payments credited since."""
+
+    supplier_id: int
+    amount: Decimal
+    closing: Decimal  # closing balance of the last billed period
+    paid_since: Decimal  # payments credited after that period (the current one)
+
+
+@dataclass(slots=True)
+class AccountBalance:
+    """B4: the account's balance counting this period's payments, with the per-supplier breakdown."""
+
+    account_id: int
+    billed_period: dt.date | None  # the last period billing closed
+    suppliers: list[SupplierBalance] = field(default_factory=list)
+
+    @property
+    def amount(self) -> Decimal:
+        """Sum over suppliers (debt positive, overpayment negative)."""
+        return sum((line.amount for line in self.suppliers), ZERO)
+
+
+async def balances(session: AsyncSession, account_ids: Sequence[int]) -> list[AccountBalance]:
+    """B4: current balances of many accounts in two statements (last closed balances, later payments)."""
+    latest = (
+        select(PeriodBalance.account_id, func.max(PeriodBalance.period).label("period"))
+        .where(PeriodBalance.account_id.in_(account_ids))
+        .group_by(PeriodBalance.account_id)
+        .subquery()
+    )
+    rows = (
+        await session.execute(
+            select(PeriodBalance)
+            .join(
+                latest,
+                and_(
+                    PeriodBalance.account_id == latest.c.account_id, PeriodBalance.period == latest.c.period
+                ),
+            )
+            .order_by(PeriodBalance.account_id, PeriodBalance.supplier_id)
+        )
+    ).scalars()
+    result = {account_id: AccountBalance(account_id, None) for account_id in account_ids}
+    for row in rows:
+        found = result[row.account_id]
+        found.billed_period = row.period
+        found.suppliers.append(SupplierBalance(row.supplier_id, row.closing, row.closing, ZERO))
+    paid = await session.execute(
+        select(
+            PaymentAllocation.account_id, PaymentAllocation.supplier_id, func.sum(PaymentAllocation.amount)
+        )
+        .join(Payment, Payment.id == PaymentAllocation.payment_id)
+        .outerjoin(latest, latest.c.account_id == PaymentAllocation.account_id)
+        .where(
+            PaymentAllocation.account_id.in_(account_ids),
+            Payment.status == PaymentStatus.SUCCEEDED,
+            or_(latest.c.period.is_(None), PaymentAllocation.period > latest.c.period),
+        )
+        .group_by(PaymentAllocation.account_id, PaymentAllocation.supplier_id)
+    )
+    for account_id, supplier_id, total in paid:
+        found = result[account_id]
+        line = next((line for line in found.suppliers if line.supplier_id == supplier_id), None)
+        if line is None:
+            line = SupplierBalance(supplier_id, ZERO, ZERO, ZERO)
+            found.suppliers.append(line)
+        line.paid_since += total
+        line.amount = line.closing - line.paid_since
+    return [result[account_id] for account_id in account_ids]
+
+
+# --- D2 charges -------------------------------------------------------------------------------------------
+
+
+async def charges(
+    session: AsyncSession, account_ids: Sequence[int], start: dt.date, end: dt.date
+) -> dict[int, list[Charge]]:
+    """D2: charges of many accounts over the months ``start``..``end``, newest month first, one statement."""
+    rows = (
+        await session.execute(
+            select(Charge)
+            .where(Charge.account_id.in_(account_ids), Charge.period.between(start, end))
+            .order_by(Charge.account_id, Charge.period.desc(), Charge.service_id, Charge.zone, Charge.id)
+        )
+    ).scalars()
+    out: dict[int, list[Charge]] = {account_id: [] for account_id in account_ids}
+    for row in rows:
+        out[row.account_id].append(row)
+    return out
+
+
+def charge_total(charge: Charge) -> Decimal:
+    """What a charge line adds to the balance: amount plus recalculation."""
+    return charge.amount + (charge.recalculation or ZERO)
+
+
+def by_month(rows: Iterable[object], attribute: str = "period") -> list[tuple[dt.date, list[object]]]:
+    """Group rows (already ordered newest month first) by their period, keeping the order."""
+    groups: dict[dt.date, list[object]] = {}
+    for row in rows:
+        groups.setdefault(getattr(row, attribute), []).append(row)
+    return list(groups.items())
+
+
+# --- D4 payments ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentLine:
+    """D4: a payment credited to one account and supplier."""
+
+    id: int  # allocation id
+    payment_id: int
+    account_id: int
+    supplier_id: int
+    period: dt.date
+    amount: Decimal
+    paid_at: dt.datetime | None
+    method: PaymentMethodKind
+    is_autopay: bool
+
+
+async def payments(
+    session: AsyncSession, account_ids: Sequence[int], start: dt.date, end: dt.date
+) -> dict[int, list[PaymentLine]]:
+    """D4: successful payments credited to many accounts in the months ``start``..``end``, newest first."""
+    rows = await session.execute(
+        select(
+            PaymentAllocation.id,
+            PaymentAllocation.payment_id,
+            PaymentAllocation.account_id,
+            PaymentAllocation.supplier_id,
+            PaymentAllocation.period,
+            PaymentAllocation.amount,
+            func.coalesce(Payment.paid_at, Payment.created_at),
+            Payment.method,
+            Payment.is_autopay,
+        )
+        .join(Payment, Payment.id == PaymentAllocation.payment_id)
+        .where(
+            PaymentAllocation.account_id.in_(account_ids),
+            PaymentAllocation.period.between(start, end),
+            Payment.status == PaymentStatus.SUCCEEDED,
+        )
+        .order_by(
+            PaymentAllocation.account_id,
+            PaymentAllocation.period.desc(),
+            func.coalesce(Payment.paid_at, Payment.created_at).desc(),
+            PaymentAllocation.id.desc(),
+        )
+    )
+    out: dict[int, list[PaymentLine]] = {account_id: [] for account_id in account_ids}
+    for row in rows:
+        line = PaymentLine(*row)
+        out[line.account_id].append(line)
+    return out
+
+
+# --- D1 events --------------------------------------------------------------------------------------------
+
+
+class EventKind(enum.StrEnum):
+    """D1: what happened on the account."""
+
+    CHARGE = "CHARGE"
+    PAYMENT = "PAYMENT"
+    RECALCULATION = "RECALCULATION"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """D1: one operation; ``amount`` is its effect on the balance (payments negative)."""
+
+    kind: EventKind
+    period: dt.date
+    amount: Decimal
+    service_id: int | None = None
+    supplier_id: int | None = None
+    occurred_at: dt.datetime | None = None
+
+
+def events_of(charge_rows: Iterable[Charge], payment_lines: Iterable[PaymentLine]) -> list[Event]:
+    """D1: charges (per service and zone), recalculations and payments, newest month first."""
+    out: list[Event] = []
+    for charge in charge_rows:
+        out.append(
+            Event(EventKind.CHARGE, charge.period, charge.amount, charge.service_id, charge.supplier_id)
+        )
+        if charge.recalculation:
+            out.append(
+                Event(
+                    EventKind.RECALCULATION,
+                    charge.period,
+                    charge.recalculation,
+                    charge.service_id,
+                    charge.supplier_id,
+                )
+            )
+    for line in payment_lines:
+        out.append(Event(EventKind.PAYMENT, line.period, -line.amount, None, line.supplier_id, line.paid_at))
+    order = {EventKind.CHARGE: 0, EventKind.RECALCULATION: 1, EventKind.PAYMENT: 2}
+    out.sort(key=lambda event: (-event.period.toordinal(), order[event.kind]))
+    return out
+
+
+# --- D7 balance by month and supplier --------------------------------------------------------------------
+
+
+async def balance_history(
+    session: AsyncSession, account_ids: Sequence[int], start: dt.date, end: dt.date
+) -> dict[int, list[PeriodBalance]]:
+    """D7: period balances by month and supplier, newest month first."""
+    rows = (
+        await session.execute(
+            select(PeriodBalance)
+            .where(PeriodBalance.account_id.in_(account_ids), PeriodBalance.period.between(start, end))
+            .order_by(PeriodBalance.account_id, PeriodBalance.period.desc(), PeriodBalance.supplier_id)
+        )
+    ).scalars()
+    out: dict[int, list[PeriodBalance]] = {account_id: [] for account_id in account_ids}
+    for row in rows:
+        out[row.account_id].append(row)
+    return out
+
+
+# --- D6 statistics ----------------------------------------------------------------------------------------
+
+
+class StatisticsKind(enum.StrEnum):
+    """D6: what a chart shows."""
+
+    CONSUMPTION = "CONSUMPTION"  # volume by month, service and zone
+    CHARGES = "CHARGES"  # roubles charged by month, service and zone
+    PAYMENTS = "PAYMENTS"  # roubles paid by month and supplier
+
+
+@dataclass(slots=True)
+class Series:
+    """One line (or bar group) of a chart: a value for every month of the range, zeros included."""
+
+    service_id: int | None
+    zone: Zone | None
+    supplier_id: int | None
+    points: list[tuple[dt.date, Decimal]]
+
+
+async def statistics(
+    session: AsyncSession,
+    account_id: int,
+    period: PeriodRange,
+    kind: StatisticsKind,
+    *,
+    service_ids: Sequence[int] | None = None,
+    zones: Sequence[Zone] | None = None,
+) -> list[Series]:
+    """D6: series for charts, filtered by period, services and zones, one statement."""
+    months = period.months
+    if kind is StatisticsKind.PAYMENTS:
+        stmt = (
+            select(
+                PaymentAllocation.supplier_id,
+                PaymentAllocation.period,
+                func.sum(PaymentAllocation.amount),
+            )
+            .join(Payment, Payment.id == PaymentAllocation.payment_id)
+            .where(
+                PaymentAllocation.account_id == account_id,
+                PaymentAllocation.period.between(period.start, period.end),
+                Payment.status == PaymentStatus.SUCCEEDED,
+            )
+            .group_by(PaymentAllocation.supplier_id, PaymentAllocation.period)
+        )
+        values: dict[tuple[int | None, Zone | None, int | None], dict[dt.date, Decimal]] = defaultdict(dict)
+        for supplier_id, month, total in await session.execute(stmt):
+            values[(None, None, supplier_id)][month] = total
+    else:
+        measure = (
+            Charge.volume if kind is StatisticsKind.CONSUMPTION else Charge.amount + Charge.recalculation
+        )
+        stmt = (
+            select(Charge.service_id, Charge.zone, Charge.period, func.coalesce(func.sum(measure), 0))
+            .where(Charge.account_id == account_id, Charge.period.between(period.start, period.end))
+            .group_by(Charge.service_id, Charge.zone, Charge.period)
+        )
+        if service_ids:
+            stmt = stmt.where(Charge.service_id.in_(service_ids))
+        if zones:
+            stmt = stmt.where(Charge.zone.in_(zones))
+        values = defaultdict(dict)
+        for service_id, zone, month, total in await session.execute(stmt):
+            values[(service_id, zone, None)][month] = total
+    zero = Decimal("0.000") if kind is StatisticsKind.CONSUMPTION else ZERO
+    return [
+        Series(service_id, zone, supplier_id, [(month, found.get(month, zero)) for month in months])
+        for (service_id, zone, supplier_id), found in sorted(
+            values.items(), key=lambda item: tuple(str(part) for part in item[0])
+        )
+    ]
+
+
+# --- C4 tariffs -------------------------------------------------------------------------------------------
+
+
+async def tariff_history(
+    session: AsyncSession, account_ids: Sequence[int], today: dt.date
+) -> dict[int, list[Tariff]]:
+    """C4: tariffs of each account's branch and services in force now or within the last three years.
+
+    Newest first per service and zone.
+    """
+    earliest = allowed_range(today).start
+    rows = await session.execute(
+        select(AccountService.account_id, Tariff)
+        .join(Account, Account.id == AccountService.account_id)
+        .join(
+            Tariff,
+            and_(Tariff.branch_id == Account.branch_id, Tariff.service_id == AccountService.service_id),
+        )
+        .where(
+            AccountService.account_id.in_(account_ids),
+            or_(Tariff.valid_to.is_(None), Tariff.valid_to >= earliest),
+            Tariff.valid_from <= today,
+        )
+        .order_by(
+            AccountService.account_id, Tariff.service_id, Tariff.zone, Tariff.valid_from.desc(), Tariff.id
+        )
+    )
+    out: dict[int, list[Tariff]] = {account_id: [] for account_id in account_ids}
+    for account_id, tariff in rows:
+        out[account_id].append(tariff)
+    return out
+
+
+def tariff_is_current(tariff: Tariff, today: dt.date) -> bool:
+    """Whether ``tariff`` is in force on ``today``."""
+    return tariff.valid_from <= today and (tariff.valid_to is None or tariff.valid_to >= today)
+
+
+# --- receipts ---------------------------------------------------------------------------------------------
+
+
+async def receipts_by_period(
+    session: AsyncSession, keys: Sequence[tuple[int, dt.date]]
+) -> dict[tuple[int, dt.date], Receipt]:
+    """Receipts for (account id, period) pairs in one statement."""
+    if not keys:
+        return {}
+    account_ids = {account_id for account_id, _ in keys}
+    periods = {period for _, period in keys}
+    rows = (
+        await session.execute(
+            select(Receipt).where(Receipt.account_id.in_(account_ids), Receipt.period.in_(periods))
+        )
+    ).scalars()
+    return {(row.account_id, row.period): row for row in rows}
+
+
+async def latest_receipts(session: AsyncSession, account_ids: Sequence[int]) -> dict[int, Receipt]:
+    """B4: the current (latest) receipt of each account, one statement."""
+    latest = (
+        select(Receipt.account_id, func.max(Receipt.period).label("period"))
+        .where(Receipt.account_id.in_(account_ids))
+        .group_by(Receipt.account_id)
+        .subquery()
+    )
+    rows = (
+        await session.execute(
+            select(Receipt).join(
+                latest, and_(Receipt.account_id == latest.c.account_id, Receipt.period == latest.c.period)
+            )
+        )
+    ).scalars()
+    return {row.account_id: row for row in rows}
+
+
+def dashboard_months(today: dt.date, months: int = 12) -> PeriodRange:
+    """The last ``months`` closed months before ``today``'s (the dashboard's charge history)."""
+    end = add_months(month_start(today), -1)
+    return PeriodRange(add_months(end, -(months - 1)), end)

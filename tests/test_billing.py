@@ -1,0 +1,252 @@
+"""Billing histories (issue 4): events (D1), charges (D2), payments (D4), statistics (D6), balance (D7),
+the period rule (D8) and tariff history with document download (C4)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from services import storage
+from tests.test_accounts import gid, seed_accounts
+
+ACCOUNT = "query($id: ID!%s) { node(id: $id) { ... on Account { %s } } }"
+
+
+async def account_field(
+    api: Any, token: str, account_id: int, body: str, args: str = "", **variables: Any
+) -> Any:
+    data = await api.data(ACCOUNT % (args, body), token=token, id=gid("Account", account_id), **variables)
+    assert data["node"] is not None
+    return data["node"]
+
+
+async def test_D2_charges_by_month_and_service_with_the_sign_convention(
+    api: Any, db: Any, settings: Any, customer_token: str
+) -> None:
+    seeded = await seed_accounts(db, settings, months=36)
+    node = await account_field(
+        api,
+        customer_token,
+        seeded.account_ids[0],
+        "charges { period total charges { period zone volume rate amount recalculation total "
+        "service { name unit } supplier { inn } } }",
+    )
+    months = node["charges"]
+    assert [month["period"] for month in months][:3] == ["2026-10", "2026-09", "2026-08"]
+    assert len(months) == 12  # default: the last 12 months
+    october = months[0]
+    assert october["total"] == "915.00"  # 500 + 125 + 300 − 10 recalculation
+    water = next(line for line in october["charges"] if line["service"]["name"] == "Холодная вода")
+    assert water == {
+        "period": "2026-10",
+        "zone": None,
+        "volume": "10.000",
+        "rate": "30.0000",
+        "amount": "300.00",
+        "recalculation": "-10.00",
+        "total": "290.00",
+        "service": {"name": "Холодная вода", "unit": "м³"},
+        "supplier": water["supplier"],
+    }
+    zones = sorted(line["zone"] for line in october["charges"] if line["zone"])
+    assert zones == ["DAY", "NIGHT"]
+
+
+async def test_D8_histories_refuse_periods_outside_the_rule(
+    api: Any, db: Any, settings: Any, customer_token: str
+) -> None:
+    seeded = await seed_accounts(db, settings)
+    for field in ("charges", "payments", "events", "balanceHistory"):
+        query = ACCOUNT % (
+            ", $from: YearMonth, $to: YearMonth",
+            f"{field}(from: $from, to: $to) {{ period }}",
+        )
+        current = await api.gql(
+            query, token=customer_token, id=gid("Account", seeded.account_ids[0]), to="2026-11"
+        )
+        error = current["errors"][0]
+        assert error["extensions"]["code"] == "PERIOD_OUT_OF_RANGE", field
+        assert error["message"] == "Период должен быть в пределах трех лет до предыдущего месяца включительно"
+        assert (error["extensions"]["earliest"], error["extensions"]["latest"]) == ("2023-11", "2026-10")
+        too_old = await api.gql(
+            query, token=customer_token, id=gid("Account", seeded.account_ids[0]), **{"from": "2023-10"}
+        )
+        assert too_old["errors"][0]["extensions"]["code"] == "PERIOD_OUT_OF_RANGE", field
+    widest = await account_field(
+        api,
+        customer_token,
+        seeded.account_ids[0],
+        "charges(from: $from, to: $to) { period }",
+        ", $from: YearMonth, $to: YearMonth",
+        **{"from": "2023-11", "to": "2026-10"},
+    )
+    assert len(widest["charges"]) == 12  # the seeded account has 12 months of history
+
+
+async def test_D4_payment_history_by_month(api: Any, db: Any, settings: Any, customer_token: str) -> None:
+    seeded = await seed_accounts(db, settings)
+    node = await account_field(
+        api,
+        customer_token,
+        seeded.account_ids[0],
+        "payments { period total payments { amount paidAt method isAutopay supplier { inn } } }",
+    )
+    # November's 200.00 is in the current period: not history yet (D8); October's 625.00 is
+    assert [month["period"] for month in node["payments"]] == ["2026-10"]
+    october = node["payments"][0]
+    assert october["total"] == "625.00"
+    assert october["payments"][0]["amount"] == "625.00" and october["payments"][0]["method"] == "SBP"
+
+
+async def test_D1_events_by_month_with_receipt_download(
+    api: Any, db: Any, settings: Any, customer_token: str
+) -> None:
+    seeded = await seed_accounts(db, settings)
+    node = await account_field(
+        api,
+        customer_token,
+        seeded.account_ids[0],
+        "events(from: $from) { period receipt { period totalDue download { url } } "
+        "events { kind amount occurredAt service { name } supplier { inn } } }",
+        ", $from: YearMonth",
+        **{"from": "2026-09"},
+    )
+    assert [month["period"] for month in node["events"]] == ["2026-10", "2026-09"]
+    october = node["events"][0]
+    kinds = [event["kind"] for event in october["events"]]
+    assert kinds.count("CHARGE") == 3 and kinds.count("RECALCULATION") == 1 and kinds.count("PAYMENT") == 1
+    payment = next(event for event in october["events"] if event["kind"] == "PAYMENT")
+    assert payment["amount"] == "-625.00" and payment["occurredAt"].startswith("2026-10-05")
+    recalculation = next(event for event in october["events"] if event["kind"] == "RECALCULATION")
+    assert recalculation["amount"] == "-10.00" and recalculation["service"]["name"] == "Холодная вода"
+    assert (
+        october["receipt"]["period"] == "2026-10" and "/downloads/" in october["receipt"]["download"]["url"]
+    )
+
+
+async def test_D7_balance_by_month_and_supplier(
+    api: Any, db: Any, settings: Any, customer_token: str
+) -> None:
+    seeded = await seed_accounts(db, settings)
+    node = await account_field(
+        api,
+        customer_token,
+        seeded.account_ids[0],
+        "balanceHistory(from: $from) { period opening charged paid closing "
+        "suppliers { opening charged paid closing supplier { inn } } }",
+        ", $from: YearMonth",
+        **{"from": "2026-10"},
+    )
+    [october] = node["balanceHistory"]
+    assert (october["opening"], october["charged"], october["paid"], october["closing"]) == (
+        "525.00",
+        "915.00",
+        "915.00",
+        "525.00",
+    )
+    assert sorted(line["closing"] for line in october["suppliers"]) == ["-100.00", "625.00"]
+
+
+async def test_D6_statistics_by_month_service_and_zone(
+    api: Any, db: Any, settings: Any, customer_token: str
+) -> None:
+    seeded = await seed_accounts(db, settings)
+    body = "statistics(filter: $filter) { zone service { name } supplier { inn } points { period value } }"
+    args = ", $filter: StatisticsFilter!"
+    consumption = await account_field(
+        api,
+        customer_token,
+        seeded.account_ids[0],
+        body,
+        args,
+        filter={"kind": "CONSUMPTION", "from": "2026-08", "to": "2026-10"},
+    )
+    series = {(s["service"]["name"], s["zone"]): s["points"] for s in consumption["statistics"]}
+    assert series[("Электроэнергия", "DAY")] == [
+        {"period": "2026-08", "value": "100.000"},
+        {"period": "2026-09", "value": "100.000"},
+        {"period": "2026-10", "value": "100.000"},
+    ]
+    assert set(series) == {("Электроэнергия", "DAY"), ("Электроэнергия", "NIGHT"), ("Холодная вода", None)}
+    night_only = await account_field(
+        api,
+        customer_token,
+        seeded.account_ids[0],
+        body,
+        args,
+        filter={
+            "kind": "CONSUMPTION",
+            "from": "2026-10",
+            "zones": ["NIGHT"],
+            "serviceIds": [gid("Service", seeded.electricity_id)],
+        },
+    )
+    assert [(s["zone"], s["points"][0]["value"]) for s in night_only["statistics"]] == [("NIGHT", "50.000")]
+    paid = await account_field(
+        api, customer_token, seeded.account_ids[0], body, args, filter={"kind": "PAYMENTS", "from": "2026-09"}
+    )
+    [line] = paid["statistics"]
+    assert line["service"] is None and line["points"] == [
+        {"period": "2026-09", "value": "0.00"},
+        {"period": "2026-10", "value": "625.00"},
+    ]
+    outside = await api.gql(
+        ACCOUNT % (args, body),
+        token=customer_token,
+        id=gid("Account", seeded.account_ids[0]),
+        filter={"kind": "CHARGES", "from": "2020-01"},
+    )
+    assert outside["errors"][0]["extensions"]["code"] == "PERIOD_OUT_OF_RANGE"
+
+
+async def test_C4_tariff_history_with_downloadable_documents(
+    api: Any, db: Any, settings: Any, customer_token: str
+) -> None:
+    seeded = await seed_accounts(db, settings)
+    node = await account_field(
+        api,
+        customer_token,
+        seeded.account_ids[0],
+        "tariffs { zone rate validFrom validTo isCurrent service { name } "
+        "document { title number date download { url expiresAt } } }",
+    )
+    day = [(t["rate"], t["isCurrent"]) for t in node["tariffs"] if t["zone"] == "DAY"]
+    assert day == [("5.0000", True), ("4.8000", False)]  # 2020–2022 is older than three years
+    old = next(t for t in node["tariffs"] if t["rate"] == "4.8000")
+    assert old["document"]["title"] == "Постановление ГУ РЭК Рязанской области"
+    download = old["document"]["download"]
+    expires = dt.datetime.fromisoformat(download["expiresAt"])
+    assert dt.timedelta(0) < expires - dt.datetime.now(dt.UTC) <= storage.DOWNLOAD_TTL
+    response = await api.client.get(urlsplit(download["url"]).path)
+    assert response.status_code == 200
+    assert response.content == b"%PDF-1.4 tariff decision"
+    assert response.headers["content-type"] == "application/pdf"
+
+
+async def test_C4_download_urls_cannot_be_forged_or_reused_after_expiry(api: Any, settings: Any) -> None:
+    now = dt.datetime.now(dt.UTC)
+    good = storage.sign_download(settings.secret_key, storage.file_target(1), now=now)
+    token = urlsplit(good.url).path.rsplit("/", 1)[1]
+    payload, _, signature = token.partition(".")
+    forged = storage.sign_download("another-key", storage.file_target(2), now=now)
+    forged_payload = urlsplit(forged.url).path.rsplit("/", 1)[1].partition(".")[0]
+    assert (await api.client.get(f"/downloads/{forged_payload}.{signature}")).status_code == 403
+    expired = storage.sign_download(
+        settings.secret_key, storage.file_target(1), now=now - dt.timedelta(hours=1)
+    )
+    assert (await api.client.get(urlsplit(expired.url).path)).status_code == 403
+    with pytest.raises(storage.InvalidDownload):
+        storage.verify_download(settings.secret_key, f"{payload}.x{signature[1:]}", now=now)
+
+
+async def test_C4_demo_account_tariffs_name_their_approving_documents(api: Any, customer_token: str) -> None:
+    data = await api.data(
+        "{ accounts { edges { node { number tariffs { isCurrent zone rate document { title } } } } } }",
+        token=customer_token,
+    )
+    demo = next(edge["node"] for edge in data["accounts"]["edges"] if edge["node"]["number"] == "11111111")
+    assert {tariff["zone"] for tariff in demo["tariffs"] if tariff["isCurrent"]} >= {"DAY", "NIGHT"}
+    assert all("Постановление" in tariff["document"]["title"] for tariff in demo["tariffs"])
