@@ -1,0 +1,341 @@
+"""Meters and readings (E1–E3, H2): per-request loaders and thin resolvers.
+
+Resolvers parse global IDs, check that the caller may see (or submit for) the account, call
+``services.readings`` and hand rows and plain results to ``schema.readings``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import GraphQLError
+from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.relay import GlobalID
+
+from models.meters import Meter
+from models.readings import Reading, ReadingSource, ReadingSubmission
+from resolvers.branches import ServiceById
+from resolvers.loaders import ById, Loader
+from schema.permissions import Forbidden, require_viewer
+from services import accounts, readings
+from services.errors import DomainError, PeriodOutOfRange
+from services.periods import PeriodRange, history_range
+
+log = logging.getLogger("kabinet.readings")
+
+# ---------------------------------------------------------------- loaders
+
+
+class MeterById(ById):
+    """Meters by id (no visibility check: callers filter by account)."""
+
+    model = Meter
+
+
+class ReadingById(ById):
+    """Readings by id."""
+
+    model = Reading
+
+
+class ReadingSubmissionById(ById):
+    """Reading submissions by id."""
+
+    model = ReadingSubmission
+
+
+class MetersByAccountId(Loader[int, list[Meter]]):
+    """Installed meters of each account (service order, then serial): account id → list of meters."""
+
+    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[Meter]]:
+        found = await readings.meters_by_account(session, keys)
+        return [found.get(key, []) for key in keys]
+
+
+class LastReadingsByMeterId(Loader[int, list[Reading]]):
+    """Meter id → its latest non-superseded reading of every zone (any period, any source)."""
+
+    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[Reading]]:
+        found = await readings.last_readings(session, keys)
+        return [found.get(key, []) for key in keys]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def parse_id(value: Any, type_name: str) -> int | None:
+    """The database id inside a global ID of ``type_name``; None for anything else."""
+    try:
+        parsed = GlobalID.from_id(str(value))
+    except Exception:
+        return None
+    if parsed.type_name != type_name:
+        return None
+    try:
+        return int(parsed.node_id)
+    except ValueError:
+        return None
+
+
+async def visible_account(info: Any, account_global_id: Any) -> int | None:
+    """The account id if the caller may see the account (linked, or staff); else None."""
+    viewer = require_viewer(info)
+    account_id = parse_id(account_global_id, "Account")
+    if account_id is None:
+        return None
+    async with info.context.session() as session:
+        visible = await accounts.visible_account_ids(session, viewer.user_id, viewer.role, [account_id])
+    return account_id if account_id in visible else None
+
+
+async def visible_account_ids(info: Any, account_ids: list[int]) -> set[int]:
+    """The subset of ``account_ids`` the caller may see."""
+    viewer = info.context.viewer
+    if viewer is None:
+        return set()
+    async with info.context.session() as session:
+        return await accounts.visible_account_ids(session, viewer.user_id, viewer.role, account_ids)
+
+
+def require_customer(info: Any) -> Any:
+    """Only customers submit readings for their own accounts."""
+    viewer = require_viewer(info)
+    if viewer.role != "CUSTOMER":
+        raise Forbidden()
+    return viewer
+
+
+# ---------------------------------------------------------------- queries
+
+
+@dataclass(slots=True)
+class AccountMeters:
+    """E1: the installed meters of an account and their services."""
+
+    account_id: int
+    meters: list[Meter]
+    services: dict[int, Any]
+
+
+async def account_meters(info: Any, account_global_id: Any) -> AccountMeters | None:
+    """E1 meters of a visible account (None when not found or not visible)."""
+    account_id = await visible_account(info, account_global_id)
+    if account_id is None:
+        return None
+    meters = await info.context.loader(MetersByAccountId).load(account_id)
+    services = await info.context.loader(ServiceById).load_many(sorted({m.service_id for m in meters}))
+    return AccountMeters(account_id, meters, {service.id: service for service in services if service})
+
+
+async def readings_form(info: Any, account_global_id: Any) -> readings.ReadingsForm | None:
+    """E3 form of a visible account (None when not found or not visible)."""
+    account_id = await visible_account(info, account_global_id)
+    if account_id is None:
+        return None
+    async with info.context.session() as session:
+        forms = await readings.reading_forms(session, [account_id], info.context.now)
+    return forms[0] if forms else None
+
+
+@dataclass(slots=True)
+class History:
+    """E2: the range shown and its readings."""
+
+    range: PeriodRange
+    rows: list[Reading]
+
+
+async def reading_history(
+    info: Any, account_global_id: Any, start: dt.date | None, end: dt.date | None
+) -> History | None:
+    """E2 history of a visible account; a range outside D8 is a PERIOD_OUT_OF_RANGE error."""
+    account_id = await visible_account(info, account_global_id)
+    if account_id is None:
+        return None
+    try:
+        period = history_range(info.context.today, start, end)
+    except PeriodOutOfRange as error:
+        raise GraphQLError(
+            error.text,
+            extensions={
+                "code": error.code,
+                "field": [name for name in (error.field or [])][-1:],
+                "earliest": error.data["earliest"].strftime("%Y-%m"),
+                "latest": error.data["latest"].strftime("%Y-%m"),
+            },
+        ) from None
+    async with info.context.session() as session:
+        rows = await readings.history(session, account_id, period)
+    return History(period, rows)
+
+
+@dataclass(slots=True)
+class AllAccounts:
+    """H2: whether the section is available and the forms of accounts whose window is open."""
+
+    linked: int
+    forms: list[readings.ReadingsForm]
+
+
+async def readings_for_all_accounts(info: Any) -> AllAccounts:
+    """H2: forms of the caller's linked accounts whose window is open now (only with >1 linked)."""
+    viewer = require_viewer(info)
+    async with info.context.session() as session:
+        linked = await accounts.linked_account_ids(session, viewer.user_id)
+        if len(linked) < 2:
+            return AllAccounts(len(linked), [])
+        forms = await readings.reading_forms(session, linked, info.context.now)
+    return AllAccounts(len(linked), [form for form in forms if form.window.is_open])
+
+
+async def meters_by_ids(info: Any, ids: list[int]) -> list[Meter | None]:
+    """Meters by id, None where missing or on an account the caller may not see."""
+    rows = await info.context.loader(MeterById).load_many(ids)
+    visible = await visible_account_ids(info, [row.account_id for row in rows if row is not None])
+    return [row if row is not None and row.account_id in visible else None for row in rows]
+
+
+async def readings_by_ids(info: Any, ids: list[int]) -> list[Reading | None]:
+    """Readings by id, None where missing or not visible."""
+    rows = await info.context.loader(ReadingById).load_many(ids)
+    visible = await visible_account_ids(info, [row.account_id for row in rows if row is not None])
+    return [row if row is not None and row.account_id in visible else None for row in rows]
+
+
+async def submissions_by_ids(info: Any, ids: list[int]) -> list[ReadingSubmission | None]:
+    """Submissions by id, None where missing or not visible."""
+    rows = await info.context.loader(ReadingSubmissionById).load_many(ids)
+    visible = await visible_account_ids(info, [row.account_id for row in rows if row is not None])
+    return [row if row is not None and row.account_id in visible else None for row in rows]
+
+
+# ---------------------------------------------------------------- mutations
+
+
+@dataclass(slots=True)
+class SubmitResult:
+    """One account's outcome: the submission, or the problems (nothing stored then)."""
+
+    account_id: Any  # the global ID as given
+    submission: ReadingSubmission | None
+    errors: list[DomainError]
+
+
+def _meter_values(meters: list[Any]) -> list[readings.MeterValues]:
+    return [
+        readings.MeterValues(
+            meter_id=parse_id(item.meter_id, "Meter"),
+            values=[readings.ZoneValue(value.zone, value.value) for value in item.values],
+        )
+        for item in meters
+    ]
+
+
+async def _submit_one(
+    session: AsyncSession,
+    info: Any,
+    user_id: int,
+    account_global_id: Any,
+    meters: list[Any],
+    *,
+    source: ReadingSource,
+    key: str | None,
+    scope: str,
+    prefix: list[str],
+) -> SubmitResult:
+    account_id = parse_id(account_global_id, "Account")
+    try:
+        if account_id is None:
+            raise accounts.AccountNotFound(field=[*prefix, "accountId"])
+        try:
+            await accounts.require_linked_account(session, user_id, account_id)
+        except accounts.AccountNotFound:
+            raise accounts.AccountNotFound(field=[*prefix, "accountId"]) from None
+        submission = await readings.submit(
+            session,
+            user_id=user_id,
+            account_id=account_id,
+            meters=_meter_values(meters),
+            now=info.context.now,
+            source=source,
+            idempotency_key=key,
+            idempotency_scope=scope,
+            field_prefix=prefix,
+        )
+    except readings.SubmissionRejected as rejected:
+        return SubmitResult(account_global_id, None, rejected.errors)
+    except DomainError as error:
+        return SubmitResult(account_global_id, None, [error])
+    return SubmitResult(account_global_id, submission, [])
+
+
+async def submit_readings(info: Any, data: Any) -> SubmitResult:
+    """E3: one account's readings; commits on success, rolls back on any user error."""
+    viewer = require_customer(info)
+    async with info.context.session() as session:
+        result = await _submit_one(
+            session,
+            info,
+            viewer.user_id,
+            data.account_id,
+            data.meters,
+            source=ReadingSource(data.source.value),
+            key=data.idempotency_key,
+            scope="submitReadings",
+            prefix=["input"],
+        )
+        if result.submission is not None:
+            await session.commit()
+        else:
+            await session.rollback()
+    return result
+
+
+class AllAccountsUnavailable(DomainError):
+    """H2 is offered only to users with more than one linked account."""
+
+    code = "ALL_ACCOUNTS_UNAVAILABLE"
+    message = "Раздел доступен, если к личному кабинету подключен не один лицевой счет"
+
+
+async def submit_readings_for_all_accounts(
+    info: Any, data: Any
+) -> tuple[list[SubmitResult], list[DomainError]]:
+    """H2: each account in its own savepoint, so each succeeds or fails on its own; one commit."""
+    viewer = require_customer(info)
+    results: list[SubmitResult] = []
+    async with info.context.session() as session:
+        if len(await accounts.linked_account_ids(session, viewer.user_id)) < 2:
+            return [], [AllAccountsUnavailable(field=["input", "accounts"])]
+        key_given = data.idempotency_key
+        if key_given is not None and not 1 <= len(key_given) <= readings.MAX_KEY_LENGTH:
+            return [], [readings.InvalidIdempotencyKey(field=["input", "idempotencyKey"])]
+        for index, item in enumerate(data.accounts):
+            key = (
+                hashlib.sha256(f"{data.idempotency_key}:{item.account_id}".encode()).hexdigest()
+                if data.idempotency_key
+                else None
+            )
+            savepoint = await session.begin_nested()
+            result = await _submit_one(
+                session,
+                info,
+                viewer.user_id,
+                item.account_id,
+                item.meters,
+                source=ReadingSource(data.source.value),
+                key=key,
+                scope="submitReadingsForAllAccounts",
+                prefix=["input", "accounts", str(index)],
+            )
+            if result.submission is not None:
+                await savepoint.commit()
+            else:
+                await savepoint.rollback()
+            results.append(result)
+        await session.commit()
+    return results, []
