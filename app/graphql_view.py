@@ -16,6 +16,8 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from app.context import Context, Viewer
 from app.state import AppState
+from services.limits import counters_of
+from services.sessions import is_revoked
 from services.tokens import verify_access_token
 
 
@@ -45,6 +47,67 @@ UNAUTHENTICATED_RESPONSE = JSONResponse(
 """An HTTP request with a bad token is refused whole, so the client knows to refresh it."""
 
 
+CSRF_HEADERS = ("x-kabinet-csrf", "apollo-require-preflight")
+"""Multipart and form POSTs must carry one of these headers (any non-empty value): a browser cannot add a
+custom header to a cross-site form post without a CORS preflight, so such posts cannot be forged."""
+
+SIMPLE_CONTENT_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded", "text/plain"})
+"""Content types a cross-site HTML form can send without a preflight."""
+
+
+def csrf_refusal(request: Request) -> Response | None:
+    """A 400 response for a form-like POST without a CSRF header (uploads are multipart), else None."""
+    if request.method != "POST":
+        return None
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type not in SIMPLE_CONTENT_TYPES:
+        return None
+    if any(request.headers.get(name, "").strip() for name in CSRF_HEADERS):
+        return None
+    return JSONResponse(
+        {
+            "data": None,
+            "errors": [
+                {
+                    "message": "Multipart and form requests need the header X-Kabinet-CSRF: 1",
+                    "extensions": {"code": "CSRF_HEADER_REQUIRED"},
+                }
+            ],
+        },
+        status_code=400,
+    )
+
+
+MULTIPART_OVERHEAD_BYTES = 1024 * 1024
+"""Room for the ``operations`` and ``map`` parts and the part headers of an upload request."""
+
+
+def oversized_refusal(request: Request, max_upload_bytes: int) -> Response | None:
+    """413 for a multipart POST whose declared length exceeds the upload limit: refused before a byte of it
+    is parsed (files within the limit are then counted again while they are read)."""
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if request.method != "POST" or content_type != "multipart/form-data":
+        return None
+    try:
+        length = int(request.headers.get("content-length", "0"))
+    except ValueError:
+        length = 0
+    if length <= max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
+        return None
+    return JSONResponse(
+        {
+            "data": None,
+            "errors": [
+                {
+                    "message": "Общий объем вложенных файлов не должен превышать 100Мб.",
+                    "extensions": {"code": "REQUEST_TOO_LARGE"},
+                }
+            ],
+        },
+        status_code=413,
+    )
+
+
 class KabinetGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI app with Kabinet's context, authentication and GraphiQL."""
 
@@ -54,7 +117,7 @@ class KabinetGraphQL(GraphQL[Context, None]):
             schema,
             graphql_ide="graphiql" if settings.graphiql_enabled else None,
             allow_queries_via_get=True,
-            multipart_uploads_enabled=False,
+            multipart_uploads_enabled=True,  # guarded by csrf_refusal()
             max_subscriptions_per_connection=20,
             allowed_origins=settings.allowed_origins,
             **kwargs,
@@ -70,11 +133,20 @@ class KabinetGraphQL(GraphQL[Context, None]):
             raise PermissionError("invalid or expired access token")
         return Viewer(user_id=claims.user_id, role=claims.role, session_id=claims.session_id)
 
+    async def active_viewer(self, viewer: Viewer | None) -> Viewer | None:
+        """The viewer unless their session was ended (logout, password change, token reuse): one Redis
+        EXISTS per authenticated request, no SQL (see :func:`services.sessions.flag_revoked`)."""
+        if viewer is not None and await is_revoked(counters_of(self.state), viewer.session_id):
+            raise PermissionError("session ended")
+        return viewer
+
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         """A fresh context for an HTTP request, or for a websocket connection (authenticated later)."""
         viewer: Viewer | None = None
         if isinstance(request, Request):
-            viewer = self.viewer_for(bearer_token(request.headers.get("authorization")))
+            viewer = await self.active_viewer(
+                self.viewer_for(bearer_token(request.headers.get("authorization")))
+            )
         return Context(
             self.state,
             viewer=viewer,
@@ -91,13 +163,19 @@ class KabinetGraphQL(GraphQL[Context, None]):
             str(params.get("authorization") or params.get("Authorization") or "")
         )
         try:
-            context.viewer = self.viewer_for(str(token) if token else None)
+            context.viewer = await self.active_viewer(self.viewer_for(str(token) if token else None))
         except PermissionError as error:
             raise ConnectionRejectionError({"reason": "invalid token"}) from error
         return UNSET
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         """Run the operation(s) of one request or websocket connection, then close its sessions."""
+        if isinstance(request, Request):
+            refused = csrf_refusal(request) or oversized_refusal(
+                request, self.state.settings.upload_max_total_bytes
+            )
+            if refused is not None:
+                return refused
         if context is UNSET:
             try:
                 context = await self.get_context(request, response=request)

@@ -1,0 +1,558 @@
+"""Appeals, applications, documents, operator side, assistant and video call: loaders and thin resolvers.
+
+Visibility: a customer sees appeals and applications they filed (on accounts still linked to them) and the
+documents of their linked accounts; staff see everything. Every path (lists, ``node(id:)``, mutations) goes
+through :func:`visible_appeals`, :func:`visible_applications` or :func:`visible_documents`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.appeals import Appeal, Application, ApplicationKind, Document, DocumentType, RequestStatus
+from models.files import StoredFile
+from resolvers.loaders import ById, Loader
+from resolvers.readings import parse_id, require_customer, visible_account_ids
+from schema.pagination import decode_cursor
+from schema.permissions import require_role, require_viewer
+from services import accounts, storage
+from services import appeals as service
+from services.errors import DomainError, FieldRequired, PeriodOutOfRange
+from services.pagination import Page
+from services.periods import PeriodRange, allowed_range, history_range, month_start
+
+T = TypeVar("T")
+
+# ---------------------------------------------------------------- loaders
+
+
+class AppealById(ById):
+    """Appeals by id (callers apply visibility)."""
+
+    model = Appeal
+
+
+class ApplicationById(ById):
+    """Applications by id (callers apply visibility)."""
+
+    model = Application
+
+
+class DocumentById(ById):
+    """Documents by id (callers apply visibility)."""
+
+    model = Document
+
+
+class StoredFileById(ById):
+    """File metadata by id."""
+
+    model = StoredFile
+
+
+def _customer_view(loader: Loader[Any, Any]) -> bool:
+    viewer = loader.scope.context.viewer
+    return viewer is None or viewer.role not in accounts.STAFF_ROLES
+
+
+class EventsByAppealId(Loader[int, list[Any]]):
+    """Timeline of each appeal, oldest first (internal notes only for staff)."""
+
+    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[Any]]:
+        found = await service.events_by_request(
+            session, "appeal_id", keys, customer_view=_customer_view(self)
+        )
+        return [found[key] for key in keys]
+
+
+class EventsByApplicationId(Loader[int, list[Any]]):
+    """Timeline of each application, oldest first (internal notes only for staff)."""
+
+    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[Any]]:
+        found = await service.events_by_request(
+            session, "application_id", keys, customer_view=_customer_view(self)
+        )
+        return [found[key] for key in keys]
+
+
+class AttachmentsByAppealId(Loader[int, list[Any]]):
+    """(attachment, file) pairs of each appeal, both directions."""
+
+    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[Any]]:
+        found = await service.attachments_by_request(session, "appeal_id", keys)
+        return [found[key] for key in keys]
+
+
+class AttachmentsByApplicationId(Loader[int, list[Any]]):
+    """(attachment, file) pairs of each application, both directions."""
+
+    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[Any]]:
+        found = await service.attachments_by_request(session, "application_id", keys)
+        return [found[key] for key in keys]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _period(today: dt.date, start: dt.date | None, end: dt.date | None) -> PeriodRange:
+    """D8 for appeals and applications, with one addition: the current month is always allowed (and shown
+    by default), since requests sent this month are still being handled."""
+    from graphql import GraphQLError
+
+    current = month_start(today)
+    allowed = allowed_range(today)
+    if start is None and end is None:
+        return PeriodRange(allowed.start, current)
+    through_current = end is None or month_start(end) == current
+    try:
+        found = history_range(today, start, allowed.end if through_current else end)
+    except PeriodOutOfRange as error:
+        if start is not None and month_start(start) == current and through_current:
+            return PeriodRange(current, current)
+        raise GraphQLError(
+            error.text,
+            extensions={
+                "code": error.code,
+                "earliest": error.data["earliest"].strftime("%Y-%m"),
+                "latest": error.data["latest"].strftime("%Y-%m"),
+            },
+        ) from None
+    return PeriodRange(found.start, current if through_current else found.end)
+
+
+def _sink(info: Any, prefix: str) -> service.FileSink:
+    settings = info.context.settings
+    return service.FileSink(
+        storage=storage.local_storage(settings.data_dir),
+        limits=service.UploadLimits(settings.upload_max_file_bytes, settings.upload_max_total_bytes),
+        owner_user_id=info.context.viewer.user_id,
+        prefix=prefix,
+    )
+
+
+@dataclass(slots=True)
+class Outcome:
+    """A mutation's result: the row, or why nothing was stored."""
+
+    row: Any
+    errors: list[DomainError]
+
+
+async def _transaction(
+    info: Any, prefix: str, work: Callable[[AsyncSession, service.FileSink], Awaitable[Any]]
+) -> Outcome:
+    """Run ``work`` in the request's session: commit on success; on any failure roll back and delete the
+    files it already stored."""
+    sink = _sink(info, prefix)
+    async with info.context.session() as session:
+        try:
+            row = await work(session, sink)
+            await session.commit()
+        except service.Rejected as rejected:
+            await session.rollback()
+            sink.discard()
+            return Outcome(None, rejected.errors)
+        except DomainError as error:
+            await session.rollback()
+            sink.discard()
+            return Outcome(None, [error])
+        except BaseException:
+            await session.rollback()
+            sink.discard()
+            raise
+    return Outcome(row, [])
+
+
+async def _account_ids(info: Any, account_global_id: Any) -> list[int] | None:
+    """None: every account the caller may see (staff: all); else the one account if visible (else [])."""
+    if account_global_id is None:
+        return None
+    account_id = parse_id(account_global_id, "Account")
+    if account_id is None:
+        return []
+    return sorted(await visible_account_ids(info, [account_id]))
+
+
+async def _linked_filter(info: Any, account_global_id: Any) -> list[int] | None:
+    viewer = require_viewer(info)
+    chosen = await _account_ids(info, account_global_id)
+    if viewer.role in accounts.STAFF_ROLES:
+        return chosen
+    if chosen is not None:
+        return chosen
+    async with info.context.session() as session:
+        return await accounts.linked_account_ids(session, viewer.user_id)
+
+
+# ---------------------------------------------------------------- F1, F2 appeals
+
+
+async def appeal_draft(info: Any, account_global_id: Any) -> service.AppealDraft | None:
+    """F2 pre-filled form; None when the chosen account is not the caller's."""
+    viewer = require_customer(info)
+    account_id = parse_id(account_global_id, "Account") if account_global_id is not None else None
+    if account_global_id is not None and account_id is None:
+        return None
+    async with info.context.session() as session:
+        try:
+            return await service.appeal_draft(session, viewer.user_id, account_id)
+        except accounts.AccountNotFound:
+            return None
+
+
+async def create_appeal(info: Any, data: Any) -> Outcome:
+    """F2."""
+    viewer = require_customer(info)
+    values = service.NewAppeal(
+        account_id=parse_id(data.account_id, "Account") if data.account_id else None,
+        supplier_id=parse_id(data.supplier_id, "Supplier") if data.supplier_id else None,
+        topic=data.topic,
+        text=data.text,
+        full_name=data.full_name,
+        phone=data.phone,
+        email=data.email,
+        attachments=list(data.attachments or []),
+    )
+
+    async def work(session: AsyncSession, sink: service.FileSink) -> Appeal:
+        return await service.create_appeal(
+            session, sink, user_id=viewer.user_id, data=values, now=info.context.now
+        )
+
+    return await _transaction(info, "appeals", work)
+
+
+async def appeals(
+    info: Any,
+    account_global_id: Any,
+    start: dt.date | None,
+    end: dt.date | None,
+    first: int,
+    after: str | None,
+) -> Page[Appeal]:
+    """F1: appeals of the caller (of one account or all linked), inside the D8 range."""
+    viewer = require_viewer(info)
+    period = _period(info.context.today, start, end)
+    account_ids = await _linked_filter(info, account_global_id)
+    async with info.context.session() as session:
+        return await service.appeal_page(
+            session,
+            user_id=viewer.user_id,
+            role=viewer.role,
+            account_ids=account_ids,
+            period=period,
+            first=first,
+            after=decode_cursor(after),
+        )
+
+
+async def _visible(info: Any, rows: list[Any]) -> list[Any]:
+    viewer = info.context.viewer
+    if viewer is None:
+        return [None for _ in rows]
+    linked = await visible_account_ids(info, [row.account_id for row in rows if row is not None])
+    return [
+        row
+        if row is not None
+        and service.may_see_request(row, viewer.user_id, viewer.role)
+        and row.account_id in linked
+        else None
+        for row in rows
+    ]
+
+
+async def appeals_by_ids(info: Any, ids: list[int]) -> list[Appeal | None]:
+    """Appeals by id, None where missing or not visible."""
+    return await _visible(info, await info.context.loader(AppealById).load_many(ids))
+
+
+async def applications_by_ids(info: Any, ids: list[int]) -> list[Application | None]:
+    """Applications by id, None where missing or not visible."""
+    return await _visible(info, await info.context.loader(ApplicationById).load_many(ids))
+
+
+async def documents_by_ids(info: Any, ids: list[int]) -> list[Document | None]:
+    """Documents by id, None where missing or on an account the caller may not see."""
+    rows = await info.context.loader(DocumentById).load_many(ids)
+    visible = await visible_account_ids(info, [row.account_id for row in rows if row is not None])
+    return [row if row is not None and row.account_id in visible else None for row in rows]
+
+
+# ---------------------------------------------------------------- G3, C2, C3 applications
+
+
+def _consent_context(info: Any) -> service.ConsentContext:
+    return service.ConsentContext(
+        policy_version=info.context.settings.personal_data_policy_version,
+        client_ip=info.context.client_ip,
+        user_agent=info.context.user_agent,
+    )
+
+
+async def _create_application(info: Any, values: service.NewApplication) -> Outcome:
+    viewer = require_customer(info)
+
+    async def work(session: AsyncSession, sink: service.FileSink) -> Application:
+        return await service.create_application(
+            session,
+            sink,
+            user_id=viewer.user_id,
+            data=values,
+            consent_context=_consent_context(info),
+            now=info.context.now,
+        )
+
+    return await _transaction(info, "applications", work)
+
+
+async def create_application(info: Any, data: Any, kind: ApplicationKind, fields: dict[str, Any]) -> Outcome:
+    """G3."""
+    return await _create_application(
+        info,
+        service.NewApplication(
+            account_id=parse_id(data.account_id, "Account") if data.account_id else None,
+            kind=kind,
+            text=data.text,
+            fields=fields,
+            meter_id=parse_id(data.meter_id, "Meter") if getattr(data, "meter_id", None) else None,
+            consent=bool(data.consent),
+            attachments=list(data.attachments or []),
+        ),
+    )
+
+
+async def request_requisites_change(info: Any, data: Any) -> Outcome:
+    """C2: a «change of account data» application with the old and new values."""
+    viewer = require_customer(info)
+    account_id = parse_id(data.account_id, "Account") if data.account_id else None
+    async with info.context.session() as session:
+        fields = await service.requisites_change_fields(
+            session,
+            viewer.user_id,
+            account_id,
+            [(change.field.value, change.new_value) for change in data.changes or []],
+        )
+    names = ", ".join(change["name"] for change in fields["changes"])
+    text = data.text or (f"Прошу изменить данные лицевого счета: {names}." if names else None)
+    return await _create_application(
+        info,
+        service.NewApplication(
+            account_id=account_id,
+            kind=ApplicationKind.CHANGE_OF_ACCOUNT_DATA,
+            text=text,
+            fields=fields if fields["changes"] else {},
+            meter_id=None,
+            consent=bool(data.consent),
+            attachments=list(data.attachments or []),
+        ),
+    )
+
+
+async def report_meter_malfunction(info: Any, data: Any) -> Outcome:
+    """C3: a meter-check application about that meter (its account is the meter's)."""
+    viewer = require_customer(info)
+    meter_id = parse_id(data.meter_id, "Meter") if data.meter_id else None
+    description = data.description.strip() if data.description and data.description.strip() else None
+    errors: list[DomainError] = []
+    if data.meter_id is None:
+        errors.append(FieldRequired(field=["input", "meterId"]))
+    if description is None:
+        errors.append(FieldRequired(field=["input", "description"]))
+    if not data.consent:
+        errors.append(service.ConsentRequired(field=["input", "consent"]))
+    account_id = None
+    if data.meter_id is not None:
+        from models.meters import Meter
+
+        async with info.context.session() as session:
+            meter = await session.get(Meter, meter_id) if meter_id is not None else None
+            if meter is not None and meter.account_id in await accounts.linked_account_ids(
+                session, viewer.user_id
+            ):
+                account_id = meter.account_id
+        if account_id is None:
+            errors.append(service.MeterNotFound(field=["input", "meterId"]))
+    if errors:
+        return Outcome(None, errors)
+    return await _create_application(
+        info,
+        service.NewApplication(
+            account_id=account_id,
+            kind=ApplicationKind.METER_CHECK,
+            text=f"Неисправность прибора учета: {description}",
+            fields={"malfunction": description},
+            meter_id=meter_id,
+            consent=True,
+            attachments=list(data.attachments or []),
+        ),
+    )
+
+
+async def applications(
+    info: Any,
+    account_global_id: Any,
+    start: dt.date | None,
+    end: dt.date | None,
+    first: int,
+    after: str | None,
+) -> Page[Application]:
+    """G3: applications of the caller, inside the D8 range."""
+    viewer = require_viewer(info)
+    period = _period(info.context.today, start, end)
+    account_ids = await _linked_filter(info, account_global_id)
+    async with info.context.session() as session:
+        return await service.application_page(
+            session,
+            user_id=viewer.user_id,
+            role=viewer.role,
+            account_ids=account_ids,
+            period=period,
+            first=first,
+            after=decode_cursor(after),
+        )
+
+
+# ---------------------------------------------------------------- G1, G2 documents
+
+
+async def documents(
+    info: Any, account_global_id: Any, first: int, after: str | None
+) -> Page[Document] | None:
+    """G1: documents of a visible account; None when not visible."""
+    require_viewer(info)
+    account_ids = await _account_ids(info, account_global_id)
+    if not account_ids:
+        return None
+    async with info.context.session() as session:
+        return await service.document_page(session, account_ids, first=first, after=decode_cursor(after))
+
+
+async def upload_document(info: Any, data: Any) -> Outcome:
+    """G2."""
+    viewer = require_customer(info)
+    account_id = parse_id(data.account_id, "Account") if data.account_id else None
+    doc_type = DocumentType(data.type.value) if data.type is not None else None
+
+    async def work(session: AsyncSession, sink: service.FileSink) -> Document:
+        return await service.upload_document(
+            session,
+            sink,
+            user_id=viewer.user_id,
+            account_id=account_id,
+            doc_type=doc_type,
+            title=data.title,
+            file=data.file,
+            now=info.context.now,
+        )
+
+    return await _transaction(info, "documents", work)
+
+
+# ---------------------------------------------------------------- operator side
+
+
+def require_operator(info: Any) -> Any:
+    """Operators (and admins) handle appeals and applications."""
+    return require_role(info, "OPERATOR", "ADMIN")
+
+
+async def queue(
+    info: Any,
+    model: type[Appeal] | type[Application],
+    statuses: list[RequestStatus] | None,
+    branch_global_id: Any,
+    older_than_hours: int | None,
+    first: int,
+    after: str | None,
+) -> Page[Any]:
+    """Operators' queue of appeals or applications, oldest first."""
+    require_operator(info)
+    where = service.QueueFilter(
+        statuses=tuple(statuses) if statuses else service.OPEN_STATUSES,
+        branch_id=parse_id(branch_global_id, "Branch") if branch_global_id else None,
+        older_than=dt.timedelta(hours=older_than_hours) if older_than_hours else None,
+    )
+    if branch_global_id and where.branch_id is None:
+        where = service.QueueFilter(statuses=where.statuses, branch_id=-1, older_than=where.older_than)
+    async with info.context.session() as session:
+        return await service.queue_page(
+            session, model, where, now=info.context.now, first=first, after=decode_cursor(after)
+        )
+
+
+def _request_ref(value: Any) -> tuple[type[Appeal] | type[Application], int] | None:
+    for type_name, model in (("Appeal", Appeal), ("Application", Application)):
+        found = parse_id(value, type_name)
+        if found is not None:
+            return model, found
+    return None
+
+
+async def operator_action(
+    info: Any,
+    request_global_id: Any,
+    action: Callable[[AsyncSession, service.FileSink, Any, int], Awaitable[None]],
+) -> Outcome:
+    """Lock the appeal or application, apply ``action`` and commit (the customer is notified)."""
+    operator = require_operator(info)
+    ref = _request_ref(request_global_id)
+    if ref is None:
+        return Outcome(None, [service.AppealNotFound(field=["input", "id"])])
+    model, request_id = ref
+
+    async def work(session: AsyncSession, sink: service.FileSink) -> Any:
+        row = await service.lock_request(session, model, request_id)
+        await action(session, sink, row, operator.user_id)
+        return row
+
+    return await _transaction(info, "answers", work)
+
+
+# ---------------------------------------------------------------- F3, F4
+
+
+async def ask_assistant(info: Any, question: str, account_global_id: Any) -> service.AssistantReply | Outcome:
+    """F3."""
+    viewer = require_customer(info)
+    account_id = parse_id(account_global_id, "Account") if account_global_id else None
+    if account_global_id and account_id is None:
+        return Outcome(None, [accounts.AccountNotFound(field=["accountId"])])
+    async with info.context.session() as session:
+        try:
+            return await service.ask_assistant(
+                session,
+                user_id=viewer.user_id,
+                question=question,
+                account_id=account_id,
+                now=info.context.now,
+            )
+        except service.Rejected as rejected:
+            return Outcome(None, rejected.errors)
+
+
+async def video_call(info: Any, account_global_id: Any) -> service.VideoCall | Outcome:
+    """F4."""
+    viewer = require_customer(info)
+    account_id = parse_id(account_global_id, "Account")
+    if account_id is None:
+        return Outcome(None, [accounts.AccountNotFound(field=["accountId"])])
+    settings = info.context.settings
+    async with info.context.session() as session:
+        try:
+            return await service.video_call(
+                session,
+                user_id=viewer.user_id,
+                account_id=account_id,
+                secret_key=settings.secret_key,
+                ttl=dt.timedelta(seconds=settings.video_token_ttl_seconds),
+                now=info.context.now,
+            )
+        except DomainError as error:
+            if isinstance(error, accounts.AccountNotFound):
+                error.field = ["accountId"]
+            return Outcome(None, [error])
