@@ -14,8 +14,9 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from broadcaster import Broadcast, Event
+from broadcaster import Event
 from broadcaster._backends.base import BroadcastBackend
+from broadcaster._backends.memory import MemoryBackend
 from redis import asyncio as redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
@@ -107,23 +108,81 @@ class RedisPubSubBackend(BroadcastBackend):
                 try:
                     await self._open()
                     self.reconnects += 1
+                    for channel in self._channels:  # events published while away are gone: resync
+                        await self._queue.put(Event(channel=channel, message=json.dumps(RESYNC)))
                     log.info("redis pub/sub reconnected; %d channels re-subscribed", len(self._channels))
                 except (RedisError, OSError) as again:
                     log.warning("redis still unavailable: %s", again)
 
 
-def _backend_for(redis_url: str | None, prefix: str) -> Broadcast:
-    if redis_url:
-        return Broadcast(backend=RedisPubSubBackend(redis_url, control_channel=f"{prefix}:control"))
-    return Broadcast("memory://")
+RESYNC: dict[str, Any] = {"type": "resync"}
+"""What a subscriber receives instead of events it may have missed (overflow, broker reconnect)."""
+
+
+class Subscriber:
+    """One local listener of a channel, with a bounded queue.
+
+    A slow consumer never makes the process hoard memory: when its queue is full, further events are
+    dropped and the consumer gets a single :data:`RESYNC` instead, after which it re-reads what it
+    missed from the database (events are doorbells; the rows are the record).
+    """
+
+    def __init__(self, channel: str, size: int) -> None:
+        self.channel = channel
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=size)
+        self._overflowed = False
+
+    def offer(self, message: dict[str, Any]) -> None:
+        """Enqueue without waiting; on overflow remember to tell the consumer to resync."""
+        try:
+            self._queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self._overflowed = True
+
+    async def get(self) -> dict[str, Any]:
+        """The next event, or RESYNC when some were dropped."""
+        if self._overflowed:
+            self._overflowed = False
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            return RESYNC
+        return await self._queue.get()
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Every event already waiting, without blocking (lets a consumer coalesce doorbells)."""
+        waiting = []
+        while not self._queue.empty():
+            waiting.append(self._queue.get_nowait())
+        if self._overflowed:
+            self._overflowed = False
+            waiting.append(RESYNC)
+        return waiting
+
+    def __aiter__(self) -> Subscriber:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        return await self.get()
 
 
 class EventBus:
-    """Channels of JSON messages; ``user:<id>`` carries everything one user's clients should hear."""
+    """Channels of JSON messages; ``user:<id>`` carries everything one user's clients should hear.
 
-    def __init__(self, redis_url: str | None, *, prefix: str = "kabinet") -> None:
-        self._broadcast = _backend_for(redis_url, prefix)
+    Transport is a broadcaster backend: Redis pub/sub between processes when ``redis_url`` is set
+    (:class:`RedisPubSubBackend`), in-process memory otherwise. Fan-out to local subscribers is ours, with
+    bounded queues (broadcaster's own are unbounded).
+    """
+
+    def __init__(self, redis_url: str | None, *, prefix: str = "kabinet", queue_size: int = 100) -> None:
         self.prefix = prefix
+        self.queue_size = queue_size
+        self._backend: BroadcastBackend = (
+            RedisPubSubBackend(redis_url, control_channel=f"{prefix}:control")
+            if redis_url
+            else MemoryBackend("memory://")
+        )
+        self._subscribers: dict[str, set[Subscriber]] = {}
+        self._fanout: asyncio.Task[None] | None = None
 
     def channel(self, name: str) -> str:
         """The broker's channel name for a logical channel (prefixed, so deployments can share Redis)."""
@@ -131,18 +190,61 @@ class EventBus:
 
     async def connect(self) -> None:
         """Open the broker connection (application startup)."""
-        await self._broadcast.connect()
+        await self._backend.connect()
+        self._fanout = asyncio.create_task(self._deliver(), name="kabinet-event-fanout")
 
     async def disconnect(self) -> None:
         """Close the broker connection (application shutdown)."""
-        await self._broadcast.disconnect()
+        if self._fanout is not None:
+            self._fanout.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._fanout
+        await self._backend.disconnect()
+
+    async def _deliver(self) -> None:
+        while True:
+            event = await self._backend.next_published()
+            listeners = self._subscribers.get(event.channel)
+            if not listeners:
+                continue
+            try:
+                message = json.loads(event.message)
+            except ValueError:
+                log.warning("dropping a malformed event on %s", event.channel)
+                continue
+            for subscriber in list(listeners):
+                subscriber.offer(message)
 
     async def publish(self, name: str, message: dict[str, Any]) -> None:
         """Send one event to everybody listening on ``name``; call after the commit."""
-        await self._broadcast.publish(self.channel(name), json.dumps(message, default=str))
+        await self._backend.publish(self.channel(name), json.dumps(message, default=str))
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, name: str) -> AsyncIterator[Subscriber]:
+        """Listen on ``name``: events published after this returns are delivered to the subscriber."""
+        channel = self.channel(name)
+        subscriber = Subscriber(channel, self.queue_size)
+        listeners = self._subscribers.setdefault(channel, set())
+        first = not listeners
+        listeners.add(subscriber)
+        try:
+            if first:
+                await self._backend.subscribe(channel)
+            yield subscriber
+        finally:
+            listeners.discard(subscriber)
+            if not listeners:
+                del self._subscribers[channel]
+                with contextlib.suppress(Exception):
+                    await self._backend.unsubscribe(channel)
 
     async def listen(self, name: str) -> AsyncIterator[dict[str, Any]]:
         """Events of channel ``name`` as they arrive, until the consumer stops iterating."""
-        async with self._broadcast.subscribe(self.channel(name)) as subscriber:
-            async for event in subscriber:  # type: ignore[union-attr]
-                yield json.loads(event.message)
+        async with self.subscribe(name) as subscriber:
+            async for message in subscriber:
+                yield message
+
+    @property
+    def listening_channels(self) -> int:
+        """How many channels have local subscribers (metrics)."""
+        return len(self._subscribers)

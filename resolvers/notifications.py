@@ -1,0 +1,233 @@
+"""Notifications: thin resolvers, the live subscription loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from models.notifications import Notification, NotificationCategory
+from resolvers.loaders import ById
+from schema.pagination import decode_cursor
+from schema.permissions import require_viewer
+from services import notifications
+from services.errors import DomainError
+from services.events import user_channel
+from services.pagination import Page
+
+log = logging.getLogger("kabinet.notifications")
+
+SUBSCRIPTION_DB_CONCURRENCY = 8
+"""At most this many subscription rounds of one process use the database at once; the rest wait their
+turn, so thousands of streams woken together never starve requests of pooled connections."""
+
+RIGHTS_CHECK_INTERVAL = 300.0
+"""Seconds between re-checks that a subscriber's login is still valid. A logout, password change or
+deletion ends the stream at once through its ``session-ended`` event; this periodic check (spread with
+jitter, so thousands of streams do not check together) covers expiry and events lost with a broker outage,
+after which a ``resync`` also triggers a check."""
+
+
+class NotificationById(ById):
+    """Notifications by id."""
+
+    model = Notification
+
+
+async def notifications_by_ids(info: Any, ids: list[int]) -> list[Notification | None]:
+    """Notifications by id; None where missing or someone else's."""
+    viewer = info.context.viewer
+    rows = await info.context.loader(NotificationById).load_many(ids)
+    return [
+        row if row is not None and viewer is not None and row.user_id == viewer.user_id else None
+        for row in rows
+    ]
+
+
+def _after_id(cursor: str | None) -> int | None:
+    key = decode_cursor(cursor)
+    return int(key[0]) if key else None
+
+
+def db_gate(state: Any) -> asyncio.Semaphore:
+    """The process's limit on concurrent database rounds of subscriptions."""
+    gate = state.extras.get("subscription_db_gate")
+    if gate is None:
+        gate = state.extras["subscription_db_gate"] = asyncio.Semaphore(SUBSCRIPTION_DB_CONCURRENCY)
+    return gate  # type: ignore[no-any-return]
+
+
+async def page(
+    info: Any, *, first: int, after: str | None, unread_only: bool, category: NotificationCategory | None
+) -> Page[Notification]:
+    """The caller's notifications, newest first."""
+    viewer = require_viewer(info)
+    async with info.context.session() as session:
+        return await notifications.page(
+            session,
+            viewer.user_id,
+            first=first,
+            after=_after_id(after),
+            unread_only=unread_only,
+            category=category,
+        )
+
+
+async def unread_count(info: Any) -> int:
+    """How many of the caller's notifications are unread."""
+    viewer = require_viewer(info)
+    async with info.context.session() as session:
+        return (await notifications.unread_counts(session, [viewer.user_id]))[viewer.user_id]
+
+
+async def mark_read(info: Any, notification_id: int) -> tuple[Notification | None, list[DomainError]]:
+    """Mark one notification read."""
+    viewer = require_viewer(info)
+    async with info.context.session() as session:
+        try:
+            row = await notifications.mark_read(
+                session, viewer.user_id, notification_id, now=info.context.now
+            )
+        except DomainError as error:
+            return None, [error]
+        await session.commit()
+        return row, []
+
+
+async def mark_all_read(info: Any) -> int:
+    """Mark every notification of the caller read."""
+    viewer = require_viewer(info)
+    async with info.context.session() as session:
+        changed = await notifications.mark_all_read(session, viewer.user_id, now=info.context.now)
+        await session.commit()
+        return changed
+
+
+async def settings(info: Any) -> list[notifications.Preference]:
+    """The caller's J6 matrix."""
+    viewer = require_viewer(info)
+    async with info.context.session() as session:
+        return await notifications.settings_matrix(session, viewer.user_id)
+
+
+async def update_settings(
+    info: Any, changes: list[notifications.Preference]
+) -> list[notifications.Preference]:
+    """Apply the caller's J6 choices."""
+    viewer = require_viewer(info)
+    context = info.context
+    async with context.session() as session:
+        result = await notifications.update_settings(
+            session,
+            viewer.user_id,
+            changes,
+            now=context.now,
+            client_ip=context.client_ip,
+            user_agent=context.user_agent,
+        )
+        await session.commit()
+        return result
+
+
+async def register_push_device(info: Any, platform: Any, token: str) -> list[DomainError]:
+    """Register the caller's device for push messages."""
+    viewer = require_viewer(info)
+    async with info.context.session() as session:
+        try:
+            await notifications.register_push_device(
+                session,
+                viewer.user_id,
+                platform=platform,
+                token=token,
+                session_id=viewer.session_id,
+                now=info.context.now,
+            )
+        except DomainError as error:
+            return [error]
+        await session.commit()
+        return []
+
+
+async def unregister_push_device(info: Any, token: str) -> bool:
+    """Forget one of the caller's push tokens."""
+    viewer = require_viewer(info)
+    async with info.context.session() as session:
+        removed = await notifications.unregister_push_device(session, viewer.user_id, token)
+        await session.commit()
+        return removed
+
+
+async def live(info: Any, after: str | None) -> AsyncIterator[Notification]:
+    """Replay what the caller missed after ``after``, then stream new notifications: no gap, no duplicate.
+
+    The bus subscription opens *before* the replay query, and every doorbell (or resync) re-reads the
+    rows after the last one delivered, so a notification committed at any moment is delivered once.
+    Each round runs in a fresh scope (session + loaders) and re-checks that the login is still valid.
+    """
+    viewer = require_viewer(info)
+    context = info.context
+    gate = db_gate(context.state)
+    async with context.state.bus.subscribe(user_channel(viewer.user_id)) as bell:
+        last = _after_id(after)  # None: live only, from the first event on
+        # the login was verified when the websocket connected; re-checked every RIGHTS_CHECK_INTERVAL
+        checked_at = time.monotonic() - random.uniform(0, RIGHTS_CHECK_INTERVAL / 2)
+        message: dict[str, Any] = {"type": "resync"} if last is not None else await _next_bell(bell)
+        while True:
+            in_order = (
+                message.get("type") == "notification"
+                and "title" in message
+                and (last is None or message.get("prev") == last)
+            )
+            if in_order and time.monotonic() - checked_at <= RIGHTS_CHECK_INTERVAL:
+                # the common case: the event is the very next notification, and it carries it whole
+                row = notifications.from_event(viewer.user_id, message)
+                last = row.id
+                yield row
+                message = await _next_bell(bell)
+                continue
+            if last is None:  # a first event without data (e.g. a read mark): start from the newest row
+                last = int(message.get("prev") or 0) if message.get("type") == "notification" else None
+            await context.new_event_scope()
+            async with gate, context.session() as session:
+                now = time.monotonic()
+                if (
+                    message.get("type") in ("session-ended", "resync")
+                    or now - checked_at > RIGHTS_CHECK_INTERVAL
+                ):
+                    if not await notifications.may_listen(
+                        session, viewer.user_id, viewer.session_id, now=context.now
+                    ):
+                        log.info("ending notifications stream of user %s: session ended", viewer.user_id)
+                        return
+                    checked_at = now
+                if last is None:
+                    last = await notifications.latest_id(session, viewer.user_id)
+                rows = await notifications.since(session, viewer.user_id, last)
+                await session.commit()  # end the read transaction; rows stay loaded
+            for row in rows:
+                last = row.id
+                yield row
+            if len(rows) == 100:
+                continue  # more to replay
+            message = await _next_bell(bell)
+
+
+async def _next_bell(bell: Any) -> dict[str, Any]:
+    """The next event worth acting on; several already waiting become one re-read (or a session end)."""
+    message: dict[str, Any] = await bell.get()
+    while message.get("type") == "read":  # read marks change nothing to deliver
+        message = await bell.get()
+    waiting = bell.drain()
+    if not waiting:
+        return message
+    for extra in [message, *waiting]:
+        if extra.get("type") in ("session-ended", "resync"):
+            return extra
+    return (
+        {"type": "resync"}
+        if len(waiting) > 0 and any(e.get("type") == "notification" for e in waiting)
+        else message
+    )

@@ -1,0 +1,145 @@
+"""Periodic jobs that must run in one process only, however many are started.
+
+The process that holds a PostgreSQL advisory lock (on a connection it keeps open) is the leader and
+runs the jobs; the others retry now and then and take over when the leader's connection goes away.
+Each job is also idempotent on its own (``scheduled_job_runs`` rows mark what was done), so a job that
+runs twice by accident still notifies once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.accounts import Account, UserAccount
+from models.branches import Branch
+from models.identity import User
+from models.notifications import NotificationCategory, ScheduledJobRun
+from services.notifications import notify_many
+from services.readings import window_state
+
+log = logging.getLogger("kabinet.scheduler")
+
+LOCK_KEY = 0x4B61_6269  # "Kabi": the advisory lock of the scheduler leader
+
+Job = Callable[[AsyncSession, dt.datetime], Awaitable[int]]
+
+
+async def claim_run(session: AsyncSession, job: str, key: str, now: dt.datetime) -> bool:
+    """Record that ``job`` ran for ``key``; False if it already had (so the caller does nothing)."""
+    inserted = await session.execute(
+        insert(ScheduledJobRun)
+        .values(job=job, key=key, ran_at=now)
+        .on_conflict_do_nothing(index_elements=["job", "key"])
+        .returning(ScheduledJobRun.id)
+    )
+    return inserted.scalar_one_or_none() is not None
+
+
+async def reading_window_reminders(session: AsyncSession, now: dt.datetime) -> int:
+    """Tell every customer of a branch, once per month, that its reading window is open (E3)."""
+    notified = 0
+    for branch in (await session.execute(select(Branch))).scalars():
+        state = window_state(branch, now)
+        if state.current is None:
+            continue
+        key = f"{branch.id}:{state.current.opens.isoformat()}"
+        if not await claim_run(session, "reading-window-opens", key, now):
+            continue
+        users = await session.execute(
+            select(UserAccount.user_id)
+            .join(Account, Account.id == UserAccount.account_id)
+            .join(User, User.id == UserAccount.user_id)
+            .where(Account.branch_id == branch.id, User.deleted_at.is_(None))
+            .distinct()
+        )
+        closes = state.current.closes.strftime("%d.%m.%Y")
+        notified += await notify_many(
+            session,
+            users.scalars(),
+            category=NotificationCategory.READINGS,
+            title="Передайте показания",
+            body=f"Приём показаний приборов учёта открыт до {closes} ({branch.name}).",
+            data={"branchId": branch.id, "closesOn": state.current.closes.isoformat()},
+        )
+    await session.commit()
+    return notified
+
+
+DEFAULT_JOBS: dict[str, Job] = {
+    "reading-window-reminders": reading_window_reminders,
+}
+
+
+@dataclass
+class Scheduler:
+    """Runs ``jobs`` every ``interval`` seconds while this process is the leader."""
+
+    db: object
+    jobs: dict[str, Job]
+    interval: float = 60.0
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    is_leader: bool = False
+
+    def __post_init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    async def run_jobs_once(self) -> dict[str, int]:
+        """Run every job once (the leader's round; also what tests and the CLI call)."""
+        results = {}
+        for name, job in self.jobs.items():
+            try:
+                async with self.db.session() as session:  # type: ignore[attr-defined]
+                    results[name] = await job(session, self.clock())
+            except Exception:
+                log.exception("scheduled job %s failed", name)
+        return results
+
+    async def _lead(self) -> None:
+        engine = self.db.engine  # type: ignore[attr-defined]
+        while True:
+            try:
+                async with engine.connect() as connection:
+                    got = (
+                        await connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY})
+                    ).scalar()
+                    await connection.commit()
+                    if got:
+                        self.is_leader = True
+                        log.info("this process runs the scheduled jobs")
+                        try:
+                            while True:
+                                await self.run_jobs_once()
+                                await asyncio.sleep(self.interval)
+                                await connection.execute(text("SELECT 1"))  # still holding the lock
+                                await connection.commit()
+                        finally:
+                            self.is_leader = False
+                            # a pooled connection would keep the session-level lock: close it instead
+                            await connection.invalidate()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scheduler leadership lost; retrying")
+            await asyncio.sleep(self.interval)
+
+    def start(self) -> None:
+        """Start competing for leadership in the background."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._lead(), name="kabinet-scheduler")
+
+    async def stop(self) -> None:
+        """Stop (the advisory lock goes with the connection)."""
+        if self._task is not None:
+            task, self._task = self._task, None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
