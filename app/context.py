@@ -119,13 +119,16 @@ class Context:
 
     @property
     def now(self) -> dt.datetime:
-        """Current time, UTC."""
+        """Current time, UTC (``settings.now_override`` when set, so tests control the clock)."""
+        fixed = self.settings.now_override
+        if fixed is not None:
+            return fixed.astimezone(dt.UTC) if fixed.tzinfo else fixed.replace(tzinfo=dt.UTC)
         return dt.datetime.now(dt.UTC)
 
     @property
     def today(self) -> dt.date:
         """Today's date in the company's time zone."""
-        return dt.datetime.now(ZoneInfo(self.settings.time_zone)).date()
+        return self.now.astimezone(ZoneInfo(self.settings.time_zone)).date()
 
     async def close(self) -> None:
         """Close every scope's session (end of the HTTP request or websocket connection)."""

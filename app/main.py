@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 
@@ -15,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from app.broadcast import EventBus
 from app.db import Database
+from app.downloads import download
 from app.graphiql import GRAPHIQL_STATIC_DIR, GRAPHIQL_STATIC_PREFIX
 from app.graphql_view import KabinetGraphQL
 from app.logging import configure_logging
@@ -39,9 +41,33 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await state.bus.connect()
+        scheduler = None
+        if settings.scheduler_enabled:
+            from services.scheduler import DEFAULT_JOBS, Scheduler
+
+            scheduler = Scheduler(
+                db,
+                DEFAULT_JOBS,
+                interval=settings.scheduler_interval,
+                clock=lambda: settings.now_override or dt.datetime.now(dt.UTC),
+            )
+            scheduler.start()
+        dispatcher = None
+        if settings.outbox_dispatch:
+            from services.outbox import Dispatcher, providers_from_settings
+
+            dispatcher = Dispatcher(db, providers_from_settings(settings))
+            dispatcher.start()
         try:
             yield
         finally:
+            if dispatcher is not None:
+                await dispatcher.stop()
+            if scheduler is not None:
+                await scheduler.stop()
+            from services.limits import counters_of
+
+            await counters_of(state).close()
             await db.drain()
             await state.bus.disconnect()
             await db.dispose()
@@ -66,6 +92,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/", root),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/downloads/{token}", download, methods=["GET"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Mount(GRAPHIQL_STATIC_PREFIX, StaticFiles(directory=GRAPHIQL_STATIC_DIR), name="graphiql-static"),

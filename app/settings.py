@@ -6,7 +6,9 @@ names so hosting platforms can inject them as they are.
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
+from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -75,6 +77,80 @@ class Settings(BaseSettings):
         None, description="Serve GraphiQL at /graphql. Default: on in development, off in production."
     )
     time_zone: str = Field("Europe/Moscow", description="Company's default time zone for 'today'.")
+    scheduler_enabled: bool = Field(
+        True, description="Compete to run scheduled jobs (reminders); one process wins via an advisory lock."
+    )
+    scheduler_interval: float = Field(60.0, description="Seconds between rounds of scheduled jobs.")
+    now_override: dt.datetime | None = Field(
+        None,
+        description=(
+            "A fixed 'now' (ISO 8601 with offset) instead of the wall clock, for tests and demos of date "
+            "rules such as reading windows. Unset in production."
+        ),
+    )
+    upload_max_file_bytes: int = Field(
+        7 * 1024 * 1024, description="Largest uploaded file (F2, G2, G3): 7 MB as the manual says."
+    )
+    upload_max_total_bytes: int = Field(
+        100 * 1024 * 1024,
+        description="Largest total of the files of one appeal, application or document: 100 MB.",
+    )
+    video_token_ttl_seconds: int = Field(
+        900, description="F4: how long the signed token of a video-consultation link stays valid."
+    )
+
+    smtp_host: str | None = Field(None, description="SMTP server for e-mail. Unset: e-mails are printed.")
+    smtp_port: int = Field(587, description="SMTP port.")
+    smtp_username: str | None = Field(None, description="SMTP login (unset: no authentication).")
+    smtp_password: str | None = Field(None, description="SMTP password.")
+    smtp_sender: str = Field("noreply@kabinet.local", description="From address of e-mails.")
+    smtp_starttls: bool = Field(True, description="Use STARTTLS with the SMTP server.")
+    sms_gateway_url: str | None = Field(
+        None, description='HTTP SMS gateway: POST {"to", "text"} JSON. Unset: SMS are printed.'
+    )
+    sms_gateway_token: str | None = Field(None, description="Bearer token of the SMS gateway.")
+    outbox_dispatch: bool = Field(
+        True, description="Run the outbox dispatcher (sends SMS and e-mail) inside the server process."
+    )
+    personal_data_policy_version: str = Field(
+        "2024-01", description="Version of the personal-data policy recorded with each consent (A1)."
+    )
+    vk_client_id: str | None = Field(None, description="VK ID OAuth client id (A5). Unset: VK login is off.")
+    vk_client_secret: str | None = Field(None, description="VK ID OAuth client secret.")
+    vk_authorize_url: str = Field("https://id.vk.com/authorize", description="VK OAuth authorize endpoint.")
+    vk_token_url: str = Field("https://id.vk.com/oauth2/auth", description="VK OAuth token endpoint.")
+    vk_userinfo_url: str = Field("https://id.vk.com/oauth2/user_info", description="VK user info endpoint.")
+    payment_gateway: str = Field(
+        "sandbox", description="Gateway of new payments: `sandbox` (built-in acquirer) or `yookassa`."
+    )
+    payment_webhook_secret: str | None = Field(
+        None, description="HMAC-SHA256 key of sandbox webhooks. Unset: the secret key."
+    )
+    payment_return_url: str | None = Field(
+        None, description="Where the card page sends the customer back after paying. Default: public URL."
+    )
+    payment_recheck_after_seconds: int = Field(
+        300, description="A PENDING payment older than this is re-checked with its gateway by a periodic job."
+    )
+    payment_pending_timeout_seconds: int = Field(
+        900, description="A sandbox payment nobody paid within this many seconds is canceled."
+    )
+    sandbox_webhook_url: str | None = Field(
+        None,
+        description=(
+            "Where the sandbox acquirer POSTs its signed webhooks. Unset: delivered inside the process, "
+            "through the same signature check as /webhooks/sandbox."
+        ),
+    )
+    pay_all_max_accounts: int = Field(10, description="H1: most accounts in one «pay for all accounts».")
+    pay_all_max_total: Decimal = Field(
+        Decimal("500000.00"), description="Largest total of one payment, in roubles (D5, H1)."
+    )
+    yookassa_shop_id: str | None = Field(None, description="YooKassa shop id (basic-auth login). Unset: off.")
+    yookassa_secret_key: str | None = Field(None, description="YooKassa secret key (basic-auth password).")
+    yookassa_api_url: str = Field(
+        "https://api.yookassa.ru/v3", description="Base URL of the YooKassa API (a test server in tests)."
+    )
 
     @property
     def graphiql_enabled(self) -> bool:

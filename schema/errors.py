@@ -61,4 +61,8 @@ def user_errors(errors: Iterable[DomainError]) -> list[UserError]:
 
 def error_types() -> list[type]:
     """Every concrete error type, so the schema lists them even before a field returns one."""
-    return [InputError]
+    from schema.accounts import ERROR_TYPES as ACCOUNT_ERRORS
+    from schema.identity import ERROR_TYPES as IDENTITY_ERRORS
+    from schema.readings import ERROR_TYPES as READING_ERRORS
+
+    return [InputError, *READING_ERRORS, *ACCOUNT_ERRORS, *IDENTITY_ERRORS]

@@ -16,22 +16,52 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from app.settings import Settings
+from schema.accounts import AccountMutations, AccountQueries
+from schema.appeals import AppealMutations, AppealQueries
 from schema.branches import BranchQueries
+from schema.content import ContentMutations, ContentQueries
 from schema.errors import error_types
-from schema.identity import IdentityQueries
+from schema.identity import (
+    AltLoginMutations,
+    ExternalLoginMutations,
+    ExternalLoginQueries,
+    IdentityMutations,
+    IdentityQueries,
+    IdentitySubscriptions,
+)
 from schema.node import resolve_global_id
+from schema.notifications import NotificationMutations, NotificationQueries, NotificationSubscriptions
+from schema.readings import ReadingMutations, ReadingQueries
 from schema.scalars import SCALAR_MAP
 
 log = logging.getLogger("kabinet.graphql")
 
 
-QUERIES: tuple[type, ...] = (IdentityQueries, BranchQueries)
+QUERIES: tuple[type, ...] = (
+    IdentityQueries,
+    ExternalLoginQueries,
+    BranchQueries,
+    ReadingQueries,
+    AccountQueries,
+    NotificationQueries,
+    AppealQueries,
+    ContentQueries,
+)
 """Each domain's query class; add a domain's here (its fields join the root Query)."""
 
-MUTATIONS: tuple[type, ...] = ()
+MUTATIONS: tuple[type, ...] = (
+    IdentityMutations,
+    AltLoginMutations,
+    ExternalLoginMutations,
+    ReadingMutations,
+    AccountMutations,
+    NotificationMutations,
+    AppealMutations,
+    ContentMutations,
+)
 """Each domain's mutation class; add a domain's here (its fields join the root Mutation)."""
 
-SUBSCRIPTIONS: tuple[type, ...] = ()
+SUBSCRIPTIONS: tuple[type, ...] = (IdentitySubscriptions, NotificationSubscriptions)
 """Each domain's subscription class; add a domain's here (its fields join the root Subscription)."""
 
 

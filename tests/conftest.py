@@ -124,6 +124,8 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
         secret_key="test-secret-key-" + "x" * 32,
         demo_on_start=False,
         migrate_on_start=False,
+        scheduler_enabled=False,
+        outbox_dispatch=False,
     )
 
 
