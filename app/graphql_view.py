@@ -186,9 +186,13 @@ class KabinetGraphQL(GraphQL[Context, None]):
         finally:
             await context.close()
 
-    def encode_json(self, data: object) -> bytes:
-        """Compact UTF-8 JSON (Cyrillic as is, not ``\\u`` escapes), encoded by orjson."""
-        return orjson.dumps(data)
+    def encode_json(self, data: object) -> str:
+        """Compact UTF-8 JSON (Cyrillic as is, not ``\\u`` escapes), encoded by orjson.
+
+        Returned as text: Strawberry sends bytes as *binary* websocket frames, which browser
+        graphql-ws clients (GraphiQL's included) reject.
+        """
+        return orjson.dumps(data).decode()
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """GraphiQL with its scripts served by Kabinet itself (works offline)."""

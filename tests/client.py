@@ -61,6 +61,7 @@ class Subscription:
         import asyncio
 
         raw = await asyncio.wait_for(self.socket.recv(), timeout)
+        assert isinstance(raw, str), "graphql-transport-ws messages must be text frames (not binary)"
         return json.loads(raw)  # type: ignore[no-any-return]
 
     async def subscribe(self, query: str, variables: dict[str, Any] | None = None) -> str:
