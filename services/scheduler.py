@@ -14,19 +14,24 @@ import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.accounts import Account, UserAccount
+from models.billing import Receipt
 from models.branches import Branch
 from models.identity import User
 from models.notifications import NotificationCategory, ScheduledJobRun
-from services.notifications import notify_many
+from services.notifications import notify, notify_many
 from services.readings import window_state
 
 log = logging.getLogger("kabinet.scheduler")
+
+RECEIPT_NEWS_WINDOW = dt.timedelta(days=7)
+"""Receipts issued this recently are announced (older ones were before the job existed)."""
 
 LOCK_KEY = 0x4B61_6269  # "Kabi": the advisory lock of the scheduler leader
 
@@ -74,8 +79,42 @@ async def reading_window_reminders(session: AsyncSession, now: dt.datetime) -> i
     return notified
 
 
+async def new_receipt_notifications(session: AsyncSession, now: dt.datetime) -> int:
+    """Tell the users of an account, once per receipt, that a receipt issued in the last week is ready."""
+    fresh = await session.execute(
+        select(Receipt, UserAccount.user_id)
+        .join(UserAccount, UserAccount.account_id == Receipt.account_id)
+        .join(User, User.id == UserAccount.user_id)
+        .where(Receipt.created_at >= now - RECEIPT_NEWS_WINDOW, User.deleted_at.is_(None))
+        .order_by(Receipt.id)
+    )
+    notified = 0
+    for receipt, user_id in fresh.all():
+        if not await claim_run(session, "new-receipt", f"{receipt.id}:{user_id}", now):
+            continue
+        period = receipt.period.strftime("%m.%Y")
+        if await notify(
+            session,
+            user_id=user_id,
+            category=NotificationCategory.BILLING,
+            account_id=receipt.account_id,
+            title=f"Квитанция за {period}",
+            body=f"Сформирована квитанция за {period}, к оплате {_rub(receipt.total_due)} ₽.",
+            data={"accountId": receipt.account_id, "period": receipt.period.isoformat()},
+        ):
+            notified += 1
+    await session.commit()
+    return notified
+
+
+def _rub(amount: Decimal) -> str:
+    """1234.5 → «1 234,50»."""
+    return f"{amount:,.2f}".replace(",", " ").replace(".", ",")
+
+
 DEFAULT_JOBS: dict[str, Job] = {
     "reading-window-reminders": reading_window_reminders,
+    "new-receipt-notifications": new_receipt_notifications,
 }
 
 

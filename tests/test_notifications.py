@@ -506,3 +506,36 @@ async def test_K2_only_one_process_runs_the_scheduled_jobs(db: Database, setting
     finally:
         await other.dispose()
     assert LOCK_KEY
+
+
+async def test_K2_a_new_receipt_is_announced_once_to_each_user_of_the_account(db: Database) -> None:
+    from models.accounts import Account
+    from models.billing import Receipt
+    from services.scheduler import new_receipt_notifications
+
+    async with db.session() as session:
+        account = (await session.execute(select(Account.id).where(Account.number == "11111111"))).scalar_one()
+        session.add(
+            Receipt(
+                account_id=account, period=dt.date(2026, 11, 1), total_due=Decimal("1234.50"), created_at=NOW
+            )
+        )
+        await session.commit()
+    async with db.session() as session:
+        first = await new_receipt_notifications(session, NOW + dt.timedelta(hours=1))
+    async with db.session() as session:
+        again = await new_receipt_notifications(session, NOW + dt.timedelta(hours=2))
+    assert first >= 1 and again == 0
+    async with db.session() as session:
+        bodies = (
+            (
+                await session.execute(
+                    select(Notification.body).where(
+                        Notification.account_id == account, Notification.title == "Квитанция за 11.2026"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert bodies == ["Сформирована квитанция за 11.2026, к оплате 1 234,50 ₽."]
