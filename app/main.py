@@ -20,6 +20,7 @@ from app.downloads import download
 from app.graphiql import GRAPHIQL_STATIC_DIR, GRAPHIQL_STATIC_PREFIX
 from app.graphql_view import KabinetGraphQL
 from app.logging import configure_logging
+from app.sandbox import routes as sandbox_routes
 from app.settings import Settings, get_settings
 from app.state import AppState
 
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/downloads/{token}", download, methods=["GET"]),
+            *sandbox_routes(state),  # sandbox card/SBP pages, QR images, /webhooks/{provider}
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Mount(GRAPHIQL_STATIC_PREFIX, StaticFiles(directory=GRAPHIQL_STATIC_DIR), name="graphiql-static"),

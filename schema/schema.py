@@ -31,6 +31,7 @@ from schema.identity import (
 )
 from schema.node import resolve_global_id
 from schema.notifications import NotificationMutations, NotificationQueries, NotificationSubscriptions
+from schema.payments import PaymentMutations, PaymentQueries, PaymentSubscriptions
 from schema.readings import ReadingMutations, ReadingQueries
 from schema.scalars import SCALAR_MAP
 
@@ -46,6 +47,7 @@ QUERIES: tuple[type, ...] = (
     NotificationQueries,
     AppealQueries,
     ContentQueries,
+    PaymentQueries,
 )
 """Each domain's query class; add a domain's here (its fields join the root Query)."""
 
@@ -58,10 +60,11 @@ MUTATIONS: tuple[type, ...] = (
     NotificationMutations,
     AppealMutations,
     ContentMutations,
+    PaymentMutations,
 )
 """Each domain's mutation class; add a domain's here (its fields join the root Mutation)."""
 
-SUBSCRIPTIONS: tuple[type, ...] = (IdentitySubscriptions, NotificationSubscriptions)
+SUBSCRIPTIONS: tuple[type, ...] = (IdentitySubscriptions, NotificationSubscriptions, PaymentSubscriptions)
 """Each domain's subscription class; add a domain's here (its fields join the root Subscription)."""
 
 

@@ -25,6 +25,7 @@ from models.billing import Receipt
 from models.branches import Branch
 from models.identity import User
 from models.notifications import NotificationCategory, ScheduledJobRun
+from services import payments
 from services.notifications import notify, notify_many
 from services.readings import window_state
 
@@ -115,6 +116,8 @@ def _rub(amount: Decimal) -> str:
 DEFAULT_JOBS: dict[str, Job] = {
     "reading-window-reminders": reading_window_reminders,
     "new-receipt-notifications": new_receipt_notifications,
+    "payments-recheck": payments.recheck_job,
+    "autopay": payments.autopay_job,
 }
 
 
