@@ -7,7 +7,6 @@ path to account data (fields, ``node(id:)``, mutations) asks :func:`visible_acco
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import re
 from collections.abc import Iterable
@@ -23,6 +22,7 @@ from models.billing import Receipt
 from models.branches import Branch
 from models.identity import User
 from models.payments import AutopaySetting
+from services.branches import window_state_on
 from services.errors import DomainError, NotFound
 
 STAFF_ROLES = frozenset({"OPERATOR", "ANALYST", "ADMIN"})
@@ -338,27 +338,18 @@ def local_today(now: dt.datetime, time_zone: str) -> dt.date:
     return now.astimezone(ZoneInfo(time_zone)).date()
 
 
-def _day_in_month(month: dt.date, day: int) -> dt.date:
-    last = calendar.monthrange(month.year, month.month)[1]
-    return month.replace(day=min(day, last))
-
-
 def window_countdown(today: dt.date, start_day: int, end_day: int) -> WindowCountdown:
     """B4: days until the reading window opens, or until it closes, for a window of days ``start_day``..
     ``end_day`` (inclusive) of each month; ``today`` is the date in the branch's time zone.
 
     Days past the end of a short month are clamped to its last day.
     """
-    month = today.replace(day=1)
-    opens, closes = _day_in_month(month, start_day), _day_in_month(month, end_day)
-    if today > closes:
-        following = (month + dt.timedelta(days=32)).replace(day=1)
-        opens, closes = _day_in_month(following, start_day), _day_in_month(following, end_day)
-    is_open = opens <= today <= closes
+    state = window_state_on(today, start_day, end_day, time_zone="")
+    window = state.current or state.next
     return WindowCountdown(
-        is_open=is_open,
-        opens_on=opens,
-        closes_on=closes,
-        days_until_opens=0 if is_open else (opens - today).days,
-        days_until_closes=(closes - today).days,
+        is_open=state.is_open,
+        opens_on=window.opens,
+        closes_on=window.closes,
+        days_until_opens=0 if state.is_open else (window.opens - today).days,
+        days_until_closes=(window.closes - today).days,
     )

@@ -41,7 +41,7 @@ from models.identity import Consent, ConsentKind, User
 from models.meters import Meter
 from models.notifications import NotificationCategory
 from models.payments import Payment, PaymentAllocation, PaymentStatus
-from services import accounts, billing, readings, storage
+from services import accounts, billing, branches, readings, storage
 from services.errors import DomainError, FieldRequired, NotFound
 from services.notifications import notify
 from services.pagination import Page, keyset_page
@@ -1067,7 +1067,7 @@ async def _account_facts(
             )
     if _WINDOW.search(question):
         for account_id, (_, branch) in (await readings.accounts_with_branches(session, account_ids)).items():
-            state = readings.window_state(branch, now)
+            state = branches.window_state(branch, now)
             if state.current is not None:
                 facts.append(
                     f"Лицевой счет {numbers[account_id]}: показания принимаются сейчас, до "

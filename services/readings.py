@@ -17,7 +17,6 @@ Rules in one place:
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import hashlib
 import itertools
@@ -28,7 +27,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects.postgresql import distinct_on, insert
@@ -42,9 +40,10 @@ from models.notifications import NotificationCategory
 from models.readings import Reading, ReadingSource, ReadingSubmission
 from models.tariffs import Zone
 from services.accounts import AccountNotFound
+from services.branches import Window, WindowState, window_state
 from services.errors import DomainError
 from services.notifications import notify
-from services.periods import PeriodRange, add_months, month_start
+from services.periods import PeriodRange, add_months
 
 ZONES: dict[ZoneScheme, tuple[Zone, ...]] = {
     ZoneScheme.SINGLE: (Zone.SINGLE,),
@@ -172,58 +171,6 @@ class SubmissionRejected(Exception):
 
 
 # ---------------------------------------------------------------- windows
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """One monthly window: the dates it is open (inclusive) and the period its readings belong to."""
-
-    opens: dt.date
-    closes: dt.date
-
-    @property
-    def period(self) -> dt.date:
-        """The billing month of the readings taken in this window."""
-        return month_start(self.opens)
-
-
-@dataclass(frozen=True, slots=True)
-class WindowState:
-    """Where "today" (in the branch's time zone) stands relative to the branch's windows."""
-
-    today: dt.date
-    time_zone: str
-    start_day: int
-    end_day: int
-    current: Window | None  # the open window, if today is inside one
-    next: Window  # the next window that opens after today
-
-    @property
-    def is_open(self) -> bool:
-        """True while readings are accepted."""
-        return self.current is not None
-
-
-def _day(month: dt.date, day: int) -> dt.date:
-    return month.replace(day=min(day, calendar.monthrange(month.year, month.month)[1]))
-
-
-def window_of_month(month: dt.date, start_day: int, end_day: int) -> Window:
-    """The window opening in ``month`` (a start day after the end day runs into the next month)."""
-    opens = _day(month, start_day)
-    closes = _day(month, end_day) if start_day <= end_day else _day(add_months(month, 1), end_day)
-    return Window(opens, closes)
-
-
-def window_state(branch: Branch, now: dt.datetime) -> WindowState:
-    """The branch's window state at instant ``now``, computed in the branch's time zone."""
-    today = now.astimezone(ZoneInfo(branch.time_zone)).date()
-    start, end = branch.reading_window_start_day, branch.reading_window_end_day
-    this_month = month_start(today)
-    windows = [window_of_month(add_months(this_month, delta), start, end) for delta in (-1, 0, 1, 2)]
-    current = next((w for w in windows if w.opens <= today <= w.closes), None)
-    upcoming = next(w for w in windows if w.opens > today)
-    return WindowState(today, branch.time_zone, start, end, current, upcoming)
 
 
 def require_open(state: WindowState) -> Window:

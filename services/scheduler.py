@@ -26,8 +26,8 @@ from models.branches import Branch
 from models.identity import User
 from models.notifications import NotificationCategory, ScheduledJobRun
 from services import payments
+from services.branches import window_state
 from services.notifications import notify, notify_many
-from services.readings import window_state
 
 log = logging.getLogger("kabinet.scheduler")
 
