@@ -80,7 +80,11 @@ class RedisPubSubBackend(BroadcastBackend):
 
     async def publish(self, channel: str, message: Any) -> None:
         assert self._conn is not None
-        await self._conn.publish(channel, message)
+        try:
+            await self._conn.publish(channel, message)
+        except (RedisError, OSError):
+            # a pooled connection that died with a Redis restart fails once; the retry reconnects
+            await self._conn.publish(channel, message)
 
     async def next_published(self) -> Event:
         return await self._queue.get()

@@ -14,9 +14,29 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, SessionTransaction
 
-from services.events import take_pending
+from models.accounts import Account
+from models.identity import User
+from services.events import Touched, take_pending, take_touched, touch
 
 log = logging.getLogger(__name__)
+
+PRIVATE_TABLES = frozenset(
+    {
+        "outbox_messages",
+        "refresh_tokens",
+        "verification_codes",
+        "audit_log",
+        "idempotency_keys",
+        "webhook_events",
+        "scheduled_job_runs",
+        "qr_login_challenges",
+        "payment_status_changes",  # written with their payment (which has a user_id)
+        "request_events",  # written with their appeal/application (which has a user_id)
+        "attachments",
+        "files",
+    }
+)
+"""Tables whose rows no customer query shows by themselves: writing them never invalidates everybody."""
 
 
 def async_url(url: str) -> str:
@@ -56,25 +76,80 @@ class Database:
             counter.statements += 1
             counter.sql.append(statement)
 
-    def publish_after_commit(self, publish: Callable[[str, dict[str, Any]], Awaitable[None]]) -> None:
-        """Publish events queued with ``services.events.emit`` after COMMIT; drop them on rollback."""
+    def publish_after_commit(
+        self,
+        publish: Callable[[str, dict[str, Any]], Awaitable[None]],
+        on_touched: Callable[[Touched], Awaitable[None]] | None = None,
+    ) -> None:
+        """After COMMIT: report touched users/accounts (cache versions), then publish queued events.
+
+        Events queued with ``services.events.emit`` and touches (``services.events.touch``, plus every ORM
+        row flushed with a ``user_id`` or ``account_id``) wait in the session; a rollback drops them.
+        """
+
+        def after_flush(session: Session, _context: Any) -> None:
+            users: set[int] = set()
+            accounts: set[int] = set()
+            everyone = False
+            for row in (*session.new, *session.dirty, *session.deleted):
+                if isinstance(row, User):
+                    users.add(row.id)
+                elif isinstance(row, Account):
+                    accounts.add(row.id)
+                user_id = getattr(row, "user_id", None)
+                account_id = getattr(row, "account_id", None)
+                if user_id is not None:
+                    users.add(user_id)
+                if account_id is not None:
+                    accounts.add(account_id)
+                if (
+                    user_id is None
+                    and account_id is None
+                    and not isinstance(row, User | Account)
+                    and getattr(row, "__tablename__", None) not in PRIVATE_TABLES
+                ):
+                    everyone = True  # reference data (branches, tariffs, content…) is everybody's
+            if users or accounts or everyone:
+                touch(session, users=users, accounts=accounts, everyone=everyone)
 
         def after_commit(session: Session) -> None:
             pending = take_pending(session)
-            if not pending:
+            touched = take_touched(session)
+            touched.users.update(int(channel[5:]) for channel, _ in pending if channel.startswith("user:"))
+            if not pending and not touched:
                 return
-            loop = asyncio.get_running_loop()
-            for channel, message in pending:
-                task = loop.create_task(publish(channel, message))
-                self._publishing.add(task)
-                task.add_done_callback(self._published)
+            task = asyncio.get_running_loop().create_task(
+                self._after_commit(publish, on_touched, pending, touched)
+            )
+            self._publishing.add(task)
+            task.add_done_callback(self._published)
 
         def after_rollback(session: Session, previous: SessionTransaction) -> None:
             if previous.parent is None:  # the whole transaction, not a savepoint
                 take_pending(session)
+                take_touched(session)
 
+        event.listen(self._sync_session_class, "after_flush", after_flush)
         event.listen(self._sync_session_class, "after_commit", after_commit)
         event.listen(self._sync_session_class, "after_soft_rollback", after_rollback)
+
+    @staticmethod
+    async def _after_commit(
+        publish: Callable[[str, dict[str, Any]], Awaitable[None]],
+        on_touched: Callable[[Touched], Awaitable[None]] | None,
+        pending: list[tuple[str, dict[str, Any]]],
+        touched: Touched,
+    ) -> None:
+        if on_touched is not None and touched:
+            try:
+                await on_touched(touched)  # first: a subscriber that reads on the event sees fresh data
+            except Exception:
+                log.exception("invalidating cached results after a commit failed")
+        for channel, message in pending:
+            try:
+                await publish(channel, message)
+            except Exception:
+                log.exception("publishing an event on %s failed", channel)
 
     def _published(self, task: asyncio.Task[None]) -> None:
         self._publishing.discard(task)
@@ -98,9 +173,13 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session for jobs, the CLI and tests; commits nothing by itself."""
+        """A session for jobs, the CLI and tests; commits nothing by itself.
+
+        On exit it waits for the after-commit work (cache versions, events) of what it committed.
+        """
         async with self.sessionmaker() as session:
             yield session
+        await self.drain()
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

@@ -6,14 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from graphql import OperationType
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLRequestData
 from strawberry.schema import BaseSchema
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
+from app.cache import operation_type
 from app.context import Context, Viewer
 from app.state import AppState
 from services.limits import counters_of
@@ -185,6 +189,55 @@ class KabinetGraphQL(GraphQL[Context, None]):
             return await super().run(request, context=context, root_value=root_value)
         finally:
             await context.close()
+
+    async def execute_operation(  # type: ignore[override]
+        self,
+        request: Any,
+        request_adapter: Any,
+        request_data: Any,
+        context: Context,
+        root_value: Any,
+        sub_response: Any,
+    ) -> Any:
+        """Serve customers' queries from the result cache when their data has not changed (``app.cache``);
+        after a mutation, wait until its cache invalidations and events are out before answering."""
+        cache = self.state.cache
+        viewer = context.viewer
+        kind = None
+        if isinstance(request_data, GraphQLRequestData) and request_data.query:
+            kind = operation_type(request_data.query, request_data.operation_name)
+        cache_key = version = None
+        if (
+            cache is not None
+            and kind is OperationType.QUERY
+            and viewer is not None
+            and viewer.role == "CUSTOMER"
+        ):
+            cache_key = cache.key(
+                viewer.user_id,
+                context.today.isoformat(),
+                request_data.query,
+                request_data.variables,
+                request_data.operation_name,
+            )
+            version, data = await cache.lookup(viewer.user_id, cache_key)
+            if data is not None:
+                return ExecutionResult(data=data, errors=None)
+        result = await super().execute_operation(
+            request, request_adapter, request_data, context, root_value, sub_response
+        )
+        if (
+            cache_key is not None
+            and isinstance(result, ExecutionResult)
+            and not result.errors
+            and result.data
+        ):
+            await cache.put(cache_key, version or "", result.data)  # type: ignore[union-attr]
+        if kind is OperationType.MUTATION:
+            if cache is not None and viewer is not None:
+                await cache.bump({viewer.user_id})  # safety net for writes no hook saw
+            await self.state.db.drain()
+        return result
 
     def encode_json(self, data: object) -> str:
         """Compact UTF-8 JSON (Cyrillic as is, not ``\\u`` escapes), encoded by orjson.

@@ -15,6 +15,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from app.broadcast import EventBus
+from app.cache import ResultCache, run_bumps
 from app.db import Database
 from app.downloads import download
 from app.graphiql import GRAPHIQL_STATIC_DIR, GRAPHIQL_STATIC_PREFIX
@@ -23,6 +24,7 @@ from app.logging import configure_logging
 from app.sandbox import routes as sandbox_routes
 from app.settings import Settings, get_settings
 from app.state import AppState
+from services.events import Touched
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
         raise RuntimeError("DATABASE_URL is not set; `kabinet serve` starts an embedded PostgreSQL for you")
     db = Database(settings.database_url, pool_size=settings.db_pool_size, echo=settings.db_echo)
     state = AppState(settings=settings, db=db, bus=EventBus(settings.redis_url, prefix=settings.redis_prefix))
-    db.publish_after_commit(state.bus.publish)
+    if settings.result_cache:
+        cache = state.cache = ResultCache(
+            settings.redis_url, prefix=settings.redis_prefix, ttl=settings.result_cache_ttl
+        )
+
+        async def touched(what: Touched) -> None:
+            await run_bumps(cache, db, what)
+
+        db.publish_after_commit(state.bus.publish, touched)
+    else:
+        db.publish_after_commit(state.bus.publish)
     graphql = KabinetGraphQL(build_schema(settings), state)
 
     @contextlib.asynccontextmanager
@@ -71,6 +83,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await counters_of(state).close()
             await db.drain()
             await state.bus.disconnect()
+            if state.cache is not None:
+                await state.cache.close()
             await db.dispose()
 
     async def healthz(_request: Request) -> Response:

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
         None, description="Serve GraphiQL at /graphql. Default: on in development, off in production."
     )
     time_zone: str = Field("Europe/Moscow", description="Company's default time zone for 'today'.")
+    result_cache: bool = Field(
+        True, description="Cache customers' query results per user, invalidated by every write they can see."
+    )
+    result_cache_ttl: float = Field(300.0, description="Seconds a cached query result may live at most.")
     scheduler_enabled: bool = Field(
         True, description="Compete to run scheduled jobs (reminders); one process wins via an advisory lock."
     )

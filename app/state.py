@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from app.broadcast import EventBus
+from app.cache import ResultCache
 from app.db import Database
 from app.settings import Settings
 
@@ -16,4 +17,5 @@ class AppState:
     settings: Settings
     db: Database
     bus: EventBus
+    cache: ResultCache | None = None
     extras: dict[str, object] = field(default_factory=dict)
