@@ -38,13 +38,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
         raise RuntimeError("DATABASE_URL is not set; `kabinet serve` starts an embedded PostgreSQL for you")
     db = Database(settings.database_url, pool_size=settings.db_pool_size, echo=settings.db_echo)
     state = AppState(settings=settings, db=db, bus=EventBus(settings.redis_url, prefix=settings.redis_prefix))
-    if settings.result_cache:
-        cache = state.cache = ResultCache(
-            settings.redis_url, prefix=settings.redis_prefix, ttl=settings.result_cache_ttl
-        )
+    # Versions are bumped by every process that shares Redis, even one that serves nothing from the cache
+    # (KABINET_RESULT_CACHE=false), so processes with it on next to it never serve stale results.
+    versions = (
+        ResultCache(settings.redis_url, prefix=settings.redis_prefix, ttl=settings.result_cache_ttl)
+        if settings.result_cache or settings.redis_url
+        else None
+    )
+    state.cache = versions if settings.result_cache else None
+    if versions is not None:
 
         async def touched(what: Touched) -> None:
-            await run_bumps(cache, db, what)
+            await run_bumps(versions, db, what)
 
         db.publish_after_commit(state.bus.publish, touched)
     else:
@@ -83,8 +88,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await counters_of(state).close()
             await db.drain()
             await state.bus.disconnect()
-            if state.cache is not None:
-                await state.cache.close()
+            if versions is not None:
+                await versions.close()
             await db.dispose()
 
     async def healthz(_request: Request) -> Response:

@@ -11,7 +11,14 @@ from typing import Annotated
 import strawberry
 from graphql import GraphQLError
 from strawberry import relay
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -135,12 +142,19 @@ def build_schema(settings: Settings | None = None) -> KabinetSchema:
     from schema.extensions import MaskUnexpectedErrors, StaffOnlyIntrospection
 
     settings = settings or Settings()
-    limits = settings.max_query_depth, settings.max_query_tokens, settings.max_query_aliases
+    # The limit rules are built once, so every request validates with the same rule classes and
+    # ValidationCache can serve a document it has validated before (clients repeat a few documents).
+    limit_rules = [
+        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.max_query_aliases).validation_rules,
+    ]
+    max_tokens = settings.max_query_tokens
     extensions: list[object] = [
-        lambda: QueryDepthLimiter(max_depth=limits[0]),
-        lambda: MaxTokensLimiter(max_token_count=limits[1]),
-        lambda: MaxAliasesLimiter(max_alias_count=limits[2]),
+        lambda: AddValidationRules(limit_rules),
+        lambda: MaxTokensLimiter(max_token_count=max_tokens),
         MaskUnexpectedErrors,
+        lambda: ParserCache(maxsize=512),
+        lambda: ValidationCache(maxsize=512),
     ]
     if settings.is_production:
         extensions.append(StaffOnlyIntrospection)
