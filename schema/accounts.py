@@ -35,6 +35,7 @@ from schema.billing import (
     load_service,
     payment_months,
     series_of,
+    with_references,
 )
 from schema.branches import Branch
 from schema.errors import UserError, register_user_error, user_error
@@ -224,7 +225,9 @@ class Account(relay.Node):
         to: ToArg = None,
     ) -> list[ChargeMonth]:
         period = billing_resolvers.period_range(info, from_, to)
-        return charge_months(await billing_resolvers.charges(info, root.id, period))
+        return charge_months(
+            await with_references(info, await billing_resolvers.charges(info, root.id, period))
+        )
 
     @strawberry.field(description="D4: payments by month, newest first (D8 range).")
     async def payments(

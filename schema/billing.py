@@ -5,6 +5,7 @@ Money is ``Decimal`` (a string with kopecks); debt positive, overpayment negativ
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Iterable
 from decimal import Decimal
@@ -213,14 +214,16 @@ class Charge:
         return billing.charge_total(root)
 
     @strawberry.field(description="The service charged.")
-    async def service(self, root: strawberry.Parent[billing_models.Charge], info: strawberry.Info) -> Service:
-        return await load_service(info, root.service_id)  # type: ignore[return-value]
+    def service(self, root: strawberry.Parent[billing_models.Charge], info: strawberry.Info) -> Service:
+        # sync when ``with_references`` attached the row (a dashboard has ~150 charge lines: one
+        # coroutine each costs more than the lookup); otherwise the loader's future, awaited by graphql-core
+        attached = getattr(root, ATTACHED_SERVICE, None)
+        return attached if attached is not None else info.context.loader(ServiceById).load(root.service_id)  # type: ignore[no-any-return]
 
     @strawberry.field(description="The supplier billing it.")
-    async def supplier(
-        self, root: strawberry.Parent[billing_models.Charge], info: strawberry.Info
-    ) -> Supplier:
-        return await load_supplier(info, root.supplier_id)  # type: ignore[return-value]
+    def supplier(self, root: strawberry.Parent[billing_models.Charge], info: strawberry.Info) -> Supplier:
+        attached = getattr(root, ATTACHED_SUPPLIER, None)
+        return attached if attached is not None else info.context.loader(SupplierById).load(root.supplier_id)  # type: ignore[no-any-return]
 
 
 @strawberry.type(description="The charges of one month (D2).")
@@ -233,6 +236,27 @@ class ChargeMonth:
     @strawberry.field(description="Sum of the month's charges and recalculations.")
     def total(self) -> Decimal:
         return sum((billing.charge_total(row) for row in self.charges), billing.ZERO)  # type: ignore[arg-type]
+
+
+ATTACHED_SERVICE = "_kabinet_service"
+ATTACHED_SUPPLIER = "_kabinet_supplier"
+
+
+async def with_references(
+    info: strawberry.Info, rows: list[billing_models.Charge]
+) -> list[billing_models.Charge]:
+    """Attach each charge's service and supplier rows (through the request's loaders, batched with every
+    other account's) so ``Charge.service`` / ``Charge.supplier`` resolve without a coroutine per line."""
+    services, suppliers = await asyncio.gather(
+        info.context.loader(ServiceById).load_many(sorted({row.service_id for row in rows})),
+        info.context.loader(SupplierById).load_many(sorted({row.supplier_id for row in rows})),
+    )
+    by_service = {row.id: row for row in services if row is not None}
+    by_supplier = {row.id: row for row in suppliers if row is not None}
+    for row in rows:
+        setattr(row, ATTACHED_SERVICE, by_service.get(row.service_id))
+        setattr(row, ATTACHED_SUPPLIER, by_supplier.get(row.supplier_id))
+    return rows
 
 
 def charge_months(rows: list[billing_models.Charge]) -> list[ChargeMonth]:
