@@ -354,27 +354,35 @@ async def create_appeal(
     )
     session.add(appeal)
     await session.flush()
-    files = await sink.store_all(session, data.attachments, _path("attachments"))
+    await _record_submission(session, sink, data.attachments, user_id, now, appeal_id=appeal.id)
+    return appeal
+
+
+async def _record_submission(
+    session: AsyncSession,
+    sink: FileSink,
+    attachments: Sequence[Any],
+    user_id: int,
+    now: dt.datetime,
+    **parent: int,
+) -> None:
+    """The customer's files and the CREATED timeline event of a new appeal or application (``parent``
+    is ``appeal_id=…`` or ``application_id=…``)."""
+    files = await sink.store_all(session, attachments, _path("attachments"))
     session.add(
         RequestEvent(
-            appeal_id=appeal.id,
             kind=RequestEventKind.CREATED,
             status=RequestStatus.NEW,
             actor_user_id=user_id,
             created_at=now,
+            **parent,
         )
     )
     for row in files:
         session.add(
-            Attachment(
-                file_id=row.id,
-                appeal_id=appeal.id,
-                direction=AttachmentDirection.FROM_CUSTOMER,
-                created_at=now,
-            )
+            Attachment(file_id=row.id, direction=AttachmentDirection.FROM_CUSTOMER, created_at=now, **parent)
         )
     await session.flush()
-    return appeal
 
 
 # ---------------------------------------------------------------- G3, C2, C3 applications
@@ -560,26 +568,7 @@ async def create_application(
     )
     session.add(application)
     await session.flush()
-    files = await sink.store_all(session, data.attachments, _path("attachments"))
-    session.add(
-        RequestEvent(
-            application_id=application.id,
-            kind=RequestEventKind.CREATED,
-            status=RequestStatus.NEW,
-            actor_user_id=user_id,
-            created_at=now,
-        )
-    )
-    for row in files:
-        session.add(
-            Attachment(
-                file_id=row.id,
-                application_id=application.id,
-                direction=AttachmentDirection.FROM_CUSTOMER,
-                created_at=now,
-            )
-        )
-    await session.flush()
+    await _record_submission(session, sink, data.attachments, user_id, now, application_id=application.id)
     return application
 
 
