@@ -611,8 +611,9 @@ def _customer_scope(model: Any, user_id: int, role: str, account_ids: Sequence[i
     return conditions
 
 
-async def appeal_page(
+async def _request_page(
     session: AsyncSession,
+    model: type[Appeal] | type[Application],
     *,
     user_id: int,
     role: str,
@@ -620,46 +621,30 @@ async def appeal_page(
     period: PeriodRange | None,
     first: int,
     after: tuple[Any, ...] | None,
-) -> Page[Appeal]:
+) -> Page[Any]:
+    """Appeals or applications the caller may see, newest first, inside the D8 range."""
+    stmt = select(model).where(
+        *_customer_scope(model, user_id, role, account_ids), *_range_filter(model.created_at, period)
+    )
+    return await keyset_page(
+        session,
+        stmt,
+        order_by=[model.created_at, model.id],
+        key=lambda row: (row.created_at, row.id),
+        first=first,
+        after=after,
+        count_total=True,
+    )
+
+
+async def appeal_page(session: AsyncSession, **scope: Any) -> Page[Appeal]:
     """F1: the caller's appeals (of visible accounts), newest first, inside the D8 range."""
-    stmt = select(Appeal).where(
-        *_customer_scope(Appeal, user_id, role, account_ids), *_range_filter(Appeal.created_at, period)
-    )
-    return await keyset_page(
-        session,
-        stmt,
-        order_by=[Appeal.created_at, Appeal.id],
-        key=lambda row: (row.created_at, row.id),
-        first=first,
-        after=after,
-        count_total=True,
-    )
+    return await _request_page(session, Appeal, **scope)
 
 
-async def application_page(
-    session: AsyncSession,
-    *,
-    user_id: int,
-    role: str,
-    account_ids: Sequence[int] | None,
-    period: PeriodRange | None,
-    first: int,
-    after: tuple[Any, ...] | None,
-) -> Page[Application]:
+async def application_page(session: AsyncSession, **scope: Any) -> Page[Application]:
     """G3: the caller's applications, newest first, inside the D8 range."""
-    stmt = select(Application).where(
-        *_customer_scope(Application, user_id, role, account_ids),
-        *_range_filter(Application.created_at, period),
-    )
-    return await keyset_page(
-        session,
-        stmt,
-        order_by=[Application.created_at, Application.id],
-        key=lambda row: (row.created_at, row.id),
-        first=first,
-        after=after,
-        count_total=True,
-    )
+    return await _request_page(session, Application, **scope)
 
 
 def may_see_request(row: Appeal | Application, user_id: int, role: str) -> bool:
