@@ -99,13 +99,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     print(f"\n  Kabinet GraphQL: http://{host}:{port}/graphql  (GraphiQL in a browser)", flush=True)
     print(f"  Demo customer:   {DEMO_PHONE} or {DEMO_EMAIL} / password {DEMO_PASSWORD}\n", flush=True)
-    uvicorn.run(
+    if args.reload:
+        uvicorn.run(
+            "app.main:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            reload=True,
+            log_config=None,
+            proxy_headers=True,
+        )
+        return 0
+    from app import workers
+
+    workers.run(
         "app.main:app_from_env",
-        factory=True,
         host=host,
         port=port,
-        workers=None if args.reload else args.workers,
-        reload=args.reload,
+        workers=args.workers,
+        factory=True,
         log_config=None,
         proxy_headers=True,
     )
@@ -199,7 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help=cmd_serve.__doc__)
     serve.add_argument("--host", default=None, help="bind address (KABINET_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (KABINET_PORT, default 8000)")
-    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes, one SO_REUSEPORT socket each (app/workers.py)",
+    )
     serve.add_argument("--reload", action="store_true", help="restart on code changes (development)")
     serve.set_defaults(func=cmd_serve)
 

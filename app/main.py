@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -76,6 +77,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
             dispatcher = Dispatcher(db, providers_from_settings(settings))
             dispatcher.start()
+        if settings.gc_freeze:
+            # Everything alive now lives as long as the process; scanning it on every full collection
+            # paused a worker for ~150 ms (the uncached dashboard's p99), frozen it is ~20 ms.
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
         None, description="Serve GraphiQL at /graphql. Default: on in development, off in production."
     )
     time_zone: str = Field("Europe/Moscow", description="Company's default time zone for 'today'.")
+    gc_freeze: bool = Field(
+        True,
+        description="After startup, exempt the objects alive then (modules, schema) from garbage collection.",
+    )
+    fast_execution: bool = Field(
+        True, description="Run queries breadth-first (app/execution.py); false: graphql-core's executor."
+    )
     result_cache: bool = Field(
         True, description="Cache customers' query results per user, invalidated by every write they can see."
     )

@@ -214,8 +214,8 @@ BASELINE_APP = ["bench.baseline:app"]
 def start(app: list[str], env: dict[str, str], port: int, workers: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
-            *(sys.executable, "-m", "uvicorn", *app, "--host", "127.0.0.1", "--port", str(port)),
-            *("--workers", str(workers), "--log-level", "warning", "--no-access-log"),
+            *(sys.executable, "-m", "app.workers", *app, "--host", "127.0.0.1", "--port", str(port)),
+            *("--workers", str(workers), "--log-level", "warning"),
         ],
         env=env,
         cwd=str(ROOT),

@@ -22,6 +22,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from app.execution import KabinetExecutor
 from app.settings import Settings
 from schema.accounts import AccountMutations, AccountQueries
 from schema.appeals import AppealMutations, AppealQueries
@@ -169,7 +170,8 @@ def build_schema(settings: Settings | None = None) -> KabinetSchema:
         mutation=mutation,
         subscription=Subscription,
         types=[*error_types()],
-        extensions=extensions,  # type: ignore[arg-type]
+        extensions=extensions,
+        execution_context_class=KabinetExecutor if settings.fast_execution else None,  # type: ignore[arg-type]
         config=StrawberryConfig(
             auto_camel_case=True,
             scalar_map=SCALAR_MAP,

@@ -126,6 +126,7 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
         migrate_on_start=False,
         scheduler_enabled=False,
         outbox_dispatch=False,
+        gc_freeze=False,  # one test process builds hundreds of apps; frozen objects would never be freed
     )
 
 

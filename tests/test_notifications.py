@@ -307,8 +307,10 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _kabinet_process(settings: Settings, port: int) -> Iterator[str]:
-    """A real `uvicorn` process serving Kabinet with the test's database, Redis and secret."""
+def _kabinet_process(settings: Settings, port: int, workers: int = 1) -> Iterator[str]:
+    """Kabinet served by real processes (``kabinet serve``'s supervisor, `app.workers`, with uvicorn
+    workers) with the test's database, Redis and secret; yields the URL; the supervisor's Popen is
+    ``_kabinet_process.last``."""
     env = {
         **os.environ,
         "DATABASE_URL": settings.database_url or "",
@@ -325,18 +327,19 @@ def _kabinet_process(settings: Settings, port: int) -> Iterator[str]:
         [
             sys.executable,
             "-m",
-            "uvicorn",
+            "app.workers",
             "app.main:app_from_env",
             "--factory",
             "--host",
             "127.0.0.1",
             "--port",
             str(port),
-            "--log-level",
-            "warning",
+            "--workers",
+            str(workers),
         ],
         env=env,
     )
+    _kabinet_process.last = process  # type: ignore[attr-defined]
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):

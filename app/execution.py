@@ -1,0 +1,563 @@
+"""A breadth-first executor for queries: the same resolvers and the same result, fewer calls per field.
+
+graphql-core resolves a query depth-first, one object at a time: for every field of every object it
+builds a path, a ``GraphQLResolveInfo``, and (through Strawberry) an ``Info`` and an argument
+conversion, then completes the value through a chain of type checks. A dashboard of three accounts
+has ~1,600 fields, and that per-field machinery — not SQL — is most of its cost (bench/README.md).
+
+:class:`KabinetExecutor` runs a *query* breadth-first instead, one **level** at a time: a field is
+planned once per operation (what kind of resolver, how to complete its type) and then resolved for
+all objects of that level together —
+
+- a plain attribute (a Strawberry field without a resolver) is one ``getattr`` per object;
+- a Node's ``id`` is the base64 of type name and key, as Strawberry's own ``id`` resolver computes it;
+- a resolver without arguments, extensions or permission classes is called directly, with one
+  ``Info`` per field and level instead of one per object;
+- anything else (arguments, extensions, introspection, graphql-core's default resolver) goes through
+  the field's own graphql-core resolver, exactly as graphql-core would call it;
+- every awaitable of a level is awaited in one ``gather``, so dataloaders batch across the whole level
+  (all accounts' balances in one load), and independent subtrees of a level run concurrently.
+
+**Same answer or no answer.** The fast path only produces results without errors. Whenever anything
+unusual happens — a resolver raises, a non-null field is null, ``is_type_of`` says no, a leaf does not
+serialize, ``resolve_type`` is asynchronous — it abandons its work and the operation is executed again
+by graphql-core, which then produces the spec's partial result with located errors. Queries only read,
+and the request's loaders keep what they loaded, so the second run costs little and changes nothing.
+Mutations (serial, side effects) and subscriptions always use graphql-core. ``tests/test_execution.py``
+compares both executors field by field over the schema's query shapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import Any
+
+from graphql import (
+    GraphQLEnumType,
+    GraphQLField,
+    GraphQLInterfaceType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLScalarType,
+    GraphQLUnionType,
+    OperationType,
+    Undefined,
+)
+from graphql.execution.collect_fields import FieldDetails, collect_fields, collect_subfields
+from graphql.execution.values import get_argument_values
+from graphql.language import DirectiveNode, Visitor, visit
+from graphql.pyutils import Path
+from graphql.type import GraphQLBoolean, GraphQLID, GraphQLString
+from strawberry.relay import Node
+from strawberry.relay.utils import to_base64
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+log = logging.getLogger(__name__)
+
+BACKREF = "strawberry-definition"
+NODE_ID_RESOLVER = Node._id.__func__  # type: ignore[attr-defined]  # Strawberry's resolver of Node.id
+PLAN_CACHE_SIZE = 256
+STATS = {"fast": 0, "fallback": 0}
+"""Queries answered by the fast path, and handed to graphql-core after it gave up (this process)."""
+
+
+class Fallback(Exception):
+    """The fast path cannot give graphql-core's answer here; graphql-core will."""
+
+
+# --- plans ----------------------------------------------------------------------------------------------
+
+# how a field gets its value
+ATTR, TYPENAME, NODE_ID, DIRECT, GENERIC = range(5)
+# how a value is completed
+LEAF, LIST, OBJECT, ABSTRACT = range(4)
+
+PASS_THROUGH: dict[str, type] = {
+    GraphQLString.name: str,
+    GraphQLBoolean.name: bool,
+    GraphQLID.name: str,
+}
+"""Built-in scalars whose values of exactly this Python type serialize to themselves (not Int: its
+32-bit range is checked by graphql-core's serializer)."""
+BUILT_IN = (GraphQLString, GraphQLBoolean, GraphQLID)
+
+
+@dataclass(slots=True, eq=False)
+class Completion:
+    """How a resolved value of one GraphQL type becomes JSON-ready data."""
+
+    kind: int
+    nullable: bool
+    type: Any
+    details: list[FieldDetails]
+    item: Completion | None = None
+    serialize: Callable[[Any], Any] | None = None
+    pass_through: type | None = None
+    plans: dict[str, ObjectPlan] = field(default_factory=dict)
+
+
+@dataclass(slots=True, eq=False)
+class FieldPlan:
+    """One response key of a selection: where its value comes from and how to complete it."""
+
+    key: str
+    kind: int
+    field_def: GraphQLField | None
+    details: list[FieldDetails]
+    completion: Completion | None
+    get: Callable[[Any], Any] | None = None
+    func: Callable[..., Any] | None = None
+    self_arg: bool = False
+    root_name: str | None = None
+    info_name: str | None = None
+    strawberry_field: Any = None
+
+
+@dataclass(slots=True, eq=False)
+class ObjectPlan:
+    """The fields selected on one object type."""
+
+    type: GraphQLObjectType
+    keys: tuple[str, ...]
+    fields: list[FieldPlan]
+
+
+def _has_directives(document: Any) -> bool:
+    """Whether a document uses directives (``@skip``/``@include`` make plans depend on variables)."""
+
+    class Finder(Visitor):
+        found = False
+
+        def enter_directive(self, node: DirectiveNode, *_: Any) -> None:
+            Finder.found = True
+
+    visit(document, Finder())
+    return Finder.found
+
+
+class PlanCache:
+    """Root plans by operation node (parsed documents are cached and reused, so the node is stable)."""
+
+    def __init__(self, size: int = PLAN_CACHE_SIZE) -> None:
+        self.size = size
+        self.entries: dict[int, tuple[Any, ObjectPlan]] = {}
+
+    def get(self, operation: Any) -> ObjectPlan | None:
+        entry = self.entries.get(id(operation))
+        return entry[1] if entry is not None and entry[0] is operation else None
+
+    def put(self, operation: Any, plan: ObjectPlan) -> None:
+        if len(self.entries) >= self.size:
+            self.entries.pop(next(iter(self.entries)))
+        self.entries[id(operation)] = (operation, plan)
+
+
+PLANS = PlanCache()
+
+
+# --- the executor ---------------------------------------------------------------------------------------
+
+
+class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core's executor, with queries run breadth-first when the result is plain data."""
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        if (
+            self.operation.operation is not OperationType.QUERY
+            or serially
+            or (self.middleware_manager is not None and self.middleware_manager.middlewares)
+            or self.abort_signal is not None
+        ):
+            return super().execute_operation(serially)
+        return self._execute_fast()
+
+    async def _execute_fast(self) -> Any:
+        try:
+            plan = self._root_plan()
+            rows = await self._run(plan, [self.root_value], None)
+            data = rows[0]
+        except Exception:  # Fallback, or a resolver's error: graphql-core reports it with its path
+            log.debug("fast execution gave up", exc_info=True)
+            STATS["fallback"] += 1
+            return await self._execute_slow()
+        STATS["fast"] += 1
+        return self.finish(self.build_response(data))
+
+    async def _execute_slow(self) -> Any:
+        self._relevant_sub_fields.clear()
+        result = super().execute_operation(None)
+        if self.is_awaitable(result):
+            result = await result
+        return result
+
+    # --- planning -------------------------------------------------------------------------------------------
+
+    def _root_plan(self) -> ObjectPlan:
+        operation = self.operation
+        cached = PLANS.get(operation)
+        if cached is not None:
+            return cached
+        root_type = self.schema.get_root_type(operation.operation)
+        if root_type is None:
+            raise Fallback
+        collected = collect_fields(
+            self.schema,
+            self.fragments,
+            self.variable_values,
+            root_type,
+            operation,
+            self.hide_suggestions,
+        )
+        if collected.new_defer_usages:
+            raise Fallback
+        plan = self._object_plan(root_type, collected.grouped_field_set)
+        if not _has_directives(operation) and not any(
+            details.fragment_variable_values
+            for group in collected.grouped_field_set.values()
+            for details in group
+        ):
+            PLANS.put(operation, plan)
+        return plan
+
+    def _object_plan(self, type_: GraphQLObjectType, grouped: dict[str, list[FieldDetails]]) -> ObjectPlan:
+        fields = [self._field_plan(type_, key, details) for key, details in grouped.items()]
+        return ObjectPlan(type=type_, keys=tuple(plan.key for plan in fields), fields=fields)
+
+    def _sub_plan(self, completion: Completion, type_: GraphQLObjectType) -> ObjectPlan:
+        plan = completion.plans.get(type_.name)
+        if plan is None:
+            collected = collect_subfields(
+                self.schema,
+                self.fragments,
+                self.variable_values,
+                self.operation,
+                type_,
+                completion.details,
+                self.hide_suggestions,
+            )
+            if collected.new_defer_usages:
+                raise Fallback
+            plan = completion.plans[type_.name] = self._object_plan(type_, collected.grouped_field_set)
+        return plan
+
+    def _field_plan(self, parent: GraphQLObjectType, key: str, details: list[FieldDetails]) -> FieldPlan:
+        name = details[0].node.name.value
+        if name == "__typename":
+            return FieldPlan(key=key, kind=TYPENAME, field_def=None, details=details, completion=None)
+        field_def = self.schema.get_field(parent, name)
+        if field_def is None:
+            raise Fallback
+        completion = self._completion(field_def.type, details)
+        if name.startswith("__"):  # __schema, __type: introspection's own resolvers
+            return FieldPlan(
+                key=key, kind=GENERIC, field_def=field_def, details=details, completion=completion
+            )
+        definition = (field_def.extensions or {}).get(BACKREF)
+        resolve = field_def.resolve
+        if definition is None or resolve is None:
+            return FieldPlan(
+                key=key, kind=GENERIC, field_def=field_def, details=details, completion=completion
+            )
+        if getattr(resolve, "__name__", "") == "_get_basic_result" and definition.default_resolver is getattr:
+            return FieldPlan(
+                key=key,
+                kind=ATTR,
+                field_def=field_def,
+                details=details,
+                completion=completion,
+                get=attrgetter(definition.python_name),
+            )
+        resolver = definition.base_resolver
+        simple = (
+            resolver is not None
+            and not definition.extensions
+            and not field_def.args
+            and not self.schema._strawberry_schema.schema_converter._exception_handler_specs
+        )
+        is_node_id = (
+            resolver is not None and getattr(resolver.wrapped_func, "__func__", None) is NODE_ID_RESOLVER
+        )
+        if simple and is_node_id:
+            origin = parent.extensions[BACKREF].origin
+            if origin.resolve_id.__func__ is Node.resolve_id.__func__:
+                return FieldPlan(
+                    key=key,
+                    kind=NODE_ID,
+                    field_def=field_def,
+                    details=details,
+                    completion=None,
+                    get=attrgetter(origin.resolve_id_attr()),
+                )
+        if simple and not is_node_id:
+            parent_parameter = resolver.parent_parameter or resolver.root_parameter
+            info_parameter = resolver.info_parameter
+            return FieldPlan(
+                key=key,
+                kind=DIRECT,
+                field_def=field_def,
+                details=details,
+                completion=completion,
+                func=resolver.wrapped_func,
+                self_arg=resolver.self_parameter is not None,
+                root_name=parent_parameter.name if parent_parameter is not None else None,
+                info_name=info_parameter.name if info_parameter is not None else None,
+                strawberry_field=definition,
+            )
+        return FieldPlan(key=key, kind=GENERIC, field_def=field_def, details=details, completion=completion)
+
+    def _completion(self, type_: GraphQLOutputType, details: list[FieldDetails]) -> Completion:
+        nullable = True
+        if isinstance(type_, GraphQLNonNull):
+            nullable = False
+            type_ = type_.of_type
+        if isinstance(type_, GraphQLList):
+            return Completion(
+                kind=LIST,
+                nullable=nullable,
+                type=type_,
+                details=details,
+                item=self._completion(type_.of_type, details),
+            )
+        if isinstance(type_, GraphQLScalarType | GraphQLEnumType):
+            pass_through = PASS_THROUGH.get(type_.name) if type_ in BUILT_IN else None
+            return Completion(
+                kind=LEAF,
+                nullable=nullable,
+                type=type_,
+                details=details,
+                serialize=type_.coerce_output_value,
+                pass_through=pass_through,
+            )
+        if isinstance(type_, GraphQLObjectType):
+            return Completion(kind=OBJECT, nullable=nullable, type=type_, details=details)
+        if isinstance(type_, GraphQLInterfaceType | GraphQLUnionType):
+            return Completion(kind=ABSTRACT, nullable=nullable, type=type_, details=details)
+        raise Fallback
+
+    # --- running --------------------------------------------------------------------------------------------
+
+    def _info(self, plan: FieldPlan, parent: GraphQLObjectType, path: Path | None) -> Any:
+        assert plan.field_def is not None
+        return self.build_resolve_info(
+            plan.field_def,
+            [details.node for details in plan.details],
+            parent,
+            Path(path, plan.key, parent.name),
+        )
+
+    async def _run(self, plan: ObjectPlan, sources: list[Any], path: Path | None) -> list[dict[str, Any]]:
+        """Resolve and complete every field of ``plan`` for all ``sources`` (objects of one type)."""
+        parent = plan.type
+        columns: list[list[Any]] = []
+        waiting: list[tuple[list[Any], int, Any]] = []
+        is_awaitable = self.is_awaitable
+        for field_plan in plan.fields:
+            kind = field_plan.kind
+            if kind == ATTR:
+                column = list(map(field_plan.get, sources))  # type: ignore[arg-type]
+            elif kind == TYPENAME:
+                column = [parent.name] * len(sources)
+            elif kind == NODE_ID:
+                type_name = parent.name
+                get = field_plan.get
+                column = [to_base64(type_name, get(source)) for source in sources]  # type: ignore[misc]
+            else:
+                column = self._call(field_plan, parent, sources, path)
+                for index, value in enumerate(column):
+                    if is_awaitable(value):
+                        waiting.append((column, index, value))
+            columns.append(column)
+        if waiting:
+            settled = await asyncio.gather(*(item[2] for item in waiting), return_exceptions=True)
+            for (column, index, _), value in zip(waiting, settled, strict=True):
+                if isinstance(value, BaseException):
+                    raise Fallback from value
+                column[index] = value
+        nested: list[Any] = []
+        after: list[Callable[[], None]] = []
+        for position, field_plan in enumerate(plan.fields):
+            completion = field_plan.completion
+            if completion is not None:
+                columns[position] = self._complete(
+                    completion, columns[position], path, field_plan.key, nested, after
+                )
+        if len(nested) == 1:
+            await nested[0]
+        elif nested:  # every subtree finishes before a failure is reported: nothing keeps running
+            for outcome in await asyncio.gather(*nested, return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    raise outcome
+        for regroup in after:
+            regroup()
+        keys = plan.keys
+        return [dict(zip(keys, values, strict=True)) for values in zip(*columns, strict=True)]
+
+    def _call(
+        self, plan: FieldPlan, parent: GraphQLObjectType, sources: list[Any], path: Path | None
+    ) -> list[Any]:
+        raw_info = self._info(plan, parent, path)
+        if plan.kind == DIRECT:
+            func = plan.func
+            assert func is not None
+            kwargs: dict[str, Any] = {}
+            if plan.info_name is not None:
+                kwargs[plan.info_name] = self.schema._strawberry_schema.config.info_class(  # type: ignore[attr-defined]
+                    _raw_info=raw_info, _field=plan.strawberry_field
+                )
+            root_name = plan.root_name
+            if plan.self_arg:
+                if root_name is None:
+                    return [func(source, **kwargs) for source in sources]
+                return [func(source, **{root_name: source}, **kwargs) for source in sources]
+            if root_name is None:
+                return [func(**kwargs) for _ in sources]
+            return [func(**{root_name: source}, **kwargs) for source in sources]
+        field_def = plan.field_def
+        assert field_def is not None
+        first = plan.details[0]
+        args = (
+            get_argument_values(
+                field_def,
+                first.node,
+                self.variable_values,
+                first.fragment_variable_values,
+                self.hide_suggestions,
+            )
+            if field_def.args or first.node.arguments
+            else {}
+        )
+        resolve = field_def.resolve or self.field_resolver
+        return [resolve(source, raw_info, **args) for source in sources]
+
+    def _complete(
+        self,
+        completion: Completion,
+        values: list[Any],
+        path: Path | None,
+        key: str,
+        nested: list[Any],
+        after: list[Callable[[], None]],
+    ) -> list[Any]:
+        """Complete ``values``; object levels still to run go to ``nested``, list regrouping to ``after``.
+
+        The returned list is final once every ``nested`` coroutine has finished and every ``after``
+        callback has run, in order (inner lists register before the lists that contain them).
+        """
+        kind = completion.kind
+        if kind == LEAF:
+            return self._complete_leaves(completion, values)
+        if kind != LIST:
+            return self._complete_objects(completion, values, path, key, nested)
+        item = completion.item
+        assert item is not None
+        flat: list[Any] = []
+        lengths: list[int] = []
+        for value in values:
+            if value is None:
+                if not completion.nullable:
+                    raise Fallback
+                lengths.append(-1)
+                continue
+            if isinstance(value, str | bytes | dict) or not hasattr(value, "__iter__"):
+                raise Fallback
+            before = len(flat)
+            flat.extend(value)
+            lengths.append(len(flat) - before)
+        done = self._complete(item, flat, path, key, nested, after)
+        result: list[Any] = [None] * len(lengths)
+
+        def regroup() -> None:
+            start = 0
+            for position, length in enumerate(lengths):
+                if length >= 0:
+                    result[position] = done[start : start + length]
+                    start += length
+
+        if item.kind == LEAF:
+            regroup()
+        else:
+            after.append(regroup)
+        return result
+
+    def _complete_leaves(self, completion: Completion, values: list[Any]) -> list[Any]:
+        pass_through = completion.pass_through
+        serialize = completion.serialize
+        assert serialize is not None
+        out: list[Any] = []
+        append = out.append
+        for value in values:
+            if value is None:
+                if not completion.nullable:
+                    raise Fallback
+                append(None)
+            elif type(value) is pass_through:
+                append(value)
+            else:
+                serialized = serialize(value)
+                if serialized is None or serialized is Undefined:
+                    raise Fallback
+                append(serialized)
+        return out
+
+    def _complete_objects(
+        self, completion: Completion, values: list[Any], path: Path | None, key: str, nested: list[Any]
+    ) -> list[Any]:
+        out: list[Any] = [None] * len(values)
+        groups: dict[str, tuple[GraphQLObjectType, list[int], list[Any]]] = {}
+        info = None
+        for index, value in enumerate(values):
+            if value is None:
+                if not completion.nullable:
+                    raise Fallback
+                continue
+            if completion.kind == OBJECT:
+                runtime = completion.type
+            else:
+                if info is None:
+                    info = self._abstract_info(completion, path, key)
+                resolve_type = completion.type.resolve_type or self.type_resolver
+                name = resolve_type(value, info, completion.type)
+                if not isinstance(name, str):
+                    raise Fallback
+                runtime = self.schema.get_type(name)
+                if not isinstance(runtime, GraphQLObjectType) or not self.schema.is_sub_type(
+                    completion.type, runtime
+                ):
+                    raise Fallback
+            group = groups.get(runtime.name)
+            if group is None:
+                group = groups[runtime.name] = (runtime, [], [])
+            group[1].append(index)
+            group[2].append(value)
+        for runtime, indexes, sources in groups.values():
+            is_type_of = runtime.is_type_of
+            if is_type_of is not None:
+                if info is None:
+                    info = self._abstract_info(completion, path, key)
+                for source in sources:
+                    if is_type_of(source, info) is not True:
+                        raise Fallback
+            plan = self._sub_plan(completion, runtime)
+            nested.append(self._fill(out, indexes, plan, sources, Path(path, key, None)))
+        return out
+
+    def _abstract_info(self, completion: Completion, path: Path | None, key: str) -> Any:
+        return self.build_resolve_info(
+            GraphQLField(completion.type),
+            [details.node for details in completion.details],
+            self.schema.query_type,  # type: ignore[arg-type]
+            Path(path, key, None),
+        )
+
+    async def _fill(
+        self, out: list[Any], indexes: list[int], plan: ObjectPlan, sources: list[Any], path: Path
+    ) -> None:
+        rows = await self._run(plan, sources, path)
+        for index, row in zip(indexes, rows, strict=True):
+            out[index] = row

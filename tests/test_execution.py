@@ -1,0 +1,230 @@
+"""K1: the breadth-first executor (app/execution.py) answers exactly as graphql-core does.
+
+Two apps share one database: one runs queries with ``KABINET_FAST_EXECUTION`` on (the default), the
+other with graphql-core's executor. Queries generated from the schema itself — every root query field
+and every field below it down to a depth, with fragments on every possible type of an interface or
+union — are sent to both as a customer and as an operator; the HTTP bodies must be byte-for-byte equal,
+and the fast path must really have answered them (not fallen back).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from graphql import (
+    GraphQLField,
+    GraphQLInterfaceType,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLUnionType,
+    get_named_type,
+    is_leaf_type,
+)
+from strawberry import relay
+
+from app import execution
+from app.db import Database
+from app.main import create_app
+from app.settings import Settings
+from schema.schema import build_schema
+from tests.client import Api
+from tests.conftest import login_as
+
+OPERATOR_PHONE = "+72222222222"
+NOW = dt.datetime(2026, 11, 24, 9, 30, tzinfo=dt.UTC)
+SKIPPED_ROOTS = {"node", "nodes", "qrLoginRequest", "askAssistant", "videoCall", "officeSlots"}
+"""Root fields needing inputs the generator cannot invent; `node` is covered by hand below."""
+
+DASHBOARD = """query Dashboard {
+  accounts(first: 20) {
+    totalCount
+    pageInfo { hasNextPage endCursor }
+    edges { cursor node {
+      id number address displayName ownerFullName
+      balance { amount status label displayAmount billedPeriod
+        suppliers { amount status supplier { id name } } }
+      readingWindow { isOpen opensOn closesOn daysUntilOpens daysUntilCloses }
+      meters { id serial zoneScheme zones service { code name unit } lastReadings { zone period value } }
+      charges { period total charges { zone volume rate amount recalculation total service { id name } } }
+    } }
+  }
+}"""
+
+
+def _arguments(field: GraphQLField, values: dict[str, str]) -> str | None:
+    """Arguments for a generated field: known IDs for required ones; None when one cannot be filled."""
+    parts = []
+    for name, argument in field.args.items():
+        required = isinstance(argument.type, GraphQLNonNull) and argument.default_value is Undefined
+        if name in values and str(get_named_type(argument.type)) == "ID":
+            parts.append(f'{name}: "{values[name]}"')
+        elif required:
+            return None
+    return f"({', '.join(parts)})" if parts else ""
+
+
+def _selection(type_: Any, depth: int, values: dict[str, str]) -> str:
+    """Every field of ``type_`` that needs no invented input, down to ``depth`` levels."""
+    named = get_named_type(type_)
+    if isinstance(named, GraphQLInterfaceType | GraphQLUnionType):
+        schema = SCHEMA._schema
+        fragments = " ".join(
+            f"... on {possible.name} {{ {_selection(possible, depth, values)} }}"
+            for possible in schema.get_possible_types(named)
+        )
+        return f"__typename {fragments}"
+    assert isinstance(named, GraphQLObjectType)
+    chosen = ["__typename"]
+    for name, field in named.fields.items():
+        arguments = _arguments(field, values)
+        if arguments is None:
+            continue
+        if is_leaf_type(get_named_type(field.type)):
+            chosen.append(f"{name}{arguments}")
+        elif depth > 0:
+            chosen.append(f"{name}{arguments} {{ {_selection(field.type, depth - 1, values)} }}")
+    return " ".join(chosen)
+
+
+SCHEMA = build_schema()
+Undefined = __import__("graphql").Undefined
+
+
+def generated_queries(values: dict[str, str], depth: int = 4) -> dict[str, str]:
+    """One query per root field of the schema."""
+    queries = {}
+    for name, field in SCHEMA._schema.query_type.fields.items():  # type: ignore[union-attr]
+        if name in SKIPPED_ROOTS:
+            continue
+        arguments = _arguments(field, values)
+        if arguments is None:
+            continue
+        if is_leaf_type(get_named_type(field.type)):
+            queries[name] = f"query {{ {name}{arguments} }}"
+        else:
+            queries[name] = f"query {{ {name}{arguments} {{ {_selection(field.type, depth, values)} }} }}"
+    return queries
+
+
+@dataclass
+class Pair:
+    """Clients (and databases) of two apps on one database and clock: fast executor and graphql-core's."""
+
+    fast: Api
+    slow: Api
+    fast_db: Database
+    slow_db: Database
+
+
+@pytest.fixture
+async def both(settings: Settings) -> AsyncIterator[Pair]:
+    """The fast app and the graphql-core app."""
+    common = {
+        "now_override": NOW,
+        "result_cache": False,
+        "max_query_depth": 40,
+        "max_query_tokens": 200_000,
+        "max_query_aliases": 200,
+    }
+    fast_app = create_app(settings.model_copy(update={**common, "fast_execution": True}))
+    slow_app = create_app(settings.model_copy(update={**common, "fast_execution": False}))
+    async with fast_app.router.lifespan_context(fast_app), slow_app.router.lifespan_context(slow_app):
+        clients = [
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=application, client=("203.0.113.10", 40000)),
+                base_url="http://kabinet.test",
+            )
+            for application in (fast_app, slow_app)
+        ]
+        async with clients[0] as fast, clients[1] as slow:
+            yield Pair(Api(fast), Api(slow), fast_app.state.kabinet.db, slow_app.state.kabinet.db)
+
+
+async def _same(both: Pair, query: str, token: str, variables: dict[str, Any] | None = None) -> bytes:
+    slow_body = (await both.slow.post(query, variables, token)).content
+    fast_body = (await both.fast.post(query, variables, token)).content
+    assert fast_body == slow_body, f"{query}\nfast: {fast_body[:3000]!r}\ngraphql-core: {slow_body[:3000]!r}"
+    return fast_body
+
+
+async def test_K1_fast_executor_answers_every_generated_query_like_graphql_core(
+    both: Pair, db: Any, settings: Settings, customer_token: str
+) -> None:
+    operator_token = await login_as(db, settings, OPERATOR_PHONE)
+    values = {"accountId": relay.to_base64("Account", 1)}
+    queries = generated_queries(values)
+    assert len(queries) > 25
+    before = dict(execution.STATS)
+    for token in (customer_token, operator_token):
+        for name, query in queries.items():
+            body = await _same(both, query, token)
+            assert body.startswith(b'{"data"'), (name, body[:300])
+    fast = execution.STATS["fast"] - before["fast"]
+    fallback = execution.STATS["fallback"] - before["fallback"]
+    answered_with_errors = fallback  # only answers with errors may fall back
+    assert fast >= len(queries), (fast, fallback)
+    assert answered_with_errors < len(queries) // 2
+
+
+async def test_K1_fast_executor_dashboard_is_identical_and_uses_no_more_sql(
+    both: Pair, customer_token: str
+) -> None:
+    body = await _same(both, DASHBOARD, customer_token)
+    assert b'"charges":[{"period"' in body
+    before = dict(execution.STATS)
+    with both.fast_db.count_statements() as fast:
+        await both.fast.post(DASHBOARD, None, customer_token)
+    with both.slow_db.count_statements() as slow:
+        await both.slow.post(DASHBOARD, None, customer_token)
+    assert execution.STATS["fast"] == before["fast"] + 1
+    assert execution.STATS["fallback"] == before["fallback"]
+    assert 0 < fast.statements <= slow.statements, (fast.statements, slow.statements)
+
+
+async def test_K1_errors_and_partial_results_are_graphql_cores(both: Pair, customer_token: str) -> None:
+    """A resolver error, a bad ID, an unknown node: the fast path gives up and graphql-core answers."""
+    before = dict(execution.STATS)
+    foreign = relay.to_base64("Account", 10_000_000)
+    cases = [
+        (
+            "query($id: ID!) { node(id: $id) { id ... on Account { number } } }",
+            {"id": foreign},
+            b'"node":null',
+        ),
+        ("query($id: ID!) { node(id: $id) { id } }", {"id": "not-a-global-id"}, b'"INVALID_ID"'),
+        (
+            "query($id: ID!) { meters(accountId: $id) { isEmpty } accounts { totalCount } }",
+            {"id": foreign},
+            b'{"data":{"meters":null,"accounts":{"totalCount":3}}}',
+        ),
+        ('query { me { phone } accounts(after: "garbage") { totalCount } }', None, b'"INVALID_CURSOR"'),
+    ]
+    for query, variables, expected in cases:
+        body = await _same(both, query, customer_token, variables)
+        assert expected in body, body[:300]
+    assert execution.STATS["fallback"] == before["fallback"] + 2  # the two answers with errors
+
+
+async def test_K1_fragments_aliases_directives_and_typename_match(both: Pair, customer_token: str) -> None:
+    account = relay.to_base64("Account", 1)
+    query = """
+      fragment Money on AccountBalance { amount label }
+      query($id: ID!, $withMeters: Boolean!, $skipCharges: Boolean!) {
+        a: node(id: $id) { __typename id ... on Account { number balance { ...Money } } }
+        b: nodes(ids: [$id, $id]) { ... on Account { displayName } }
+        accounts(first: 2) { edges { node {
+          first: number second: number
+          meters @include(if: $withMeters) { serial service { name } }
+          charges(from: "2026-01", to: "2026-10") @skip(if: $skipCharges) { period }
+          ...on Account { balance { ...Money suppliers { supplier { __typename name } } } }
+        } } }
+      }"""
+    for with_meters in (True, False):
+        for skip_charges in (True, False):
+            variables = {"id": account, "withMeters": with_meters, "skipCharges": skip_charges}
+            await _same(both, query, customer_token, variables)
