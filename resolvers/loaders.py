@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from aiodataloader import DataLoader
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.context import DbScope
@@ -40,9 +40,18 @@ class ById(Loader[int, Any]):
     """Rows of ``model`` by primary key (None where missing)."""
 
     model: ClassVar[Any]
+    _statement: ClassVar[Any] = None
+
+    @classmethod
+    def statement(cls) -> Any:
+        """``SELECT … WHERE id IN (:ids)``, built once per class (building and keying a statement costs
+        more than running a small one; SQLAlchemy memoizes the cache key of a statement object)."""
+        if cls.__dict__.get("_statement") is None:
+            cls._statement = select(cls.model).where(cls.model.id.in_(bindparam("ids", expanding=True)))
+        return cls._statement
 
     async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[Any]:
-        rows = (await session.execute(select(self.model).where(self.model.id.in_(keys)))).scalars()
+        rows = (await session.execute(self.statement(), {"ids": keys})).scalars()
         found = {row.id: row for row in rows}
         return [found.get(key) for key in keys]
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.accounts import Account, AccountService
@@ -84,44 +84,44 @@ class AccountBalance:
         return sum((line.amount for line in self.suppliers), ZERO)
 
 
+_LATEST = (
+    select(PeriodBalance.account_id, func.max(PeriodBalance.period).label("period"))
+    .where(PeriodBalance.account_id.in_(bindparam("account_ids", expanding=True)))
+    .group_by(PeriodBalance.account_id)
+    .subquery()
+)
+_LAST_CLOSED = (
+    select(PeriodBalance)
+    .join(
+        _LATEST,
+        and_(PeriodBalance.account_id == _LATEST.c.account_id, PeriodBalance.period == _LATEST.c.period),
+    )
+    .order_by(PeriodBalance.account_id, PeriodBalance.supplier_id)
+)
+_PAID_SINCE = (
+    select(PaymentAllocation.account_id, PaymentAllocation.supplier_id, func.sum(PaymentAllocation.amount))
+    .join(Payment, Payment.id == PaymentAllocation.payment_id)
+    .outerjoin(_LATEST, _LATEST.c.account_id == PaymentAllocation.account_id)
+    .where(
+        PaymentAllocation.account_id.in_(bindparam("account_ids", expanding=True)),
+        Payment.status == PaymentStatus.SUCCEEDED,
+        or_(_LATEST.c.period.is_(None), PaymentAllocation.period > _LATEST.c.period),
+    )
+    .group_by(PaymentAllocation.account_id, PaymentAllocation.supplier_id)
+)
+"""B4's two statements, built once (the dashboard runs them on every request)."""
+
+
 async def balances(session: AsyncSession, account_ids: Sequence[int]) -> list[AccountBalance]:
     """B4: current balances of many accounts in two statements (last closed balances, later payments)."""
-    latest = (
-        select(PeriodBalance.account_id, func.max(PeriodBalance.period).label("period"))
-        .where(PeriodBalance.account_id.in_(account_ids))
-        .group_by(PeriodBalance.account_id)
-        .subquery()
-    )
-    rows = (
-        await session.execute(
-            select(PeriodBalance)
-            .join(
-                latest,
-                and_(
-                    PeriodBalance.account_id == latest.c.account_id, PeriodBalance.period == latest.c.period
-                ),
-            )
-            .order_by(PeriodBalance.account_id, PeriodBalance.supplier_id)
-        )
-    ).scalars()
+    params = {"account_ids": list(account_ids)}
+    rows = (await session.execute(_LAST_CLOSED, params)).scalars()
     result = {account_id: AccountBalance(account_id, None) for account_id in account_ids}
     for row in rows:
         found = result[row.account_id]
         found.billed_period = row.period
         found.suppliers.append(SupplierBalance(row.supplier_id, row.closing, row.closing, ZERO))
-    paid = await session.execute(
-        select(
-            PaymentAllocation.account_id, PaymentAllocation.supplier_id, func.sum(PaymentAllocation.amount)
-        )
-        .join(Payment, Payment.id == PaymentAllocation.payment_id)
-        .outerjoin(latest, latest.c.account_id == PaymentAllocation.account_id)
-        .where(
-            PaymentAllocation.account_id.in_(account_ids),
-            Payment.status == PaymentStatus.SUCCEEDED,
-            or_(latest.c.period.is_(None), PaymentAllocation.period > latest.c.period),
-        )
-        .group_by(PaymentAllocation.account_id, PaymentAllocation.supplier_id)
-    )
+    paid = await session.execute(_PAID_SINCE, params)
     for account_id, supplier_id, total in paid:
         found = result[account_id]
         line = next((line for line in found.suppliers if line.supplier_id == supplier_id), None)
@@ -136,16 +136,23 @@ async def balances(session: AsyncSession, account_ids: Sequence[int]) -> list[Ac
 # --- D2 charges -------------------------------------------------------------------------------------------
 
 
+_CHARGES = (
+    select(Charge)
+    .where(
+        Charge.account_id.in_(bindparam("account_ids", expanding=True)),
+        Charge.period.between(bindparam("start"), bindparam("end")),
+    )
+    .order_by(Charge.account_id, Charge.period.desc(), Charge.service_id, Charge.zone, Charge.id)
+)
+"""Built once: the dashboard runs it on every request (statement building and keying are not free)."""
+
+
 async def charges(
     session: AsyncSession, account_ids: Sequence[int], start: dt.date, end: dt.date
 ) -> dict[int, list[Charge]]:
     """D2: charges of many accounts over the months ``start``..``end``, newest month first, one statement."""
     rows = (
-        await session.execute(
-            select(Charge)
-            .where(Charge.account_id.in_(account_ids), Charge.period.between(start, end))
-            .order_by(Charge.account_id, Charge.period.desc(), Charge.service_id, Charge.zone, Charge.id)
-        )
+        await session.execute(_CHARGES, {"account_ids": list(account_ids), "start": start, "end": end})
     ).scalars()
     out: dict[int, list[Charge]] = {account_id: [] for account_id in account_ids}
     for row in rows:

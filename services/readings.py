@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -187,22 +187,13 @@ async def accounts_with_branches(
     session: AsyncSession, account_ids: Sequence[int]
 ) -> dict[int, tuple[Account, Branch]]:
     """Accounts and their branches by account id, in one statement."""
-    rows = await session.execute(
-        select(Account, Branch)
-        .join(Branch, Branch.id == Account.branch_id)
-        .where(Account.id.in_(account_ids))
-    )
+    rows = await session.execute(_WITH_BRANCHES, {"ids": list(account_ids)})
     return {account.id: (account, branch) for account, branch in rows}
 
 
 async def meters_by_account(session: AsyncSession, account_ids: Sequence[int]) -> dict[int, list[Meter]]:
     """Installed meters of each account (by service order, then serial), in one statement."""
-    rows = await session.execute(
-        select(Meter)
-        .join(Service, Service.id == Meter.service_id)
-        .where(Meter.account_id.in_(account_ids), Meter.removed_at.is_(None))
-        .order_by(Meter.account_id, Service.position, Service.id, Meter.serial, Meter.id)
-    )
+    rows = await session.execute(_METERS, {"ids": list(account_ids)})
     found: dict[int, list[Meter]] = {account_id: [] for account_id in account_ids}
     for meter in rows.scalars():
         found.setdefault(meter.account_id, []).append(meter)
@@ -231,9 +222,24 @@ def _latest_per_zone(*conditions: Any) -> Any:
     )
 
 
+_LAST_READINGS = _latest_per_zone(Reading.meter_id.in_(bindparam("ids", expanding=True)))
+_WITH_BRANCHES = (
+    select(Account, Branch)
+    .join(Branch, Branch.id == Account.branch_id)
+    .where(Account.id.in_(bindparam("ids", expanding=True)))
+)
+_METERS = (
+    select(Meter)
+    .join(Service, Service.id == Meter.service_id)
+    .where(Meter.account_id.in_(bindparam("ids", expanding=True)), Meter.removed_at.is_(None))
+    .order_by(Meter.account_id, Service.position, Service.id, Meter.serial, Meter.id)
+)
+"""The dashboard's statements of this module, built once (it runs them on every request)."""
+
+
 async def last_readings(session: AsyncSession, meter_ids: Sequence[int]) -> dict[int, list[Reading]]:
     """The latest value of every zone of each meter (any period, any source), in one statement."""
-    rows = await session.execute(_latest_per_zone(Reading.meter_id.in_(meter_ids)))
+    rows = await session.execute(_LAST_READINGS, {"ids": list(meter_ids)})
     found: dict[int, list[Reading]] = {meter_id: [] for meter_id in meter_ids}
     for reading in rows.scalars():
         found.setdefault(reading.meter_id, []).append(reading)
