@@ -435,7 +435,7 @@ async def one(
 
 
 async def closed_loop(
-    client: httpx.AsyncClient, op: Op, customers: list[Customer], concurrency: int, duration: float
+    clients: list[httpx.AsyncClient], op: Op, customers: list[Customer], concurrency: int, duration: float
 ) -> tuple[Result, float]:
     """``concurrency`` requests in flight for ``duration`` seconds (saturation)."""
     result = Result()
@@ -443,6 +443,7 @@ async def closed_loop(
 
     async def worker(n: int) -> None:
         rng = random.Random(n)
+        client = clients[n % len(clients)]
         while time.perf_counter() < deadline:
             await one(client, op, rng.choice(customers), rng, result, time.perf_counter())
 
@@ -452,9 +453,13 @@ async def closed_loop(
 
 
 async def open_loop(
-    client: httpx.AsyncClient, op: Op, customers: list[Customer], rate: float, duration: float
+    clients: list[httpx.AsyncClient], op: Op, customers: list[Customer], rate: float, duration: float
 ) -> tuple[Result, float]:
-    """Requests sent at ``rate`` per second whatever the answers (no coordinated omission)."""
+    """Requests sent at ``rate`` per second whatever the answers (no coordinated omission), round-robin
+    over ``clients`` — many customers' browsers, each with its own keep-alive connection(s). (One shared
+    httpx pool reuses its first idle connection, so at low rates nearly every request went over the
+    same one or two connections to the same worker: that measured the client's pooling, not the
+    server.)"""
     result = Result()
     rng = random.Random(1)
     tasks: set[asyncio.Task[None]] = set()
@@ -464,6 +469,7 @@ async def open_loop(
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
+        client = clients[n % len(clients)]
         task = asyncio.create_task(one(client, op, rng.choice(customers), rng, result, due))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
@@ -694,13 +700,16 @@ async def run_op(
     database: str,
 ) -> float:
     """Closed loop at saturation, then open loop at 25 % and 50 % of it; returns the saturation rate."""
-    limits = httpx.Limits(
-        max_connections=args.concurrency * 4, max_keepalive_connections=args.concurrency * 4
-    )
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, limits=limits) as client:
-        await closed_loop(client, op, customers, args.concurrency, min(2.0, args.duration))  # warm-up
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60)
+            )
+            for _ in range(args.concurrency)
+        ]
+        await closed_loop(clients, op, customers, args.concurrency, min(2.0, args.duration))  # warm-up
         phase = await measure(
-            closed_loop(client, op, customers, args.concurrency, args.duration), servers, database
+            closed_loop(clients, op, customers, args.concurrency, args.duration), servers, database
         )
         saturation = phase.result.requests / phase.seconds
         print(row(op.name, f"closed c={args.concurrency}", phase, sql), flush=True)
@@ -708,7 +717,7 @@ async def run_op(
             print(f"    first error: {phase.result.first_error}", flush=True)
         for share in (0.25, 0.5):
             rate = max(1.0, saturation * share)
-            phase = await measure(open_loop(client, op, customers, rate, args.duration), servers, database)
+            phase = await measure(open_loop(clients, op, customers, rate, args.duration), servers, database)
             print(row(op.name, f"open {share:.0%}", phase, ""), flush=True)
             if phase.result.first_error:
                 print(f"    first error: {phase.result.first_error}", flush=True)
