@@ -12,11 +12,15 @@ from tests.test_notifications import _free_port, _kabinet_process
 
 
 def _workers(supervisor: psutil.Process) -> list[psutil.Process]:
-    return [
-        child
-        for child in supervisor.children()
-        if child.is_running() and "spawn_main" in " ".join(child.cmdline())
-    ]
+    """Live worker processes (a killed one stays a zombie until the supervisor reaps it)."""
+    found = []
+    for child in supervisor.children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:  # gone or zombie between the two calls
+            continue
+    return found
 
 
 def _wait_for_workers(
