@@ -142,20 +142,23 @@ def _has_directives(document: Any) -> bool:
 
 
 class PlanCache:
-    """Root plans by operation node (parsed documents are cached and reused, so the node is stable)."""
+    """Root plans by schema and operation node (parsed documents are cached and reused, so the node is
+    stable; a plan holds one schema's fields, and a process may hold several schemas, e.g. in tests)."""
 
     def __init__(self, size: int = PLAN_CACHE_SIZE) -> None:
         self.size = size
-        self.entries: dict[int, tuple[Any, ObjectPlan]] = {}
+        self.entries: dict[tuple[int, int], tuple[Any, Any, ObjectPlan]] = {}
 
-    def get(self, operation: Any) -> ObjectPlan | None:
-        entry = self.entries.get(id(operation))
-        return entry[1] if entry is not None and entry[0] is operation else None
+    def get(self, schema: Any, operation: Any) -> ObjectPlan | None:
+        entry = self.entries.get((id(schema), id(operation)))
+        if entry is None or entry[0] is not schema or entry[1] is not operation:
+            return None
+        return entry[2]
 
-    def put(self, operation: Any, plan: ObjectPlan) -> None:
+    def put(self, schema: Any, operation: Any, plan: ObjectPlan) -> None:
         if len(self.entries) >= self.size:
             self.entries.pop(next(iter(self.entries)))
-        self.entries[id(operation)] = (operation, plan)
+        self.entries[(id(schema), id(operation))] = (schema, operation, plan)
 
 
 PLANS = PlanCache()
@@ -200,7 +203,7 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
 
     def _root_plan(self) -> ObjectPlan:
         operation = self.operation
-        cached = PLANS.get(operation)
+        cached = PLANS.get(self.schema, operation)
         if cached is not None:
             return cached
         root_type = self.schema.get_root_type(operation.operation)
@@ -222,7 +225,7 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
             for group in collected.grouped_field_set.values()
             for details in group
         ):
-            PLANS.put(operation, plan)
+            PLANS.put(self.schema, operation, plan)
         return plan
 
     def _object_plan(self, type_: GraphQLObjectType, grouped: dict[str, list[FieldDetails]]) -> ObjectPlan:
