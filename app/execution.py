@@ -51,7 +51,7 @@ from graphql import (
 )
 from graphql.execution.collect_fields import FieldDetails, collect_fields, collect_subfields
 from graphql.execution.values import get_argument_values
-from graphql.language import DirectiveNode, Visitor, visit
+from graphql.language import BREAK, DirectiveNode, Visitor, visit
 from graphql.pyutils import Path
 from graphql.type import GraphQLBoolean, GraphQLID, GraphQLString
 from strawberry.relay import Node
@@ -128,17 +128,25 @@ class ObjectPlan:
     fields: list[FieldPlan]
 
 
-def _has_directives(document: Any) -> bool:
-    """Whether a document uses directives (``@skip``/``@include`` make plans depend on variables)."""
+class _DirectiveFinder(Visitor):
+    """Stops at the first directive."""
 
-    class Finder(Visitor):
-        found = False
+    found = False
 
-        def enter_directive(self, node: DirectiveNode, *_: Any) -> None:
-            Finder.found = True
+    def enter_directive(self, node: DirectiveNode, *_: Any) -> Any:
+        self.found = True
+        return BREAK
 
-    visit(document, Finder())
-    return Finder.found
+
+def _has_directives(*nodes: Any) -> bool:
+    """Whether any of ``nodes`` (the operation and its fragments) uses a directive: ``@skip`` and
+    ``@include`` make a plan depend on the variables of one request."""
+    for node in nodes:
+        finder = _DirectiveFinder()
+        visit(node, finder)
+        if finder.found:
+            return True
+    return False
 
 
 class PlanCache:
@@ -220,7 +228,8 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
         if collected.new_defer_usages:
             raise Fallback
         plan = self._object_plan(root_type, collected.grouped_field_set)
-        if not _has_directives(operation) and not any(
+        fragments = (details.definition for details in self.fragments.values())
+        if not _has_directives(operation, *fragments) and not any(
             details.fragment_variable_values
             for group in collected.grouped_field_set.values()
             for details in group

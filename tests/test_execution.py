@@ -228,3 +228,17 @@ async def test_K1_fragments_aliases_directives_and_typename_match(both: Pair, cu
         for skip_charges in (True, False):
             variables = {"id": account, "withMeters": with_meters, "skipCharges": skip_charges}
             await _same(both, query, customer_token, variables)
+
+
+async def test_K1_directives_inside_fragments_follow_each_requests_variables(
+    both: Pair, customer_token: str
+) -> None:
+    """A plan may be reused across requests only when no variable can change it."""
+    query = """
+      fragment Meters on Account { number meters @include(if: $withMeters) { serial } }
+      query($withMeters: Boolean!) { accounts(first: 1) { edges { node { ...Meters } } } }"""
+    bodies = [
+        await _same(both, query, customer_token, {"withMeters": with_meters})
+        for with_meters in (True, False, True)
+    ]
+    assert b'"meters"' in bodies[0] and b'"meters"' not in bodies[1] and bodies[2] == bodies[0]
