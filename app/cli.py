@@ -75,7 +75,6 @@ def ensure_secret_key(settings: Settings) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the server (embedded PostgreSQL when DATABASE_URL is unset)."""
-    import uvicorn
 
     settings = get_settings()
     host = args.host or settings.host
@@ -99,25 +98,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     print(f"\n  Kabinet GraphQL: http://{host}:{port}/graphql  (GraphiQL in a browser)", flush=True)
     print(f"  Demo customer:   {DEMO_PHONE} or {DEMO_EMAIL} / password {DEMO_PASSWORD}\n", flush=True)
-    if args.reload:
-        uvicorn.run(
-            "app.main:app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            reload=True,
-            log_config=None,
-            proxy_headers=True,
-        )
-        return 0
     from app import workers
 
     workers.run(
         "app.main:app_from_env",
         host=host,
         port=port,
-        workers=args.workers,
+        workers=1 if args.reload else args.workers,
         factory=True,
+        reload=args.reload,
         log_config=None,
         proxy_headers=True,
     )

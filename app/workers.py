@@ -51,11 +51,12 @@ def _worker(target: str, host: str, port: int, options: dict[str, Any]) -> None:
 def run(target: str, *, host: str, port: int, workers: int, **options: Any) -> None:
     """Serve ``target`` (an ASGI app import string) with ``workers`` processes on ``host:port``.
 
-    ``options`` are :class:`uvicorn.Config` keyword arguments (``factory``, ``log_level``, …).
+    ``options`` are :class:`uvicorn.Config` keyword arguments (``factory``, ``log_level``, …); one worker
+    (or ``reload``) is plain ``uvicorn.run``.
     """
     import uvicorn
 
-    if workers <= 1 or not hasattr(socket, "SO_REUSEPORT"):
+    if workers <= 1 or options.get("reload") or not hasattr(socket, "SO_REUSEPORT"):
         uvicorn.run(target, host=host, port=port, workers=workers if workers > 1 else None, **options)
         return
     probe = reuse_port_socket(host, port)  # fail here, once, when the address is taken
