@@ -21,7 +21,9 @@ from graphql import (
     GraphQLInterfaceType,
     GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLSchema,
     GraphQLUnionType,
+    Undefined,
     get_named_type,
     is_leaf_type,
 )
@@ -68,46 +70,43 @@ def _arguments(field: GraphQLField, values: dict[str, str]) -> str | None:
     return f"({', '.join(parts)})" if parts else ""
 
 
-def _selection(type_: Any, depth: int, values: dict[str, str]) -> str:
-    """Every field of ``type_`` that needs no invented input, down to ``depth`` levels."""
-    named = get_named_type(type_)
+def _field(
+    schema: GraphQLSchema, name: str, field: GraphQLField, depth: int, values: dict[str, str]
+) -> str | None:
+    """``name(args) { … }`` selecting everything below down to ``depth`` levels; None when not possible."""
+    arguments = _arguments(field, values)
+    if arguments is None:
+        return None
+    named = get_named_type(field.type)
+    if is_leaf_type(named):
+        return f"{name}{arguments}"
+    if depth < 0:
+        return None
+    return f"{name}{arguments} {{ {_selection(schema, named, depth, values)} }}"
+
+
+def _selection(schema: GraphQLSchema, named: Any, depth: int, values: dict[str, str]) -> str:
+    """Every field of ``named`` that needs no invented input; fragments on every type of an abstract one."""
     if isinstance(named, GraphQLInterfaceType | GraphQLUnionType):
-        schema = SCHEMA._schema
         fragments = " ".join(
-            f"... on {possible.name} {{ {_selection(possible, depth, values)} }}"
+            f"... on {possible.name} {{ {_selection(schema, possible, depth, values)} }}"
             for possible in schema.get_possible_types(named)
         )
         return f"__typename {fragments}"
     assert isinstance(named, GraphQLObjectType)
-    chosen = ["__typename"]
-    for name, field in named.fields.items():
-        arguments = _arguments(field, values)
-        if arguments is None:
-            continue
-        if is_leaf_type(get_named_type(field.type)):
-            chosen.append(f"{name}{arguments}")
-        elif depth > 0:
-            chosen.append(f"{name}{arguments} {{ {_selection(field.type, depth - 1, values)} }}")
-    return " ".join(chosen)
-
-
-SCHEMA = build_schema()
-Undefined = __import__("graphql").Undefined
+    chosen = (_field(schema, name, field, depth - 1, values) for name, field in named.fields.items())
+    return " ".join(["__typename", *(text for text in chosen if text is not None)])
 
 
 def generated_queries(values: dict[str, str], depth: int = 4) -> dict[str, str]:
-    """One query per root field of the schema."""
+    """One query per root query field of the schema (except SKIPPED_ROOTS)."""
+    schema = build_schema()._schema
+    assert schema.query_type is not None
     queries = {}
-    for name, field in SCHEMA._schema.query_type.fields.items():  # type: ignore[union-attr]
-        if name in SKIPPED_ROOTS:
-            continue
-        arguments = _arguments(field, values)
-        if arguments is None:
-            continue
-        if is_leaf_type(get_named_type(field.type)):
-            queries[name] = f"query {{ {name}{arguments} }}"
-        else:
-            queries[name] = f"query {{ {name}{arguments} {{ {_selection(field.type, depth, values)} }} }}"
+    for name, field in schema.query_type.fields.items():
+        text = None if name in SKIPPED_ROOTS else _field(schema, name, field, depth, values)
+        if text is not None:
+            queries[name] = f"query {{ {text} }}"
     return queries
 
 
