@@ -12,6 +12,7 @@ from pathlib import Path
 
 from app.logging import configure_logging
 from app.settings import Settings, get_settings
+from services import clock
 
 log = logging.getLogger("kabinet")
 
@@ -153,7 +154,6 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
 
 
 async def _create_staff(database_url: str, args: argparse.Namespace) -> int:
-    import datetime as dt
 
     from app.db import Database
     from models.identity import UserRole
@@ -173,7 +173,7 @@ async def _create_staff(database_url: str, args: argparse.Namespace) -> int:
                     first_name=args.first_name,
                     middle_name=args.middle_name,
                     password=args.password or os.environ.get("KABINET_STAFF_PASSWORD", ""),
-                    now=dt.datetime.now(dt.UTC),
+                    now=clock.now(),
                 )
             except DomainError as error:
                 errors = getattr(error, "errors", [error])
@@ -241,11 +241,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def anchor_clock(settings: Settings) -> None:
+    """With ``KABINET_CLOCK_START``, start this process's clock there and record the real instant it
+    stands for in ``KABINET_CLOCK_ANCHORED_AT``, so the server's workers (and their restarts) all read the
+    same time instead of each starting the clock anew."""
+    if settings.clock_start is None:
+        return
+    anchored = settings.clock_anchored_at or clock.wall_clock()
+    os.environ["KABINET_CLOCK_ANCHORED_AT"] = anchored.isoformat()
+    clock.CLOCK.start_at(settings.clock_start, anchored_at=anchored)
+    get_settings.cache_clear()
+    log.warning("clock started at %s (KABINET_CLOCK_START); it runs forward from there", settings.clock_start)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
     settings = get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
+    anchor_clock(settings)
     return int(args.func(args) or 0)
 
 

@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services import clock
+
 if TYPE_CHECKING:
     from app.state import AppState
 
@@ -119,11 +121,8 @@ class Context:
 
     @property
     def now(self) -> dt.datetime:
-        """Current time, UTC (``settings.now_override`` when set, so tests control the clock)."""
-        fixed = self.settings.now_override
-        if fixed is not None:
-            return fixed.astimezone(dt.UTC) if fixed.tzinfo else fixed.replace(tzinfo=dt.UTC)
-        return dt.datetime.now(dt.UTC)
+        """Current time, UTC, from the process's one clock (:mod:`services.clock`)."""
+        return clock.now()
 
     @property
     def today(self) -> dt.date:

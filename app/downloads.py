@@ -15,21 +15,14 @@ from starlette.responses import PlainTextResponse, Response
 
 from app.state import AppState
 from models.files import StoredFile
-from services import receipts, storage
+from services import clock, receipts, storage
 from services.errors import DomainError
-
-
-def _now(state: AppState) -> dt.datetime:
-    fixed = state.settings.now_override
-    if fixed is not None:
-        return fixed if fixed.tzinfo else fixed.replace(tzinfo=dt.UTC)
-    return dt.datetime.now(dt.UTC)
 
 
 async def download(request: Request) -> Response:
     """Check the signed token and send the file's bytes (403 forged/expired, 404 gone)."""
     state: AppState = request.app.state.kabinet
-    now = _now(state)
+    now = clock.now()
     try:
         target = storage.verify_download(state.settings.secret_key, request.path_params["token"], now=now)
     except storage.InvalidDownload:

@@ -20,6 +20,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from app.cache import operation_type
 from app.context import Context, Viewer
 from app.state import AppState
+from services import clock
 from services.limits import counters_of
 from services.sessions import is_revoked
 from services.tokens import verify_access_token
@@ -132,7 +133,7 @@ class KabinetGraphQL(GraphQL[Context, None]):
         """The viewer of a valid access token; None without one. Invalid tokens raise PermissionError."""
         if token is None:
             return None
-        claims = verify_access_token(self.state.settings.secret_key, token)
+        claims = verify_access_token(self.state.settings.secret_key, token, now=clock.now())
         if claims is None:
             raise PermissionError("invalid or expired access token")
         return Viewer(user_id=claims.user_id, role=claims.role, session_id=claims.session_id)

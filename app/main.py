@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -25,6 +24,7 @@ from app.logging import configure_logging
 from app.sandbox import routes as sandbox_routes
 from app.settings import Settings, get_settings
 from app.state import AppState
+from services import clock
 from services.events import Touched
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
     if not settings.database_url:
         raise RuntimeError("DATABASE_URL is not set; `kabinet serve` starts an embedded PostgreSQL for you")
+    if settings.clock_start is not None:
+        clock.CLOCK.start_at(settings.clock_start, anchored_at=settings.clock_anchored_at)
     db = Database(settings.database_url, pool_size=settings.db_pool_size, echo=settings.db_echo)
     state = AppState(settings=settings, db=db, bus=EventBus(settings.redis_url, prefix=settings.redis_prefix))
     # Versions are bumped by every process that shares Redis, even one that serves nothing from the cache
@@ -68,7 +70,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 db,
                 DEFAULT_JOBS,
                 interval=settings.scheduler_interval,
-                clock=lambda: settings.now_override or dt.datetime.now(dt.UTC),
+                clock=clock.now,
             )
             scheduler.start()
         dispatcher = None

@@ -15,7 +15,6 @@ HMAC-SHA256, POSTed to ``sandbox_webhook_url`` when set, else handed to the same
 
 from __future__ import annotations
 
-import datetime as dt
 import html
 import logging
 import uuid
@@ -29,8 +28,8 @@ from starlette.routing import Route
 
 from app.state import AppState
 from models.payments import Payment, PaymentMethodKind, PaymentStatus
+from services import clock, payments
 from services import gateways as gateway_service
-from services import payments
 from services.billing import display_amount
 from services.gateways import SANDBOX, Gateways, SandboxGateway, SavedCard, WebhookRejected
 
@@ -47,11 +46,6 @@ def gateways_of(state: AppState) -> Gateways:
     return found  # type: ignore[return-value]
 
 
-def _now(state: AppState) -> dt.datetime:
-    fixed = state.settings.now_override
-    if fixed is not None:
-        return fixed if fixed.tzinfo else fixed.replace(tzinfo=dt.UTC)
-    return dt.datetime.now(dt.UTC)
 
 
 _PAGE = """<!doctype html>
@@ -151,7 +145,7 @@ async def pay_submit(request: Request) -> Response:
             expiry_month=int(month) if month.isdigit() else None,
             expiry_year=2000 + int(year) if year.isdigit() and len(year) == 2 else None,
         )
-    now = _now(state)
+    now = clock.now()
     async with state.db.session() as session:
         await gateway.record_outcome(
             session, gateway_payment_id, {"id": gateway_payment_id, "status": status.value, "reason": reason}
@@ -182,7 +176,7 @@ async def deliver_sandbox_webhook(state: AppState, body: bytes, headers: dict[st
     try:
         async with state.db.session() as session:
             await payments.handle_webhook(
-                session, gateways_of(state), SANDBOX, body, headers, now=_now(state)
+                session, gateways_of(state), SANDBOX, body, headers, now=clock.now()
             )
         return True
     except WebhookRejected:
@@ -217,7 +211,7 @@ async def webhook(request: Request) -> Response:
     try:
         async with state.db.session() as session:
             outcome = await payments.handle_webhook(
-                session, gateways_of(state), provider, body, headers, now=_now(state)
+                session, gateways_of(state), provider, body, headers, now=clock.now()
             )
     except WebhookRejected as error:
         log.warning("webhook from %s rejected: %s", provider, error)

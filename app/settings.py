@@ -92,11 +92,20 @@ class Settings(BaseSettings):
         True, description="Compete to run scheduled jobs (reminders); one process wins via an advisory lock."
     )
     scheduler_interval: float = Field(60.0, description="Seconds between rounds of scheduled jobs.")
-    now_override: dt.datetime | None = Field(
+    clock_start: dt.datetime | None = Field(
+        None,
+        validation_alias=AliasChoices("KABINET_CLOCK_START", "KABINET_NOW_OVERRIDE", "clock_start"),
+        description=(
+            "Where the clock starts (ISO 8601 with offset) instead of the wall clock; it then runs forward "
+            "in real time, for demos and manual tests of date rules such as reading windows. "
+            "Old name: KABINET_NOW_OVERRIDE. Never set in production."
+        ),
+    )
+    clock_anchored_at: dt.datetime | None = Field(
         None,
         description=(
-            "A fixed 'now' (ISO 8601 with offset) instead of the wall clock, for tests and demos of date "
-            "rules such as reading windows. Unset in production."
+            "The real instant that clock_start corresponds to (set by `kabinet serve` for its workers, so "
+            "every process of one server reads the same time). Default: when the process starts."
         ),
     )
     upload_max_file_bytes: int = Field(

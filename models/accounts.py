@@ -24,6 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from models.base import Base, CreatedMixin, IdMixin, TimestampsMixin
 from models.columns import enum_type
 from models.meters import ZoneScheme
+from services.clock import now as clock_now
 
 
 class StoveType(enum.StrEnum):
@@ -89,7 +90,7 @@ class UserAccount(IdMixin, Base):
     display_name: Mapped[str | None] = mapped_column(String(100))  # B3; null shows the number
     e_receipt_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     receipt_email: Mapped[str | None] = mapped_column(String(254))  # J5; null = the confirmed profile e-mail
-    linked_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    linked_at: Mapped[dt.datetime] = mapped_column(default=clock_now, server_default=func.now())
 
     account: Mapped[Account] = relationship(lazy="raise")
 

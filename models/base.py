@@ -19,6 +19,8 @@ from typing import Annotated
 from sqlalchemy import BigInteger, DateTime, Identity, MetaData, Numeric, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.clock import now as clock_now
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_N_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -52,12 +54,14 @@ class IdMixin:
 
 
 class CreatedMixin:
-    """``created_at`` set by the database."""
+    """``created_at``: the one clock's now when inserted (the database default only backs plain SQL)."""
 
-    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock_now, server_default=func.now())
 
 
 class TimestampsMixin(CreatedMixin):
-    """``created_at`` and ``updated_at`` set by the database."""
+    """``created_at`` and ``updated_at`` from the one clock (``services.clock``)."""
 
-    updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        default=clock_now, server_default=func.now(), onupdate=clock_now
+    )

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, CreatedMixin, IdMixin, Money, TimestampsMixin
 from models.columns import enum_type
+from services.clock import now as clock_now
 
 
 class SurveyAudience(enum.StrEnum):
@@ -171,7 +172,7 @@ class SurveyResponse(IdMixin, Base):
 
     survey_id: Mapped[int] = mapped_column(ForeignKey("surveys.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    submitted_at: Mapped[dt.datetime] = mapped_column(server_default=sql_text("now()"))
+    submitted_at: Mapped[dt.datetime] = mapped_column(default=clock_now, server_default=sql_text("now()"))
 
     __table_args__ = (UniqueConstraint("survey_id", "user_id"),)
 

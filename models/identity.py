@@ -28,6 +28,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, CreatedMixin, IdMixin, TimestampsMixin
 from models.columns import enum_type
+from services.clock import now as clock_now
 
 
 class UserRole(enum.StrEnum):
@@ -138,7 +139,7 @@ class Consent(IdMixin, Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     kind: Mapped[ConsentKind] = mapped_column(enum_type(ConsentKind))
     policy_version: Mapped[str] = mapped_column(String(32))  # version of the accepted document
-    accepted_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    accepted_at: Mapped[dt.datetime] = mapped_column(default=clock_now, server_default=func.now())
     client_ip: Mapped[str | None] = mapped_column(INET)
     user_agent: Mapped[str | None] = mapped_column(Text)
     revoked_at: Mapped[dt.datetime | None]
@@ -156,7 +157,7 @@ class AuthSession(IdMixin, CreatedMixin, Base):
     client_kind: Mapped[ClientKind] = mapped_column(enum_type(ClientKind, length=16))
     client_ip: Mapped[str | None] = mapped_column(INET)
     user_agent: Mapped[str | None] = mapped_column(Text)
-    last_used_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    last_used_at: Mapped[dt.datetime] = mapped_column(default=clock_now, server_default=func.now())
     expires_at: Mapped[dt.datetime]  # absolute lifetime; refreshing does not extend it
     revoked_at: Mapped[dt.datetime | None]  # logout, token reuse detected, password change
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedMixin, IdMixin
 from models.columns import enum_type
+from services.clock import now as clock_now
 
 
 class NotificationCategory(enum.StrEnum):
@@ -77,6 +78,6 @@ class ScheduledJobRun(IdMixin, Base):
 
     job: Mapped[str] = mapped_column(String(64))
     key: Mapped[str] = mapped_column(String(128))
-    ran_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    ran_at: Mapped[dt.datetime] = mapped_column(default=clock_now, server_default=func.now())
 
     __table_args__ = (UniqueConstraint("job", "key"),)

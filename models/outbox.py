@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedMixin, IdMixin
 from models.columns import enum_type
+from services.clock import now as clock_now
 
 
 class OutboxChannel(enum.StrEnum):
@@ -46,7 +47,7 @@ class OutboxMessage(IdMixin, CreatedMixin, Base):
         server_default=OutboxStatus.PENDING.value,
     )
     attempts: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
-    next_attempt_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=clock_now, server_default=func.now())
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[dt.datetime | None]
 

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, CreatedMixin, IdMixin, Money, TimestampsMixin
 from models.columns import enum_type
+from services.clock import now as clock_now
 
 
 class PaymentStatus(enum.StrEnum):
@@ -112,7 +113,7 @@ class PaymentStatusChange(IdMixin, Base):
 
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id", ondelete="CASCADE"))
     status: Mapped[PaymentStatus] = mapped_column(enum_type(PaymentStatus, length=16))
-    changed_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    changed_at: Mapped[dt.datetime] = mapped_column(default=clock_now, server_default=func.now())
     reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_payment_status_changes_payment_id_changed_at", "payment_id", "changed_at"),)
@@ -125,7 +126,7 @@ class WebhookEvent(IdMixin, Base):
 
     provider: Mapped[str] = mapped_column(String(32))
     event_id: Mapped[str] = mapped_column(String(128))
-    received_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    received_at: Mapped[dt.datetime] = mapped_column(default=clock_now, server_default=func.now())
     processed_at: Mapped[dt.datetime | None]
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from models.base import Base, CreatedMixin, IdMixin, Volume
 from models.columns import enum_type
 from models.tariffs import Zone
+from services.clock import now as clock_now
 
 
 class ReadingSource(enum.StrEnum):
@@ -54,7 +55,7 @@ class Reading(IdMixin, Base):
     value: Mapped[Volume]
     source: Mapped[ReadingSource] = mapped_column(enum_type(ReadingSource, length=16))
     submitted_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    submitted_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    submitted_at: Mapped[dt.datetime] = mapped_column(default=clock_now, server_default=func.now())
     accepted: Mapped[bool] = mapped_column(  # accepted for billing (the values E2 shows as «принятые»)
         Boolean, default=False, server_default=text("false")
     )

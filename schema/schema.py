@@ -42,6 +42,7 @@ from schema.notifications import NotificationMutations, NotificationQueries, Not
 from schema.payments import PaymentMutations, PaymentQueries, PaymentSubscriptions
 from schema.readings import ReadingMutations, ReadingQueries
 from schema.scalars import SCALAR_MAP
+from services import clock
 
 log = logging.getLogger("kabinet.graphql")
 
@@ -120,7 +121,7 @@ class Subscription(*SUBSCRIPTIONS):  # type: ignore[misc]
         for index in range(max(0, min(count, 1000))):
             if index:
                 await asyncio.sleep(interval)
-            yield dt.datetime.now(dt.UTC)
+            yield clock.now()
 
 
 class KabinetSchema(strawberry.Schema):

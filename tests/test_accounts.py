@@ -34,13 +34,14 @@ from models.readings import Reading, ReadingSource
 from models.tariffs import Tariff, Zone
 from services import storage
 from services.accounts import window_countdown
+from services.clock import CLOCK
+from services.demo import DEMO_PHONE_E164
 from services.periods import add_months
-from tests.conftest import TODAY, login_as
+from tests.conftest import login_as
+from tests.dates import CURRENT, LAST_BILLED, TODAY, on_day, period
 
 _seq = itertools.count(1)
 
-LAST_BILLED = dt.date(2026, 10, 1)
-"""The last closed period on TODAY (2026-11-24)."""
 
 
 @dataclass
@@ -72,10 +73,11 @@ async def seed_accounts(
     receipts: bool = True,
 ) -> Seeded:
     """A branch with an electricity (day/night) and a water supplier, ``accounts`` accounts with ``months``
-    months of history up to October 2026: each month electricity DAY 100 × 5.0000 = 500.00, NIGHT
-    50 × 2.5000 = 125.00, water 10 × 30.0000 = 300.00; closing balances 625.00 (electricity, debt) and
-    -100.00 (water, overpayment); receipts total 525.00; a 200.00 electricity payment in November 2026
-    (the current period): balance 325.00 DEBT. October's water line has a -10.00 recalculation.
+    months of history up to LAST_BILLED (the month before today's). Each month: electricity DAY
+    100 × 5.0000 = 500.00, NIGHT 50 × 2.5000 = 125.00, water 10 × 30.0000 = 300.00; closing balances
+    625.00 (electricity, debt) and -100.00 (water, overpayment); receipts total 525.00. A 200.00
+    electricity payment in the current period: balance 325.00 DEBT. LAST_BILLED's water line has a
+    -10.00 recalculation.
     """
     n = next(_seq)
     tag = uuid.uuid4().hex[:6]
@@ -280,7 +282,7 @@ async def seed_accounts(
                 session.add(link)
                 payer = payer or user_id
             if payer is not None:
-                for paid_period, amount in ((dt.date(2026, 11, 1), "200.00"), (LAST_BILLED, "625.00")):
+                for paid_period, amount in ((CURRENT, "200.00"), (LAST_BILLED, "625.00")):
                     payment = Payment(
                         user_id=payer,
                         status=PaymentStatus.SUCCEEDED,
@@ -359,7 +361,7 @@ async def test_B4_dashboard_shows_balance_with_label_breakdown_and_current_recei
     assert node["balance"]["status"] == "DEBT"
     assert node["balance"]["label"] == "К оплате"
     assert node["balance"]["displayAmount"] == "325,00"
-    assert node["balance"]["billedPeriod"] == "2026-10"
+    assert node["balance"]["billedPeriod"] == period(-1)
     lines = {line["supplier"]["name"].split(" ")[0]: line for line in node["balance"]["suppliers"]}
     assert lines["ПАО"] == {
         "amount": "425.00",
@@ -369,11 +371,11 @@ async def test_B4_dashboard_shows_balance_with_label_breakdown_and_current_recei
         "supplier": lines["ПАО"]["supplier"],
     }
     assert lines["МУП"]["amount"] == "-100.00" and lines["МУП"]["status"] == "OVERPAYMENT"
-    assert node["currentReceipt"]["period"] == "2026-10"
+    assert node["currentReceipt"]["period"] == period(-1)
     assert node["currentReceipt"]["totalDue"] == "525.00"
     assert "/downloads/" in node["currentReceipt"]["download"]["url"]
     assert node["autopayEnabled"] is False and node["eReceiptEnabled"] is False
-    assert len(node["charges"]) == 12 and node["charges"][0]["period"] == "2026-10"
+    assert len(node["charges"]) == 12 and node["charges"][0]["period"] == period(-1)
 
 
 async def test_B4_overpayment_and_nothing_due_use_the_manuals_labels(
@@ -399,7 +401,7 @@ async def test_B4_overpayment_and_nothing_due_use_the_manuals_labels(
                     payment_id=payment.id,
                     account_id=account_id,
                     supplier_id=seeded.energy_supplier_id,
-                    period=dt.date(2026, 11, 1),
+                    period=CURRENT,
                     amount=Decimal(extra),
                 )
             )
@@ -435,7 +437,7 @@ def test_B4_window_days_count_to_opening_and_closing() -> None:
 
 
 async def test_B4_window_days_follow_the_branchs_time_zone(
-    api: Any, db: Any, settings: Any, customer_token: str
+    api: Any, db: Any, settings: Any
 ) -> None:
     seeded = await seed_accounts(db, settings, accounts=2)
     async with db.session() as session:
@@ -444,14 +446,15 @@ async def test_B4_window_days_follow_the_branchs_time_zone(
         branch.time_zone = "Asia/Kamchatka"  # UTC+12
         await session.commit()
     # 13:00 UTC on the 24th is the 24th in Moscow but already the 25th, the window's last day, in Kamchatka
-    settings.now_override = dt.datetime(2026, 11, 24, 13, 0, tzinfo=dt.UTC)
-    node = node_of(await api.data(DASHBOARD, token=customer_token), seeded.account_ids[0])
+    CLOCK.pin(on_day(24).replace(hour=13, tzinfo=dt.UTC))
+    token = await login_as(db, settings, DEMO_PHONE_E164)
+    node = node_of(await api.data(DASHBOARD, token=token), seeded.account_ids[0])
     assert node["readingWindow"] == {
         "isOpen": True,
         "daysUntilOpens": 0,
         "daysUntilCloses": 0,
-        "opensOn": "2026-11-15",
-        "closesOn": "2026-11-25",
+        "opensOn": f"{period(0)}-15",
+        "closesOn": f"{period(0)}-25",
     }
 
 

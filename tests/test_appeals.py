@@ -15,8 +15,10 @@ from strawberry import relay
 from models.appeals import Appeal, Application, RequestEvent
 from models.identity import Consent
 from models.notifications import Notification
+from services.clock import CLOCK
 from tests.client import Api, graphql_ws
 from tests.conftest import login_as
+from tests.dates import TODAY, period
 from tests.test_uploads import CREATE_APPEAL, appeal_input, multipart, pdf
 
 REQUIRED = "Поле обязательно для заполнения"
@@ -94,7 +96,7 @@ async def test_F2_appeal_is_accepted_with_its_timeline(api: Api, customer_token:
     )
     assert card["node"]["status"] == "NEW"
     assert card["node"]["topicName"] == "Начисления и перерасчеты"
-    assert card["node"]["period"] == "2026-11"
+    assert card["node"]["period"] == period(0)
     assert card["node"]["timeline"] == [{"kind": "CREATED", "status": "NEW", "byOperator": False}]
 
 
@@ -128,8 +130,12 @@ async def test_F1_history_and_the_appeal_card_with_the_answer(api: Api, customer
 
 
 async def test_F1_history_follows_the_D8_period_rule(api: Api, customer_token: str) -> None:
-    october = await api.data(APPEALS, token=customer_token, **{"from": "2026-10", "to": "2026-10"})
-    assert [edge["node"]["period"] for edge in october["appeals"]["edges"]] == ["2026-10"]
+    # the demo customer's appeals were written 40 and 2 days before TODAY; one of them falls in last month
+    demo_months = [f"{TODAY - dt.timedelta(days=days):%Y-%m}" for days in (2, 40)]
+    last_month = await api.data(APPEALS, token=customer_token, **{"from": period(-1), "to": period(-1)})
+    assert [edge["node"]["period"] for edge in last_month["appeals"]["edges"]] == [
+        month for month in demo_months if month == period(-1)
+    ] == [period(-1)]
     body = await api.gql(APPEALS, token=customer_token, **{"from": "2020-01"})
     assert body["errors"][0]["extensions"]["code"] == "PERIOD_OUT_OF_RANGE"
 
@@ -244,7 +250,7 @@ async def test_G3_reconciliation_act_is_accepted_with_consent_recorded(
                 "kind": "RECONCILIATION_ACT",
                 "accountId": account,
                 "text": "Прошу акт сверки",
-                "fields": {"periodFrom": "2026-01", "periodTo": "2026-06"},
+                "fields": {"periodFrom": period(-10), "periodTo": period(-5)},
                 "consent": True,
             },
         )
@@ -254,7 +260,7 @@ async def test_G3_reconciliation_act_is_accepted_with_consent_recorded(
     application = payload["application"]
     assert application["kind"] == "RECONCILIATION_ACT"
     assert application["kindName"] == "Заявление на получение акта сверки"
-    assert application["fields"] == {"periodFrom": "2026-01", "periodTo": "2026-06"}
+    assert application["fields"] == {"periodFrom": period(-10), "periodTo": period(-5)}
     assert application["consentGiven"] is True
     assert await scalar(db, select(func.count()).select_from(Consent)) == consents + 1
 
@@ -646,7 +652,7 @@ async def test_F4_video_call_link_carries_a_short_lived_token(
     expires = dt.datetime.fromisoformat(link["expiresAt"])
     assert (
         dt.timedelta(0)
-        < expires - dt.datetime.now(dt.UTC)
+        < expires - CLOCK.now()
         <= dt.timedelta(seconds=settings.video_token_ttl_seconds)
     )
     assert (await api.data(query, token=second_token, a=account))["videoCall"] is None

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from services import storage
+from services.clock import CLOCK
+from tests.dates import period
 from tests.test_accounts import gid, seed_accounts
 
 ACCOUNT = "query($id: ID!%s) { node(id: $id) { ... on Account { %s } } }"
@@ -35,13 +37,13 @@ async def test_D2_charges_by_month_and_service_with_the_sign_convention(
         "service { name unit } supplier { inn } } }",
     )
     months = node["charges"]
-    assert [month["period"] for month in months][:3] == ["2026-10", "2026-09", "2026-08"]
+    assert [month["period"] for month in months][:3] == [period(-1), period(-2), period(-3)]
     assert len(months) == 12  # default: the last 12 months
     october = months[0]
     assert october["total"] == "915.00"  # 500 + 125 + 300 − 10 recalculation
     water = next(line for line in october["charges"] if line["service"]["name"] == "Холодная вода")
     assert water == {
-        "period": "2026-10",
+        "period": period(-1),
         "zone": None,
         "volume": "10.000",
         "rate": "30.0000",
@@ -65,14 +67,14 @@ async def test_D8_histories_refuse_periods_outside_the_rule(
             f"{field}(from: $from, to: $to) {{ period }}",
         )
         current = await api.gql(
-            query, token=customer_token, id=gid("Account", seeded.account_ids[0]), to="2026-11"
+            query, token=customer_token, id=gid("Account", seeded.account_ids[0]), to=period(0)
         )
         error = current["errors"][0]
         assert error["extensions"]["code"] == "PERIOD_OUT_OF_RANGE", field
         assert error["message"] == "Период должен быть в пределах трех лет до предыдущего месяца включительно"
-        assert (error["extensions"]["earliest"], error["extensions"]["latest"]) == ("2023-11", "2026-10")
+        assert (error["extensions"]["earliest"], error["extensions"]["latest"]) == (period(-36), period(-1))
         too_old = await api.gql(
-            query, token=customer_token, id=gid("Account", seeded.account_ids[0]), **{"from": "2023-10"}
+            query, token=customer_token, id=gid("Account", seeded.account_ids[0]), **{"from": period(-37)}
         )
         assert too_old["errors"][0]["extensions"]["code"] == "PERIOD_OUT_OF_RANGE", field
     widest = await account_field(
@@ -81,7 +83,7 @@ async def test_D8_histories_refuse_periods_outside_the_rule(
         seeded.account_ids[0],
         "charges(from: $from, to: $to) { period }",
         ", $from: YearMonth, $to: YearMonth",
-        **{"from": "2023-11", "to": "2026-10"},
+        **{"from": period(-36), "to": period(-1)},
     )
     assert len(widest["charges"]) == 12  # the seeded account has 12 months of history
 
@@ -95,7 +97,7 @@ async def test_D4_payment_history_by_month(api: Any, db: Any, settings: Any, cus
         "payments { period total payments { amount paidAt method isAutopay supplier { inn } } }",
     )
     # November's 200.00 is in the current period: not history yet (D8); October's 625.00 is
-    assert [month["period"] for month in node["payments"]] == ["2026-10"]
+    assert [month["period"] for month in node["payments"]] == [period(-1)]
     october = node["payments"][0]
     assert october["total"] == "625.00"
     assert october["payments"][0]["amount"] == "625.00" and october["payments"][0]["method"] == "SBP"
@@ -112,18 +114,18 @@ async def test_D1_events_by_month_with_receipt_download(
         "events(from: $from) { period receipt { period totalDue download { url } } "
         "events { kind amount occurredAt service { name } supplier { inn } } }",
         ", $from: YearMonth",
-        **{"from": "2026-09"},
+        **{"from": period(-2)},
     )
-    assert [month["period"] for month in node["events"]] == ["2026-10", "2026-09"]
+    assert [month["period"] for month in node["events"]] == [period(-1), period(-2)]
     october = node["events"][0]
     kinds = [event["kind"] for event in october["events"]]
     assert kinds.count("CHARGE") == 3 and kinds.count("RECALCULATION") == 1 and kinds.count("PAYMENT") == 1
     payment = next(event for event in october["events"] if event["kind"] == "PAYMENT")
-    assert payment["amount"] == "-625.00" and payment["occurredAt"].startswith("2026-10-05")
+    assert payment["amount"] == "-625.00" and payment["occurredAt"].startswith(f"{period(-1)}-05")
     recalculation = next(event for event in october["events"] if event["kind"] == "RECALCULATION")
     assert recalculation["amount"] == "-10.00" and recalculation["service"]["name"] == "Холодная вода"
     assert (
-        october["receipt"]["period"] == "2026-10" and "/downloads/" in october["receipt"]["download"]["url"]
+        october["receipt"]["period"] == period(-1) and "/downloads/" in october["receipt"]["download"]["url"]
     )
 
 
@@ -138,7 +140,7 @@ async def test_D7_balance_by_month_and_supplier(
         "balanceHistory(from: $from) { period opening charged paid closing "
         "suppliers { opening charged paid closing supplier { inn } } }",
         ", $from: YearMonth",
-        **{"from": "2026-10"},
+        **{"from": period(-1)},
     )
     [october] = node["balanceHistory"]
     assert (october["opening"], october["charged"], october["paid"], october["closing"]) == (
@@ -162,13 +164,13 @@ async def test_D6_statistics_by_month_service_and_zone(
         seeded.account_ids[0],
         body,
         args,
-        filter={"kind": "CONSUMPTION", "from": "2026-08", "to": "2026-10"},
+        filter={"kind": "CONSUMPTION", "from": period(-3), "to": period(-1)},
     )
     series = {(s["service"]["name"], s["zone"]): s["points"] for s in consumption["statistics"]}
     assert series[("Электроэнергия", "DAY")] == [
-        {"period": "2026-08", "value": "100.000"},
-        {"period": "2026-09", "value": "100.000"},
-        {"period": "2026-10", "value": "100.000"},
+        {"period": period(-3), "value": "100.000"},
+        {"period": period(-2), "value": "100.000"},
+        {"period": period(-1), "value": "100.000"},
     ]
     assert set(series) == {("Электроэнергия", "DAY"), ("Электроэнергия", "NIGHT"), ("Холодная вода", None)}
     night_only = await account_field(
@@ -179,19 +181,24 @@ async def test_D6_statistics_by_month_service_and_zone(
         args,
         filter={
             "kind": "CONSUMPTION",
-            "from": "2026-10",
+            "from": period(-1),
             "zones": ["NIGHT"],
             "serviceIds": [gid("Service", seeded.electricity_id)],
         },
     )
     assert [(s["zone"], s["points"][0]["value"]) for s in night_only["statistics"]] == [("NIGHT", "50.000")]
     paid = await account_field(
-        api, customer_token, seeded.account_ids[0], body, args, filter={"kind": "PAYMENTS", "from": "2026-09"}
+        api,
+        customer_token,
+        seeded.account_ids[0],
+        body,
+        args,
+        filter={"kind": "PAYMENTS", "from": period(-2)},
     )
     [line] = paid["statistics"]
     assert line["service"] is None and line["points"] == [
-        {"period": "2026-09", "value": "0.00"},
-        {"period": "2026-10", "value": "625.00"},
+        {"period": period(-2), "value": "0.00"},
+        {"period": period(-1), "value": "625.00"},
     ]
     outside = await api.gql(
         ACCOUNT % (args, body),
@@ -219,7 +226,7 @@ async def test_C4_tariff_history_with_downloadable_documents(
     assert old["document"]["title"] == "Постановление ГУ РЭК Рязанской области"
     download = old["document"]["download"]
     expires = dt.datetime.fromisoformat(download["expiresAt"])
-    assert dt.timedelta(0) < expires - dt.datetime.now(dt.UTC) <= storage.DOWNLOAD_TTL
+    assert dt.timedelta(0) < expires - CLOCK.now() <= storage.DOWNLOAD_TTL
     response = await api.client.get(urlsplit(download["url"]).path)
     assert response.status_code == 200
     assert response.content == b"%PDF-1.4 tariff decision"
@@ -227,7 +234,7 @@ async def test_C4_tariff_history_with_downloadable_documents(
 
 
 async def test_C4_download_urls_cannot_be_forged_or_reused_after_expiry(api: Any, settings: Any) -> None:
-    now = dt.datetime.now(dt.UTC)
+    now = CLOCK.now()
     good = storage.sign_download(settings.secret_key, storage.file_target(1), now=now)
     token = urlsplit(good.url).path.rsplit("/", 1)[1]
     payload, _, signature = token.partition(".")

@@ -1,9 +1,9 @@
 """Information sections (I1–I5) through GraphQL on the demo data.
 
-The demo (``services.demo``, today = 2026-11-24): 3 shop categories with 8 items, the FAQ entries of
-``services.demo.FAQ``, one survey for everybody (2026-11-14 … 2026-12-24) with SINGLE, MULTIPLE and
-TEXT questions, a current promotion (until 2027-01-03) and an expired one, 7 offices with 30-minute
-slots on the working days of the next two weeks.
+The demo (``services.demo``, built for the run's TODAY): 3 shop categories with 8 items, the FAQ entries of
+``services.demo.FAQ``, one survey for everybody (TODAY − 10 days … TODAY + 30 days) with SINGLE, MULTIPLE
+and TEXT questions, a current promotion (until TODAY + 40 days) and an expired one, 7 offices with
+30-minute slots on the working days of the next two weeks.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 from sqlalchemy import func, select
@@ -22,13 +21,22 @@ from app.settings import Settings
 from models.appeals import Application, ApplicationKind
 from models.content import Appointment, AppointmentStatus, CallbackRequest, ShopItem
 from models.notifications import Notification
+from services.clock import CLOCK
 from services.demo import DEMO_PHONE_E164
 from services.demo import FAQ as DEMO_FAQ
 from tests.client import Api
 from tests.conftest import login_as
+from tests.dates import MSK, NOW, TODAY
 
-MSK = ZoneInfo("Europe/Moscow")
-NOW = dt.datetime(2026, 11, 24, 10, 0, tzinfo=MSK)
+MIDNIGHT = dt.datetime.combine(TODAY, dt.time(0), tzinfo=MSK).isoformat()
+"""The start of TODAY in Moscow, as the API writes instants."""
+LATER = NOW + dt.timedelta(days=70)
+"""A day when neither demo promotion is current any more."""
+
+
+def at(days: int, hour: int, minute: int = 0) -> str:
+    """``hour:minute`` Moscow time ``days`` after TODAY, as the API writes instants."""
+    return dt.datetime.combine(TODAY + dt.timedelta(days=days), dt.time(hour, minute), tzinfo=MSK).isoformat()
 ADMIN_PHONE = "+75555555555"
 SECOND_PHONE = None  # looked up from the demo when needed
 
@@ -56,7 +64,7 @@ SHOP = """{ shopCategories { id name items { id name price description url image
 async def test_I1_shop_lists_categories_with_items_in_constant_statements(
     api: Api, settings: Settings, sql_counter: Any
 ) -> None:
-    settings.now_override = NOW
+    CLOCK.pin(NOW)
     with sql_counter() as counted:
         data = await api.data(SHOP)
     categories = data["shopCategories"]
@@ -78,7 +86,7 @@ ORDER = """mutation($input: OrderShopItemInput!) { orderShopItem(input: $input) 
 async def test_I1_order_request_reaches_operators_as_an_application(
     api: Api, db: Database, settings: Settings, customer_token: str
 ) -> None:
-    settings.now_override = NOW
+    CLOCK.pin(NOW)
     data = await api.data(SHOP)
     item = data["shopCategories"][0]["items"][1]
     account = gid("Account", await main_account_id(db))
@@ -188,7 +196,7 @@ def _answers(survey: dict[str, Any]) -> list[dict[str, Any]]:
 async def test_I3_survey_is_answered_once_and_a_second_answer_is_refused(
     api: Api, settings: Settings, customer_token: str, sql_counter: Any
 ) -> None:
-    settings.now_override = NOW
+    CLOCK.pin(NOW)
     with sql_counter() as counted:
         section = (await api.data(SURVEYS, token=customer_token))["surveySection"]
     assert counted.statements == 4  # surveys, responses, questions, options
@@ -218,7 +226,7 @@ async def test_I3_survey_is_answered_once_and_a_second_answer_is_refused(
 
 
 async def test_I3_answers_must_fit_their_questions(api: Api, settings: Settings, customer_token: str) -> None:
-    settings.now_override = NOW
+    CLOCK.pin(NOW)
     (survey,) = (await api.data(SURVEYS, token=customer_token))["surveySection"]["surveys"]
     single, multiple, _ = survey["questions"]
     two = [o["id"] for o in single["options"][:2]]
@@ -245,7 +253,7 @@ async def test_I3_answers_must_fit_their_questions(api: Api, settings: Settings,
 async def test_I3_section_is_inactive_when_no_survey_was_sent(
     api: Api, settings: Settings, customer_token: str
 ) -> None:
-    settings.now_override = dt.datetime(2026, 11, 1, 10, 0, tzinfo=MSK)  # before the demo survey starts
+    CLOCK.pin(NOW - dt.timedelta(days=11))  # before the demo survey starts
     assert (await api.data(SURVEYS, token=customer_token))["surveySection"] == {
         "active": False,
         "surveys": [],
@@ -261,7 +269,7 @@ async def test_I3_selected_survey_reaches_only_its_recipients_who_are_notified(
 ) -> None:
     from models.identity import User
 
-    settings.now_override = NOW
+    CLOCK.pin(NOW)
     async with db.session() as session:
         ivanov = (await session.execute(select(User.id).where(User.phone == DEMO_PHONE_E164))).scalar_one()
         other = (
@@ -274,7 +282,7 @@ async def test_I3_selected_survey_reaches_only_its_recipients_who_are_notified(
         token=await admin_token(db, settings),
         input={
             "title": "Опрос о счётчиках",
-            "startsAt": "2026-11-24T00:00:00+03:00",
+            "startsAt": MIDNIGHT,
             "recipientIds": [gid("User", other)],
             "questions": [
                 {"kind": "SINGLE", "text": "Есть ли у Вас двухтарифный счётчик?", "options": ["Да", "Нет"]}
@@ -310,21 +318,22 @@ PROMOTIONS = """{ promotionSection { active promotions { id title startsOn endsO
 async def test_I4_only_current_promotions_are_shown(
     api: Api, settings: Settings, customer_token: str
 ) -> None:
-    settings.now_override = NOW
+    CLOCK.pin(NOW)
     section = (await api.data(PROMOTIONS, token=customer_token))["promotionSection"]
     assert section["active"] is True
     assert [p["title"] for p in section["promotions"]] == [
         "Передавайте показания вовремя — выигрывайте призы"
     ]
-    assert section["promotions"][0]["endsOn"] == "2027-01-03"
+    assert section["promotions"][0]["endsOn"] == (TODAY + dt.timedelta(days=40)).isoformat()
     anonymous = (await api.data(PROMOTIONS))["promotionSection"]
     assert anonymous["active"] is True
 
 
 async def test_I4_section_is_inactive_when_no_promotion_is_current(
-    api: Api, settings: Settings, customer_token: str
+    api: Api, db: Database, settings: Settings
 ) -> None:
-    settings.now_override = dt.datetime(2027, 2, 1, 10, 0, tzinfo=MSK)
+    CLOCK.pin(LATER)
+    customer_token = await login_as(db, settings, DEMO_PHONE_E164)
     assert (await api.data(PROMOTIONS, token=customer_token))["promotionSection"] == {
         "active": False,
         "promotions": [],
@@ -336,17 +345,18 @@ SAVE_PROMOTION = """mutation($input: SavePromotionInput!) { savePromotion(input:
 
 
 async def test_I4_admin_adds_a_promotion_and_customers_see_it(
-    api: Api, db: Database, settings: Settings, customer_token: str
+    api: Api, db: Database, settings: Settings
 ) -> None:
-    settings.now_override = dt.datetime(2027, 2, 1, 10, 0, tzinfo=MSK)
+    CLOCK.pin(LATER)
+    customer_token = await login_as(db, settings, DEMO_PHONE_E164)
     saved = await api.data(
         SAVE_PROMOTION,
         token=await admin_token(db, settings),
         input={
             "title": "Весенняя акция",
             "body": "Скидка на лампы.",
-            "startsOn": "2027-01-20",
-            "endsOn": "2027-03-01",
+            "startsOn": (LATER.date() - dt.timedelta(days=12)).isoformat(),
+            "endsOn": (LATER.date() + dt.timedelta(days=28)).isoformat(),
         },
     )
     assert saved["savePromotion"]["userErrors"] == []
@@ -374,7 +384,7 @@ SLOTS = """query($officeId: ID!, $from: DateTime) { officeSlots(officeId: $offic
 async def test_I5_offices_with_map_data_and_hours_in_constant_statements(
     api: Api, settings: Settings, sql_counter: Any
 ) -> None:
-    settings.now_override = NOW
+    CLOCK.pin(NOW)
     with sql_counter() as counted:
         data = await api.data(OFFICES)
     assert counted.statements == 2  # offices, their branches
@@ -402,7 +412,7 @@ async def _first_office(api: Api) -> str:
 async def test_I5_slot_list_statement_count_is_constant(
     api: Api, settings: Settings, sql_counter: Any
 ) -> None:
-    settings.now_override = NOW
+    CLOCK.pin(NOW)
     office = await _first_office(api)
     with sql_counter() as counted:
         slots = await _slots(api, office)
@@ -424,7 +434,7 @@ MINE = """{ myAppointments { id status topic slot { startsAt office { name } } }
 async def test_I5_book_then_cancel_frees_the_slot(
     api: Api, db: Database, settings: Settings, customer_token: str
 ) -> None:
-    settings.now_override = NOW
+    CLOCK.pin(NOW)
     office = await _first_office(api)
     slot = (await _slots(api, office))[0]
     booked = (
@@ -472,7 +482,7 @@ async def test_I5_book_then_cancel_frees_the_slot(
 async def test_I5_someone_elses_appointment_cannot_be_cancelled(
     api: Api, db: Database, settings: Settings, customer_token: str
 ) -> None:
-    settings.now_override = NOW
+    CLOCK.pin(NOW)
     slot = (await _slots(api, await _first_office(api)))[3]
     booked = (await api.data(BOOK, token=customer_token, input={"slotId": slot["id"], "topic": "Вопрос"}))[
         "bookAppointment"
@@ -489,11 +499,11 @@ async def test_I5_someone_elses_appointment_cannot_be_cancelled(
 
 
 async def test_I5_a_slot_in_the_past_cannot_be_booked(
-    api: Api, settings: Settings, customer_token: str
+    api: Api, db: Database, settings: Settings
 ) -> None:
-    settings.now_override = NOW
     slot = (await _slots(api, await _first_office(api)))[0]
-    settings.now_override = dt.datetime.fromisoformat(slot["startsAt"]) + dt.timedelta(minutes=1)
+    CLOCK.pin(dt.datetime.fromisoformat(slot["startsAt"]) + dt.timedelta(minutes=1))
+    customer_token = await login_as(db, settings, DEMO_PHONE_E164)
     refused = (await api.data(BOOK, token=customer_token, input={"slotId": slot["id"], "topic": "Вопрос"}))[
         "bookAppointment"
     ]
@@ -517,7 +527,7 @@ async def _second_customer_phone(db: Database) -> str:
 async def test_I5_double_booking_race_exactly_one_succeeds(
     api: Api, db: Database, settings: Settings, customer_token: str, live_server: str
 ) -> None:
-    settings.now_override = NOW
+    CLOCK.pin(NOW)
     slot = (await _slots(api, await _first_office(api)))[5]
     second = await login_as(db, settings, await _second_customer_phone(db))
 
@@ -559,14 +569,14 @@ CALLBACK = """mutation($input: RequestCallbackInput!) { requestCallback(input: $
 async def test_I5_callback_request_with_preferred_time(
     api: Api, db: Database, settings: Settings, customer_token: str
 ) -> None:
-    settings.now_override = NOW
+    CLOCK.pin(NOW)
     made = (
         await api.data(
             CALLBACK,
             token=customer_token,
             input={
-                "preferredFrom": "2026-11-25T14:00:00+03:00",
-                "preferredTo": "2026-11-25T16:00:00+03:00",
+                "preferredFrom": at(1, 14),
+                "preferredTo": at(1, 16),
                 "topic": "Перерасчёт",
             },
         )
@@ -582,7 +592,7 @@ async def test_I5_callback_request_with_preferred_time(
         await api.data(
             CALLBACK,
             token=customer_token,
-            input={"preferredFrom": "2026-11-25T16:00:00+03:00", "preferredTo": "2026-11-25T14:00:00+03:00"},
+            input={"preferredFrom": at(1, 16), "preferredTo": at(1, 14)},
         )
     )["requestCallback"]
     assert backwards["userErrors"][0]["code"] == "PERIOD_INVALID"
@@ -604,16 +614,16 @@ ADMIN_MUTATIONS: list[tuple[str, dict[str, Any]]] = [
   saveShopCategory(input: $input) { category { id } } }""",
         {"name": "Новое"},
     ),
-    (SAVE_PROMOTION, {"title": "T", "body": "B", "startsOn": "2026-11-24"}),
+    (SAVE_PROMOTION, {"title": "T", "body": "B", "startsOn": TODAY.isoformat()}),
     (
         CREATE_SURVEY,
-        {"title": "T", "startsAt": "2026-11-24T00:00:00+03:00", "questions": [{"kind": "TEXT", "text": "?"}]},
+        {"title": "T", "startsAt": MIDNIGHT, "questions": [{"kind": "TEXT", "text": "?"}]},
     ),
 ]
 
 
 async def test_content_mutations_are_admin_only(api: Api, settings: Settings, customer_token: str) -> None:
-    settings.now_override = NOW
+    CLOCK.pin(NOW)
     for mutation, payload in ADMIN_MUTATIONS:
         body = await api.gql(mutation, token=customer_token, input=payload)
         assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN", body
@@ -626,7 +636,7 @@ async def test_content_mutations_are_admin_only(api: Api, settings: Settings, cu
 async def test_admin_manages_faq_and_shop_and_search_sees_new_entries(
     api: Api, db: Database, settings: Settings
 ) -> None:
-    settings.now_override = NOW
+    CLOCK.pin(NOW)
     token = await admin_token(db, settings)
     saved = (
         await api.data(
@@ -671,7 +681,7 @@ async def test_admin_manages_faq_and_shop_and_search_sees_new_entries(
 
 
 async def test_admin_opens_slots_and_offices(api: Api, db: Database, settings: Settings) -> None:
-    settings.now_override = NOW
+    CLOCK.pin(NOW)
     token = await admin_token(db, settings)
     branch = (await api.data("{ branches { id } }"))["branches"][0]["id"]
     office = (
@@ -702,7 +712,7 @@ async def test_admin_opens_slots_and_offices(api: Api, db: Database, settings: S
             token=token,
             input={
                 "officeId": office["office"]["id"],
-                "slots": [{"startsAt": "2026-11-30T09:00:00+03:00", "endsAt": "2026-11-30T09:30:00+03:00"}],
+                "slots": [{"startsAt": at(6, 9), "endsAt": at(6, 9, 30)}],
             },
         )
     )["addOfficeSlots"]

@@ -8,7 +8,6 @@ the end.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -28,8 +27,8 @@ from services import demo
 from services.accounts import window_countdown
 from services.passwords import verify_password
 from services.periods import add_months
+from tests.dates import CURRENT, LAST_BILLED, TODAY
 
-TODAY = dt.date(2026, 11, 24)
 MONTHS = 36
 EXTRA = 50
 SERVER_URL = async_url(os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -230,13 +229,14 @@ async def test_A3_demo_customer_has_the_manuals_data(loaded: Database) -> None:
     main = by_number[demo.DEMO_ACCOUNT_NUMBER]
     assert main.address == "г. Рязань, ул. Почтовая, д. 61, кв. 95"
     assert main.name == "Скопинское отделение" and main.owner_last_name == "Иванов"
-    assert window_countdown(TODAY, main.s, main.e).is_open
+    assert (main.s, main.e) == (15, 25)
+    assert window_countdown(TODAY, main.s, main.e).is_open is (15 <= TODAY.day <= 25)
     assert await balance(loaded, main.id) > 0  # «К оплате»
 
     balances = {row.number: await balance(loaded, row.id) for row in links}
     assert any(value < 0 for value in balances.values())  # «Переплата»
     zero = [row for row in links if balances[row.number] == 0]
-    assert zero and not window_countdown(TODAY, zero[0].s, zero[0].e).is_open  # «Задолженность отсутствует»
+    assert zero and (zero[0].s, zero[0].e) == (1, 5)  # «Задолженность отсутствует», Касимовское
     assert all(row.display_name for row in links)
     assert any(row.e_receipt_enabled for row in links) and not all(row.e_receipt_enabled for row in links)
 
@@ -248,7 +248,7 @@ async def test_D2_demo_account_has_every_month_of_charges(loaded: Database) -> N
         "SELECT array_agg(DISTINCT period ORDER BY period) FROM charges WHERE account_id = :a",
         a=account_id,
     )
-    expected = [add_months(dt.date(2026, 11, 1), -n) for n in range(MONTHS, 0, -1)]
+    expected = [add_months(CURRENT, -n) for n in range(MONTHS, 0, -1)]
     assert periods == expected
     per_month = await scalar(
         loaded,
@@ -378,7 +378,7 @@ async def test_identity_sequences_are_ahead_of_loaded_ids(loaded: Database) -> N
         ).one()
         charge = Charge(
             account_id=account.id,
-            period=dt.date(2026, 10, 1),
+            period=LAST_BILLED,
             service_id=service,
             supplier_id=supplier,
             amount=Decimal("1.00"),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
 from sqlalchemy import text
 
+from services.codes import CODE_TTL
 from services.demo import DEMO_EMAIL, DEMO_PASSWORD, DEMO_PHONE, DEMO_PHONE_E164
 
 ERR = (
@@ -170,10 +172,10 @@ async def test_A1_taken_confirmed_email_is_refused(api):
     ]
 
 
-async def test_A1_expired_code(api, db):
+async def test_A1_expired_code(api, db, clock):
     await api.data(START, input=FORM)
     code = await last_code(db, "+72223334455")
-    await sql(db, "UPDATE verification_codes SET expires_at = now() - interval '1 second'")
+    clock.advance(CODE_TTL + dt.timedelta(seconds=1))
     result = (await api.data(REGISTER, input={"phone": FORM["phone"], "code": code}))["register"]
     assert result["tokens"] is None
     assert [(e["code"], e["message"]) for e in result["userErrors"]] == [

@@ -14,7 +14,9 @@ import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from services.clock import CLOCK
 from services.demo import DEMO_PHONE, DEMO_PHONE_E164
+from services.identity import QR_TTL
 from tests.client import graphql_ws
 from tests.test_identity import ERR, ME, password_login, sql
 
@@ -62,7 +64,7 @@ async def test_A6_qr_login_delivers_tokens_once_over_the_subscription(api, live_
     assert reuse["decideQrLogin"]["userErrors"][0]["code"] == "QR_CHALLENGE_INVALID"
 
 
-async def test_A6_rejected_and_expired_qr_codes(api, db, live_server):
+async def test_A6_rejected_and_expired_qr_codes(api, db, live_server, clock):
     mobile = (await password_login(api))["tokens"]["accessToken"]
     started = (await api.data(START_QR))["startQrLogin"]["qrLogin"]
     await api.data(DECIDE, token=mobile, p=started["qrPayload"], a=False)
@@ -71,7 +73,7 @@ async def test_A6_rejected_and_expired_qr_codes(api, db, live_server):
         events = [event["data"]["qrLogin"]["status"] async for event in ws.events(op, timeout=10)]
     assert events == ["REJECTED"]
     expired = (await api.data(START_QR))["startQrLogin"]["qrLogin"]
-    await sql(db, "UPDATE qr_login_challenges SET expires_at = now() - interval '1 second'")
+    clock.advance(QR_TTL + dt.timedelta(seconds=1))
     refused = await api.data(DECIDE, token=mobile, p=expired["qrPayload"], a=True)
     assert refused["decideQrLogin"]["userErrors"][0]["code"] == "QR_CHALLENGE_INVALID"
     async with graphql_ws(live_server) as ws:
@@ -258,7 +260,7 @@ async def test_outbox_dispatcher_retries_failures_and_sends_via_http_gateway(api
         OutboxChannel.SMS: Provider(url="http://gw/send", token="gw-token"),
         OutboxChannel.EMAIL: ConsoleProvider(),
     }
-    now = dt.datetime.now(dt.UTC)
+    now = CLOCK.now()
     async with db.session() as session:
         first = await dispatch_once(session, providers, now=now)
     assert first.retried == 1 and first.sent == 0
@@ -297,7 +299,8 @@ async def test_rate_limits_live_in_redis_under_the_prefix(api, settings):
         keys = sorted([key.decode() async for key in client.scan_iter(f"{settings.redis_prefix}:codes:*")])
     finally:
         await client.aclose()
-    assert keys == [
+    # one fixed window of the one clock per key: <prefix>:<limit>:<who>:<window seconds>:<window number>
+    assert [key.rsplit(":", 2)[0] for key in keys] == [
         f"{settings.redis_prefix}:codes:issue:dest:{DEMO_PHONE_E164}",
         f"{settings.redis_prefix}:codes:issue:ip:203.0.113.10",
     ]

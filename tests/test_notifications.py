@@ -24,14 +24,13 @@ from app.settings import Settings
 from models.identity import Consent, ConsentKind, User
 from models.notifications import Notification, NotificationCategory
 from models.outbox import OutboxChannel, OutboxMessage
+from services.clock import CLOCK
 from services.demo import DEMO_PHONE_E164
 from services.notifications import notify
 from services.scheduler import LOCK_KEY, Scheduler, reading_window_reminders
 from tests.client import graphql_ws
 from tests.conftest import running_server
-
-MSK = dt.timezone(dt.timedelta(hours=3))
-NOW = dt.datetime(2026, 11, 24, 10, 0, tzinfo=MSK)
+from tests.dates import CURRENT, NOW, mmyyyy, on_day
 
 PAGE = """query($first: Int!, $after: String, $unread: Boolean!) {
   notifications(first: $first, after: $after, unreadOnly: $unread) {
@@ -290,7 +289,7 @@ async def test_K2_stream_ends_when_the_session_is_revoked(
         op = await ws.subscribe(STREAM)
         await asyncio.sleep(0.3)
         async with db.session() as session:
-            await revoke_sessions(session, user_id, now=dt.datetime.now(dt.UTC))
+            await revoke_sessions(session, user_id, now=CLOCK.now())
             await session.commit()
         await _notify(db, user_id, "После выхода")
         message = await ws.receive(10)
@@ -472,10 +471,11 @@ async def test_K2_redis_restart_mid_stream_loses_nothing(
 
 
 async def test_K2_reading_window_reminder_goes_out_once_per_branch_and_window(db: Database) -> None:
+    opened = on_day(20)  # the demo customer's Скопинское window (15th–25th) is open
     async with db.session() as session:
-        first = await reading_window_reminders(session, NOW)
+        first = await reading_window_reminders(session, opened)
     async with db.session() as session:
-        again = await reading_window_reminders(session, NOW)
+        again = await reading_window_reminders(session, opened + dt.timedelta(days=1))
     assert first > 0 and again == 0
     user_id = await _user_id(db, DEMO_PHONE_E164)
     async with db.session() as session:
@@ -520,7 +520,7 @@ async def test_K2_a_new_receipt_is_announced_once_to_each_user_of_the_account(db
         account = (await session.execute(select(Account.id).where(Account.number == "11111111"))).scalar_one()
         session.add(
             Receipt(
-                account_id=account, period=dt.date(2026, 11, 1), total_due=Decimal("1234.50"), created_at=NOW
+                account_id=account, period=CURRENT, total_due=Decimal("1234.50"), created_at=NOW
             )
         )
         await session.commit()
@@ -534,11 +534,11 @@ async def test_K2_a_new_receipt_is_announced_once_to_each_user_of_the_account(db
             (
                 await session.execute(
                     select(Notification.body).where(
-                        Notification.account_id == account, Notification.title == "Квитанция за 11.2026"
+                        Notification.account_id == account, Notification.title == f"Квитанция за {mmyyyy(0)}"
                     )
                 )
             )
             .scalars()
             .all()
         )
-    assert bodies == ["Сформирована квитанция за 11.2026, к оплате 1 234,50 ₽."]
+    assert bodies == [f"Сформирована квитанция за {mmyyyy(0)}, к оплате 1 234,50 ₽."]

@@ -18,9 +18,11 @@ from models.notifications import Notification
 from models.outbox import OutboxMessage
 from models.payments import Payment, PaymentStatus, PaymentStatusChange, WebhookEvent
 from services import billing, gateways
+from services.clock import CLOCK
 from services.demo import SECOND_CUSTOMER
 from tests.client import Api, graphql_ws
 from tests.conftest import login_as
+from tests.dates import TODAY
 
 FORM = """query($ids: [ID!]) { paymentForm(accountIds: $ids) {
   payAllAvailable minAmount maxAccounts maxTotal
@@ -101,7 +103,7 @@ async def post_webhook(
             "payment": {"id": gateway_payment_id, "status": status},
         }
     ).encode()
-    headers = gateways.signed_headers(secret or settings.secret_key, body, sent_at or dt.datetime.now(dt.UTC))
+    headers = gateways.signed_headers(secret or settings.secret_key, body, sent_at or CLOCK.now())
     return await api.client.post("/webhooks/sandbox", content=body, headers=headers)
 
 
@@ -178,7 +180,7 @@ async def test_D5_card_flow_end_to_end_page_webhook_websocket_balance(
 
     assert await balance(api, customer_token, account["account"]["id"]) == before - Decimal(payment["amount"])
     # the payment history (D4) reads the same SUCCEEDED allocations: this month's line is there at once
-    month = dt.date.today().replace(day=1)
+    month = TODAY.replace(day=1)
     async with db.session() as session:
         lines = (await billing.payments(session, [account_pk], month, month))[account_pk]
     assert sum(line.amount for line in lines if line.payment_id == payment_pk) == Decimal(payment["amount"])
@@ -277,11 +279,11 @@ async def test_D5_stale_webhook_is_rejected(
     account = await account_form(api, customer_token, "11111111")
     payment = (await create(api, customer_token, card_input(account)))["payment"]
     gid = await gateway_id(db, payment["id"])
-    old = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=6)
+    old = CLOCK.now() - dt.timedelta(minutes=6)
     stale = await post_webhook(api, settings, gid, "SUCCEEDED", sent_at=old)
     assert stale.status_code == 401 and "stale" in stale.json()["error"]
     fresh_enough = await post_webhook(
-        api, settings, gid, "SUCCEEDED", sent_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=4)
+        api, settings, gid, "SUCCEEDED", sent_at=CLOCK.now() - dt.timedelta(minutes=4)
     )
     assert fresh_enough.status_code == 200
 
@@ -301,7 +303,7 @@ async def test_D5_duplicate_webhook_is_applied_once(
             db,
             PaymentStatusChange,
             PaymentStatusChange.status == PaymentStatus.SUCCEEDED,
-            PaymentStatusChange.changed_at > dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5),
+            PaymentStatusChange.changed_at > CLOCK.now() - dt.timedelta(minutes=5),
         )
         == 1
     )

@@ -22,6 +22,7 @@ from models.payments import (
     PaymentStatus,
 )
 from services import gateways, payments
+from services.clock import CLOCK
 from services.demo import SECOND_CUSTOMER
 from services.scheduler import DEFAULT_JOBS
 from tests.client import Api
@@ -192,7 +193,7 @@ async def test_J7_autopay_pays_the_new_bill_once_even_when_the_job_runs_twice(
     account = await _autopay_on(api, customer_token, "11111111")
     due = sum(Decimal(line["due"]) for line in account["lines"])
     before = await balance(api, customer_token, account["account"]["id"])
-    now = dt.datetime.now(dt.UTC)
+    now = CLOCK.now()
     async with db.session() as first, db.session() as second:
         outcomes = await asyncio.gather(
             payments.run_autopay(first, registry(app), now), payments.run_autopay(second, registry(app), now)
@@ -229,7 +230,7 @@ async def test_J7_autopay_over_the_limit_is_skipped_and_the_user_told(
     app: Any, api: Api, db: Database, customer_token: str
 ) -> None:
     account = await _autopay_on(api, customer_token, "11111111", amountLimit="100.00")
-    now = dt.datetime.now(dt.UTC)
+    now = CLOCK.now()
     async with db.session() as session:
         outcome = await payments.run_autopay(session, registry(app), now)
     assert outcome.charged == 0
@@ -252,7 +253,7 @@ async def test_J7_declined_autopay_notifies_the_user(
             PaymentMethod.__table__.update().values(token=gateways.SANDBOX_DECLINED_TOKEN_PREFIX + "card")
         )
         await session.commit()
-    now = dt.datetime.now(dt.UTC)
+    now = CLOCK.now()
     async with db.session() as session:
         await payments.run_autopay(session, registry(app), now)
     assert (
@@ -343,7 +344,7 @@ async def test_D5_stuck_pending_payment_is_rechecked_with_the_gateway(
     abandoned = (await create(api, customer_token, card_input(account)))["payment"]
     assert await balance(api, customer_token, account["account"]["id"]) == before
 
-    now = dt.datetime.now(dt.UTC)
+    now = CLOCK.now()
     async with db.session() as session:  # too early: nothing is asked yet
         assert (
             await payments.recheck_pending(session, registry(app), now, older_than=dt.timedelta(minutes=5))

@@ -24,6 +24,7 @@ from starlette.routing import Route
 from app.db import Database
 from models.payments import Payment, PaymentStatus
 from services import gateways, payments
+from services.clock import CLOCK
 from tests.client import Api
 from tests.conftest import running_server
 from tests.test_payments import account_form, balance, card_input, count, create, pk_of
@@ -59,7 +60,7 @@ class FakeYooKassa:
             "status": "pending",
             "paid": False,
             "amount": body["amount"],
-            "created_at": dt.datetime.now(dt.UTC).isoformat(),
+            "created_at": CLOCK.now().isoformat(),
             "metadata": body.get("metadata", {}),
             "test": True,
         }
@@ -192,7 +193,7 @@ async def test_D5_yookassa_canceled_payment_found_by_the_recheck(
         changed = await payments.recheck_pending(
             session,
             app.state.kabinet.extras["gateways"],
-            dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10),
+            CLOCK.now() + dt.timedelta(minutes=10),
             older_than=dt.timedelta(minutes=5),
         )
         assert changed == 1
@@ -236,7 +237,7 @@ async def test_J7_yookassa_autopay_charges_the_saved_card_by_its_id(
             gateway="yookassa",
             token="2d9d1b5a-000f-5000-a000-1a1b2c3d4e5f",
             card_last4="4477",
-            created_at=dt.datetime.now(dt.UTC),
+            created_at=CLOCK.now(),
         )
         session.add(card)
         await session.flush()
@@ -251,7 +252,7 @@ async def test_J7_yookassa_autopay_charges_the_saved_card_by_its_id(
         await session.commit()
     async with db.session() as session:
         outcome = await payments.run_autopay(
-            session, app.state.kabinet.extras["gateways"], dt.datetime.now(dt.UTC)
+            session, app.state.kabinet.extras["gateways"], CLOCK.now()
         )
     assert outcome.charged == 1
     sent = yookassa.requests[-1]

@@ -1,8 +1,8 @@
 """Meters and readings (E1–E3, H2) through GraphQL over HTTP on a real PostgreSQL.
 
 Each test arranges its own customer, branches, accounts, meters and 36 months of readings in its copy of
-the demo database (so the rules are exercised on known numbers), and fixes the clock with
-``settings.now_override``: 2026-11-24 10:00 Moscow, when branch «open» (15th–25th) accepts readings and
+the demo database (so the rules are exercised on known numbers), and pins the clock to NOW: 10:00 Moscow on
+the 24th of the run's current month (``tests.dates``), when branch «open» (15th–25th) accepts readings and
 branch «closed» (1st–10th) does not.
 """
 
@@ -14,7 +14,6 @@ import itertools
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -30,13 +29,15 @@ from models.meters import Meter, ZoneScheme
 from models.notifications import Notification
 from models.readings import Reading, ReadingSource, ReadingSubmission
 from models.tariffs import Zone
+from services.clock import CLOCK
 from services.periods import add_months
 from tests.client import Api
 from tests.conftest import login_as
+from tests.dates import MSK, TODAY, month, on_day, period
 
-MSK = ZoneInfo("Europe/Moscow")
-NOW = dt.datetime(2026, 11, 24, 10, 0, tzinfo=MSK)
-FIRST_MONTH = dt.date(2023, 11, 1)  # 36 months up to 2026-10
+NOW = on_day(24)
+"""The arranged world's "now": inside branch «open»'s window, outside branch «closed»'s."""
+FIRST_MONTH = month(-36)  # 36 months up to last month
 MONTHS = [add_months(FIRST_MONTH, index) for index in range(36)]
 _unique = itertools.count(1)
 
@@ -59,6 +60,7 @@ class World:
     """What a test arranged: ids of rows and the customer's token."""
 
     token: str = ""
+    phone: str = ""
     user_id: int = 0
     open_branch: int = 0
     closed_branch: int = 0
@@ -99,19 +101,19 @@ async def _meter(
     session.add(meter)
     await session.flush()
     rows = []
-    for index, month in enumerate(months):
+    for index, first in enumerate(months):
         for zone, (base, step) in monthly.items():
             rows.append(
                 Reading(
                     meter_id=meter.id,
                     account_id=account_id,
                     zone=zone,
-                    period=month,
+                    period=first,
                     value=Decimal(base + step * index),
                     source=ReadingSource.AMI if index % 2 else ReadingSource.CABINET,
-                    submitted_at=dt.datetime.combine(month.replace(day=20), dt.time(12), MSK),
+                    submitted_at=dt.datetime.combine(first.replace(day=20), dt.time(12), MSK),
                     accepted=True,
-                    accepted_at=dt.datetime.combine(month.replace(day=26), dt.time(3), MSK),
+                    accepted_at=dt.datetime.combine(first.replace(day=26), dt.time(3), MSK),
                 )
             )
     session.add_all(rows)
@@ -221,14 +223,15 @@ async def _arrange(db: Database, settings: Settings, *, second_account: bool = T
             foreign.id,
         )
         phone = user.phone
+    world.phone = phone
     world.token = await login_as(db, settings, phone)
     return world
 
 
 @pytest.fixture
 async def world(db: Database, settings: Settings) -> World:
-    """The arranged data, with the clock at 2026-11-24 10:00 Moscow."""
-    settings.now_override = NOW
+    """The arranged data, with the clock at NOW (the 24th, 10:00 Moscow)."""
+    CLOCK.pin(NOW)
     return await _arrange(db, settings)
 
 
@@ -303,10 +306,10 @@ async def test_E1_meters_are_grouped_by_service_with_details(api: Any, world: Wo
     assert electricity["serial"] == "EL-001"
     assert electricity["zoneScheme"] == "DAY_NIGHT" and electricity["zones"] == ["DAY", "NIGHT"]
     assert electricity["digits"] == 6 and electricity["decimals"] == 0
-    assert electricity["verificationDue"] == "2031-05-14" and electricity["sealNumber"] == "S-EL-001"
+    assert electricity["verificationDue"] == f"{period(54)}-14" and electricity["sealNumber"] == "S-EL-001"
     assert {(r["zone"], r["value"], r["period"]) for r in electricity["lastReadings"]} == {
-        ("DAY", "6250.000", "2026-10"),
-        ("NIGHT", "2600.000", "2026-10"),
+        ("DAY", "6250.000", period(-1)),
+        ("NIGHT", "2600.000", period(-1)),
     }
     water = data["services"][1]["meters"][0]
     assert water["decimals"] == 3 and water["zones"] == ["SINGLE"]
@@ -342,13 +345,13 @@ async def test_E3_form_gives_previous_values_and_the_open_window(api: Any, world
     form = (await api.data(FORM, token=world.token, id=gid("Account", world.home)))["readingsForm"]
     assert form["window"] == {
         "isOpen": True,
-        "today": "2026-11-24",
+        "today": f"{period(0)}-24",
         "timeZone": "Europe/Moscow",
-        "period": "2026-11",
-        "opensOn": "2026-11-15",
-        "closesOn": "2026-11-25",
-        "nextOpensOn": "2026-12-15",
-        "nextClosesOn": "2026-12-25",
+        "period": period(0),
+        "opensOn": f"{period(0)}-15",
+        "closesOn": f"{period(0)}-25",
+        "nextOpensOn": f"{period(1)}-15",
+        "nextClosesOn": f"{period(1)}-25",
         "message": None,
     }
     electricity = form["meters"][0]
@@ -357,14 +360,14 @@ async def test_E3_form_gives_previous_values_and_the_open_window(api: Any, world
         {
             "zone": "DAY",
             "previous": "6250.000",
-            "previousPeriod": "2026-10",
+            "previousPeriod": period(-1),
             "current": None,
             "consumption": None,
         },
         {
             "zone": "NIGHT",
             "previous": "2600.000",
-            "previousPeriod": "2026-10",
+            "previousPeriod": period(-1),
             "current": None,
             "consumption": None,
         },
@@ -377,7 +380,10 @@ async def test_E3_window_closed_is_refused_with_the_next_window_dates(
     form = (await api.data(FORM, token=world.token, id=gid("Account", world.dacha)))["readingsForm"]
     assert form["window"]["isOpen"] is False
     assert form["window"]["message"] == WINDOW_CLOSED
-    assert (form["window"]["nextOpensOn"], form["window"]["nextClosesOn"]) == ("2026-12-01", "2026-12-10")
+    assert (form["window"]["nextOpensOn"], form["window"]["nextClosesOn"]) == (
+        f"{period(1)}-01",
+        f"{period(1)}-10",
+    )
 
     before = await count(
         db, select(func.count()).select_from(Reading).where(Reading.account_id.in_([world.home, world.dacha]))
@@ -392,8 +398,8 @@ async def test_E3_window_closed_is_refused_with_the_next_window_dates(
             "code": "READING_WINDOW_CLOSED",
             "message": WINDOW_CLOSED,
             "field": None,
-            "nextOpensOn": "2026-12-01",
-            "nextClosesOn": "2026-12-10",
+            "nextOpensOn": f"{period(1)}-01",
+            "nextClosesOn": f"{period(1)}-10",
         }
     ]
     assert (
@@ -410,8 +416,9 @@ async def test_E3_window_closed_is_refused_with_the_next_window_dates(
 async def test_E3_window_is_computed_in_the_branch_time_zone(
     api: Any, world: World, db: Database, settings: Settings
 ) -> None:
-    # 2026-11-25 18:00 in Moscow is already the 26th in Vladivostok: the 15th–25th window is over there
-    settings.now_override = dt.datetime(2026, 11, 25, 18, 0, tzinfo=MSK)
+    # the 25th, 18:00 in Moscow is already the 26th in Vladivostok: the 15th–25th window is over there
+    CLOCK.pin(on_day(25, hour=18))
+    world.token = await login_as(db, settings, world.phone)
     form = (await api.data(FORM, token=world.token, id=gid("Account", world.home)))["readingsForm"]
     assert form["window"]["isOpen"] is True
     async with db.session() as session:
@@ -421,8 +428,8 @@ async def test_E3_window_is_computed_in_the_branch_time_zone(
         await session.commit()
     form = (await api.data(FORM, token=world.token, id=gid("Account", world.home)))["readingsForm"]
     assert form["window"]["isOpen"] is False
-    assert form["window"]["today"] == "2026-11-26"
-    assert form["window"]["nextOpensOn"] == "2026-12-15"
+    assert form["window"]["today"] == f"{period(0)}-26"
+    assert form["window"]["nextOpensOn"] == f"{period(1)}-15"
     result = await submit(api, world, home_values(world))
     assert [error["code"] for error in result["userErrors"]] == ["READING_WINDOW_CLOSED"]
 
@@ -496,7 +503,7 @@ async def test_E3_every_zone_of_a_meter_is_required(api: Any, world: World, db: 
             db,
             select(func.count())
             .select_from(Reading)
-            .where(Reading.period == dt.date(2026, 11, 1), Reading.account_id == world.home),
+            .where(Reading.period == month(0), Reading.account_id == world.home),
         )
         == 0
     )
@@ -522,7 +529,7 @@ async def test_E3_success_returns_consumption_and_creates_a_notification(
     result = await submit(api, world, home_values(world))
     assert result["userErrors"] == []
     submission = result["submission"]
-    assert submission["period"] == "2026-11" and submission["flaggedForReview"] is False
+    assert submission["period"] == period(0) and submission["flaggedForReview"] is False
     assert [
         (r["meter"]["serial"], r["zone"], r["value"], r["previous"], r["consumption"])
         for r in submission["readings"]
@@ -564,7 +571,7 @@ async def test_E3_resubmission_in_the_window_replaces_the_earlier_values(
         rows = (
             await session.execute(
                 select(Reading)
-                .where(Reading.meter_id == world.meters["home_el"], Reading.period == dt.date(2026, 11, 1))
+                .where(Reading.meter_id == world.meters["home_el"], Reading.period == month(0))
                 .order_by(Reading.id)
             )
         ).scalars()
@@ -635,7 +642,7 @@ async def test_E3_concurrent_submissions_for_one_meter_never_interleave_or_get_l
                 await session.execute(
                     select(Reading)
                     .where(
-                        Reading.meter_id == world.meters["home_el"], Reading.period == dt.date(2026, 11, 1)
+                        Reading.meter_id == world.meters["home_el"], Reading.period == month(0)
                     )
                     .order_by(Reading.id)
                 )
@@ -688,8 +695,8 @@ async def test_E2_history_by_month_with_every_source_and_the_accepted_ones(api: 
     await submit(api, world, home_values(world, day="6450"))
     history = (await api.data(HISTORY, token=world.token, id=gid("Account", world.home)))["readingHistory"]
     # D8 default: the 12 months up to the month before the current one
-    assert (history["from"], history["to"]) == ("2025-11", "2026-10")
-    assert [month["period"] for month in history["months"]][:2] == ["2026-10", "2026-09"]
+    assert (history["from"], history["to"]) == (period(-12), period(-1))
+    assert [month["period"] for month in history["months"]][:2] == [period(-1), period(-2)]
     october = history["months"][0]
     assert {(r["meter"]["serial"], r["zone"], r["value"], r["source"]) for r in october["readings"]} == {
         ("EL-001", "DAY", "6250.000", "AMI"),
@@ -701,13 +708,16 @@ async def test_E2_history_by_month_with_every_source_and_the_accepted_ones(api: 
 
 
 async def test_E2_D8_history_range_is_checked(api: Any, world: World) -> None:
-    body = await api.gql(HISTORY, token=world.token, id=gid("Account", world.home), **{"from": "2023-10"})
+    body = await api.gql(HISTORY, token=world.token, id=gid("Account", world.home), **{"from": period(-37)})
     assert body["errors"][0]["extensions"]["code"] == "PERIOD_OUT_OF_RANGE"
-    body = await api.gql(HISTORY, token=world.token, id=gid("Account", world.home), to="2026-11")
+    body = await api.gql(HISTORY, token=world.token, id=gid("Account", world.home), to=period(0))
     assert body["errors"][0]["extensions"]["code"] == "PERIOD_OUT_OF_RANGE"
     history = (
         await api.data(
-            HISTORY, token=world.token, id=gid("Account", world.home), **{"from": "2023-11", "to": "2026-10"}
+            HISTORY,
+            token=world.token,
+            id=gid("Account", world.home),
+            **{"from": period(-36), "to": period(-1)},
         )
     )["readingHistory"]
     assert len(history["months"]) == 36
@@ -736,13 +746,16 @@ async def test_E2_history_runs_in_a_fixed_number_of_statements(
     # 4 meters × 3 zones × 36 months = 432 readings
     with sql_counter() as counted:
         data = await api.data(
-            HISTORY, token=world.token, id=gid("Account", world.big), **{"from": "2023-11", "to": "2026-10"}
+            HISTORY,
+            token=world.token,
+            id=gid("Account", world.big),
+            **{"from": period(-36), "to": period(-1)},
         )
     months = data["readingHistory"]["months"]
     assert sum(len(month["readings"]) for month in months) == 432
     assert counted.statements == 3  # visibility, readings, meters (one loader batch)
     with sql_counter() as small:
-        await api.data(HISTORY, token=world.token, id=gid("Account", world.home), **{"from": "2026-10"})
+        await api.data(HISTORY, token=world.token, id=gid("Account", world.home), **{"from": period(-1)})
     assert small.statements == counted.statements
 
 
@@ -772,9 +785,10 @@ async def test_H2_readings_for_all_accounts_list_only_accounts_with_an_open_wind
 
 
 async def test_H2_when_no_window_is_open_the_notice_is_shown(
-    api: Any, world: World, settings: Settings
+    api: Any, world: World, db: Database, settings: Settings
 ) -> None:
-    settings.now_override = dt.datetime(2026, 11, 12, 10, 0, tzinfo=MSK)  # between both windows
+    CLOCK.pin(on_day(12))  # between both windows
+    world.token = await login_as(db, settings, world.phone)
     data = (await api.data(ALL_FORMS, token=world.token))["readingsForAllAccounts"]
     assert data == {"available": True, "message": WINDOW_CLOSED, "accounts": []}
 
@@ -782,7 +796,7 @@ async def test_H2_when_no_window_is_open_the_notice_is_shown(
 async def test_H2_is_available_only_with_more_than_one_linked_account(
     api: Any, db: Database, settings: Settings
 ) -> None:
-    settings.now_override = NOW
+    CLOCK.pin(NOW)
     world = await _arrange(db, settings)
     async with db.session() as session:
         links = (
@@ -834,7 +848,7 @@ async def test_H2_submit_for_all_accounts_answers_per_account_with_mixed_windows
             "code": "READING_WINDOW_CLOSED",
             "message": WINDOW_CLOSED,
             "field": None,
-            "nextOpensOn": "2026-12-01",
+            "nextOpensOn": f"{period(1)}-01",
         }
     ]
     assert big["ok"] is False
@@ -874,52 +888,72 @@ async def _demo_account(db: Database, number: str) -> int:
         return int((await session.execute(select(Account.id).where(Account.number == number))).scalar_one())
 
 
+def _demo_window(start: int, end: int) -> tuple[bool, str, str]:
+    """Whether a demo branch's window (days ``start``–``end``) is open on TODAY, and its next opening and
+    closing days (written out from the rule B4/E3 state, not computed by the code under test)."""
+    today = TODAY.day
+    next_month = 1 if today >= start else 0  # the window of this month has begun or passed
+    return start <= today <= end, f"{period(next_month)}-{start:02d}", f"{period(next_month)}-{end:02d}"
+
+
 async def test_E1_E3_H2_work_on_the_demo_customer(
     api: Any, db: Database, settings: Settings, customer_token: str
 ) -> None:
-    settings.now_override = NOW
+    """On the run's TODAY: Скопинское (15th–25th) for 11111111, Михайловское (23rd–27th) for 11111112,
+    Касимовское (1st–5th) for 11111113; readings go in where the window is open and are refused elsewhere."""
     flat, mother = [await _demo_account(db, n) for n in ("11111111", "11111113")]
     meters = (await api.data(METERS, token=customer_token, id=gid("Account", flat)))["meters"]
     electricity = next(m for g in meters["services"] for m in g["meters"] if m["serial"] == "011354178")
     assert electricity["zones"] == ["DAY", "NIGHT"] and electricity["decimals"] == 1
 
+    windows = {
+        "11111111": _demo_window(15, 25),
+        "11111112": _demo_window(23, 27),
+        "11111113": _demo_window(1, 5),
+    }
     everything = (await api.data(ALL_FORMS, token=customer_token))["readingsForAllAccounts"]
     assert everything["available"] is True
-    assert [form["accountNumber"] for form in everything["accounts"]] == ["11111111", "11111112"]
-
-    form = (await api.data(FORM, token=customer_token, id=gid("Account", flat)))["readingsForm"]
-    assert form["window"]["isOpen"] is True
-    values = [
-        {
-            "meterId": meter["meter"]["id"],
-            "values": [
-                {"zone": zone["zone"], "value": str(Decimal(zone["previous"] or "0") + 10)}
-                for zone in meter["zones"]
-            ],
-        }
-        for meter in form["meters"]
+    assert [form["accountNumber"] for form in everything["accounts"]] == [
+        number for number, (is_open, _, _) in windows.items() if is_open
     ]
-    result = (
-        await api.data(
-            SUBMIT, token=customer_token, input={"accountId": gid("Account", flat), "meters": values}
-        )
-    )["submitReadings"]
-    assert result["userErrors"] == []
-    assert {reading["consumption"] for reading in result["submission"]["readings"]} == {"10.000"}
 
-    closed = (await api.data(FORM, token=customer_token, id=gid("Account", mother)))["readingsForm"]
-    assert closed["window"]["isOpen"] is False
-    assert (closed["window"]["nextOpensOn"], closed["window"]["nextClosesOn"]) == ("2026-12-01", "2026-12-05")
+    for number, account in (("11111111", flat), ("11111113", mother)):
+        is_open, opens, closes = windows[number]
+        form = (await api.data(FORM, token=customer_token, id=gid("Account", account)))["readingsForm"]
+        assert form["window"]["isOpen"] is is_open, number
+        assert (form["window"]["nextOpensOn"], form["window"]["nextClosesOn"]) == (opens, closes), number
+        values = [
+            {
+                "meterId": meter["meter"]["id"],
+                "values": [
+                    {"zone": zone["zone"], "value": str(Decimal(zone["previous"] or "0") + 10)}
+                    for zone in meter["zones"]
+                ],
+            }
+            for meter in form["meters"]
+        ]
+        result = (
+            await api.data(
+                SUBMIT, token=customer_token, input={"accountId": gid("Account", account), "meters": values}
+            )
+        )["submitReadings"]
+        if is_open:
+            assert result["userErrors"] == [], number
+            assert {reading["consumption"] for reading in result["submission"]["readings"]} == {"10.000"}
+        else:
+            assert [error["code"] for error in result["userErrors"]] == ["READING_WINDOW_CLOSED"], number
 
 
 async def test_E2_demo_history_shows_replaced_and_accepted_readings(
     api: Any, db: Database, settings: Settings, customer_token: str
 ) -> None:
-    settings.now_override = NOW
     flat = await _demo_account(db, "11111111")
     history = (
         await api.data(
-            HISTORY, token=customer_token, id=gid("Account", flat), **{"from": "2023-11", "to": "2026-10"}
+            HISTORY,
+            token=customer_token,
+            id=gid("Account", flat),
+            **{"from": period(-36), "to": period(-1)},
         )
     )["readingHistory"]
     readings = [reading for month in history["months"] for reading in month["readings"]]

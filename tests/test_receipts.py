@@ -12,6 +12,7 @@ import zxingcpp
 from sqlalchemy import select
 
 from models.billing import Receipt
+from tests.dates import mmyyyy, period
 from tests.test_accounts import gid, seed_accounts
 
 RECEIPT = """query($id: ID!, $period: YearMonth!) { node(id: $id) { ... on Account {
@@ -46,7 +47,7 @@ async def test_D3_receipt_pdf_has_cyrillic_text_and_a_gost_payment_qr_code(
     api: Any, db: Any, settings: Any, customer_token: str
 ) -> None:
     seeded = await seed_accounts(db, settings)
-    pdf = await download(api, customer_token, seeded.account_ids[0], "2026-10")
+    pdf = await download(api, customer_token, seeded.account_ids[0], period(-1))
     assert pdf.startswith(b"%PDF")
     text = page_text(pdf)
     assert "КВИТАНЦИЯ" in text and "Петров Петр Петрович" in text and "г. Рязань, ул. Тестовая" in text
@@ -62,17 +63,17 @@ async def test_D3_receipt_pdf_has_cyrillic_text_and_a_gost_payment_qr_code(
     assert fields["KPP"] == "623401001"
     assert fields["PersAcc"] == seeded.numbers[0]
     assert fields["LastName"] == "Петров"
-    assert fields["PaymPeriod"] == "10.2026"
+    assert fields["PaymPeriod"] == mmyyyy(-1)
     assert fields["Sum"] == "62500"  # 625.00 ₽ due to this supplier, in kopecks
     water = next(code for code in codes if "Водоканал" in code)
-    assert water.endswith("|PaymPeriod=10.2026|Sum=0")  # overpayment: nothing due
+    assert water.endswith(f"|PaymPeriod={mmyyyy(-1)}|Sum=0")  # overpayment: nothing due
 
 
 async def test_D3_receipt_is_generated_once_and_cached(
     api: Any, db: Any, settings: Any, customer_token: str
 ) -> None:
     seeded = await seed_accounts(db, settings)
-    first = await download(api, customer_token, seeded.account_ids[0], "2026-09")
+    first = await download(api, customer_token, seeded.account_ids[0], period(-2))
     async with db.session() as session:
         receipt = (
             await session.execute(
@@ -80,18 +81,18 @@ async def test_D3_receipt_is_generated_once_and_cached(
             )
         ).scalars()
         cached = {row.period.isoformat(): row.file_id for row in receipt}
-    assert cached["2026-09-01"] is not None and cached["2026-08-01"] is None
-    second = await download(api, customer_token, seeded.account_ids[0], "2026-09")
+    assert cached[f"{period(-2)}-01"] is not None and cached[f"{period(-3)}-01"] is None
+    second = await download(api, customer_token, seeded.account_ids[0], period(-2))
     assert second == first
     async with db.session() as session:
         again = (
             await session.execute(
                 select(Receipt.file_id).where(
-                    Receipt.account_id == seeded.account_ids[0], Receipt.period == receipt_period("2026-09")
+                    Receipt.account_id == seeded.account_ids[0], Receipt.period == receipt_period(period(-2))
                 )
             )
         ).scalar_one()
-    assert again == cached["2026-09-01"]
+    assert again == cached[f"{period(-2)}-01"]
 
 
 def receipt_period(value: str) -> Any:
@@ -105,12 +106,12 @@ async def test_D3_no_receipt_for_a_period_is_null_and_other_peoples_receipts_are
 ) -> None:
     seeded = await seed_accounts(db, settings, months=2)
     data = await api.data(
-        RECEIPT, token=customer_token, id=gid("Account", seeded.account_ids[0]), period="2026-01"
+        RECEIPT, token=customer_token, id=gid("Account", seeded.account_ids[0]), period=period(-10)
     )
     assert data["node"]["receipt"] is None
     foreign = await seed_accounts(db, settings, link_to=None)
     hidden = await api.data(
-        RECEIPT, token=customer_token, id=gid("Account", foreign.account_ids[0]), period="2026-10"
+        RECEIPT, token=customer_token, id=gid("Account", foreign.account_ids[0]), period=period(-1)
     )
     assert hidden["node"] is None
 
@@ -118,11 +119,11 @@ async def test_D3_no_receipt_for_a_period_is_null_and_other_peoples_receipts_are
 async def test_D3_demo_account_receipt_qr_decodes_to_the_gost_string(api: Any, customer_token: str) -> None:
     data = await api.data(
         "{ accounts { edges { node { number currentReceipt { period download { url } } "
-        'balanceHistory(from: "2026-10") { suppliers { closing supplier { inn } } } } } } }',
+        f'balanceHistory(from: "{period(-1)}") {{ suppliers {{ closing supplier {{ inn }} }} }} }} }} }} }}',
         token=customer_token,
     )
     demo = next(edge["node"] for edge in data["accounts"]["edges"] if edge["node"]["number"] == "11111111")
-    assert demo["currentReceipt"]["period"] == "2026-10"
+    assert demo["currentReceipt"]["period"] == period(-1)
     due = next(
         line["closing"]
         for line in demo["balanceHistory"][0]["suppliers"]
@@ -138,6 +139,6 @@ async def test_D3_demo_account_receipt_qr_decodes_to_the_gost_string(api: Any, c
         "|CorrespAcc=30101810800000000699|PayeeINN=6227004515|KPP=622701001|PersAcc=11111111"
         "|LastName=Иванов|FirstName=Иван|MiddleName=Иванович"
         "|PayerAddress=г. Рязань, ул. Почтовая, д. 61, кв. 95"
-        f"|Purpose=Оплата за 10.2026, л/с 11111111|PaymPeriod=10.2026|Sum={kopecks}"
+        f"|Purpose=Оплата за {mmyyyy(-1)}, л/с 11111111|PaymPeriod={mmyyyy(-1)}|Sum={kopecks}"
     )
     assert expected in decode_qr_codes(response.content)
