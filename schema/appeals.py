@@ -35,7 +35,7 @@ from schema.readings import Meter, ZoneScheme
 from schema.scalars import YearMonthScalar as YearMonth
 from services import appeals as service
 from services import storage
-from services.periods import month_start
+from services.periods import month_of
 
 RequestStatus = strawberry.enum(
     models.RequestStatus,
@@ -215,7 +215,7 @@ class Appeal(relay.Node):
 
     @strawberry.field(description="F1: the month the appeal belongs to in the history.")
     def period(self, root: strawberry.Parent[models.Appeal]) -> YearMonth:
-        return month_start(root.created_at.date())  # type: ignore[return-value]
+        return month_of(root.created_at)  # type: ignore[return-value]
 
     @strawberry.field(description="The account it concerns.")
     async def account(self, root: strawberry.Parent[models.Appeal], info: strawberry.Info) -> Account:
@@ -315,7 +315,7 @@ class Application(relay.Node):
 
     @strawberry.field(description="The month the application belongs to in the history.")
     def period(self, root: strawberry.Parent[models.Application]) -> YearMonth:
-        return month_start(root.created_at.date())  # type: ignore[return-value]
+        return month_of(root.created_at)  # type: ignore[return-value]
 
     @strawberry.field(description="True when the 152-FZ consent was recorded with it.")
     def consent_given(self, root: strawberry.Parent[models.Application]) -> bool:

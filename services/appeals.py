@@ -45,7 +45,7 @@ from services import accounts, billing, branches, readings, storage
 from services.errors import DomainError, FieldRequired, NotFound
 from services.notifications import notify
 from services.pagination import Page, keyset_page
-from services.periods import PeriodRange
+from services.periods import PeriodRange, month_bounds
 
 ACCEPTED_MESSAGE = "Ваше обращение принято в работу"
 """G3 / F2: what the customer is told after a successful submission."""
@@ -598,8 +598,8 @@ async def requisites_change_fields(
 def _range_filter(column: Any, period: PeriodRange | None) -> list[Any]:
     if period is None:
         return []
-    after_end = dt.date(period.end.year + (period.end.month == 12), period.end.month % 12 + 1, 1)
-    return [column >= period.start, column < after_end]
+    start, end = month_bounds(period.start, period.end)  # Moscow months, not the database session's zone
+    return [column >= start, column < end]
 
 
 def _customer_scope(model: Any, user_id: int, role: str, account_ids: Sequence[int] | None) -> list[Any]:

@@ -1200,6 +1200,10 @@ async def _core_history(
     paid: dict[tuple[int, int], Decimal] = defaultdict(Decimal)
     for t, parts in plan.items():
         period = add_months(first, t)
+        if period == current and today.day == 1:
+            # on the 1st nothing of this month can have been paid before today: it was paid at the end of
+            # last month (the balance label stays what the spec says on every day of the year)
+            t, period = t - 1, add_months(period, -1)
         last_day = today.day - 1 if period == current else 28
         day = max(1, min(5 + rng.randrange(18), last_day))
         paid_at = _at(_day_of(period, day), 9 + rng.randrange(11), rng.randrange(60))

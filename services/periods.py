@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
+from services.clock import MOSCOW
 from services.errors import PeriodOutOfRange
 
 HISTORY_MONTHS = 36
@@ -16,6 +18,21 @@ DEFAULT_MONTHS = 12
 def month_start(day: dt.date) -> dt.date:
     """The first day of ``day``'s month."""
     return day.replace(day=1)
+
+
+def month_of(instant: dt.datetime, zone: ZoneInfo = MOSCOW) -> dt.date:
+    """The month (first day) an instant belongs to in the company's time zone: an appeal written at 00:30 on
+    1 January in Moscow belongs to January, though it is still 31 December in UTC."""
+    return month_start(instant.astimezone(zone).date())
+
+
+def month_bounds(first: dt.date, last: dt.date, zone: ZoneInfo = MOSCOW) -> tuple[dt.datetime, dt.datetime]:
+    """The instants ``[start, end)`` covering the months ``first`` … ``last`` in the company's time zone."""
+    end = add_months(month_start(last), 1)
+    return (
+        dt.datetime.combine(month_start(first), dt.time(0), tzinfo=zone),
+        dt.datetime.combine(end, dt.time(0), tzinfo=zone),
+    )
 
 
 def add_months(month: dt.date, months: int) -> dt.date:

@@ -61,3 +61,16 @@ def on_day(day: int, offset: int = 0, hour: int = 10, minute: int = 0) -> dt.dat
     first = month(offset)
     last = (add_months(first, 1) - dt.timedelta(days=1)).day
     return dt.datetime(first.year, first.month, min(day, last), hour, minute, tzinfo=MSK)
+
+
+def window_open(start: int, end: int) -> dt.datetime:
+    """The first instant from NOW on when a monthly reading window of days ``start``–``end`` is open: NOW
+    itself when it is open today, else 10:00 Moscow on its next first day (tests that submit readings on
+    the demo data pin the clock there, whatever day the run pretends it is)."""
+    if start <= TODAY.day <= end:
+        return NOW
+    return on_day(start, offset=0 if TODAY.day < start else 1)
+
+
+SKOPIN_OPEN = window_open(15, 25)
+"""When the demo flat's (11111111, Скопинское отделение) window is open, from NOW on."""

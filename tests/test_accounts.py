@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from strawberry import relay
 
@@ -39,6 +40,8 @@ from services.demo import DEMO_PHONE_E164
 from services.periods import add_months
 from tests.conftest import login_as
 from tests.dates import CURRENT, LAST_BILLED, TODAY, on_day, period
+
+pytestmark = pytest.mark.calendar  # date-dependent: CI runs it again on other days (README, Tests)
 
 _seq = itertools.count(1)
 

@@ -21,6 +21,8 @@ from tests.conftest import login_as
 from tests.dates import TODAY, period
 from tests.test_uploads import CREATE_APPEAL, appeal_input, multipart, pdf
 
+pytestmark = pytest.mark.calendar  # date-dependent: CI runs it again on other days (README, Tests)
+
 REQUIRED = "Поле обязательно для заполнения"
 OPERATOR_PHONE = "+72222222222"
 SECOND_PHONE = "+74444444444"

@@ -14,6 +14,8 @@ from services.clock import CLOCK
 from tests.dates import period
 from tests.test_accounts import gid, seed_accounts
 
+pytestmark = pytest.mark.calendar  # date-dependent: CI runs it again on other days (README, Tests)
+
 ACCOUNT = "query($id: ID!%s) { node(id: $id) { ... on Account { %s } } }"
 
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from app.db import Database
@@ -15,8 +16,11 @@ from app.settings import Settings
 from models.accounts import Account
 from models.identity import User
 from models.notifications import NotificationCategory
+from services.clock import CLOCK
 from services.demo import DEMO_PHONE_E164
 from services.notifications import notify
+from tests.conftest import login_as
+from tests.dates import SKOPIN_OPEN
 from tests.test_notifications import _free_port, _kabinet_process
 
 DASHBOARD = """query Dashboard {
@@ -80,16 +84,19 @@ async def test_K1_writes_by_others_make_the_cache_stale(api: Any, db: Database, 
     assert (await api.data(DASHBOARD, token=customer_token))["unreadNotificationCount"] == count + 1
 
 
+@pytest.mark.calendar
 async def test_K1_cache_is_never_stale_across_two_processes(
-    settings: Settings, db: Database, customer_token: str, app: Any
+    settings: Settings, db: Database, app: Any
 ) -> None:
+    CLOCK.pin(SKOPIN_OPEN)  # readings are taken in the window
+    customer_token = await login_as(db, settings, DEMO_PHONE_E164)
     async with db.session() as session:
         account = (await session.execute(select(Account.id).where(Account.number == "11111111"))).scalar_one()
     account_id = _gid("Account", account)
     headers = {"authorization": f"Bearer {customer_token}"}
     with (
-        _kabinet_process(settings, _free_port()) as writer,
-        _kabinet_process(settings, _free_port()) as reader,
+        _kabinet_process(settings, _free_port(), now=SKOPIN_OPEN) as writer,
+        _kabinet_process(settings, _free_port(), now=SKOPIN_OPEN) as reader,
     ):
         async with (
             httpx.AsyncClient(base_url=writer, headers=headers) as a,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from app.cli import anchor_clock
 from app.main import create_app
@@ -21,7 +22,9 @@ from services.clock import CLOCK, Clock
 from services.demo import DEMO_PASSWORD, DEMO_PHONE
 from services.tokens import ACCESS_TOKEN_TTL
 from tests.conftest import running_server
-from tests.dates import TODAY, on_day
+from tests.dates import SKOPIN_OPEN, on_day
+
+pytestmark = pytest.mark.calendar  # date-dependent: CI runs it again on other days (README, Tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ("app", "services", "resolvers", "schema", "models")
@@ -135,13 +138,6 @@ def test_clock_processes_of_one_server_share_the_anchor(monkeypatch: Any) -> Non
     assert dt.timedelta(0) <= one.now() - start < dt.timedelta(minutes=1)
 
 
-def _day_in_skopin_window() -> dt.datetime:
-    """The first day from TODAY on when the Скопинское window (15th–25th) is open, at 12:00 Moscow."""
-    if TODAY.day <= 25:
-        return on_day(max(TODAY.day, 15), hour=12)
-    return on_day(15, offset=1, hour=12)
-
-
 LOGIN = """mutation($input: LoginWithPasswordInput!) { loginWithPassword(input: $input) {
   tokens { accessToken } userErrors { code message } } }"""
 ACCOUNTS = "{ accounts { edges { node { id number } } } }"
@@ -154,7 +150,7 @@ SUBMIT = """mutation($input: SubmitReadingsInput!) { submitReadings(input: $inpu
 async def test_clock_a_server_started_on_another_day_logs_in_and_takes_readings(settings: Settings) -> None:
     """E3 on a server started with KABINET_CLOCK_START inside the Скопинское window: tokens it issues work
     for their whole lifetime on its clock (issue 14), readings go in, and the token expires on time."""
-    start = _day_in_skopin_window()
+    start = SKOPIN_OPEN
     application = create_app(settings.model_copy(update={"clock_start": start}))
     assert CLOCK.mode == "shifted"
     async with application.router.lifespan_context(application), running_server(application) as url:

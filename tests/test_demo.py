@@ -29,6 +29,8 @@ from services.passwords import verify_password
 from services.periods import add_months
 from tests.dates import CURRENT, LAST_BILLED, TODAY
 
+pytestmark = pytest.mark.calendar  # date-dependent: CI runs it again on other days (README, Tests)
+
 MONTHS = 36
 EXTRA = 50
 SERVER_URL = async_url(os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres")

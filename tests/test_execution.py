@@ -207,6 +207,7 @@ async def test_K1_errors_and_partial_results_are_graphql_cores(both: Pair, custo
     assert execution.STATS["fallback"] == before["fallback"] + 2  # the two answers with errors
 
 
+@pytest.mark.calendar
 async def test_K1_fragments_aliases_directives_and_typename_match(both: Pair, customer_token: str) -> None:
     account = relay.to_base64("Account", 1)
     query = """

@@ -6,6 +6,7 @@ import datetime as dt
 import re
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from services.codes import CODE_TTL
@@ -172,6 +173,7 @@ async def test_A1_taken_confirmed_email_is_refused(api):
     ]
 
 
+@pytest.mark.calendar
 async def test_A1_expired_code(api, db, clock):
     await api.data(START, input=FORM)
     code = await last_code(db, "+72223334455")

@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 import httpx
+import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -64,6 +65,7 @@ async def test_A6_qr_login_delivers_tokens_once_over_the_subscription(api, live_
     assert reuse["decideQrLogin"]["userErrors"][0]["code"] == "QR_CHALLENGE_INVALID"
 
 
+@pytest.mark.calendar
 async def test_A6_rejected_and_expired_qr_codes(api, db, live_server, clock):
     mobile = (await password_login(api))["tokens"]["accessToken"]
     started = (await api.data(START_QR))["startQrLogin"]["qrLogin"]

@@ -29,8 +29,8 @@ from services.demo import DEMO_PHONE_E164
 from services.notifications import notify
 from services.scheduler import LOCK_KEY, Scheduler, reading_window_reminders
 from tests.client import graphql_ws
-from tests.conftest import running_server
-from tests.dates import CURRENT, NOW, mmyyyy, on_day
+from tests.conftest import login_as, running_server
+from tests.dates import CURRENT, NOW, SKOPIN_OPEN, mmyyyy, on_day
 
 PAGE = """query($first: Int!, $after: String, $unread: Boolean!) {
   notifications(first: $first, after: $after, unreadOnly: $unread) {
@@ -306,7 +306,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _kabinet_process(settings: Settings, port: int, workers: int = 1) -> Iterator[str]:
+def _kabinet_process(
+    settings: Settings, port: int, workers: int = 1, now: dt.datetime = NOW
+) -> Iterator[str]:
     """Kabinet served by real processes (``kabinet serve``'s supervisor, `app.workers`, with uvicorn
     workers) with the test's database, Redis and secret; yields the URL; the supervisor's Popen is
     ``_kabinet_process.last``."""
@@ -317,7 +319,7 @@ def _kabinet_process(settings: Settings, port: int, workers: int = 1) -> Iterato
         "KABINET_REDIS_PREFIX": settings.redis_prefix,
         "KABINET_SECRET_KEY": settings.secret_key,
         "KABINET_ENV": "test",
-        "KABINET_NOW_OVERRIDE": NOW.isoformat(),
+        "KABINET_NOW_OVERRIDE": now.isoformat(),  # the old name of KABINET_CLOCK_START
         "KABINET_OUTBOX_DISPATCH": "false",
         "KABINET_SCHEDULER_ENABLED": "false",
         "KABINET_LOG_LEVEL": "WARNING",
@@ -362,17 +364,20 @@ SUBMIT = """mutation($input: SubmitReadingsInput!) { submitReadings(input: $inpu
   submission { id } userErrors { code message } } }"""
 
 
+@pytest.mark.calendar
 async def test_K2_a_change_through_one_process_reaches_a_subscriber_of_another(
-    settings: Settings, db: Database, customer_token: str, app: Any
+    settings: Settings, db: Database, app: Any
 ) -> None:
+    CLOCK.pin(SKOPIN_OPEN)  # readings are taken in the window
+    customer_token = await login_as(db, settings, DEMO_PHONE_E164)
     async with db.session() as session:
         from models.accounts import Account
 
         account = (await session.execute(select(Account.id).where(Account.number == "11111111"))).scalar_one()
     account_id = _gid("Account", account)
     with (
-        _kabinet_process(settings, _free_port()) as first,
-        _kabinet_process(settings, _free_port()) as second,
+        _kabinet_process(settings, _free_port(), now=SKOPIN_OPEN) as first,
+        _kabinet_process(settings, _free_port(), now=SKOPIN_OPEN) as second,
     ):
         async with graphql_ws(second, init={"token": customer_token}) as ws:
             op = await ws.subscribe(STREAM)
@@ -470,6 +475,7 @@ async def test_K2_redis_restart_mid_stream_loses_nothing(
 # --- producers and the scheduler -----------------------------------------------------------------------
 
 
+@pytest.mark.calendar
 async def test_K2_reading_window_reminder_goes_out_once_per_branch_and_window(db: Database) -> None:
     opened = on_day(20)  # the demo customer's Скопинское window (15th–25th) is open
     async with db.session() as session:
@@ -511,6 +517,7 @@ async def test_K2_only_one_process_runs_the_scheduled_jobs(db: Database, setting
     assert LOCK_KEY
 
 
+@pytest.mark.calendar
 async def test_K2_a_new_receipt_is_announced_once_to_each_user_of_the_account(db: Database) -> None:
     from models.accounts import Account
     from models.billing import Receipt

@@ -7,6 +7,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from app.db import Database
@@ -39,6 +40,8 @@ from tests.test_payments import (
     pk_of,
     post_webhook,
 )
+
+pytestmark = pytest.mark.calendar  # date-dependent: CI runs it again on other days (README, Tests)
 
 
 def all_input(accounts: list[dict[str, Any]], **overrides: Any) -> dict[str, Any]:

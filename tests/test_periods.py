@@ -10,6 +10,8 @@ from schema.scalars import parse_year_month, serialize_year_month
 from services.errors import PeriodOutOfRange
 from services.periods import add_months, allowed_range, history_range
 
+pytestmark = pytest.mark.calendar  # date-dependent: CI runs it again on other days (README, Tests)
+
 TODAY = dt.date(2026, 11, 24)
 
 

@@ -8,12 +8,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pypdfium2
+import pytest
 import zxingcpp
 from sqlalchemy import select
 
 from models.billing import Receipt
 from tests.dates import mmyyyy, period
 from tests.test_accounts import gid, seed_accounts
+
+pytestmark = pytest.mark.calendar  # date-dependent: CI runs it again on other days (README, Tests)
 
 RECEIPT = """query($id: ID!, $period: YearMonth!) { node(id: $id) { ... on Account {
   receipt(period: $period) { period totalDue dueDate download { url expiresAt } } } } }"""
