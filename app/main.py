@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -22,6 +23,7 @@ from app.graphiql import GRAPHIQL_STATIC_DIR, GRAPHIQL_STATIC_PREFIX
 from app.graphql_view import KabinetGraphQL
 from app.logging import configure_logging
 from app.sandbox import routes as sandbox_routes
+from app.security_headers import SecurityHeaders
 from app.settings import Settings, get_settings
 from app.state import AppState
 from services import clock
@@ -127,6 +129,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Mount(GRAPHIQL_STATIC_PREFIX, StaticFiles(directory=GRAPHIQL_STATIC_DIR), name="graphiql-static"),
         ],
         lifespan=lifespan,
+        middleware=[
+            Middleware(
+                SecurityHeaders, hsts_max_age=settings.hsts_max_age, static_prefixes=(GRAPHIQL_STATIC_PREFIX,)
+            )
+        ],
     )
     app.state.kabinet = state
     return app

@@ -70,6 +70,13 @@ class Settings(BaseSettings):
             "the server's own origin is always allowed."
         ),
     )
+    hsts_max_age: int = Field(
+        0,
+        description=(
+            "Strict-Transport-Security max-age in seconds (e.g. 31536000) when a TLS-terminating proxy "
+            "serves Kabinet over HTTPS; 0: no HSTS header (plain HTTP in development)."
+        ),
+    )
     max_query_depth: int = Field(12, description="Deepest nesting of a GraphQL operation.")
     max_query_tokens: int = Field(4000, description="Most tokens in one GraphQL document.")
     max_query_aliases: int = Field(30, description="Most aliases in one GraphQL document.")

@@ -151,15 +151,16 @@ def build_schema(settings: Settings | None = None) -> KabinetSchema:
         *MaxAliasesLimiter(max_alias_count=settings.max_query_aliases).validation_rules,
     ]
     max_tokens = settings.max_query_tokens
-    extensions: list[object] = [
+    # Hooks run in list order: the introspection rule must be in place before ValidationCache validates
+    # (and caches by rule set), or an anonymous introspection query is validated without it (issue 15).
+    extensions: list[object] = [StaffOnlyIntrospection] if settings.is_production else []
+    extensions += [
         lambda: AddValidationRules(limit_rules),
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         MaskUnexpectedErrors,
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
     ]
-    if settings.is_production:
-        extensions.append(StaffOnlyIntrospection)
     mutation = None
     if MUTATIONS:
         mutation = strawberry.type(
