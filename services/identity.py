@@ -50,6 +50,11 @@ LOGIN_LIMIT_PER_LOGIN = (10, 900)
 """(tries, seconds): password logins for one phone or e-mail per 15 minutes."""
 LOGIN_LIMIT_PER_IP = (50, 900)
 """(tries, seconds): password logins from one client address per 15 minutes."""
+LOOKUP_LIMIT_PER_LOGIN = (20, 3600)
+"""(tries, seconds): code requests and registrations naming one phone or e-mail per hour, counted before
+the answer can tell whether a cabinet exists (A1's «уже зарегистрирован», A4's unknown phone)."""
+LOOKUP_LIMIT_PER_IP = (60, 3600)
+"""(tries, seconds): the same from one client address per hour (bounds enumerating phones)."""
 HELP_LINE = "8 (800) 775-62-62"
 
 
@@ -323,6 +328,32 @@ def _is_email(login: str) -> bool:
     return "@" in login
 
 
+async def _limit_lookups(caller: Caller, key: str, field: list[str]) -> None:
+    """Count a request whose answer tells whether a cabinet exists, before looking (issue 15, finding 10)."""
+    for name, value, limit in (
+        ("login", key, LOOKUP_LIMIT_PER_LOGIN),
+        ("ip", caller.client_ip, LOOKUP_LIMIT_PER_IP),
+    ):
+        if value:
+            hit = await caller.counters.hit(f"lookup:{name}:{value}", limit[1])
+            if hit.count > limit[0]:
+                raise codes.RetryLater(field=field, retry_after_seconds=hit.retry_after_seconds)
+
+
+def login_key(login: str) -> str:
+    """The identity a login names, for rate limits: ``phone:<E.164>`` or ``email:<lower-cased address>``.
+
+    Every spelling of one phone (``+7 (984) 417-37-94``, ``89844173794``, …) gets the same key, so one
+    allowance (issue 15, finding 9); text that is neither is keyed on itself without spaces, lower-cased."""
+    text = login.strip()
+    try:
+        if _is_email(text):
+            return "email:" + normalize_email(text, ["input", "login"])
+        return "phone:" + normalize_phone(text, ["input", "login"])
+    except DomainError:
+        return "text:" + "".join(text.split()).lower()
+
+
 # --- A1 registration --------------------------------------------------------------------------------------
 
 
@@ -352,6 +383,7 @@ async def start_registration(session: AsyncSession, caller: Caller, form: Regist
         lambda: check_password(form.password, form.password_repeat, [*f, "password"], [*f, "passwordRepeat"]),
         lambda: _require(form.consent, ConsentRequired(field=[*f, "consent"])),
     )
+    await _limit_lookups(caller, f"phone:{phone}", [*f, "phone"])
     await _ensure_free(session, phone, email)
     payload = {
         "phone": phone,
@@ -528,9 +560,8 @@ async def login_with_password(
         lambda: _require(password, FieldRequired(field=["input", "password"])),
     )
     assert password is not None
-    key = text.lower()
     for name, value, limit in (
-        ("login", key, LOGIN_LIMIT_PER_LOGIN),
+        ("login", login_key(text), LOGIN_LIMIT_PER_LOGIN),
         ("ip", caller.client_ip, LOGIN_LIMIT_PER_IP),
     ):
         if value:
@@ -538,7 +569,10 @@ async def login_with_password(
             if hit.count > limit[0]:
                 raise codes.RetryLater(retry_after_seconds=hit.retry_after_seconds)
     user = await _user_for_login(session, text, for_password=True)
-    if user is None or not await _verify(user.password_hash, password):
+    # One argon2 verification whoever asks: an unknown login (or a cabinet without a password) is checked
+    # against the dummy hash, so the answer takes as long as for a real cabinet (issue 15, finding 10).
+    verified = await _verify(user.password_hash if user is not None else None, password)
+    if user is None or not verified:
         raise InvalidCredentials()
     if user.password_hash and needs_rehash(user.password_hash):
         user.password_hash = await _hash(password)
@@ -591,6 +625,7 @@ async def request_code(
     text = (login or "").strip()
     if not text:
         raise FieldRequired(field=["input", "login"])
+    await _limit_lookups(caller, login_key(text), ["input", "login"])
     user = await _user_for_login(session, text, for_password=False)
     assert user is not None
     channel, destination = _destination(user, text)
