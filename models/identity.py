@@ -210,6 +210,25 @@ class ExternalIdentity(IdMixin, CreatedMixin, Base):
     __table_args__ = (UniqueConstraint("provider", "subject"),)
 
 
+class VkLoginFlow(IdMixin, CreatedMixin, Base):
+    """A VK login (A5) or connect (J8) that was started and not finished yet: the server's half of OAuth.
+
+    ``state`` is only stored hashed; the PKCE verifier and the OpenID nonce never leave the server. The flow
+    belongs to whoever started it (``user_id`` for a connect flow, NULL for an anonymous login) and is
+    deleted when it is used, so it is finished at most once and only by its own kind of caller."""
+
+    __tablename__ = "vk_login_flows"
+
+    state_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)  # SHA-256 of the state
+    user_id: Mapped[int | None] = mapped_column(  # the cabinet a connect flow links to; NULL: a login
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    code_verifier: Mapped[str] = mapped_column(String(128))  # PKCE, sent to VK's token endpoint only
+    nonce: Mapped[str] = mapped_column(String(64))  # must come back in VK's ID token
+    redirect_uri: Mapped[str] = mapped_column(Text)  # the completion must name the same one
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
 class DeviceCredential(IdMixin, CreatedMixin, Base):
     """A passkey / device key unlocked by biometrics on a phone (A7)."""
 

@@ -437,8 +437,16 @@ def vk_settings(info: Any) -> identity.VkSettings:
 
 
 async def start_vk_login(info: Any, redirect_uri: str) -> tuple[str, str]:
-    """A5 step 1."""
-    return await identity.start_vk_login(caller_of(info), vk_settings(info), redirect_uri)
+    """A5 step 1 (anonymous: a login) or J8 step 1 (logged in: connecting VK to the caller's cabinet)."""
+    found = viewer(info)
+    async with _tx(info) as session:
+        return await identity.start_vk_login(
+            session,
+            caller_of(info),
+            vk_settings(info),
+            redirect_uri,
+            viewer_user_id=found.user_id if found is not None else None,
+        )
 
 
 async def complete_vk_login(

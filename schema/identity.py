@@ -1025,7 +1025,10 @@ class StartVkLoginPayload:
     """The URL or why not."""
 
     authorization_url: str | None = strawberry.field(description="VK's consent page.")
-    state: str | None = strawberry.field(description="Signed state; VK sends it back unchanged.")
+    state: str | None = strawberry.field(
+        description="Random, single-use state (10 minutes); VK sends it back unchanged. Keep it (e.g. in "
+        "sessionStorage) and finish the flow only when the state VK returns equals it."
+    )
     user_errors: list[UserError] = strawberry.field(description="Why not.")
 
 
@@ -1073,7 +1076,12 @@ class ExternalLoginQueries:
 class ExternalLoginMutations:
     """A5 / J8 mutations (merged into Mutation)."""
 
-    @strawberry.mutation(description="A5: start logging in (or registering) with VK.")
+    @strawberry.mutation(
+        description="A5: start logging in (or registering) with VK — or, when logged in, J8: start "
+        "connecting VK to this cabinet. The flow belongs to whoever started it: finish an anonymous "
+        "start with `completeVkLogin`, a logged-in one with `connectVk` as the same user; each state "
+        "works once."
+    )
     async def start_vk_login(
         self,
         info: strawberry.Info,
@@ -1086,7 +1094,9 @@ class ExternalLoginMutations:
         return StartVkLoginPayload(authorization_url=url, state=state, user_errors=[])
 
     @strawberry.mutation(
-        description="A5: finish the VK login; a new VK user with a phone gets a cabinet (consent needed)."
+        description="A5: finish the VK login started anonymously; a new VK user with a phone gets a cabinet "
+        "(consent needed). A VK profile whose phone already has a cabinet is refused "
+        "(`LOGIN_SERVICE_LINK_REQUIRES_PROOF`): its owner logs in and connects VK with `connectVk`."
     )
     async def complete_vk_login(
         self,
@@ -1105,7 +1115,10 @@ class ExternalLoginMutations:
             )
         )
 
-    @strawberry.mutation(description="J8: connect VK to the logged-in cabinet (after `startVkLogin`).")
+    @strawberry.mutation(
+        description="J8: connect VK to the logged-in cabinet (after `startVkLogin` sent with the same "
+        "user's token)."
+    )
     async def connect_vk(
         self,
         info: strawberry.Info,

@@ -171,7 +171,12 @@ async def link_account(
     has no receipt yet. Every attempt is recorded; after :data:`MAX_FAILED_LINK_ATTEMPTS` failures within
     :data:`LINK_ATTEMPT_WINDOW` further attempts are refused without looking the number up. The caller
     commits (failed attempts too: they must count).
+
+    The user's row is locked first (``SELECT … FOR UPDATE``, held until the caller commits), so one user's
+    attempts are counted and checked one at a time: however many run at once, at most
+    :data:`MAX_FAILED_LINK_ATTEMPTS` proofs are checked (issue 15, finding 9).
     """
+    await session.execute(select(User.id).where(User.id == user_id).with_for_update())
     since = now - LINK_ATTEMPT_WINDOW
     failures = (
         await session.execute(

@@ -8,10 +8,12 @@ a failed code check so wrong tries count. Every change of personal data writes a
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import hashlib
 import hmac
+import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ from models.identity import (
     QrLoginStatus,
     User,
     UserRole,
+    VkLoginFlow,
 )
 from services import codes
 from services.errors import DomainError, FieldRequired
@@ -50,6 +53,11 @@ LOGIN_LIMIT_PER_LOGIN = (10, 900)
 """(tries, seconds): password logins for one phone or e-mail per 15 minutes."""
 LOGIN_LIMIT_PER_IP = (50, 900)
 """(tries, seconds): password logins from one client address per 15 minutes."""
+LOOKUP_LIMIT_PER_LOGIN = (20, 3600)
+"""(tries, seconds): code requests and registrations naming one phone or e-mail per hour, counted before
+the answer can tell whether a cabinet exists (A1's «уже зарегистрирован», A4's unknown phone)."""
+LOOKUP_LIMIT_PER_IP = (60, 3600)
+"""(tries, seconds): the same from one client address per hour (bounds enumerating phones)."""
 HELP_LINE = "8 (800) 775-62-62"
 
 
@@ -323,6 +331,32 @@ def _is_email(login: str) -> bool:
     return "@" in login
 
 
+async def _limit_lookups(caller: Caller, key: str, field: list[str]) -> None:
+    """Count a request whose answer tells whether a cabinet exists, before looking (issue 15, finding 10)."""
+    for name, value, limit in (
+        ("login", key, LOOKUP_LIMIT_PER_LOGIN),
+        ("ip", caller.client_ip, LOOKUP_LIMIT_PER_IP),
+    ):
+        if value:
+            hit = await caller.counters.hit(f"lookup:{name}:{value}", limit[1])
+            if hit.count > limit[0]:
+                raise codes.RetryLater(field=field, retry_after_seconds=hit.retry_after_seconds)
+
+
+def login_key(login: str) -> str:
+    """The identity a login names, for rate limits: ``phone:<E.164>`` or ``email:<lower-cased address>``.
+
+    Every spelling of one phone (``+7 (984) 417-37-94``, ``89844173794``, …) gets the same key, so one
+    allowance (issue 15, finding 9); text that is neither is keyed on itself without spaces, lower-cased."""
+    text = login.strip()
+    try:
+        if _is_email(text):
+            return "email:" + normalize_email(text, ["input", "login"])
+        return "phone:" + normalize_phone(text, ["input", "login"])
+    except DomainError:
+        return "text:" + "".join(text.split()).lower()
+
+
 # --- A1 registration --------------------------------------------------------------------------------------
 
 
@@ -352,6 +386,7 @@ async def start_registration(session: AsyncSession, caller: Caller, form: Regist
         lambda: check_password(form.password, form.password_repeat, [*f, "password"], [*f, "passwordRepeat"]),
         lambda: _require(form.consent, ConsentRequired(field=[*f, "consent"])),
     )
+    await _limit_lookups(caller, f"phone:{phone}", [*f, "phone"])
     await _ensure_free(session, phone, email)
     payload = {
         "phone": phone,
@@ -528,9 +563,8 @@ async def login_with_password(
         lambda: _require(password, FieldRequired(field=["input", "password"])),
     )
     assert password is not None
-    key = text.lower()
     for name, value, limit in (
-        ("login", key, LOGIN_LIMIT_PER_LOGIN),
+        ("login", login_key(text), LOGIN_LIMIT_PER_LOGIN),
         ("ip", caller.client_ip, LOGIN_LIMIT_PER_IP),
     ):
         if value:
@@ -538,7 +572,10 @@ async def login_with_password(
             if hit.count > limit[0]:
                 raise codes.RetryLater(retry_after_seconds=hit.retry_after_seconds)
     user = await _user_for_login(session, text, for_password=True)
-    if user is None or not await _verify(user.password_hash, password):
+    # One argon2 verification whoever asks: an unknown login (or a cabinet without a password) is checked
+    # against the dummy hash, so the answer takes as long as for a real cabinet (issue 15, finding 10).
+    verified = await _verify(user.password_hash if user is not None else None, password)
+    if user is None or not verified:
         raise InvalidCredentials()
     if user.password_hash and needs_rehash(user.password_hash):
         user.password_hash = await _hash(password)
@@ -591,6 +628,7 @@ async def request_code(
     text = (login or "").strip()
     if not text:
         raise FieldRequired(field=["input", "login"])
+    await _limit_lookups(caller, login_key(text), ["input", "login"])
     user = await _user_for_login(session, text, for_password=False)
     assert user is not None
     channel, destination = _destination(user, text)
@@ -1261,6 +1299,8 @@ async def revoke_device_key(session: AsyncSession, caller: Caller, user_id: int,
 # --- A5 VK login and J8 connected services ----------------------------------------------------------------
 
 VK_STATE_TTL = dt.timedelta(minutes=10)
+VK_START_LIMIT_PER_IP = (60, 600)
+"""(flows, seconds): VK logins started from one client address per 10 minutes (each stores a row)."""
 
 
 class VkUnavailable(DomainError):
@@ -1271,6 +1311,16 @@ class VkUnavailable(DomainError):
 class VkStateInvalid(DomainError):
     code = "VK_STATE_INVALID"
     message = "Сеанс входа через VK устарел. Повторите попытку."
+
+
+class VkLinkRequiresProof(DomainError):
+    """A5: the VK phone is that of a cabinet VK is not connected to; only its owner may connect VK."""
+
+    code = "LOGIN_SERVICE_LINK_REQUIRES_PROOF"
+    message = (
+        "Номер телефона из профиля VK уже зарегистрирован в личном кабинете. Войдите по номеру телефона "
+        "с паролем или кодом из SMS и подключите VK в профиле (раздел «Сервисы авторизации»)."
+    )
 
 
 class VkPhoneMissing(DomainError):
@@ -1297,11 +1347,6 @@ class VkSettings:
     userinfo_url: str
 
 
-def _vk_verifier(secret: str, nonce: str) -> str:
-    """PKCE code verifier derived from the state's nonce (so the server keeps no state between steps)."""
-    return hmac.new(secret.encode(), f"vk-pkce:{nonce}".encode(), hashlib.sha256).hexdigest()
-
-
 def _vk_client(vk: VkSettings, redirect_uri: str) -> Any:
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
@@ -1314,42 +1359,104 @@ def _vk_client(vk: VkSettings, redirect_uri: str) -> Any:
     )
 
 
-async def start_vk_login(caller: Caller, vk: VkSettings, redirect_uri: str) -> tuple[str, str]:
-    """A5 step 1: the URL to open (VK's consent page) and the signed ``state`` it will come back with."""
+async def start_vk_login(
+    session: AsyncSession, caller: Caller, vk: VkSettings, redirect_uri: str, *, viewer_user_id: int | None
+) -> tuple[str, str]:
+    """A5 step 1 / J8: the URL to open (VK's consent page) and the ``state`` it will come back with.
+
+    The flow is kept server-side (:class:`VkLoginFlow`): the state (stored hashed), who started it
+    (``viewer_user_id``: a logged-in caller starts a J8 connect, an anonymous one an A5 login), the PKCE
+    verifier and the nonce (neither is ever sent to the client), the redirect URI and the expiry."""
     if not vk.client_id:
         raise VkUnavailable()
-    expires = int((caller.now + VK_STATE_TTL).timestamp())
-    nonce = secrets.token_urlsafe(16)
-    body = f"{nonce}.{expires}"
-    state = f"{body}.{hmac.new(caller.secret.encode(), f'vk:{body}'.encode(), hashlib.sha256).hexdigest()}"
-    client = _vk_client(vk, redirect_uri)
+    redirect = (redirect_uri or "").strip()
+    if not redirect:
+        raise FieldRequired(field=["input", "redirectUri"])
+    if caller.client_ip:
+        hit = await caller.counters.hit(f"vk:start:ip:{caller.client_ip}", VK_START_LIMIT_PER_IP[1])
+        if hit.count > VK_START_LIMIT_PER_IP[0]:
+            raise codes.RetryLater(retry_after_seconds=hit.retry_after_seconds)
+    await session.execute(delete(VkLoginFlow).where(VkLoginFlow.expires_at <= caller.now))
+    state = secrets.token_urlsafe(32)
+    verifier = secrets.token_urlsafe(64)  # 86 characters (RFC 7636: 43–128)
+    nonce = secrets.token_urlsafe(24)
+    session.add(
+        VkLoginFlow(
+            state_hash=_sha(state),
+            user_id=viewer_user_id,
+            code_verifier=verifier,
+            nonce=nonce,
+            redirect_uri=redirect,
+            expires_at=caller.now + VK_STATE_TTL,
+            created_at=caller.now,
+        )
+    )
+    await session.flush()
+    client = _vk_client(vk, redirect)
     try:
         url, _ = client.create_authorization_url(
-            vk.authorize_url,
-            state=state,
-            code_verifier=_vk_verifier(caller.secret, nonce),
-            scope="phone email",
+            vk.authorize_url, state=state, code_verifier=verifier, nonce=nonce, scope="phone email"
         )
     finally:
         await client.aclose()
     return url, state
 
 
-async def _vk_profile(
-    caller: Caller, vk: VkSettings, code: str, state: str, redirect_uri: str
-) -> dict[str, Any]:
-    parts = state.split(".")
-    if len(parts) != 3:
-        raise VkStateInvalid(field=["input", "state"])
-    body = f"{parts[0]}.{parts[1]}"
-    mac = hmac.new(caller.secret.encode(), f"vk:{body}".encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(mac, parts[2]) or int(parts[1]) <= caller.now.timestamp():
-        raise VkStateInvalid(field=["input", "state"])
-    client = _vk_client(vk, redirect_uri)
-    try:
-        await client.fetch_token(
-            vk.token_url, code=code, code_verifier=_vk_verifier(caller.secret, parts[0]), state=state
+@dataclass(frozen=True, slots=True)
+class _VkFlow:
+    code_verifier: str
+    nonce: str
+    redirect_uri: str
+
+
+async def _take_vk_flow(
+    session: AsyncSession, caller: Caller, state: str, redirect_uri: str, viewer_user_id: int | None
+) -> _VkFlow:
+    """Consume the flow of ``state`` (deleted at once, whatever happens next: a state works once) and check
+    it was started by this kind of caller: the same logged-in user for J8, an anonymous caller for A5."""
+    row = (
+        await session.execute(
+            delete(VkLoginFlow)
+            .where(VkLoginFlow.state_hash == _sha((state or "").strip()))
+            .returning(
+                VkLoginFlow.user_id,
+                VkLoginFlow.code_verifier,
+                VkLoginFlow.nonce,
+                VkLoginFlow.redirect_uri,
+                VkLoginFlow.expires_at,
+            )
         )
+    ).one_or_none()
+    if (
+        row is None
+        or row.expires_at <= caller.now
+        or row.user_id != viewer_user_id
+        or row.redirect_uri != (redirect_uri or "").strip()
+    ):
+        raise VkStateInvalid(field=["input", "state"])
+    return _VkFlow(row.code_verifier, row.nonce, row.redirect_uri)
+
+
+def _id_token_nonce(id_token: str) -> str:
+    """The ``nonce`` claim of an ID token received straight from VK's token endpoint over TLS (OpenID
+    Connect Core 3.1.3.7: TLS authenticates the issuer there, so the signature is not checked)."""
+    try:
+        payload = id_token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError) as error:
+        raise VkUnavailable() from error
+    return str(claims.get("nonce") or "") if isinstance(claims, dict) else ""
+
+
+async def _vk_profile(caller: Caller, vk: VkSettings, code: str, state: str, flow: _VkFlow) -> dict[str, Any]:
+    client = _vk_client(vk, flow.redirect_uri)
+    try:
+        token = await client.fetch_token(
+            vk.token_url, code=code, code_verifier=flow.code_verifier, state=state
+        )
+        id_token = token.get("id_token") if isinstance(token, dict) else None
+        if id_token and not hmac.compare_digest(_id_token_nonce(str(id_token)), flow.nonce):
+            raise VkStateInvalid(field=["input", "state"])
         response = await client.get(vk.userinfo_url)
         response.raise_for_status()
         data = response.json()
@@ -1376,10 +1483,15 @@ async def complete_vk_login(
     consent: bool,
     viewer_user_id: int | None,
 ) -> User:
-    """A5 step 2 / J8: log in with VK, register with VK (phone required), or connect VK to the caller."""
+    """A5 step 2 / J8: log in with VK, register with VK (phone required), or connect VK to the caller.
+
+    The state must be one this caller started (:func:`_take_vk_flow`). A VK profile that is not connected
+    yet never opens an existing cabinet: when its phone is a cabinet's, the owner has to log in with the
+    password or an SMS code and connect VK in the profile (:class:`VkLinkRequiresProof`)."""
     if not vk.client_id:
         raise VkUnavailable()
-    profile = await _vk_profile(caller, vk, code, state, redirect_uri)
+    flow = await _take_vk_flow(session, caller, state, redirect_uri, viewer_user_id)
+    profile = await _vk_profile(caller, vk, code, state, flow)
     subject = str(profile.get("user_id") or profile.get("id"))
     found = (
         await session.execute(
@@ -1426,42 +1538,42 @@ async def complete_vk_login(
     phone = normalize_phone(
         raw_phone if raw_phone.startswith("+") or len(raw_phone) <= 10 else "+" + raw_phone, ["vk", "phone"]
     )
-    user = await user_by_phone(session, phone)
-    if user is None:
-        if not consent:
-            raise ConsentRequired(field=["input", "consent"])
-        email = None
-        with contextlib.suppress(DomainError):
-            email = normalize_email(profile.get("email"), ["vk", "email"])
-        user = User(
-            phone=phone,
-            email=email,
-            last_name=_vk_name(profile.get("last_name")),
-            first_name=_vk_name(profile.get("first_name")),
-            password_hash=None,
-            role=UserRole.CUSTOMER,
-            show_hints=True,
-        )
-        session.add(user)
-        await session.flush()
-        session.add(
-            Consent(
-                user_id=user.id,
-                kind=ConsentKind.PERSONAL_DATA,
-                policy_version=caller.policy_version,
-                accepted_at=caller.now,
-                client_ip=caller.client_ip,
-                user_agent=caller.user_agent,
-            )
-        )
-        audit(
-            session,
-            caller,
-            "user.register",
-            actor_user_id=user.id,
+    if await user_by_phone(session, phone) is not None:
+        raise VkLinkRequiresProof()
+    if not consent:
+        raise ConsentRequired(field=["input", "consent"])
+    email = None
+    with contextlib.suppress(DomainError):
+        email = normalize_email(profile.get("email"), ["vk", "email"])
+    user = User(
+        phone=phone,
+        email=email,
+        last_name=_vk_name(profile.get("last_name")),
+        first_name=_vk_name(profile.get("first_name")),
+        password_hash=None,
+        role=UserRole.CUSTOMER,
+        show_hints=True,
+    )
+    session.add(user)
+    await session.flush()
+    session.add(
+        Consent(
             user_id=user.id,
-            changes={"phone": [None, phone], "email": [None, email], "method": "vk"},
+            kind=ConsentKind.PERSONAL_DATA,
+            policy_version=caller.policy_version,
+            accepted_at=caller.now,
+            client_ip=caller.client_ip,
+            user_agent=caller.user_agent,
         )
+    )
+    audit(
+        session,
+        caller,
+        "user.register",
+        actor_user_id=user.id,
+        user_id=user.id,
+        changes={"phone": [None, phone], "email": [None, email], "method": "vk"},
+    )
     session.add(
         ExternalIdentity(provider=IdentityProvider.VK, subject=subject, user_id=user.id, profile=profile)
     )
