@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -22,6 +21,7 @@ from services.notifications import notify
 from tests.conftest import login_as
 from tests.dates import SKOPIN_OPEN
 from tests.test_notifications import _free_port, _kabinet_process
+from tests.test_readings import above_previous
 
 DASHBOARD = """query Dashboard {
   accounts(first: 20) { edges { node {
@@ -120,16 +120,7 @@ async def test_K1_cache_is_never_stale_across_two_processes(
             assert _node(await read(), "11111111")["displayName"] == "Через другой процесс"
             # 2. readings through the other process change the meters' last readings
             form = (await write(FORM, id=account_id))["readingsForm"]
-            meters = [
-                {
-                    "meterId": m["meter"]["id"],
-                    "values": [
-                        {"zone": z["zone"], "value": str(Decimal(z["previous"] or "0") + 5)}
-                        for z in m["zones"]
-                    ],
-                }
-                for m in form["meters"]
-            ]
+            meters = above_previous(form, 5)
             before = _node(await read(), "11111111")["meters"]
             assert (await write(SUBMIT, input={"accountId": account_id, "meters": meters}))["submitReadings"][
                 "userErrors"

@@ -8,7 +8,6 @@ import ast
 import asyncio
 import datetime as dt
 import re
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from services.demo import DEMO_PASSWORD, DEMO_PHONE
 from services.tokens import ACCESS_TOKEN_TTL
 from tests.conftest import running_server
 from tests.dates import SKOPIN_OPEN, on_day
+from tests.test_readings import above_previous
 
 pytestmark = pytest.mark.calendar  # date-dependent: CI runs it again on other days (README, Tests)
 
@@ -174,16 +174,7 @@ async def test_clock_a_server_started_on_another_day_logs_in_and_takes_readings(
             flat = next(edge["node"] for edge in accounts if edge["node"]["number"] == "11111111")
             form = (await gql(FORM, token, id=flat["id"]))["data"]["readingsForm"]
             assert form["window"] == {"isOpen": True, "today": start.date().isoformat()}
-            values = [
-                {
-                    "meterId": meter["meter"]["id"],
-                    "values": [
-                        {"zone": zone["zone"], "value": str(Decimal(zone["previous"] or "0") + 5)}
-                        for zone in meter["zones"]
-                    ],
-                }
-                for meter in form["meters"]
-            ]
+            values = above_previous(form, 5)
             submitted = await gql(SUBMIT, token, input={"accountId": flat["id"], "meters": values})
             assert submitted["data"]["submitReadings"] == {
                 "submission": {"period": f"{start:%Y-%m}"},

@@ -31,6 +31,7 @@ from services.scheduler import LOCK_KEY, Scheduler, reading_window_reminders
 from tests.client import graphql_ws
 from tests.conftest import login_as, running_server
 from tests.dates import CURRENT, NOW, SKOPIN_OPEN, mmyyyy, on_day
+from tests.test_readings import above_previous
 
 PAGE = """query($first: Int!, $after: String, $unread: Boolean!) {
   notifications(first: $first, after: $after, unreadOnly: $unread) {
@@ -388,16 +389,7 @@ async def test_K2_a_change_through_one_process_reaches_a_subscriber_of_another(
                 form = (
                     await http.post("/graphql", json={"query": FORM, "variables": {"id": account_id}})
                 ).json()
-                meters = [
-                    {
-                        "meterId": m["meter"]["id"],
-                        "values": [
-                            {"zone": z["zone"], "value": str(Decimal(z["previous"] or "0") + 7)}
-                            for z in m["zones"]
-                        ],
-                    }
-                    for m in form["data"]["readingsForm"]["meters"]
-                ]
+                meters = above_previous(form["data"]["readingsForm"], 7)
                 submitted = (
                     await http.post(
                         "/graphql",

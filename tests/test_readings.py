@@ -53,6 +53,20 @@ BELOW_PREVIOUS = (
 )
 
 
+def above_previous(form: dict[str, Any], step: int) -> list[dict[str, Any]]:
+    """The ``meters`` input of submitReadings: each zone of a readings form ``step`` above its previous."""
+    return [
+        {
+            "meterId": meter["meter"]["id"],
+            "values": [
+                {"zone": zone["zone"], "value": str(Decimal(zone["previous"] or "0") + step)}
+                for zone in meter["zones"]
+            ],
+        }
+        for meter in form["meters"]
+    ]
+
+
 def gid(type_name: str, id_: int) -> str:
     return to_base64(type_name, id_)
 
@@ -924,16 +938,7 @@ async def test_E1_E3_H2_work_on_the_demo_customer(
         form = (await api.data(FORM, token=customer_token, id=gid("Account", account)))["readingsForm"]
         assert form["window"]["isOpen"] is is_open, number
         assert (form["window"]["nextOpensOn"], form["window"]["nextClosesOn"]) == (opens, closes), number
-        values = [
-            {
-                "meterId": meter["meter"]["id"],
-                "values": [
-                    {"zone": zone["zone"], "value": str(Decimal(zone["previous"] or "0") + 10)}
-                    for zone in meter["zones"]
-                ],
-            }
-            for meter in form["meters"]
-        ]
+        values = above_previous(form, 10)
         result = (
             await api.data(
                 SUBMIT, token=customer_token, input={"accountId": gid("Account", account), "meters": values}
