@@ -1,4 +1,4 @@
-"""The ``kabinet`` command: serve, migrate, demo, export-schema."""
+"""The ``kabinet`` command: serve, migrate, demo, export-schema, staff, check-config."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+from app.config_check import problems, report
 from app.logging import configure_logging
-from app.settings import Settings, get_settings
+from app.settings import Environment, Settings, get_settings
 from services import clock
 
 log = logging.getLogger("kabinet")
@@ -36,13 +37,15 @@ def migrate(database_url: str, revision: str = "head", *, downgrade: bool = Fals
         runner.upgrade(database_url, revision)
 
 
-async def _load_demo(database_url: str, accounts: int, months: int) -> dict[str, int]:
+async def _load_demo(
+    database_url: str, accounts: int, months: int, *, staff_passwords: bool
+) -> dict[str, int]:
     from app.db import Database
     from services import demo
 
     db = Database(database_url)
     try:
-        return await demo.load(db, extra_accounts=accounts, months=months)
+        return await demo.load(db, extra_accounts=accounts, months=months, staff_passwords=staff_passwords)
     finally:
         await db.dispose()
 
@@ -75,9 +78,12 @@ def ensure_secret_key(settings: Settings) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Start the server (embedded PostgreSQL when DATABASE_URL is unset)."""
+    """Start the server (embedded PostgreSQL when DATABASE_URL is unset); production refuses unsafe setups."""
 
     settings = get_settings()
+    if settings.is_production and (found := problems(settings, workers=args.workers)):
+        print(report(found), file=sys.stderr, flush=True)
+        return 2
     host = args.host or settings.host
     port = args.port or settings.port
     url = resolve_database_url(settings)
@@ -90,15 +96,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.info("several workers: embedded Redis carries subscription events between them")
     if settings.migrate_on_start:
         migrate(url)
-    if settings.demo_on_start and asyncio.run(_is_empty(url)):
+    development = settings.env is Environment.DEVELOPMENT
+    if settings.demo_on_start_enabled and asyncio.run(_is_empty(url)):
         started = time.monotonic()
-        asyncio.run(_load_demo(url, 0, 36))
+        asyncio.run(_load_demo(url, 0, 36, staff_passwords=development))
         log.info("demo data loaded in %.1f s", time.monotonic() - started)
     get_settings.cache_clear()
     from services.demo import DEMO_EMAIL, DEMO_PASSWORD, DEMO_PHONE
 
-    print(f"\n  Kabinet GraphQL: http://{host}:{port}/graphql  (GraphiQL in a browser)", flush=True)
-    print(f"  Demo customer:   {DEMO_PHONE} or {DEMO_EMAIL} / password {DEMO_PASSWORD}\n", flush=True)
+    ide = "  (GraphiQL in a browser)" if settings.graphiql_enabled else ""
+    print(f"\n  Kabinet GraphQL: http://{host}:{port}/graphql{ide}", flush=True)
+    if settings.demo_on_start_enabled:  # never in production
+        print(f"  Demo customer:   {DEMO_PHONE} or {DEMO_EMAIL} / password {DEMO_PASSWORD}", flush=True)
+    print(flush=True)
     from app import workers
 
     workers.run(
@@ -123,11 +133,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Load the demo data set (and N synthetic accounts for benchmarks) into a migrated database."""
-    url = resolve_database_url(get_settings())
+    settings = get_settings()
+    if settings.is_production:
+        print("kabinet demo refuses KABINET_ENV=production: demo users have known passwords", file=sys.stderr)
+        return 2
+    url = resolve_database_url(settings)
     if not args.no_migrate:
         migrate(url)
     started = time.monotonic()
-    counts = asyncio.run(_load_demo(url, args.accounts, args.months))
+    staff_passwords = settings.env is Environment.DEVELOPMENT
+    counts = asyncio.run(_load_demo(url, args.accounts, args.months, staff_passwords=staff_passwords))
     took = time.monotonic() - started
     for table, count in counts.items():
         print(f"{table:>24}: {count:,}")
@@ -187,6 +202,16 @@ async def _create_staff(database_url: str, args: argparse.Namespace) -> int:
         await db.dispose()
 
 
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Report every setting production would refuse (exit 1 if any), without starting anything."""
+    settings = get_settings()
+    found = problems(settings, workers=args.workers)
+    if not settings.is_production:
+        print(f"KABINET_ENV is {settings.env.value}; checked as production would check it.")
+    print(report(found))
+    return 1 if found else 0
+
+
 def cmd_staff_create(args: argparse.Namespace) -> int:
     """Create a staff user: OPERATOR, ANALYST or ADMIN."""
     return asyncio.run(_create_staff(resolve_database_url(get_settings()), args))
@@ -233,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--password", default=None, help="password (A1 rules); default: $KABINET_STAFF_PASSWORD"
     )
     create.set_defaults(func=cmd_staff_create)
+
+    check = commands.add_parser("check-config", help=cmd_check_config.__doc__)
+    check.add_argument(
+        "--workers", type=int, default=1, help="worker processes `kabinet serve --workers` will start"
+    )
+    check.set_defaults(func=cmd_check_config)
 
     export = commands.add_parser("export-schema", help=cmd_export_schema.__doc__)
     export.add_argument("--output", default="graphql.schema", help="file to write (default graphql.schema)")

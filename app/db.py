@@ -58,10 +58,19 @@ class StatementCounter:
 class Database:
     """One engine and session factory per process (or per test database)."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 10, echo: bool = False, hide_parameters: bool = True
+    ) -> None:
+        """``hide_parameters`` (default) keeps SQL parameters — personal data, message bodies with codes —
+        out of SQLAlchemy's statement log and error messages; the app shows them only in development."""
         self.url = async_url(url)
         self.engine: AsyncEngine = create_async_engine(
-            self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False, echo=echo
+            self.url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=False,
+            echo=echo,
+            hide_parameters=hide_parameters,
         )
         self._sync_session_class: type[Session] = type("KabinetSession", (Session,), {})  # own event hooks
         self.sessionmaker = async_sessionmaker(

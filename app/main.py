@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from app.broadcast import EventBus
 from app.cache import ResultCache, run_bumps
+from app.config_check import UnsafeConfiguration, problems
 from app.db import Database
 from app.downloads import download
 from app.graphiql import GRAPHIQL_STATIC_DIR, GRAPHIQL_STATIC_PREFIX
@@ -24,7 +25,7 @@ from app.graphql_view import KabinetGraphQL
 from app.logging import configure_logging
 from app.sandbox import routes as sandbox_routes
 from app.security_headers import SecurityHeaders
-from app.settings import Settings, get_settings
+from app.settings import Environment, Settings, get_settings
 from app.state import AppState
 from services import clock
 from services.events import Touched
@@ -33,15 +34,26 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
-    """Build the application. ``settings.database_url`` must be set (the CLI resolves embedded ones)."""
+    """Build the application. ``settings.database_url`` must be set (the CLI resolves embedded ones).
+
+    In production it raises :class:`app.config_check.UnsafeConfiguration` (listing every problem) instead
+    of building an app with unsafe settings, whichever entry point calls it.
+    """
     from schema.schema import build_schema
 
     settings = settings or get_settings()
+    if settings.is_production and (found := problems(settings)):
+        raise UnsafeConfiguration(found)
     if not settings.database_url:
         raise RuntimeError("DATABASE_URL is not set; `kabinet serve` starts an embedded PostgreSQL for you")
     if settings.clock_start is not None:
         clock.CLOCK.start_at(settings.clock_start, anchored_at=settings.clock_anchored_at)
-    db = Database(settings.database_url, pool_size=settings.db_pool_size, echo=settings.db_echo)
+    db = Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        echo=settings.db_echo,
+        hide_parameters=settings.env is not Environment.DEVELOPMENT,
+    )
     state = AppState(settings=settings, db=db, bus=EventBus(settings.redis_url, prefix=settings.redis_prefix))
     # Versions are bumped by every process that shares Redis, even one that serves nothing from the cache
     # (KABINET_RESULT_CACHE=false), so processes with it on next to it never serve stale results.

@@ -4,10 +4,15 @@
   open it in a browser and pay (optionally saving the card for autopay) or decline.
 - ``GET /sandbox/sbp/{id}`` — the same for SBP: the QR payload is a link to it, so scanning the QR with a
   phone opens a page to pay or decline, as a banking app would.
-- ``GET /sandbox/qr/{id}.png`` — the QR image of an SBP payment's payload (any gateway's).
+- ``GET /payments/qr/{id}.png`` — the QR image of an SBP payment's payload (any gateway's; also at the old
+  address ``/sandbox/qr/{id}.png`` while the sandbox exists).
 - ``POST /webhooks/sandbox`` and ``POST /webhooks/yookassa`` — gateway notifications: verified, de-duplicated
   by event id, applied (``services.payments.handle_webhook``). 200 when accepted (also for duplicates),
-  401 when forged or stale, 400 when malformed.
+  401 when forged or stale, 400 when malformed, 404 for a gateway this process does not have.
+
+The sandbox pages exist only while the sandbox acquirer does (``Settings.sandbox_available``):
+in production only on a staging stand with ``KABINET_SANDBOX_IN_PRODUCTION=true``; without it there are no
+``/sandbox/...`` routes and ``/webhooks/sandbox`` answers 404, so nobody can mark a payment paid for free.
 
 The page's outcome goes back to Kabinet the way a real acquirer's does: as a webhook signed with
 HMAC-SHA256, POSTed to ``sandbox_webhook_url`` when set, else handed to the same webhook code in-process.
@@ -70,8 +75,8 @@ async def _payment(state: AppState, gateway_payment_id: str) -> Payment | None:
 
 
 def _sandbox_off(state: AppState) -> bool:
-    """In production the sandbox pages exist only while the sandbox is the payment gateway."""
-    return state.settings.is_production and state.settings.payment_gateway != SANDBOX
+    """True when this process has no sandbox acquirer (production without the staging override)."""
+    return SANDBOX not in gateways_of(state).by_name
 
 
 async def pay_page(request: Request) -> Response:
@@ -99,7 +104,7 @@ async def pay_page(request: Request) -> Response:
     )
     title = "Оплата через СБП" if sbp else "Оплата банковской картой"
     qr = (
-        f'<p><img alt="QR-код СБП" src="/sandbox/qr/{html.escape(gateway_payment_id)}.png" width="240"></p>'
+        f'<p><img alt="QR-код СБП" src="/payments/qr/{html.escape(gateway_payment_id)}.png" width="240"></p>'
         if sbp
         else ""
     )
@@ -206,6 +211,8 @@ async def webhook(request: Request) -> Response:
     """A gateway's notification (``/webhooks/{provider}``)."""
     state: AppState = request.app.state.kabinet
     provider = request.path_params["provider"]
+    if provider not in gateways_of(state).by_name:
+        return JSONResponse({"error": "no such gateway"}, status_code=404)
     body = await request.body()
     headers = {key.lower(): value for key, value in request.headers.items()}
     try:
@@ -221,13 +228,19 @@ async def webhook(request: Request) -> Response:
 
 
 def routes(state: AppState) -> list[Route]:
-    """The sandbox and webhook routes (``app.main`` adds them); installs the gateway registry."""
-    gateways_of(state)
-    return [
-        Route("/sandbox/pay/{id}", pay_page, methods=["GET"]),
-        Route("/sandbox/pay/{id}", pay_submit, methods=["POST"]),
-        Route("/sandbox/sbp/{id}", pay_page, methods=["GET"]),
-        Route("/sandbox/sbp/{id}", pay_submit, methods=["POST"]),
-        Route("/sandbox/qr/{id}.png", qr_image, methods=["GET"]),
+    """The payment routes (``app.main`` adds them); installs the gateway registry.
+
+    The QR images and the webhooks always; the sandbox pages only when the registry has the sandbox."""
+    found = [
+        Route("/payments/qr/{id}.png", qr_image, methods=["GET"]),
         Route("/webhooks/{provider}", webhook, methods=["POST"]),
     ]
+    if SANDBOX in gateways_of(state).by_name:
+        found += [
+            Route("/sandbox/pay/{id}", pay_page, methods=["GET"]),
+            Route("/sandbox/pay/{id}", pay_submit, methods=["POST"]),
+            Route("/sandbox/sbp/{id}", pay_page, methods=["GET"]),
+            Route("/sandbox/sbp/{id}", pay_submit, methods=["POST"]),
+            Route("/sandbox/qr/{id}.png", qr_image, methods=["GET"]),
+        ]
+    return found

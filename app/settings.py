@@ -57,7 +57,13 @@ class Settings(BaseSettings):
             "generated one in data_dir/secret_key when unset (required in production)."
         ),
     )
-    demo_on_start: bool = Field(True, description="Load demo data on first start when the database is empty.")
+    demo_on_start: bool | None = Field(
+        None,
+        description=(
+            "Load demo data on first start when the database is empty. Default: on except in production, "
+            "which refuses to start when it is set."
+        ),
+    )
     migrate_on_start: bool = Field(True, description="Apply migrations when `kabinet serve` starts.")
     log_level: str = Field("INFO", description="Logging level.")
     log_json: bool = Field(False, description="Log JSON lines (production) instead of console text.")
@@ -173,6 +179,13 @@ class Settings(BaseSettings):
     pay_all_max_total: Decimal = Field(
         Decimal("500000.00"), description="Largest total of one payment, in roubles (D5, H1)."
     )
+    sandbox_in_production: bool = Field(
+        False,
+        description=(
+            "Staging stands only: keep the sandbox acquirer (its pay pages and /webhooks/sandbox) in "
+            "production. Without it production has no sandbox and refuses KABINET_PAYMENT_GATEWAY=sandbox."
+        ),
+    )
     yookassa_shop_id: str | None = Field(None, description="YooKassa shop id (basic-auth login). Unset: off.")
     yookassa_secret_key: str | None = Field(None, description="YooKassa secret key (basic-auth password).")
     yookassa_api_url: str = Field(
@@ -185,6 +198,18 @@ class Settings(BaseSettings):
         if self.graphiql is not None:
             return self.graphiql
         return self.env is not Environment.PRODUCTION
+
+    @property
+    def demo_on_start_enabled(self) -> bool:
+        """Demo data is loaded into an empty database unless switched off, and never in production."""
+        if self.is_production:
+            return False
+        return self.demo_on_start is not False
+
+    @property
+    def sandbox_available(self) -> bool:
+        """The sandbox acquirer exists outside production, and in production only on a staging stand."""
+        return not self.is_production or self.sandbox_in_production
 
     @property
     def is_production(self) -> bool:

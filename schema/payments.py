@@ -115,7 +115,7 @@ class Payment(relay.Node):
             return None
         settings = info.context.settings
         public = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
-        return f"{public}/sandbox/qr/{root.gateway_payment_id}.png"
+        return f"{public}/payments/qr/{root.gateway_payment_id}.png"
 
     @strawberry.field(description="Amounts per account and supplier.")
     async def allocations(

@@ -45,6 +45,7 @@ import itertools
 import math
 import random
 import re
+import secrets
 import zlib
 from collections import defaultdict
 from collections.abc import Sequence
@@ -122,7 +123,11 @@ DEMO_STAFF: list[tuple[UserRole, str, str, str]] = [
     (UserRole.ANALYST, "+7 (333) 333-33-33", "analyst@resk.demo", "Analyst#2026"),
     (UserRole.ADMIN, "+7 (555) 555-55-55", "admin@resk.demo", "Admin#2026"),
 ]
-"""(role, phone, e-mail, password) of the staff demo users."""
+"""(role, phone, e-mail, development password) of the staff demo users.
+
+The passwords are published here, so staff get them only when :func:`load` is asked to
+(``staff_passwords=True``: ``kabinet serve`` / ``kabinet demo`` in development); otherwise each staff user
+gets the hash of a random password nobody knows (:func:`staff_password_hashes`)."""
 
 _STAFF_NAMES = {
     UserRole.OPERATOR: ("Смирнова", "Ольга", "Викторовна"),
@@ -397,10 +402,28 @@ class _Ref:
         raise LookupError(f"no tariff for {service} {zone} on {period}")
 
 
+def staff_password_hashes(staff_passwords: bool) -> dict[UserRole, str]:
+    """The password hash of each demo staff user: of its :data:`DEMO_STAFF` password with
+    ``staff_passwords`` (development), else of a random password generated and forgotten here."""
+    return {
+        role: hash_password(password if staff_passwords else secrets.token_urlsafe(32))
+        for role, _phone, _email, password in DEMO_STAFF
+    }
+
+
 async def load(
-    db: Database, *, extra_accounts: int = 0, months: int = 36, today: dt.date | None = None
+    db: Database,
+    *,
+    extra_accounts: int = 0,
+    months: int = 36,
+    today: dt.date | None = None,
+    staff_passwords: bool = False,
 ) -> dict[str, int]:
     """Load the demo data set into a migrated database; returns the rows inserted per table.
+
+    The demo customers get the documented :data:`DEMO_PASSWORD`; staff users get their :data:`DEMO_STAFF`
+    passwords only with ``staff_passwords`` (the CLI passes it in development), else unknown random ones.
+    Production never loads the demo set (``app/config_check.py``, ``kabinet demo`` refuses).
 
     ``today`` (default: today in Moscow) anchors every date: history covers the ``months`` months before
     today's month, plus payments and some readings of the current month. The core set is inserted only
@@ -418,7 +441,14 @@ async def load(
             )
         ).first()
         if exists is None:
-            await _load_core(session, today=today, months=months, password_hash=password_hash, counts=counts)
+            await _load_core(
+                session,
+                today=today,
+                months=months,
+                password_hash=password_hash,
+                counts=counts,
+                staff_hashes=staff_password_hashes(staff_passwords),
+            )
             await session.commit()
     if extra_accounts > 0:
         await _load_synthetic(
@@ -432,10 +462,23 @@ async def load(
 
 
 async def _load_core(
-    session: AsyncSession, *, today: dt.date, months: int, password_hash: str, counts: dict[str, int]
+    session: AsyncSession,
+    *,
+    today: dt.date,
+    months: int,
+    password_hash: str,
+    counts: dict[str, int],
+    staff_hashes: dict[UserRole, str],
 ) -> None:
     ref = await _reference_data(session, today=today, months=months, counts=counts)
-    users = await _people(session, today=today, months=months, password_hash=password_hash, counts=counts)
+    users = await _people(
+        session,
+        today=today,
+        months=months,
+        password_hash=password_hash,
+        counts=counts,
+        staff_hashes=staff_hashes,
+    )
     accounts = await _core_accounts(session, ref, users, today=today, months=months, counts=counts)
     for spec, account in accounts:
         await _core_history(session, ref, spec, account, users, today=today, months=months, counts=counts)
@@ -551,7 +594,13 @@ async def _reference_data(
 
 
 async def _people(
-    session: AsyncSession, *, today: dt.date, months: int, password_hash: str, counts: dict[str, int]
+    session: AsyncSession,
+    *,
+    today: dt.date,
+    months: int,
+    password_hash: str,
+    counts: dict[str, int],
+    staff_hashes: dict[UserRole, str],
 ) -> dict[str, User]:
     registered = _at(add_months(month_start(today), -months - 1) + dt.timedelta(days=9), 19, 42)
     users = {
@@ -578,10 +627,7 @@ async def _people(
             role=UserRole.CUSTOMER,
         ),
     }
-    hashes = {DEMO_PASSWORD: password_hash}
-    for role, phone, email, password in DEMO_STAFF:
-        if password not in hashes:
-            hashes[password] = hash_password(password)
+    for role, phone, email, _password in DEMO_STAFF:
         last, first, middle = _STAFF_NAMES[role]
         users[role.value.lower()] = User(
             phone=e164(phone),
@@ -590,7 +636,7 @@ async def _people(
             last_name=last,
             first_name=first,
             middle_name=middle,
-            password_hash=hashes[password],
+            password_hash=staff_hashes[role],
             password_changed_at=registered,
             role=role,
             show_hints=False,

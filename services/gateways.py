@@ -443,21 +443,32 @@ class Gateways:
 
 
 def from_settings(settings: Any) -> Gateways:
-    """The sandbox always, YooKassa when its shop id and key are configured."""
-    public = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
-    sandbox = SandboxGateway(
-        public_url=public,
-        secret=settings.payment_webhook_secret or settings.secret_key,
-        pending_timeout=dt.timedelta(seconds=settings.payment_pending_timeout_seconds),
-    )
-    found: dict[str, Gateway] = {SANDBOX: sandbox}
+    """YooKassa when its shop id and key are configured; the sandbox when ``settings.sandbox_available``.
+
+    The sandbox acquirer marks payments paid on a button press, so in production it does not exist (no
+    payment can be created through it, ``/webhooks/sandbox`` is refused) unless a staging stand keeps it
+    with ``KABINET_SANDBOX_IN_PRODUCTION=true``.
+    """
+    found: dict[str, Gateway] = {}
+    if settings.sandbox_available:
+        public = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+        found[SANDBOX] = SandboxGateway(
+            public_url=public,
+            secret=settings.payment_webhook_secret or settings.secret_key,
+            pending_timeout=dt.timedelta(seconds=settings.payment_pending_timeout_seconds),
+        )
     if settings.yookassa_shop_id and settings.yookassa_secret_key:
         found[YOOKASSA] = YooKassaGateway(
             settings.yookassa_shop_id, settings.yookassa_secret_key, api_url=settings.yookassa_api_url
         )
     default = settings.payment_gateway
     if default not in found:
-        raise RuntimeError(f"payment gateway {default!r} is not configured")
+        why = (
+            " (production has no sandbox acquirer; KABINET_SANDBOX_IN_PRODUCTION=true keeps it on staging)"
+            if default == SANDBOX
+            else ""
+        )
+        raise RuntimeError(f"payment gateway {default!r} is not configured{why}")
     return Gateways(
         found,
         default,

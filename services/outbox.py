@@ -6,8 +6,11 @@ several processes can dispatch at once), hands each to the provider of its chann
 outcome; a failure is retried with growing back-off until :data:`MAX_ATTEMPTS`. Since every state lives
 in PostgreSQL, nothing is lost when a process restarts.
 
-Providers: :class:`ConsoleProvider` (default: prints the message), :class:`SmtpProvider` (aiosmtplib)
-and :class:`HttpSmsProvider` (POSTs JSON to an SMS gateway with a bearer token).
+Providers: :class:`ConsoleProvider` (when no real one is configured: shows the message on stdout in
+development only), :class:`SmtpProvider` (aiosmtplib) and :class:`HttpSmsProvider` (POSTs JSON to an SMS
+gateway with a bearer token). Production refuses to start without SMTP and an SMS gateway
+(``app/config_check.py``), so codes never reach a production console. Nothing here logs a message's body
+or destination.
 """
 
 from __future__ import annotations
@@ -59,11 +62,26 @@ class Provider(Protocol):
 
 @dataclass
 class ConsoleProvider:
-    """Prints messages (development: codes appear in the server's output)."""
+    """Stands in for a missing provider: the message counts as sent, nothing leaves the process.
+
+    With ``show`` (only in development, see :func:`providers_from_settings`) the whole message — one-time
+    codes included — is printed to stdout for the developer at the terminal; it never goes through logging,
+    so log collectors do not receive it. Otherwise only the message id and channel are logged.
+    """
+
+    show: bool = False
 
     async def send(self, message: OutboxMessage) -> None:
-        subject = f" [{message.subject}]" if message.subject else ""
-        print(f"[outbox {message.channel.value} → {message.destination}]{subject} {message.body}", flush=True)
+        if self.show:
+            subject = f" [{message.subject}]" if message.subject else ""
+            head = f"[outbox {message.channel.value} → {message.destination}]{subject}"
+            print(f"{head} {message.body}", flush=True)
+        log.info(
+            "outbox message %s (%s) has no provider: %s",
+            message.id,
+            message.channel.value,
+            "shown on stdout (development)" if self.show else "not delivered",
+        )
 
 
 @dataclass
@@ -117,8 +135,10 @@ class HttpSmsProvider:
 
 
 def providers_from_settings(settings: Any) -> dict[OutboxChannel, Provider]:
-    """The provider of each channel as configured (console unless SMTP / an SMS gateway is set)."""
-    console = ConsoleProvider()
+    """The provider of each channel as configured (console unless SMTP / an SMS gateway is set).
+
+    The console shows messages only when ``settings.env`` is development."""
+    console = ConsoleProvider(show=settings.env == "development")
     email: Provider = console
     sms: Provider = console
     if settings.smtp_host:

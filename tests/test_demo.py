@@ -209,7 +209,8 @@ async def test_A3_demo_customer_has_the_manuals_data(loaded: Database) -> None:
         }
         for role, phone, email, password in demo.DEMO_STAFF:
             assert staff[role].phone == demo.e164(phone) and staff[role].email == email
-            assert verify_password(staff[role].password_hash, password)
+            # SEC2: the published staff passwords only with staff_passwords=True (development)
+            assert not verify_password(staff[role].password_hash, password)
 
     async with loaded.engine.connect() as conn:
         links = (
