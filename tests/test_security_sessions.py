@@ -28,6 +28,7 @@ from app.main import create_app
 from app.settings import Settings
 from services.clock import Clock
 from services.demo import DEMO_PASSWORD, DEMO_PHONE
+from tests import test_notifications
 from tests.client import Api, Subscription, graphql_ws
 from tests.conftest import running_server
 
@@ -44,6 +45,9 @@ CHANGE_PASSWORD = """mutation($input: ChangePasswordInput!) { changePassword(inp
   user { id } userErrors { code message } } }"""
 NOTIFICATIONS = "subscription { notifications { cursor notification { id title } } }"
 PAYMENT_STATUS = "subscription($id: ID!) { paymentStatus(paymentId: $id) { status } }"
+
+restartable_redis = test_notifications.restartable_redis
+"""A Redis of the test's own that it can stop and start (the fixture of tests/test_notifications.py)."""
 
 CLOSED_WITHIN = 1.0
 """Seconds within which an ended session's sockets must be closed."""
@@ -311,3 +315,45 @@ async def test_SEC11_operation_name_over_websocket_must_be_a_string_or_null(
             )
         )
         assert await _closed_with(ws) == 4400
+
+
+async def test_SEC5_the_legacy_graphql_ws_protocol_is_not_served(
+    live_server: str, customer_token: str
+) -> None:
+    """Only graphql-transport-ws is spoken: its handler is the one that enforces the session rules."""
+    url = live_server.replace("http://", "ws://") + "/graphql"
+    with pytest.raises((websockets.InvalidHandshake, websockets.ConnectionClosed)):
+        async with websockets.connect(url, subprotocols=["graphql-ws"]) as socket:  # type: ignore[list-item]
+            await socket.send(json.dumps({"type": "connection_init", "payload": {"token": customer_token}}))
+            await asyncio.wait_for(socket.recv(), 5)
+            await asyncio.wait_for(socket.recv(), 5)
+
+
+async def test_SEC5_SEC6_a_session_ended_while_redis_was_away_is_caught_up_after_it_returns(
+    api: Api, settings: Settings, restartable_redis: tuple[str, Any], clock: Clock
+) -> None:
+    """No event and no flag (Redis is down, the row is changed by another process): sockets of the session
+    are closed once the bus reconnects (every registered session is re-read), and HTTP reads the row."""
+    url, (start, stop) = restartable_redis
+    token = await _login(api)
+    application = create_app(settings.model_copy(update={"redis_url": url}))
+    async with application.router.lifespan_context(application), running_server(application) as server:
+        own_db: Database = application.state.kabinet.db
+        async with graphql_ws(server, init={"token": token}) as ws:
+            await _subscribed(ws)
+            stop()
+            sid = (await _session_ids(own_db))[-1]
+            async with own_db.session() as session:
+                await session.execute(
+                    text("UPDATE auth_sessions SET revoked_at = created_at WHERE id = :id"), {"id": sid}
+                )
+                await session.commit()
+            clock.advance(dt.timedelta(seconds=3))  # past the per-process positive cache
+            async with httpx.AsyncClient(base_url=server) as http:
+                refused = await http.post(
+                    "/graphql", json={"query": ME}, headers={"authorization": f"Bearer {token}"}
+                )
+            assert refused.status_code == 401  # Redis unreachable: the row decides
+            assert ws.socket.close_code is None
+            start()
+            assert await _closed_with(ws, within=20) == 4403
