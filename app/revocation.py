@@ -35,7 +35,7 @@ import datetime as dt
 import heapq
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +63,7 @@ MAX_CACHED_SESSIONS = 100_000
 SESSION_ENDED = 4403
 """Close code of a websocket whose session ended or whose access token expired (as for a bad token)."""
 
-Closer = Callable[[int, str], Awaitable[None]]
+Closer = Callable[[int, str], Coroutine[Any, Any, None]]
 """Closes one websocket with a code and a reason."""
 
 SessionOpener = Callable[[], contextlib.AbstractAsyncContextManager[AsyncSession]]
@@ -230,7 +230,7 @@ class SessionGuard:
         if socket.closed:
             return
         self.unregister(socket)
-        task = asyncio.get_running_loop().create_task(socket.close(SESSION_ENDED, reason))
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(socket.close(SESSION_ENDED, reason))
         self._tasks.add(task)
         task.add_done_callback(self._closed)
 
