@@ -14,8 +14,9 @@ version (``services.events.touch``), and an entry whose version is not the curre
   tariffs, content…: no owner) bump a version shared by everybody, which is part of every entry's version.
 
 Only queries of CUSTOMER callers are cached (staff read other people's data); results with errors are not.
-A hit costs one Redis round trip (MGET of version and entry) and no SQL. The key includes "today"
-(date-dependent fields such as window countdowns) and entries expire after ``result_cache_ttl`` seconds.
+A hit costs one Redis round trip (MGET of version and entry) and no SQL. The key includes the login
+session (per-session fields such as ``sessions { current }``: finding SEC11) and "today" (date-dependent
+fields such as window countdowns); entries expire after ``result_cache_ttl`` seconds.
 """
 
 from __future__ import annotations
@@ -78,9 +79,23 @@ class ResultCache:
     def _global_key(self) -> str:
         return f"{self.prefix}:ver:all"
 
-    def key(self, user_id: int, today: str, query: str, variables: Any, operation_name: str | None) -> str:
-        """The entry key of one operation for one user on one day."""
-        raw = orjson.dumps([user_id, today, operation_name, query, variables], option=orjson.OPT_SORT_KEYS)
+    def key(
+        self,
+        user_id: int,
+        session_id: int,
+        today: str,
+        query: str,
+        variables: Any,
+        operation_name: str | None,
+    ) -> str:
+        """The entry key of one operation for one login session of one user on one day.
+
+        Everything an answer may depend on is in it: the session too, since some fields answer per
+        session (``sessions { current }``, a session's push devices) — one user's two devices never share
+        an entry. The user's data version still invalidates all of the user's entries at once."""
+        raw = orjson.dumps(
+            [user_id, session_id, today, operation_name, query, variables], option=orjson.OPT_SORT_KEYS
+        )
         return f"{self.prefix}:res:{user_id}:{hashlib.sha256(raw).hexdigest()}"
 
     async def lookup(self, user_id: int, key: str) -> tuple[str, Any | None]:

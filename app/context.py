@@ -34,6 +34,8 @@ class Viewer:
     user_id: int
     role: str
     session_id: int
+    expires_at: dt.datetime | None = None
+    """When the access token expires (a websocket is closed then, ``app.revocation``)."""
 
 
 class DbScope:

@@ -3,6 +3,7 @@ serves the offline GraphiQL page, and closes the database session when the opera
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import orjson
@@ -13,16 +14,22 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
+from strawberry.http.async_base_view import AsyncHTTPRequestAdapter
 from strawberry.schema import BaseSchema
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    SubscribeMessage,
+)
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from app.cache import operation_type
 from app.context import Context, Viewer
+from app.revocation import SESSION_ENDED, SessionGuard, SessionOpener, Socket
 from app.state import AppState
 from services import clock
-from services.limits import counters_of
-from services.sessions import is_revoked
 from services.tokens import verify_access_token
 
 
@@ -50,6 +57,84 @@ UNAUTHENTICATED_RESPONSE = JSONResponse(
     headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
 )
 """An HTTP request with a bad token is refused whole, so the client knows to refresh it."""
+
+
+class BadRequest(Exception):
+    """A request that is not a well-formed GraphQL request: answered with HTTP 400 and ``extensions.code``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def response(self) -> Response:
+        """The 400 answer."""
+        return JSONResponse(
+            {"data": None, "errors": [{"message": self.message, "extensions": {"code": "BAD_REQUEST"}}]},
+            status_code=400,
+        )
+
+
+def valid_operation_name(value: object) -> bool:
+    """``operationName`` must be a string or null (it is part of cache keys and operation lookups)."""
+    return value is None or isinstance(value, str)
+
+
+class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws with Kabinet's session rules (finding SEC5).
+
+    An authenticated socket is registered with the process's :class:`app.revocation.SessionGuard`, which
+    closes it with 4403 when its session ends (logout, password change, ``endSession``…, in any process)
+    or its access token expires; every ``subscribe`` re-reads the session row in PostgreSQL first and
+    closes the socket with 4403 instead of starting the operation when the session has ended."""
+
+    _watched: Socket | None = None
+
+    @property
+    def guard(self) -> SessionGuard:
+        guard = self.view.state.sessions  # type: ignore[attr-defined]
+        assert guard is not None
+        return guard  # type: ignore[no-any-return]
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        heard = self.guard.generation
+        await super().handle_connection_init(message)
+        viewer = self.context.viewer
+        if not self.connection_acknowledged or viewer is None or self._watched is not None:
+            return
+        expires_at = viewer.expires_at or clock.now()
+        self._watched = self.guard.register(viewer.session_id, expires_at, self.close_for_session)
+        # a session that ended between the check in on_ws_connect and this registration
+        if self.guard.generation != heard and not await self.guard.is_active(viewer.session_id, fresh=True):
+            await self.close_for_session(SESSION_ENDED, "Session ended")
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        payload = message.get("payload")
+        if isinstance(payload, dict) and not valid_operation_name(payload.get("operationName")):
+            await self.websocket.close(code=4400, reason="operationName must be a string or null")
+            return
+        viewer = self.context.viewer
+        if self.connection_acknowledged and viewer is not None:
+            if viewer.expires_at is not None and viewer.expires_at <= clock.now():
+                await self.close_for_session(SESSION_ENDED, "Access token expired")
+                return
+            if not await self.guard.is_active(viewer.session_id, fresh=True):
+                await self.close_for_session(SESSION_ENDED, "Session ended")
+                return
+        await super().handle_subscribe(message)
+
+    async def close_for_session(self, code: int, reason: str) -> None:
+        """Stop every operation of this socket, then close it (the guard calls this)."""
+        if self._watched is not None:
+            self.guard.unregister(self._watched)
+        for operation_id in list(self.operations):
+            await self.cleanup_operation(operation_id)
+        with contextlib.suppress(Exception):  # already closed by the client
+            await self.websocket.close(code=code, reason=reason)
+
+    async def shutdown(self) -> None:
+        if self._watched is not None:
+            self.guard.unregister(self._watched)
+        await super().shutdown()
 
 
 CSRF_HEADERS = ("x-kabinet-csrf", "apollo-require-preflight")
@@ -116,6 +201,8 @@ def oversized_refusal(request: Request, max_upload_bytes: int) -> Response | Non
 class KabinetGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI app with Kabinet's context, authentication and GraphiQL."""
 
+    graphql_transport_ws_handler_class = KabinetTransportWSHandler
+
     def __init__(self, schema: BaseSchema, state: AppState, **kwargs: Any) -> None:
         settings = state.settings
         super().__init__(
@@ -125,6 +212,9 @@ class KabinetGraphQL(GraphQL[Context, None]):
             multipart_uploads_enabled=True,  # guarded by csrf_refusal()
             max_subscriptions_per_connection=20,
             allowed_origins=settings.allowed_origins,
+            # only the documented protocol: its handler enforces the session rules (the legacy
+            # subscriptions-transport-ws one would not)
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             **kwargs,
         )
         self.state = state
@@ -136,12 +226,24 @@ class KabinetGraphQL(GraphQL[Context, None]):
         claims = verify_access_token(self.state.settings.secret_key, token, now=clock.now())
         if claims is None:
             raise PermissionError("invalid or expired access token")
-        return Viewer(user_id=claims.user_id, role=claims.role, session_id=claims.session_id)
+        return Viewer(
+            user_id=claims.user_id,
+            role=claims.role,
+            session_id=claims.session_id,
+            expires_at=claims.expires_at,
+        )
 
-    async def active_viewer(self, viewer: Viewer | None) -> Viewer | None:
-        """The viewer unless their session was ended (logout, password change, token reuse): one Redis
-        EXISTS per authenticated request, no SQL (see :func:`services.sessions.flag_revoked`)."""
-        if viewer is not None and await is_revoked(counters_of(self.state), viewer.session_id):
+    async def active_viewer(
+        self, viewer: Viewer | None, *, fresh: bool = False, opener: SessionOpener | None = None
+    ) -> Viewer | None:
+        """The viewer unless their session has ended (logout, password change, token reuse…).
+
+        PostgreSQL decides, sped up by Redis's revocation flags and a two-second per-process cache of
+        active sessions (:class:`app.revocation.SessionGuard`): usually no SQL, at most one primary-key
+        read; losing Redis never lets an ended session back in."""
+        guard = self.state.sessions
+        assert guard is not None, "the app factory sets state.sessions"
+        if viewer is not None and not await guard.is_active(viewer.session_id, fresh=fresh, opener=opener):
             raise PermissionError("session ended")
         return viewer
 
@@ -149,16 +251,21 @@ class KabinetGraphQL(GraphQL[Context, None]):
         """A fresh context for an HTTP request, or for a websocket connection (authenticated later)."""
         viewer: Viewer | None = None
         if isinstance(request, Request):
-            viewer = await self.active_viewer(
-                self.viewer_for(bearer_token(request.headers.get("authorization")))
-            )
-        return Context(
+            viewer = self.viewer_for(bearer_token(request.headers.get("authorization")))
+        context = Context(
             self.state,
             viewer=viewer,
             client_ip=client_ip(request),
             user_agent=request.headers.get("user-agent"),
             request=request,
         )
+        if viewer is not None:
+            try:  # the session row, if read, is read through the request's own database session
+                await self.active_viewer(viewer, opener=context.session)
+            except BaseException:
+                await context.close()
+                raise
+        return context
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Authenticate a websocket in ``connection_init``: ``{"authorization": "Bearer …"}`` or
@@ -168,7 +275,9 @@ class KabinetGraphQL(GraphQL[Context, None]):
             str(params.get("authorization") or params.get("Authorization") or "")
         )
         try:
-            context.viewer = await self.active_viewer(self.viewer_for(str(token) if token else None))
+            context.viewer = await self.active_viewer(
+                self.viewer_for(str(token) if token else None), fresh=True
+            )
         except PermissionError as error:
             raise ConnectionRejectionError({"reason": "invalid token"}) from error
         return UNSET
@@ -188,8 +297,21 @@ class KabinetGraphQL(GraphQL[Context, None]):
                 return UNAUTHENTICATED_RESPONSE
         try:
             return await super().run(request, context=context, root_value=root_value)
+        except BadRequest as error:
+            return error.response()
         finally:
             await context.close()
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """Strawberry's parsing, plus: ``operationName`` must be a string or null (else a clean 400 rather
+        than an internal error in the cache key or the operation lookup)."""
+        parsed = await super().parse_http_body(request)
+        for item in parsed if isinstance(parsed, list) else [parsed]:
+            if not valid_operation_name(item.operation_name):
+                raise BadRequest("The GraphQL operation's `operationName` must be a string or null.")
+        return parsed
 
     async def execute_operation(  # type: ignore[override]
         self,
@@ -216,6 +338,7 @@ class KabinetGraphQL(GraphQL[Context, None]):
         ):
             cache_key = cache.key(
                 viewer.user_id,
+                viewer.session_id,
                 context.today.isoformat(),
                 request_data.query,
                 request_data.variables,

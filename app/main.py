@@ -6,6 +6,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -23,12 +24,14 @@ from app.downloads import download
 from app.graphiql import GRAPHIQL_STATIC_DIR, GRAPHIQL_STATIC_PREFIX
 from app.graphql_view import KabinetGraphQL
 from app.logging import configure_logging
+from app.revocation import SessionGuard
 from app.sandbox import routes as sandbox_routes
 from app.security_headers import SecurityHeaders
 from app.settings import Environment, Settings, get_settings
 from app.state import AppState
 from services import clock
 from services.events import Touched
+from services.limits import counters_of
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +66,26 @@ def create_app(settings: Settings | None = None) -> Starlette:
         else None
     )
     state.cache = versions if settings.result_cache else None
+    guard = state.sessions = SessionGuard(db, state.bus, counters_of(state))
+
+    async def publish(channel: str, message: dict[str, Any]) -> None:
+        await guard.publish_hook(channel, message)  # sessions ended here end here at once, broker or not
+        await state.bus.publish(channel, message)
+
     if versions is not None:
 
         async def touched(what: Touched) -> None:
             await run_bumps(versions, db, what)
 
-        db.publish_after_commit(state.bus.publish, touched)
+        db.publish_after_commit(publish, touched)
     else:
-        db.publish_after_commit(state.bus.publish)
+        db.publish_after_commit(publish)
     graphql = KabinetGraphQL(build_schema(settings), state)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await state.bus.connect()
+        await guard.start()
         scheduler = None
         if settings.scheduler_enabled:
             from services.scheduler import DEFAULT_JOBS, Scheduler
@@ -105,10 +115,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await dispatcher.stop()
             if scheduler is not None:
                 await scheduler.stop()
-            from services.limits import counters_of
-
-            await counters_of(state).close()
             await db.drain()
+            await guard.stop()
+            await counters_of(state).close()
             await state.bus.disconnect()
             if versions is not None:
                 await versions.close()

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from app.broadcast import EventBus
 from app.cache import ResultCache
 from app.db import Database
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.revocation import SessionGuard
 
 
 @dataclass
@@ -18,4 +22,6 @@ class AppState:
     db: Database
     bus: EventBus
     cache: ResultCache | None = None
+    sessions: SessionGuard | None = None
+    """Which login sessions are active; closes ended sessions' websockets (``app.revocation``)."""
     extras: dict[str, object] = field(default_factory=dict)

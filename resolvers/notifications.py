@@ -26,9 +26,10 @@ turn, so thousands of streams woken together never starve requests of pooled con
 
 RIGHTS_CHECK_INTERVAL = 300.0
 """Seconds between re-checks that a subscriber's login is still valid. A logout, password change or
-deletion ends the stream at once through its ``session-ended`` event; this periodic check (spread with
-jitter, so thousands of streams do not check together) covers expiry and events lost with a broker outage,
-after which a ``resync`` also triggers a check."""
+deletion ends the stream at once through its ``session-ended`` event, and the whole websocket is closed
+with 4403 by the process's session guard (``app.revocation``), which also closes it when the access token
+expires; this periodic check (spread with jitter, so thousands of streams do not check together) is a
+second line for events lost with a broker outage, after which a ``resync`` also triggers a check."""
 
 
 class NotificationById(ById):

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass
 
+from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +22,8 @@ from services.errors import DomainError
 from services.events import emit, user_channel
 from services.limits import Counters
 from services.tokens import ACCESS_TOKEN_TTL, issue_access_token
+
+log = logging.getLogger("kabinet.sessions")
 
 SESSION_LIFETIME = dt.timedelta(days=30)
 """Absolute lifetime of a login session (then the user logs in again)."""
@@ -130,15 +134,35 @@ async def revoke_sessions(
         stmt = stmt.where(AuthSession.id != keep)
     result = await session.execute(stmt.values(revoked_at=now).returning(AuthSession.id))
     ended = list(result.scalars())
-    if ended:  # live streams of these sessions end as soon as this commits
-        emit(session, user_channel(user_id), {"type": "session-ended", "sessionIds": ended})
+    if ended:  # as soon as this commits: live streams end, every process closes these sessions' sockets
+        message = {"type": "session-ended", "sessionIds": ended}
+        emit(session, user_channel(user_id), message)
+        emit(session, SESSIONS_CHANNEL, message)
     return ended
 
 
+SESSIONS_CHANNEL = "sessions-ended"
+"""The event-bus channel every process listens on for ``{"type": "session-ended", "sessionIds": [...]}``
+(published after the revoking transaction commits): it drops the sessions from each process's cache of
+active sessions and closes their websockets with 4403 (``app.revocation``)."""
+
+
 async def is_session_active(session: AsyncSession, session_id: int, *, now: dt.datetime) -> bool:
-    """True while the session has not been revoked or expired."""
-    found = await session.get(AuthSession, session_id)
+    """True while the session has not been revoked or expired: the truth, one primary-key read."""
+    found = await session.get(AuthSession, session_id, populate_existing=True)
     return found is not None and found.revoked_at is None and found.expires_at > now
+
+
+async def inactive_sessions(session: AsyncSession, session_ids: list[int], *, now: dt.datetime) -> set[int]:
+    """Which of ``session_ids`` have ended (revoked, expired or gone): one query for many sockets."""
+    if not session_ids:
+        return set()
+    rows = await session.execute(
+        select(AuthSession.id).where(
+            AuthSession.id.in_(session_ids), AuthSession.revoked_at.is_(None), AuthSession.expires_at > now
+        )
+    )
+    return set(session_ids) - set(rows.scalars())
 
 
 REVOCATION_FLAG_TTL = int(ACCESS_TOKEN_TTL.total_seconds()) + 60
@@ -146,12 +170,20 @@ REVOCATION_FLAG_TTL = int(ACCESS_TOKEN_TTL.total_seconds()) + 60
 
 
 async def flag_revoked(counters: Counters, session_ids: list[int]) -> None:
-    """Remember ended sessions so their unexpired access tokens are refused (checked per request)."""
-    await counters.set_flags([f"revoked-session:{sid}" for sid in session_ids], REVOCATION_FLAG_TTL)
+    """Remember ended sessions in Redis so every process refuses their access tokens without SQL.
+
+    Only a speed-up: ``auth_sessions.revoked_at`` (already committed) is the truth, and a missing flag
+    (Redis restarted, flushed, unreachable) makes the caller read PostgreSQL, never trust the token. So a
+    failure to set the flags is logged, not raised: the session has ended either way."""
+    try:
+        await counters.set_flags([f"revoked-session:{sid}" for sid in session_ids], REVOCATION_FLAG_TTL)
+    except (RedisError, OSError) as error:
+        log.warning("revocation flags of %d sessions not set in Redis: %s", len(session_ids), error)
 
 
 async def is_revoked(counters: Counters, session_id: int) -> bool:
-    """Whether the session was ended within the lifetime of its access tokens (one Redis EXISTS)."""
+    """Whether a revocation flag of the session is in Redis (one EXISTS). True is final: revocations are
+    never undone. False proves nothing (the flag may have been lost): ask :func:`is_session_active`."""
     return await counters.has_flag(f"revoked-session:{session_id}")
 
 
