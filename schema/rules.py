@@ -186,8 +186,8 @@ LONG_TEXT = Rule(max_length=5000)
 COMMENT = Rule(max_length=1000)
 ADDRESS = Rule(max_length=500)
 ACCOUNT_NUMBER = Rule(max_length=20)
-MONEY = Rule(minimum=0, maximum=Decimal("999999999999.99"))
-"""Roubles: what a NUMERIC(14, 2) column holds (the domains add their own minimums and totals)."""
+MONEY = Rule(minimum=Decimal("-999999999999.99"), maximum=Decimal("999999999999.99"))
+"""Roubles: what a NUMERIC(14, 2) column holds; the domains keep their own minimums and totals."""
 
 
 def _rule_of(metadata: Mapping[Any, Any] | None) -> Rule:
