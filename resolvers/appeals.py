@@ -331,12 +331,15 @@ async def request_requisites_change(info: Any, data: Any) -> Outcome:
     viewer = require_customer(info)
     account_id = parse_id(data.account_id, "Account") if data.account_id else None
     async with info.context.session() as session:
-        fields = await service.requisites_change_fields(
-            session,
-            viewer.user_id,
-            account_id,
-            [(change.field.value, change.new_value) for change in data.changes or []],
-        )
+        try:
+            fields = await service.requisites_change_fields(
+                session,
+                viewer.user_id,
+                account_id,
+                [(change.field.value, change.new_value) for change in data.changes or []],
+            )
+        except service.Rejected as rejected:
+            return Outcome(row=None, errors=rejected.errors)
     names = ", ".join(change["name"] for change in fields["changes"])
     text = data.text or (f"Прошу изменить данные лицевого счета: {names}." if names else None)
     return await _create_application(

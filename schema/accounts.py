@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from dataclasses import MISSING
 from decimal import Decimal
 from enum import Enum
 from typing import Annotated
@@ -17,6 +18,7 @@ from models.tariffs import Zone as ModelZone
 from resolvers import accounts as resolvers
 from resolvers import billing as billing_resolvers
 from resolvers.readings import MetersByAccountId
+from schema import rules
 from schema.billing import (
     AccountBalance,
     BalanceMonth,
@@ -368,10 +370,12 @@ class LinkAccountInput:
     """Branch, number from the receipt and a proof of ownership."""
 
     branch_id: relay.GlobalID = strawberry.field(description="The branch (филиал) chosen from `branches`.")
-    number: str = strawberry.field(description="Account number from the receipt.")
-    proof: str = strawberry.field(
-        description='Proof of ownership: the total of the latest receipt to the kopeck (e.g. "1234.50"), or '
-        "the owner's last name when the account has had no receipt yet."
+    number: str = rules.field("Account number from the receipt.", rules.ACCOUNT_NUMBER, default=MISSING)
+    proof: str = rules.field(
+        'Proof of ownership: the total of the latest receipt to the kopeck (e.g. "1234.50"), or '
+        "the owner's last name when the account has had no receipt yet.",
+        rules.Rule(max_length=100),
+        default=MISSING,
     )
     e_receipt: bool = strawberry.field(
         default=False,
@@ -431,8 +435,8 @@ class SetReceiptDeliveryInput:
 
     account_id: relay.GlobalID = strawberry.field(description="The account.")
     electronic: bool = strawberry.field(description="True: by e-mail; false: paper.")
-    email: str | None = strawberry.field(
-        default=None, description="Address for this account's receipts; null: the confirmed profile e-mail."
+    email: str | None = rules.field(
+        "Address for this account's receipts; null: the confirmed profile e-mail.", rules.EMAIL
     )
 
 

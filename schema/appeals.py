@@ -25,6 +25,7 @@ from resolvers.accounts import AccountById
 from resolvers.billing import download_url
 from resolvers.branches import SupplierById
 from resolvers.readings import MeterById
+from schema import rules
 from schema.accounts import Account
 from schema.billing import FileDownload
 from schema.branches import Supplier
@@ -435,11 +436,13 @@ class CreateAppealInput:
     supplier_id: strawberry.ID | None = strawberry.field(
         default=None, description="Global ID of the supplier."
     )
-    topic: str | None = strawberry.field(default=None, description="Topic code from `appealTopics`.")
-    text: str | None = strawberry.field(default=None, description="Text of the appeal.")
-    full_name: str | None = strawberry.field(default=None, description="Full name (pre-filled, editable).")
-    phone: str | None = strawberry.field(default=None, description="Contact phone (pre-filled).")
-    email: str | None = strawberry.field(default=None, description="Contact e-mail (pre-filled).")
+    topic: str | None = rules.field("Topic code from `appealTopics`.", rules.Rule(max_length=128))
+    text: str | None = rules.field("Text of the appeal.", rules.LONG_TEXT)
+    full_name: str | None = rules.field("Full name (pre-filled, editable).", rules.FULL_NAME)
+    phone: str | None = rules.field(
+        "Contact phone (pre-filled), any common form; stored as E.164.", rules.PHONE
+    )
+    email: str | None = rules.field("Contact e-mail (pre-filled).", rules.EMAIL)
     attachments: list[Upload] | None = strawberry.field(
         default=None,
         description=(
@@ -474,26 +477,26 @@ class ApplicationFieldsInput:
     date: dt.date | None = strawberry.field(
         default=None, description="Desired date (sealing, control reading, closing) or the payment's date."
     )
-    amount: Decimal | None = strawberry.field(default=None, description="Amount, RUB (refund, redirect).")
-    recipient_name: str | None = strawberry.field(default=None, description="Refund: recipient's full name.")
-    bank_name: str | None = strawberry.field(default=None, description="Refund: bank.")
-    bic: str | None = strawberry.field(default=None, description="Refund: bank's BIC, 9 digits.")
-    bank_account: str | None = strawberry.field(default=None, description="Refund: account, 20 digits.")
-    target_account_number: str | None = strawberry.field(
-        default=None, description="Payment redirect: the account number to move the payment to."
+    amount: Decimal | None = rules.field("Amount, RUB (refund, redirect).", rules.MONEY)
+    recipient_name: str | None = rules.field("Refund: recipient's full name.", rules.FULL_NAME)
+    bank_name: str | None = rules.field("Refund: bank.", rules.TITLE)
+    bic: str | None = rules.field("Refund: bank's BIC, 9 digits.", rules.Rule(max_length=9))
+    bank_account: str | None = rules.field("Refund: account, 20 digits.", rules.Rule(max_length=20))
+    target_account_number: str | None = rules.field(
+        "Payment redirect: the account number to move the payment to.", rules.ACCOUNT_NUMBER
     )
-    owner_full_name: str | None = strawberry.field(
-        default=None, description="Open account / change of owner: the (new) owner's full name."
+    owner_full_name: str | None = rules.field(
+        "Open account / change of owner: the (new) owner's full name.", rules.FULL_NAME
     )
-    address: str | None = strawberry.field(default=None, description="Open account: address of the dwelling.")
+    address: str | None = rules.field("Open account: address of the dwelling.", rules.ADDRESS)
     installments: int | None = strawberry.field(
         default=None, description="Restructuring: number of monthly installments (2–36)."
     )
     zone_scheme: ZoneScheme | None = strawberry.field(  # type: ignore[valid-type]
         default=None, description="Tariff change (day zones): the wanted zone scheme."
     )
-    reason: str | None = strawberry.field(
-        default=None, description="Tariff change (reduction coefficient): the ground, e.g. electric stove."
+    reason: str | None = rules.field(
+        "Tariff change (reduction coefficient): the ground, e.g. electric stove.", rules.COMMENT
     )
 
     def as_json(self) -> dict[str, Any]:
@@ -523,7 +526,7 @@ class SubmitApplicationInput:
 
     kind: ApplicationKind = strawberry.field(description="The kind.")  # type: ignore[valid-type]
     account_id: strawberry.ID | None = strawberry.field(default=None, description="Global ID of the account.")
-    text: str | None = strawberry.field(default=None, description="Text of the application.")
+    text: str | None = rules.field("Text of the application.", rules.LONG_TEXT)
     fields: ApplicationFieldsInput | None = strawberry.field(
         default=None, description="The kind's form fields."
     )
@@ -543,7 +546,13 @@ class RequisiteChangeInput:
     """The current value is taken from the account."""
 
     field: RequisiteField = strawberry.field(description="The requisite.")
-    new_value: str | None = strawberry.field(default=None, description="The value it should have.")
+    new_value: str | None = rules.field(
+        "The value it should have: ROOMS an integer 1–50; TOTAL_AREA and LIVING_AREA m², more than 0 and at "
+        "most 10000 (living at most total); OWNERS_COUNT an integer 1–100; REGISTERED_COUNT and "
+        "RESIDING_COUNT integers 0–100; STOVE_TYPE one of GAS, ELECTRIC, NONE; ELECTRIC_HEATING true or "
+        "false; OWNER_FULL_NAME at most 100 characters.",
+        rules.Rule(max_length=100),
+    )
 
 
 @strawberry.input(
@@ -556,7 +565,7 @@ class RequestRequisitesChangeInput:
     changes: list[RequisiteChangeInput] | None = strawberry.field(
         default=None, description="The requisites to change (at least one)."
     )
-    text: str | None = strawberry.field(default=None, description="A comment (default: generated).")
+    text: str | None = rules.field("A comment (default: generated).", rules.LONG_TEXT)
     consent: bool = strawberry.field(default=False, description="Consent under 152-FZ (required).")
     attachments: list[Upload] | None = strawberry.field(
         default=None, description="Supporting files: each ≤ 7 MB, together ≤ 100 MB."
@@ -568,7 +577,7 @@ class ReportMeterMalfunctionInput:
     """The account is the meter's."""
 
     meter_id: strawberry.ID | None = strawberry.field(default=None, description="Global ID of the meter.")
-    description: str | None = strawberry.field(default=None, description="What is wrong.")
+    description: str | None = rules.field("What is wrong.", rules.LONG_TEXT)
     consent: bool = strawberry.field(default=False, description="Consent under 152-FZ (required).")
     attachments: list[Upload] | None = strawberry.field(
         default=None, description="Photos etc.: each ≤ 7 MB, together ≤ 100 MB."
@@ -592,7 +601,7 @@ class UploadDocumentInput:
 
     account_id: strawberry.ID | None = strawberry.field(default=None, description="Global ID of the account.")
     type: DocumentType | None = strawberry.field(default=None, description="Type of the document.")  # type: ignore[valid-type]
-    title: str | None = strawberry.field(default=None, description="Title (default: the type's name).")
+    title: str | None = rules.field("Title (default: the type's name).", rules.TITLE)
     file: Upload | None = strawberry.field(default=None, description="The file (≤ 7 MB).")
 
 
@@ -616,7 +625,9 @@ class AnswerRequestInput:
     """The customer is notified."""
 
     id: strawberry.ID = strawberry.field(description="Global ID of an `Appeal` or `Application`.")
-    text: str | None = strawberry.field(default=None, description="The answer (required).")
+    text: str | None = rules.field(
+        "The answer (required); copied into the customer's notification.", rules.LONG_TEXT
+    )
     attachments: list[Upload] | None = strawberry.field(
         default=None, description="Files: each ≤ 7 MB; all files of the request together ≤ 100 MB."
     )
@@ -627,7 +638,7 @@ class RejectRequestInput:
     """The reason goes to the timeline and to the customer."""
 
     id: strawberry.ID = strawberry.field(description="Global ID of an `Appeal` or `Application`.")
-    reason: str | None = strawberry.field(default=None, description="Why it is rejected (required).")
+    reason: str | None = rules.field("Why it is rejected (required).", rules.LONG_TEXT)
 
 
 @strawberry.type(description="Result of an operator's action on an appeal or application.")

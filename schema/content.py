@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 from collections.abc import Iterable
+from dataclasses import MISSING
 from enum import Enum
 from typing import Annotated, Any
 
@@ -15,6 +16,7 @@ from models import content as models
 from resolvers import branches as branch_resolvers
 from resolvers import content as resolvers
 from resolvers.billing import download_url
+from schema import rules
 from schema.branches import Branch
 from schema.errors import UserError, user_errors
 from schema.node import as_node, backed_by, parse_global_id
@@ -174,7 +176,7 @@ class SurveyQuestion(relay.Node):
     is_type_of = backed_by(models.SurveyQuestion)
 
     id: relay.NodeID[int]
-    text: str = strawberry.field(description="The question.")
+    text: str = rules.field("The question.", rules.COMMENT, default=MISSING)
     required: bool = strawberry.field(description="Whether it must be answered.")
 
     @strawberry.field(description="How it is answered.")
@@ -202,7 +204,7 @@ class Survey(relay.Node):
     is_type_of = backed_by(models.Survey)
 
     id: relay.NodeID[int]
-    title: str = strawberry.field(description="Title.")
+    title: str = rules.field("Title.", rules.TITLE, default=MISSING)
     description: str | None = strawberry.field(description="Introduction shown above the questions.")
     starts_at: dt.datetime = strawberry.field(description="When it opened.")
     ends_at: dt.datetime | None = strawberry.field(description="When it closes; null: open until ended.")
@@ -257,8 +259,8 @@ class Promotion(relay.Node):
     is_type_of = backed_by(models.Promotion)
 
     id: relay.NodeID[int]
-    title: str = strawberry.field(description="Title.")
-    body: str = strawberry.field(description="Text.")
+    title: str = rules.field("Title.", rules.TITLE, default=MISSING)
+    body: str = rules.field("Text.", rules.LONG_TEXT, default=MISSING)
     url: str | None = strawberry.field(description="«Подробнее» link.")
     starts_on: dt.date = strawberry.field(description="First day it is valid.")
     ends_on: dt.date | None = strawberry.field(description="Last day it is valid (inclusive); null: no end.")
@@ -335,7 +337,7 @@ class Office(relay.Node):
 
     id: relay.NodeID[int]
     name: str = strawberry.field(description="Name of the office.")
-    address: str = strawberry.field(description="Postal address.")
+    address: str = rules.field("Postal address.", rules.ADDRESS, default=MISSING)
     phone: str | None = strawberry.field(description="Phone of the office.")
 
     @strawberry.field(description="Latitude (WGS 84, degrees) for the map; null if unknown.")
@@ -414,7 +416,7 @@ class Appointment(relay.Node):
     is_type_of = backed_by(models.Appointment)
 
     id: relay.NodeID[int]
-    topic: str = strawberry.field(description="What the visit is about.")
+    topic: str = rules.field("What the visit is about.", rules.Rule(max_length=255), default=MISSING)
     created_at: dt.datetime = strawberry.field(description="When it was booked.")
     canceled_at: dt.datetime | None = strawberry.field(description="When it was cancelled, if it was.")
 
@@ -493,10 +495,10 @@ class OrderShopItemInput:
     item_id: strawberry.ID = strawberry.field(description="Global ID of the ShopItem.")
     account_id: strawberry.ID = strawberry.field(description="Global ID of one of the caller's accounts.")
     quantity: int = strawberry.field(default=1, description="How many, 1–100.")
-    contact_phone: str | None = strawberry.field(
-        default=None, description="Phone to call about the order; default: the caller's phone."
+    contact_phone: str | None = rules.field(
+        "Phone to call about the order; default: the caller's phone.", rules.PHONE
     )
-    comment: str | None = strawberry.field(default=None, description="Anything the operator should know.")
+    comment: str | None = rules.field("Anything the operator should know.", rules.COMMENT)
 
 
 @strawberry.type(description="Result of orderShopItem.")
@@ -514,7 +516,7 @@ class SaveShopCategoryInput:
     """Input of saveShopCategory."""
 
     id: strawberry.ID | None = strawberry.field(default=None, description="Category to change; null: new.")
-    name: str = strawberry.field(description="Name.")
+    name: str = rules.field("Name.", rules.Rule(max_length=255), default=MISSING)
     position: int = strawberry.field(default=0, description="Display order.")
 
 
@@ -532,8 +534,8 @@ class SaveShopItemInput:
 
     id: strawberry.ID | None = strawberry.field(default=None, description="Item to change; null: new.")
     category_id: strawberry.ID = strawberry.field(description="Global ID of its ShopCategory.")
-    name: str = strawberry.field(description="Name.")
-    description: str | None = strawberry.field(default=None, description="Description.")
+    name: str = rules.field("Name.", rules.Rule(max_length=255), default=MISSING)
+    description: str | None = rules.field("Description.", rules.LONG_TEXT)
     price: decimal.Decimal | None = strawberry.field(
         default=None, description="Price in RUB; null: on request."
     )
@@ -558,9 +560,9 @@ class SaveFaqEntryInput:
     """Input of saveFaqEntry."""
 
     id: strawberry.ID | None = strawberry.field(default=None, description="Entry to change; null: new.")
-    category: str = strawberry.field(description="Topic.")
-    question: str = strawberry.field(description="Question.")
-    answer: str = strawberry.field(description="Answer.")
+    category: str = rules.field("Topic.", rules.Rule(max_length=128), default=MISSING)
+    question: str = rules.field("Question.", rules.LONG_TEXT, default=MISSING)
+    answer: str = rules.field("Answer.", rules.LONG_TEXT, default=MISSING)
     position: int = strawberry.field(default=0, description="Display order.")
 
 
@@ -596,7 +598,7 @@ class SurveyAnswerInput:
         default_factory=list,
         description="Chosen SurveyOption IDs (one for SINGLE, one or more for MULTIPLE).",
     )
-    text: str | None = strawberry.field(default=None, description="Free text (TEXT questions).")
+    text: str | None = rules.field("Free text (TEXT questions).", rules.LONG_TEXT)
 
 
 @strawberry.input(description="I3: answer a survey (once).")
@@ -620,7 +622,7 @@ class SurveyQuestionInput:
     """A question."""
 
     kind: SurveyQuestionKind = strawberry.field(description="How it is answered.")
-    text: str = strawberry.field(description="The question.")
+    text: str = rules.field("The question.", rules.COMMENT, default=MISSING)
     required: bool = strawberry.field(default=True, description="Whether it must be answered.")
     options: list[str] = strawberry.field(
         default_factory=list, description="Options (at least two for SINGLE/MULTIPLE, none for TEXT)."
@@ -631,8 +633,8 @@ class SurveyQuestionInput:
 class CreateSurveyInput:
     """Input of createSurvey."""
 
-    title: str = strawberry.field(description="Title.")
-    description: str | None = strawberry.field(default=None, description="Introduction.")
+    title: str = rules.field("Title.", rules.TITLE, default=MISSING)
+    description: str | None = rules.field("Introduction.", rules.LONG_TEXT)
     starts_at: dt.datetime = strawberry.field(description="When it opens.")
     ends_at: dt.datetime | None = strawberry.field(default=None, description="When it closes; null: no end.")
     questions: list[SurveyQuestionInput] = strawberry.field(description="Questions, in order.")
@@ -670,8 +672,8 @@ class SavePromotionInput:
     """Input of savePromotion."""
 
     id: strawberry.ID | None = strawberry.field(default=None, description="Promotion to change; null: new.")
-    title: str = strawberry.field(description="Title.")
-    body: str = strawberry.field(description="Text.")
+    title: str = rules.field("Title.", rules.TITLE, default=MISSING)
+    body: str = rules.field("Text.", rules.LONG_TEXT, default=MISSING)
     starts_on: dt.date = strawberry.field(description="First valid day.")
     ends_on: dt.date | None = strawberry.field(default=None, description="Last valid day (inclusive).")
     branch_id: strawberry.ID | None = strawberry.field(
@@ -705,15 +707,15 @@ class SaveOfficeInput:
 
     id: strawberry.ID | None = strawberry.field(default=None, description="Office to change; null: new.")
     branch_id: strawberry.ID = strawberry.field(description="Global ID of its Branch.")
-    name: str = strawberry.field(description="Name.")
-    address: str = strawberry.field(description="Postal address.")
+    name: str = rules.field("Name.", rules.Rule(max_length=255), default=MISSING)
+    address: str = rules.field("Postal address.", rules.ADDRESS, default=MISSING)
     latitude: decimal.Decimal | None = strawberry.field(default=None, description="Latitude, degrees.")
     longitude: decimal.Decimal | None = strawberry.field(default=None, description="Longitude, degrees.")
     opening_hours: list[OpeningDayInput] | None = strawberry.field(
         default=None, description="Weekly schedule; days not listed are closed."
     )
     services: list[str] | None = strawberry.field(default=None, description="What can be done there.")
-    phone: str | None = strawberry.field(default=None, description="Phone of the office.")
+    phone: str | None = rules.field("Phone of the office.", rules.PHONE)
     active: bool = strawberry.field(default=True, description="Shown on the map; false hides it.")
 
 
@@ -754,7 +756,7 @@ class BookAppointmentInput:
     """Input of bookAppointment."""
 
     slot_id: strawberry.ID = strawberry.field(description="Global ID of a free OfficeSlot.")
-    topic: str = strawberry.field(description="What the visit is about.")
+    topic: str = rules.field("What the visit is about.", rules.Rule(max_length=255), default=MISSING)
     account_id: strawberry.ID | None = strawberry.field(
         default=None, description="Global ID of the caller's account it concerns, if any."
     )
@@ -779,10 +781,10 @@ class CancelAppointmentInput:
 class RequestCallbackInput:
     """Input of requestCallback."""
 
-    phone: str | None = strawberry.field(default=None, description="Number to call; default: the caller's.")
+    phone: str | None = rules.field("Number to call; default: the caller's.", rules.PHONE)
     preferred_from: dt.datetime | None = strawberry.field(default=None, description="Not before.")
     preferred_to: dt.datetime | None = strawberry.field(default=None, description="Not after.")
-    topic: str | None = strawberry.field(default=None, description="What it is about.")
+    topic: str | None = rules.field("What it is about.", rules.Rule(max_length=255))
 
 
 @strawberry.type(description="Result of requestCallback.")

@@ -14,6 +14,7 @@ from models import identity as models
 from models.identity import AuthSession, CodePurpose, DeviceCredential, ExternalIdentity, QrLoginChallenge
 from models.identity import ClientKind as ClientKindModel
 from resolvers import identity as resolvers
+from schema import rules
 from schema.errors import UserError, register_user_error, user_error, user_errors
 from schema.node import as_node, backed_by
 from services import codes as codes_service
@@ -320,9 +321,7 @@ class RegisterInput:
     phone: str = strawberry.field(description="The phone given in step 1.")
     code: str = strawberry.field(description="The 6-digit code from the SMS.")
     client: ClientKind | None = strawberry.field(default=None, description="Web (default) or mobile.")
-    device_name: str | None = strawberry.field(
-        default=None, description="Name of the device, for the session list."
-    )
+    device_name: str | None = rules.field("Name of the device, for the session list.", rules.DEVICE_NAME)
 
 
 @strawberry.input(description="A3: phone (any form) or confirmed e-mail, and the password.")
@@ -332,9 +331,7 @@ class LoginWithPasswordInput:
     login: str = strawberry.field(description="Phone or confirmed e-mail.")
     password: str = strawberry.field(description="The password.")
     client: ClientKind | None = strawberry.field(default=None, description="Web (default) or mobile.")
-    device_name: str | None = strawberry.field(
-        default=None, description="Name of the device, for the session list."
-    )
+    device_name: str | None = rules.field("Name of the device, for the session list.", rules.DEVICE_NAME)
 
 
 @strawberry.input(description="A4 / A8: where to send a code: a registered phone or confirmed e-mail.")
@@ -351,9 +348,7 @@ class LoginWithCodeInput:
     login: str = strawberry.field(description="The phone or e-mail the code was sent to.")
     code: str = strawberry.field(description="The 6-digit code.")
     client: ClientKind | None = strawberry.field(default=None, description="Web (default) or mobile.")
-    device_name: str | None = strawberry.field(
-        default=None, description="Name of the device, for the session list."
-    )
+    device_name: str | None = rules.field("Name of the device, for the session list.", rules.DEVICE_NAME)
 
 
 @strawberry.input(description="A8: the code and the new password; every session ends.")
@@ -818,7 +813,7 @@ class RegisterDeviceKeyInput:
     public_key: str = strawberry.field(
         description="ECDSA P-256 public key: PEM, or base64 DER SubjectPublicKeyInfo."
     )
-    name: str | None = strawberry.field(default=None, description="Device name, e.g. `iPhone Анны`.")
+    name: str | None = rules.field("Device name, e.g. `iPhone Анны`.", rules.DEVICE_NAME)
 
 
 @strawberry.type(description="The result of registering a device key.")
@@ -852,7 +847,7 @@ class LoginWithDeviceKeyInput:
     credential_id: str = strawberry.field(description="`DeviceKey.credentialId`.")
     challenge: str = strawberry.field(description="The challenge from `startDeviceLogin`.")
     signature: str = strawberry.field(description="DER ECDSA-SHA256 signature, base64(url).")
-    device_name: str | None = strawberry.field(default=None, description="Name for the session list.")
+    device_name: str | None = rules.field("Name for the session list.", rules.DEVICE_NAME)
 
 
 @strawberry.input(description="A7: a device key to revoke.")
@@ -1044,7 +1039,7 @@ class CompleteVkLoginInput:
         description="Consent to the personal-data policy (required when VK registers a new cabinet).",
     )
     client: ClientKind | None = strawberry.field(default=None, description="Web (default) or mobile.")
-    device_name: str | None = strawberry.field(default=None, description="Name for the session list.")
+    device_name: str | None = rules.field("Name for the session list.", rules.DEVICE_NAME)
 
 
 @strawberry.input(description="J8: connect VK to the logged-in cabinet with what VK returned.")

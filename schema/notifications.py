@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncGenerator, Iterable
+from dataclasses import MISSING
 from enum import Enum
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from strawberry.scalars import JSON
 from models import identity as identity_models
 from models import notifications as models
 from resolvers import notifications as resolvers
+from schema import rules
 from schema.errors import UserError, user_errors
 from schema.node import as_node, backed_by, parse_global_id
 from schema.pagination import Connection, encode_cursor
@@ -183,14 +185,16 @@ class RegisterPushDeviceInput:
     """Input of registerPushDevice."""
 
     platform: PushPlatform = strawberry.field(description="Push service of the device.")
-    token: str = strawberry.field(description="The device token issued by the push service.")
+    token: str = rules.field(
+        "The device token issued by the push service.", rules.Rule(max_length=512), default=MISSING
+    )
 
 
 @strawberry.input(description="Stop push notifications to a device (e.g. on logout there).")
 class UnregisterPushDeviceInput:
     """Input of unregisterPushDevice."""
 
-    token: str = strawberry.field(description="The device token.")
+    token: str = rules.field("The device token.", rules.Rule(max_length=512), default=MISSING)
 
 
 @strawberry.type(description="Result of registerPushDevice / unregisterPushDevice.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncGenerator, Iterable
+from dataclasses import MISSING
 from decimal import Decimal
 from enum import Enum
 from typing import Annotated
@@ -16,6 +17,7 @@ from models import payments as models
 from resolvers import payments as resolvers
 from resolvers.accounts import AccountById
 from resolvers.branches import SupplierById
+from schema import rules
 from schema.accounts import Account
 from schema.billing import PaymentMethod
 from schema.branches import Supplier
@@ -230,7 +232,7 @@ class PaymentLineInput:
     """An allocation request."""
 
     supplier_id: relay.GlobalID = strawberry.field(description="Global ID of the supplier.")
-    amount: Decimal = strawberry.field(description='Roubles with kopecks, at least "10.00".')
+    amount: Decimal = rules.field('Roubles with kopecks, at least "10.00".', rules.MONEY, default=MISSING)
 
 
 @strawberry.input(description="D5: pay for one account.")
@@ -243,15 +245,17 @@ class CreatePaymentInput:
     )
     method: PaymentMethod = strawberry.field(description="SBP (QR code) or CARD (card page).")
     accept_rules: bool = strawberry.field(description="«С правилами оплаты ознакомлен(а)»: must be true.")
-    receipt_email: str | None = strawberry.field(
-        default=None, description="«Получить квитанцию»: e-mail the receipt here after success."
+    receipt_email: str | None = rules.field(
+        "«Получить квитанцию»: e-mail the receipt here after success.", rules.EMAIL
     )
     save_card: bool = strawberry.field(
         default=False, description="CARD: ask the gateway to keep the card for autopay (J7)."
     )
-    idempotency_key: str = strawberry.field(
-        description="A client-made unique key (e.g. a UUID) per payment attempt: a retry with the same key "
-        "and input returns the same payment instead of charging twice."
+    idempotency_key: str = rules.field(
+        "A client-made unique key (e.g. a UUID) per payment attempt: a retry with the same key "
+        "and input returns the same payment instead of charging twice.",
+        rules.Rule(max_length=128),
+        default=MISSING,
     )
 
 
@@ -270,10 +274,12 @@ class CreatePaymentForAllAccountsInput:
     accounts: list[PayAllAccountInput] = strawberry.field(description="The accounts and amounts.")
     method: PaymentMethod = strawberry.field(description="SBP (QR code) or CARD (card page).")
     accept_rules: bool = strawberry.field(description="«С правилами оплаты ознакомлен(а)»: must be true.")
-    receipt_email: str | None = strawberry.field(
-        default=None, description="«Получить квитанцию»: e-mail the receipt here after success."
+    receipt_email: str | None = rules.field(
+        "«Получить квитанцию»: e-mail the receipt here after success.", rules.EMAIL
     )
-    idempotency_key: str = strawberry.field(description="A client-made unique key per payment attempt.")
+    idempotency_key: str = rules.field(
+        "A client-made unique key per payment attempt.", rules.Rule(max_length=128), default=MISSING
+    )
 
 
 @strawberry.type(description="Result of createPayment / createPaymentForAllAccounts.")
@@ -291,8 +297,8 @@ class SetAutopayInput:
     account_id: relay.GlobalID = strawberry.field(description="Global ID of a linked account.")
     enabled: bool = strawberry.field(description="On or off (off forgets the setting).")
     card_id: relay.GlobalID | None = strawberry.field(default=None, description="The saved card to charge.")
-    amount_limit: Decimal | None = strawberry.field(
-        default=None, description="Never charge more than this per bill; null = no limit."
+    amount_limit: Decimal | None = rules.field(
+        "Never charge more than this per bill; null = no limit.", rules.MONEY
     )
     day_of_month: int | None = strawberry.field(
         default=None, description="Pay on this day (1–28); null = as soon as the bill is issued."

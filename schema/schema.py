@@ -41,6 +41,7 @@ from schema.node import resolve_global_id
 from schema.notifications import NotificationMutations, NotificationQueries, NotificationSubscriptions
 from schema.payments import PaymentMutations, PaymentQueries, PaymentSubscriptions
 from schema.readings import ReadingMutations, ReadingQueries
+from schema.rules import enforce_on
 from schema.scalars import SCALAR_MAP
 from services import clock
 
@@ -167,6 +168,7 @@ def build_schema(settings: Settings | None = None) -> KabinetSchema:
             type("Mutation", MUTATIONS, {"__doc__": "The root mutation."}),
             description="Everything a client can change.",
         )
+        enforce_on(mutation)  # input rules (schema.rules) are checked before any mutation resolver runs
     return KabinetSchema(
         query=Query,
         mutation=mutation,

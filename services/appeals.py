@@ -41,7 +41,7 @@ from models.identity import Consent, ConsentKind, User
 from models.meters import Meter
 from models.notifications import NotificationCategory
 from models.payments import Payment, PaymentAllocation, PaymentStatus
-from services import accounts, billing, branches, readings, storage
+from services import accounts, billing, branches, identity, readings, storage
 from services.errors import DomainError, FieldRequired, NotFound
 from services.notifications import notify
 from services.pagination import Page, keyset_page
@@ -309,6 +309,27 @@ def _path(*names: str) -> list[str]:
     return ["input", *names]
 
 
+def _contact(
+    phone: str | None, email: str | None, errors: list[DomainError]
+) -> tuple[str | None, str | None]:
+    """F2/G3: the contact phone as E.164 and the e-mail normalized, with the profile's own rules (A1);
+    problems are added to ``errors``; blank values stay None (the caller reports them if required)."""
+    values: list[str | None] = []
+    for name, value, normalize in (
+        ("phone", phone, identity.normalize_phone),
+        ("email", email, identity.normalize_email),
+    ):
+        if _blank(value):
+            values.append(None)
+            continue
+        try:
+            values.append(normalize(value, _path(name)))
+        except DomainError as error:
+            errors.append(error)
+            values.append(None)
+    return values[0], values[1]
+
+
 async def create_appeal(
     session: AsyncSession, sink: FileSink, *, user_id: int, data: NewAppeal, now: dt.datetime
 ) -> Appeal:
@@ -329,6 +350,7 @@ async def create_appeal(
     ]
     if data.topic and data.topic.strip() and data.topic.strip() not in TOPICS:
         errors.append(UnknownTopic(field=_path("topic")))
+    phone, email = _contact(data.phone, data.email, errors)
     if data.account_id is not None:
         if data.account_id not in await accounts.linked_account_ids(session, user_id):
             errors.append(accounts.AccountNotFound(field=_path("accountId")))
@@ -346,8 +368,8 @@ async def create_appeal(
         topic=data.topic.strip(),
         text=data.text.strip(),
         full_name=data.full_name.strip()[:160],
-        phone=_clean(data.phone),
-        email=_clean(data.email),
+        phone=phone,
+        email=email,
         status=RequestStatus.NEW,
         created_at=now,
         updated_at=now,
@@ -446,6 +468,89 @@ def requisite_value(account: Account, code: str) -> str | None:
         "ELECTRIC_HEATING": "да" if account.electric_heating else "нет",
     }[code]
     return None if value is None else str(value)
+
+
+class RequisiteOutOfRange(DomainError):
+    """C2: a requested requisite value of the wrong type or outside its range."""
+
+    code = "OUT_OF_RANGE"
+    message = "Проверьте правильность заполнения поля"
+
+
+_INTEGER = re.compile(r"[0-9]{1,4}")
+_AREA = re.compile(r"[0-9]{1,5}([.,][0-9]{1,2})?")
+_STOVE_TYPES = {"GAS", "ELECTRIC", "NONE"}
+_YES = {"true", "да", "yes"}
+_NO = {"false", "нет", "no"}
+REQUISITE_RANGES: dict[str, tuple[int, int]] = {
+    "ROOMS": (1, 50),
+    "OWNERS_COUNT": (1, 100),
+    "REGISTERED_COUNT": (0, 100),
+    "RESIDING_COUNT": (0, 100),
+}
+"""C2: integer requisites and their ranges."""
+MAX_AREA = Decimal(10000)
+"""C2: largest area, m² (areas are more than 0)."""
+
+
+def _requisite_error(code: str, value: str, at: list[str]) -> tuple[DomainError | None, Any]:
+    """The error of one requested value (or None) and the value normalized."""
+    if code in REQUISITE_RANGES:
+        low, high = REQUISITE_RANGES[code]
+        if not _INTEGER.fullmatch(value) or not low <= int(value) <= high:
+            return RequisiteOutOfRange(field=at, message=f"Введите целое число от {low} до {high}."), None
+        return None, int(value)
+    if code in {"TOTAL_AREA", "LIVING_AREA"}:
+        area = Decimal(value.replace(",", ".")) if _AREA.fullmatch(value) else None
+        if area is None or not 0 < area <= MAX_AREA:
+            return RequisiteOutOfRange(
+                field=at, message="Введите площадь в м²: число больше 0 и не больше 10000."
+            ), None
+        return None, area
+    if code == "STOVE_TYPE":
+        if value.upper() not in _STOVE_TYPES:
+            return RequisiteOutOfRange(field=at, message="Выберите тип плиты: GAS, ELECTRIC или NONE."), None
+        return None, value.upper()
+    if code == "ELECTRIC_HEATING":
+        if value.lower() not in _YES | _NO:
+            return RequisiteOutOfRange(field=at, message="Укажите «да» (true) или «нет» (false)."), None
+        return None, value.lower() in _YES
+    return None, value
+
+
+def check_requisite_changes(
+    changes: list[tuple[str, str | None]], account: Account | None
+) -> tuple[list[DomainError], list[tuple[str, str | None]]]:
+    """C2: every requested value has its requisite's type and range; living area ≤ total area (the new
+    total when it is asked for too, else the current one). Returns the errors and the values normalized."""
+    errors: list[DomainError] = []
+    normalized: list[tuple[str, str | None]] = []
+    areas: dict[str, tuple[Decimal, list[str]]] = {}
+    for index, (code, raw) in enumerate(changes):
+        at = _path("changes", str(index), "newValue")
+        value = (raw or "").strip()
+        if not value:
+            errors.append(FieldRequired(field=at))
+            continue
+        error, parsed = _requisite_error(code, value, at)
+        if error is not None:
+            errors.append(error)
+            continue
+        if isinstance(parsed, Decimal):
+            areas[code] = (parsed, at)
+        if isinstance(parsed, bool):
+            value = "да" if parsed else "нет"
+        elif parsed is not None:
+            value = str(parsed)
+        normalized.append((code, value))
+    total = areas["TOTAL_AREA"][0] if "TOTAL_AREA" in areas else (account.total_area if account else None)
+    if "LIVING_AREA" in areas and total is not None and areas["LIVING_AREA"][0] > total:
+        errors.append(
+            RequisiteOutOfRange(
+                field=areas["LIVING_AREA"][1], message="Жилая площадь не может быть больше общей."
+            )
+        )
+    return errors, normalized
 
 
 @dataclass(slots=True)
@@ -579,6 +684,9 @@ async def requisites_change_fields(
     Unknown accounts give empty old values (the application is then refused for the account)."""
     account = await session.get(Account, account_id) if account_id is not None else None
     linked = account is not None and account.id in await accounts.linked_account_ids(session, user_id)
+    errors, changes = check_requisite_changes(changes, account if linked else None)
+    if errors:
+        raise Rejected(errors)
     return {
         "changes": [
             {

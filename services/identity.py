@@ -131,7 +131,10 @@ class EmailNotConfirmed(DomainError):
 
 class UnknownPhone(DomainError):
     code = "PHONE_NOT_REGISTERED"
-    message = "Личный кабинет с указанным номером телефона не найден. Проверьте номер или зарегистрируйтесь."
+    message = (
+        "Личный кабинет с указанным номером телефона не найден. Проверьте номер или зарегистрируйтесь. "
+        f"Если ошибка повторяется, обратитесь по телефону {HELP_LINE}."
+    )
 
 
 class UnknownEmail(DomainError):
