@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import secrets
 import socket
 import tempfile
 import uuid
@@ -138,6 +139,26 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
         scheduler_enabled=False,
         outbox_dispatch=False,
         gc_freeze=False,  # one test process builds hundreds of apps; frozen objects would never be freed
+    )
+
+
+def production(settings: Settings, **changes: Any) -> Settings:
+    """The test's settings as an operator deploys production: a real gateway and providers, a strong secret
+    (`app.config_check` accepts them). Security tests override their module's ``settings`` with it."""
+    return settings.model_copy(
+        update={
+            "env": Environment.PRODUCTION,
+            "secret_key": secrets.token_urlsafe(48),
+            "payment_gateway": "yookassa",
+            "yookassa_shop_id": "123456",
+            "yookassa_secret_key": "test_" + secrets.token_urlsafe(24),
+            "smtp_host": "127.0.0.1",
+            "sms_gateway_url": "http://127.0.0.1:9/sms",
+            "sms_gateway_token": secrets.token_urlsafe(24),
+            "demo_on_start": False,
+            "graphiql": None,
+            **changes,
+        }
     )
 
 

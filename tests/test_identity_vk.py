@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from app.settings import Settings
 from services.demo import DEMO_PHONE_E164, SECOND_CUSTOMER
-from tests.conftest import running_server
+from tests.conftest import production, running_server
 from tests.test_identity import ERR, password_login
 
 REDIRECT = "https://lk.example.ru/vk/callback"
@@ -99,15 +99,17 @@ async def vk() -> AsyncIterator[tuple[FakeVk, str]]:
 
 @pytest.fixture
 def settings(settings: Settings, vk: tuple[FakeVk, str]) -> Settings:
+    """VK against the fake server, in production configuration (the SEC3 findings are production's)."""
     _, url = vk
-    return settings.model_copy(
-        update={
+    return production(
+        settings,
+        **{
             "vk_client_id": "vk-app",
             "vk_client_secret": "vk-secret",
             "vk_authorize_url": f"{url}/authorize",
             "vk_token_url": f"{url}/oauth2/auth",
             "vk_userinfo_url": f"{url}/oauth2/user_info",
-        }
+        },
     )
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,30 +13,11 @@ import httpx
 import pytest
 
 from app.main import create_app
-from app.settings import Environment, Settings
+from app.settings import Settings
 from tests.client import Api
-from tests.conftest import login_as
+from tests.conftest import login_as, production
 
 INTROSPECTION = "{ __schema { types { name } } }"
-
-
-def production(settings: Settings, **changes: Any) -> Settings:
-    """The test's settings as an operator deploys production: real gateway, providers and a strong secret."""
-    return settings.model_copy(
-        update={
-            "env": Environment.PRODUCTION,
-            "secret_key": secrets.token_urlsafe(48),
-            "payment_gateway": "yookassa",
-            "yookassa_shop_id": "123456",
-            "yookassa_secret_key": "test_" + secrets.token_urlsafe(24),
-            "smtp_host": "127.0.0.1",
-            "sms_gateway_url": "http://127.0.0.1:9/sms",
-            "sms_gateway_token": secrets.token_urlsafe(24),
-            "demo_on_start": False,
-            "graphiql": None,
-            **changes,
-        }
-    )
 
 
 @pytest.fixture

@@ -17,17 +17,25 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
+from app.settings import Settings
 from models.accounts import LinkAttempt
 from services import identity, passwords
 from services.accounts import MAX_FAILED_LINK_ATTEMPTS
 from services.demo import DEMO_EMAIL, DEMO_PASSWORD, DEMO_PHONE, SECOND_CUSTOMER
 from services.identity import LOGIN_LIMIT_PER_LOGIN
+from tests.conftest import production
 from tests.test_accounts import LINK, demo_user_id, link_input, seed_accounts
 from tests.test_identity import REQUEST_LOGIN_CODE, allow_resend, password_login, sql
 
 # --- SEC9: limits keyed on the normalized identity ---------------------------------------------------------
 
 SPELLINGS = ["+7 (984) 417-37-94", "89844173794", "+79844173794", "8 (984) 417-37-94", " 9844173794 "]
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Every finding here is tested against an app in production configuration (issue 15)."""
+    return production(settings)
+
 
 
 async def test_SEC9_phone_spellings_share_one_password_login_allowance(api: Any) -> None:

@@ -30,7 +30,7 @@ from services.clock import Clock
 from services.demo import DEMO_PASSWORD, DEMO_PHONE
 from tests import test_notifications
 from tests.client import Api, Subscription, graphql_ws
-from tests.conftest import running_server
+from tests.conftest import production, running_server
 
 LOGIN = """mutation($input: LoginWithPasswordInput!) { loginWithPassword(input: $input) {
   tokens { accessToken refreshToken } userErrors { code message } } }"""
@@ -51,6 +51,12 @@ restartable_redis = test_notifications.restartable_redis
 
 CLOSED_WITHIN = 1.0
 """Seconds within which an ended session's sockets must be closed."""
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Every finding here is tested against an app in production configuration (issue 15)."""
+    return production(settings)
+
 
 
 async def _login(api: Api) -> str:
