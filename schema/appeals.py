@@ -29,6 +29,7 @@ from schema import rules
 from schema.accounts import Account
 from schema.billing import FileDownload
 from schema.branches import Supplier
+from schema.enums import model_enum
 from schema.errors import UserError, user_errors
 from schema.node import as_node, backed_by
 from schema.pagination import Connection
@@ -38,50 +39,38 @@ from services import appeals as service
 from services import storage
 from services.periods import month_of
 
-RequestStatus = strawberry.enum(
+RequestStatus = model_enum(
     models.RequestStatus,
     name="RequestStatus",
-    description=(
-        "State of an appeal or application: NEW (sent), IN_PROGRESS (an operator works on it), ANSWERED, "
-        "CLOSED, REJECTED (with a reason in the timeline)."
-    ),
+    description="State of an appeal or application.",
+    values={
+        models.RequestStatus.NEW: "Sent by the customer; nobody works on it yet.",
+        models.RequestStatus.IN_PROGRESS: "An operator works on it.",
+        models.RequestStatus.ANSWERED: "The operator answered (the answer and its files are attached).",
+        models.RequestStatus.CLOSED: "Finished without an answer being needed.",
+        models.RequestStatus.REJECTED: "Refused; the reason is in the timeline.",
+    },
 )
-ApplicationKind = strawberry.enum(
-    models.ApplicationKind,
-    name="ApplicationKind",
-    description="G3: the 18 kinds of application (заявление); see `applicationKinds` for names and fields.",
-)
-RequestEventKind = strawberry.enum(
+RequestEventKind = model_enum(
     models.RequestEventKind,
     name="RequestEventKind",
-    description="What happened on a timeline: CREATED, STATUS_CHANGED, COMMENT, ANSWER.",
+    description="What happened on a timeline.",
+    values={
+        models.RequestEventKind.CREATED: "The customer sent it.",
+        models.RequestEventKind.STATUS_CHANGED: "Its status changed.",
+        models.RequestEventKind.COMMENT: "A note was added.",
+        models.RequestEventKind.ANSWER: "The operator answered.",
+    },
 )
-AttachmentDirection = strawberry.enum(
+AttachmentDirection = model_enum(
     models.AttachmentDirection,
     name="AttachmentDirection",
-    description="Who attached a file: FROM_CUSTOMER or FROM_OPERATOR (with the answer).",
+    description="Who attached a file.",
+    values={
+        models.AttachmentDirection.FROM_CUSTOMER: "The customer, with the appeal or application.",
+        models.AttachmentDirection.FROM_OPERATOR: "An operator, with the answer.",
+    },
 )
-DocumentType = strawberry.enum(
-    models.DocumentType,
-    name="DocumentType",
-    description="G1/G2: type of a document (contract, restructuring agreement, court document, …).",
-)
-
-
-@strawberry.enum(description="C2: a requisite of the account a customer may ask to change.")
-class RequisiteField(enum.Enum):
-    """The fields of «Реквизиты» (C1)."""
-
-    OWNER_FULL_NAME = strawberry.enum_value("OWNER_FULL_NAME", description="Owner's full name.")
-    TOTAL_AREA = strawberry.enum_value("TOTAL_AREA", description="Total area, m².")
-    LIVING_AREA = strawberry.enum_value("LIVING_AREA", description="Living area, m².")
-    OWNERS_COUNT = strawberry.enum_value("OWNERS_COUNT", description="Number of owners.")
-    REGISTERED_COUNT = strawberry.enum_value("REGISTERED_COUNT", description="Persons registered.")
-    RESIDING_COUNT = strawberry.enum_value("RESIDING_COUNT", description="Persons residing.")
-    ROOMS = strawberry.enum_value("ROOMS", description="Number of rooms.")
-    STOVE_TYPE = strawberry.enum_value("STOVE_TYPE", description="Stove type.")
-    ELECTRIC_HEATING = strawberry.enum_value("ELECTRIC_HEATING", description="Electric heating yes/no.")
-
 
 _K = models.ApplicationKind
 
@@ -105,6 +94,35 @@ APPLICATION_KIND_NAMES: dict[models.ApplicationKind, str] = {
     _K.TARIFF_CHANGE_DAY_ZONES: "Заявление на смену тарифа (по зонам суток)",
     _K.TARIFF_CHANGE_REDUCTION_COEFFICIENT: ("Заявление на смену тарифа (понижающий коэффициент)"),
 }
+
+ApplicationKind = model_enum(
+    models.ApplicationKind,
+    name="ApplicationKind",
+    description="G3: the 18 kinds of application (заявление); see `applicationKinds` for names and fields.",
+    values=APPLICATION_KIND_NAMES,
+)
+DocumentType = model_enum(
+    models.DocumentType,
+    name="DocumentType",
+    description="G1/G2: type of a document.",
+    values=service.DOCUMENT_TITLES,
+)
+
+
+@strawberry.enum(description="C2: a requisite of the account a customer may ask to change.")
+class RequisiteField(enum.Enum):
+    """The fields of «Реквизиты» (C1)."""
+
+    OWNER_FULL_NAME = strawberry.enum_value("OWNER_FULL_NAME", description="Owner's full name.")
+    TOTAL_AREA = strawberry.enum_value("TOTAL_AREA", description="Total area, m².")
+    LIVING_AREA = strawberry.enum_value("LIVING_AREA", description="Living area, m².")
+    OWNERS_COUNT = strawberry.enum_value("OWNERS_COUNT", description="Number of owners.")
+    REGISTERED_COUNT = strawberry.enum_value("REGISTERED_COUNT", description="Persons registered.")
+    RESIDING_COUNT = strawberry.enum_value("RESIDING_COUNT", description="Persons residing.")
+    ROOMS = strawberry.enum_value("ROOMS", description="Number of rooms.")
+    STOVE_TYPE = strawberry.enum_value("STOVE_TYPE", description="Stove type.")
+    ELECTRIC_HEATING = strawberry.enum_value("ELECTRIC_HEATING", description="Electric heating yes/no.")
+
 
 
 def _gid(type_name: str, value: int | None) -> strawberry.ID | None:

@@ -924,7 +924,16 @@ class ContentMutations:
     """Mutations of this module (merged into Mutation)."""
 
     @strawberry.mutation(description="I1: order goods or a service; operators get it as an application.")
-    async def order_shop_item(self, info: strawberry.Info, input: OrderShopItemInput) -> OrderShopItemPayload:
+    async def order_shop_item(
+        self,
+        info: strawberry.Info,
+        input: Annotated[
+            OrderShopItemInput,
+            strawberry.argument(
+                description="The item, quantity, account and contact details of the order (I1)."
+            ),
+        ],
+    ) -> OrderShopItemPayload:
         order = service.OrderRequest(
             item_id=_id(input.item_id, "ShopItem"),
             account_id=_id(input.account_id, "Account"),
@@ -939,7 +948,12 @@ class ContentMutations:
 
     @strawberry.mutation(description="ADMIN: create or change a shop category.")
     async def save_shop_category(
-        self, info: strawberry.Info, input: SaveShopCategoryInput
+        self,
+        info: strawberry.Info,
+        input: Annotated[
+            SaveShopCategoryInput,
+            strawberry.argument(description="ADMIN: the category to create (no id) or rename (with its id)."),
+        ],
     ) -> SaveShopCategoryPayload:
         form = service.ShopCategoryForm(
             id=_optional_id(input.id, "ShopCategory"), name=input.name, position=input.position
@@ -948,7 +962,14 @@ class ContentMutations:
         return SaveShopCategoryPayload(category=result, user_errors=user_errors(errors))  # type: ignore[arg-type]
 
     @strawberry.mutation(description="ADMIN: create or change a shop item (active=false takes it off sale).")
-    async def save_shop_item(self, info: strawberry.Info, input: SaveShopItemInput) -> SaveShopItemPayload:
+    async def save_shop_item(
+        self,
+        info: strawberry.Info,
+        input: Annotated[
+            SaveShopItemInput,
+            strawberry.argument(description="ADMIN: the item to create (no id) or change (with its id)."),
+        ],
+    ) -> SaveShopItemPayload:
         form = service.ShopItemForm(
             id=_optional_id(input.id, "ShopItem"),
             category_id=_id(input.category_id, "ShopCategory"),
@@ -964,7 +985,16 @@ class ContentMutations:
         return SaveShopItemPayload(item=result, user_errors=user_errors(errors))  # type: ignore[arg-type]
 
     @strawberry.mutation(description="ADMIN: create or change a FAQ entry.")
-    async def save_faq_entry(self, info: strawberry.Info, input: SaveFaqEntryInput) -> SaveFaqEntryPayload:
+    async def save_faq_entry(
+        self,
+        info: strawberry.Info,
+        input: Annotated[
+            SaveFaqEntryInput,
+            strawberry.argument(
+                description="ADMIN: the FAQ entry to create (no id) or change (with its id)."
+            ),
+        ],
+    ) -> SaveFaqEntryPayload:
         form = service.FaqForm(
             id=_optional_id(input.id, "FaqEntry"),
             category=input.category,
@@ -977,13 +1007,24 @@ class ContentMutations:
 
     @strawberry.mutation(description="ADMIN: remove a FAQ entry.")
     async def delete_faq_entry(
-        self, info: strawberry.Info, input: DeleteFaqEntryInput
+        self,
+        info: strawberry.Info,
+        input: Annotated[
+            DeleteFaqEntryInput, strawberry.argument(description="ADMIN: the FAQ entry to delete.")
+        ],
     ) -> DeleteFaqEntryPayload:
         errors = await resolvers.delete_faq_entry(info, _id(input.id, "FaqEntry"))
         return DeleteFaqEntryPayload(deleted=not errors, user_errors=user_errors(errors))
 
     @strawberry.mutation(description="I3: answer a survey sent to the caller; a second answer is refused.")
-    async def answer_survey(self, info: strawberry.Info, input: AnswerSurveyInput) -> AnswerSurveyPayload:
+    async def answer_survey(
+        self,
+        info: strawberry.Info,
+        input: Annotated[
+            AnswerSurveyInput,
+            strawberry.argument(description="The survey and the answers to its questions (I3)."),
+        ],
+    ) -> AnswerSurveyPayload:
         answers = [
             service.Answer(
                 question_id=_id(answer.question_id, "SurveyQuestion"),
@@ -996,7 +1037,14 @@ class ContentMutations:
         return AnswerSurveyPayload(survey=result, user_errors=user_errors(errors))
 
     @strawberry.mutation(description="ADMIN: create a survey for everybody or for chosen users.")
-    async def create_survey(self, info: strawberry.Info, input: CreateSurveyInput) -> CreateSurveyPayload:
+    async def create_survey(
+        self,
+        info: strawberry.Info,
+        input: Annotated[
+            CreateSurveyInput,
+            strawberry.argument(description="ADMIN: the survey's title, period, recipients and questions."),
+        ],
+    ) -> CreateSurveyPayload:
         form = service.SurveyForm(
             title=input.title,
             description=input.description,
@@ -1019,12 +1067,27 @@ class ContentMutations:
         return CreateSurveyPayload(survey=result, user_errors=user_errors(errors))  # type: ignore[arg-type]
 
     @strawberry.mutation(description="ADMIN: close a survey now.")
-    async def end_survey(self, info: strawberry.Info, input: EndSurveyInput) -> EndSurveyPayload:
+    async def end_survey(
+        self,
+        info: strawberry.Info,
+        input: Annotated[
+            EndSurveyInput, strawberry.argument(description="ADMIN: the survey to stop accepting answers.")
+        ],
+    ) -> EndSurveyPayload:
         result, errors = await resolvers.end_survey(info, _id(input.survey_id, "Survey"))
         return EndSurveyPayload(survey=result, user_errors=user_errors(errors))  # type: ignore[arg-type]
 
     @strawberry.mutation(description="ADMIN: create or change a promotion (a new current one is announced).")
-    async def save_promotion(self, info: strawberry.Info, input: SavePromotionInput) -> SavePromotionPayload:
+    async def save_promotion(
+        self,
+        info: strawberry.Info,
+        input: Annotated[
+            SavePromotionInput,
+            strawberry.argument(
+                description="ADMIN: the promotion to create (no id) or change (with its id)."
+            ),
+        ],
+    ) -> SavePromotionPayload:
         form = service.PromotionForm(
             id=_optional_id(input.id, "Promotion"),
             title=input.title,
@@ -1039,7 +1102,16 @@ class ContentMutations:
         return SavePromotionPayload(promotion=result, user_errors=user_errors(errors))  # type: ignore[arg-type]
 
     @strawberry.mutation(description="ADMIN: create or change an office.")
-    async def save_office(self, info: strawberry.Info, input: SaveOfficeInput) -> SaveOfficePayload:
+    async def save_office(
+        self,
+        info: strawberry.Info,
+        input: Annotated[
+            SaveOfficeInput,
+            strawberry.argument(
+                description="ADMIN: the office to create (no id) or change (with its id) and its hours."
+            ),
+        ],
+    ) -> SaveOfficePayload:
         form = service.OfficeForm(
             id=_optional_id(input.id, "Office"),
             branch_id=_id(input.branch_id, "Branch"),
@@ -1057,7 +1129,12 @@ class ContentMutations:
 
     @strawberry.mutation(description="ADMIN: open bookable slots of an office.")
     async def add_office_slots(
-        self, info: strawberry.Info, input: AddOfficeSlotsInput
+        self,
+        info: strawberry.Info,
+        input: Annotated[
+            AddOfficeSlotsInput,
+            strawberry.argument(description="ADMIN: the office and the appointment slots to open in it."),
+        ],
     ) -> AddOfficeSlotsPayload:
         slots = [(slot.starts_at, slot.ends_at) for slot in input.slots]
         result, errors = await resolvers.add_office_slots(info, _id(input.office_id, "Office"), slots)
@@ -1065,7 +1142,12 @@ class ContentMutations:
 
     @strawberry.mutation(description="I5: book a free office slot; a slot taken meanwhile gives SLOT_TAKEN.")
     async def book_appointment(
-        self, info: strawberry.Info, input: BookAppointmentInput
+        self,
+        info: strawberry.Info,
+        input: Annotated[
+            BookAppointmentInput,
+            strawberry.argument(description="The slot to book, the topic and optionally the account (I5)."),
+        ],
     ) -> AppointmentPayload:
         result, errors = await resolvers.book_appointment(
             info, _id(input.slot_id, "OfficeSlot"), input.topic, _optional_id(input.account_id, "Account")
@@ -1074,14 +1156,25 @@ class ContentMutations:
 
     @strawberry.mutation(description="I5: cancel one's appointment; the slot is free again at once.")
     async def cancel_appointment(
-        self, info: strawberry.Info, input: CancelAppointmentInput
+        self,
+        info: strawberry.Info,
+        input: Annotated[
+            CancelAppointmentInput, strawberry.argument(description="The appointment to cancel.")
+        ],
     ) -> AppointmentPayload:
         result, errors = await resolvers.cancel_appointment(info, _id(input.appointment_id, "Appointment"))
         return AppointmentPayload(appointment=result, user_errors=user_errors(errors))
 
     @strawberry.mutation(description="I5: ask the contact centre to call back at a preferred time.")
     async def request_callback(
-        self, info: strawberry.Info, input: RequestCallbackInput
+        self,
+        info: strawberry.Info,
+        input: Annotated[
+            RequestCallbackInput,
+            strawberry.argument(
+                description="The phone (default: the profile's), preferred time window and topic (I5)."
+            ),
+        ],
     ) -> RequestCallbackPayload:
         result, errors = await resolvers.request_callback(
             info, input.phone, input.preferred_from, input.preferred_to, input.topic

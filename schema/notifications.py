@@ -246,7 +246,11 @@ class NotificationMutations:
 
     @strawberry.mutation(description="Mark one notification read.")
     async def mark_notification_read(
-        self, info: strawberry.Info, input: MarkNotificationReadInput
+        self,
+        info: strawberry.Info,
+        input: Annotated[
+            MarkNotificationReadInput, strawberry.argument(description="The notification to mark as read.")
+        ],
     ) -> MarkNotificationReadPayload:
         notification_id = int(parse_global_id(input.id, expected_type="Notification").node_id)
         row, errors = await resolvers.mark_read(info, notification_id)
@@ -262,7 +266,12 @@ class NotificationMutations:
 
     @strawberry.mutation(description="Change notification and advertising subscriptions (J6).")
     async def update_notification_settings(
-        self, info: strawberry.Info, input: UpdateNotificationSettingsInput
+        self,
+        info: strawberry.Info,
+        input: Annotated[
+            UpdateNotificationSettingsInput,
+            strawberry.argument(description="Which categories and channels the user wants notifications in."),
+        ],
     ) -> UpdateNotificationSettingsPayload:
         changes = [
             service.Preference(
@@ -279,7 +288,11 @@ class NotificationMutations:
 
     @strawberry.mutation(description="Register this mobile device for push notifications.")
     async def register_push_device(
-        self, info: strawberry.Info, input: RegisterPushDeviceInput
+        self,
+        info: strawberry.Info,
+        input: Annotated[
+            RegisterPushDeviceInput, strawberry.argument(description="The device's push token and platform.")
+        ],
     ) -> PushDevicePayload:
         errors = await resolvers.register_push_device(
             info, identity_models.PushPlatform(input.platform.value), input.token
@@ -288,7 +301,11 @@ class NotificationMutations:
 
     @strawberry.mutation(description="Stop push notifications to a device.")
     async def unregister_push_device(
-        self, info: strawberry.Info, input: UnregisterPushDeviceInput
+        self,
+        info: strawberry.Info,
+        input: Annotated[
+            UnregisterPushDeviceInput, strawberry.argument(description="The push token to forget.")
+        ],
     ) -> PushDevicePayload:
         await resolvers.unregister_push_device(info, input.token)
         return PushDevicePayload(registered=False, user_errors=[])

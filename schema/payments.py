@@ -408,7 +408,16 @@ class PaymentMutations:
         description="D5: pay for one account (checked suppliers, amounts ≥ 10.00, SBP or CARD, rules "
         "accepted). Returns a PENDING payment with a `confirmationUrl` (CARD) or an `sbpPayload` (SBP)."
     )
-    async def create_payment(self, info: strawberry.Info, input: CreatePaymentInput) -> CreatePaymentPayload:
+    async def create_payment(
+        self,
+        info: strawberry.Info,
+        input: Annotated[
+            CreatePaymentInput,
+            strawberry.argument(
+                description="D5: the account, suppliers and amounts, the method and the rules' acceptance."
+            ),
+        ],
+    ) -> CreatePaymentPayload:
         from services.accounts import AccountNotFound
 
         try:
@@ -433,7 +442,14 @@ class PaymentMutations:
         "allocated per account and supplier; same rules as createPayment."
     )
     async def create_payment_for_all_accounts(
-        self, info: strawberry.Info, input: CreatePaymentForAllAccountsInput
+        self,
+        info: strawberry.Info,
+        input: Annotated[
+            CreatePaymentForAllAccountsInput,
+            strawberry.argument(
+                description="H1: the accounts with suppliers and amounts, the method, the rules' acceptance."
+            ),
+        ],
     ) -> CreatePaymentPayload:
         from services.accounts import AccountNotFound
 
@@ -458,7 +474,16 @@ class PaymentMutations:
         return CreatePaymentPayload(payment=payment, user_errors=user_errors(errors))  # type: ignore[arg-type]
 
     @strawberry.mutation(description="J7: connect, change or switch off autopay of a linked account.")
-    async def set_autopay(self, info: strawberry.Info, input: SetAutopayInput) -> SetAutopayPayload:
+    async def set_autopay(
+        self,
+        info: strawberry.Info,
+        input: Annotated[
+            SetAutopayInput,
+            strawberry.argument(
+                description="J7: the account, on or off, the saved card and the largest amount per bill."
+            ),
+        ],
+    ) -> SetAutopayPayload:
         from services.accounts import AccountNotFound
 
         try:

@@ -17,34 +17,45 @@ from models import readings as models
 from models import tariffs as tariff_models
 from resolvers import readings as resolvers
 from resolvers.branches import ServiceById
+from schema.enums import model_enum
 from schema.errors import UserError, register_user_error, user_errors
 from schema.node import as_node, backed_by
 from schema.scalars import YearMonthScalar as YearMonth
 from services import readings as service
 from services.periods import month_start
 
-Zone = strawberry.enum(
+Zone = model_enum(
     tariff_models.Zone,
     name="Zone",
-    description=(
-        "A time-of-day zone of a meter register, reading, tariff or charge: SINGLE (round the clock), "
-        "DAY, NIGHT, PEAK, HALF_PEAK."
-    ),
+    description="A time-of-day zone of a meter register, reading, tariff or charge.",
+    values={
+        tariff_models.Zone.SINGLE: "Round the clock (a single-rate meter).",
+        tariff_models.Zone.DAY: "Day zone of a two-zone meter.",
+        tariff_models.Zone.NIGHT: "Night zone (two- and three-zone meters).",
+        tariff_models.Zone.PEAK: "Peak zone of a three-zone meter.",
+        tariff_models.Zone.HALF_PEAK: "Half-peak zone of a three-zone meter.",
+    },
 )
-ZoneScheme = strawberry.enum(
+ZoneScheme = model_enum(
     meter_models.ZoneScheme,
     name="ZoneScheme",
-    description=(
-        "Which zones a meter has: SINGLE (one), DAY_NIGHT (DAY, NIGHT), THREE_ZONE (PEAK, HALF_PEAK, NIGHT)."
-    ),
+    description="Which zones a meter has.",
+    values={
+        meter_models.ZoneScheme.SINGLE: "One zone: SINGLE.",
+        meter_models.ZoneScheme.DAY_NIGHT: "Two zones: DAY and NIGHT.",
+        meter_models.ZoneScheme.THREE_ZONE: "Three zones: PEAK, HALF_PEAK and NIGHT.",
+    },
 )
-ReadingSource = strawberry.enum(
+ReadingSource = model_enum(
     models.ReadingSource,
     name="ReadingSource",
-    description=(
-        "Where a reading came from: CABINET (web cabinet), MOBILE (mobile app), OPERATOR (entered by staff), "
-        "AMI (automatic meter reading system, АСКУЭ)."
-    ),
+    description="Where a reading came from.",
+    values={
+        models.ReadingSource.CABINET: "Submitted in the web cabinet.",
+        models.ReadingSource.MOBILE: "Submitted in the mobile app.",
+        models.ReadingSource.OPERATOR: "Entered by the company's staff.",
+        models.ReadingSource.AMI: "Sent by the automatic meter reading system (АСКУЭ).",
+    },
 )
 
 

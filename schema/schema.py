@@ -115,8 +115,10 @@ class Subscription(*SUBSCRIPTIONS):  # type: ignore[misc]
     async def server_time(
         self,
         info: strawberry.Info,
-        count: int = 5,
-        interval_seconds: float = 1.0,
+        count: Annotated[int, strawberry.argument(description="How many messages to send (0–1000).")] = 5,
+        interval_seconds: Annotated[
+            float, strawberry.argument(description="Seconds between two messages (0.01–60).")
+        ] = 1.0,
     ) -> AsyncGenerator[dt.datetime, None]:
         interval = min(max(interval_seconds, 0.01), 60.0)
         for index in range(max(0, min(count, 1000))):

@@ -155,3 +155,41 @@ async def test_K1_node_hides_other_users(api: Any, customer_token: str) -> None:
     )
     assert data == {"a": {"id": me["id"]}, "b": None}
     assert (await api.data("query($a: ID!) { node(id: $a) { id } }", a=me["id"]))["node"] is None
+
+
+def test_K1_every_type_field_argument_and_enum_value_is_documented() -> None:
+    """The descriptions are the API's documentation (GraphiQL, codegen): none may be missing."""
+    from graphql import (
+        GraphQLEnumType,
+        GraphQLInputObjectType,
+        GraphQLInterfaceType,
+        GraphQLObjectType,
+    )
+
+    from schema.schema import build_schema
+
+    missing: list[str] = []
+    graphql_schema = build_schema()._schema
+    for name, kind in graphql_schema.type_map.items():
+        if name.startswith("__"):
+            continue
+        if not kind.description:
+            missing.append(f"type {name}")
+        if isinstance(kind, GraphQLObjectType | GraphQLInterfaceType):
+            for field_name, field in kind.fields.items():
+                if not field.description:
+                    missing.append(f"field {name}.{field_name}")
+                missing += [
+                    f"argument {name}.{field_name}({arg})"
+                    for arg, value in field.args.items()
+                    if not value.description
+                ]
+        if isinstance(kind, GraphQLInputObjectType):
+            missing += [
+                f"input field {name}.{field}" for field, value in kind.fields.items() if not value.description
+            ]
+        if isinstance(kind, GraphQLEnumType):
+            missing += [
+                f"enum value {name}.{value}" for value, spec in kind.values.items() if not spec.description
+            ]
+    assert missing == []
