@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import MISSING
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from strawberry import relay
@@ -59,6 +59,34 @@ class PushPlatform(Enum):
     WEB = strawberry.enum_value("WEB", description="Web Push.")
 
 
+DEEP_LINK_TYPES: dict[str, str] = {
+    "accountId": "Account",
+    "appealId": "Appeal",
+    "applicationId": "Application",
+    "appointmentId": "Appointment",
+    "branchId": "Branch",
+    "officeId": "Office",
+    "paymentId": "Payment",
+    "promotionId": "Promotion",
+    "shopItemId": "ShopItem",
+    "submissionId": "ReadingSubmission",
+    "surveyId": "Survey",
+}
+"""The node type behind each id key that producers put in a notification's ``data`` (raw database ids)."""
+
+
+def deep_links(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``data`` as clients need it: raw database ids replaced by global IDs."""
+    if not data:
+        return data
+    return {
+        key: relay.to_base64(DEEP_LINK_TYPES[key], value)
+        if key in DEEP_LINK_TYPES and isinstance(value, int)
+        else value
+        for key, value in data.items()
+    }
+
+
 @strawberry.type(
     description="A message to the user: payment status, accepted readings, an answer to an appeal…"
 )
@@ -70,9 +98,17 @@ class Notification(relay.Node):
     id: relay.NodeID[int]
     title: str = strawberry.field(description="Short title.")
     body: str = strawberry.field(description="Text of the notification.")
-    data: JSON | None = strawberry.field(description='Ids for deep links, e.g. `{"paymentId": 5}`.')
     created_at: dt.datetime = strawberry.field(description="When it was created.")
     read_at: dt.datetime | None = strawberry.field(description="When the user read it; null while unread.")
+
+    @strawberry.field(
+        description=(
+            'What to open for it (deep links), e.g. `{"paymentId": "UGF5bWVudDo1", "status": "SUCCEEDED"}`: '
+            "every `…Id` is the global ID of that object (usable with `node`)."
+        )
+    )
+    def data(self, root: strawberry.Parent[models.Notification]) -> JSON | None:
+        return deep_links(root.data)
 
     @strawberry.field(description="What it is about.")
     def category(self, root: strawberry.Parent[models.Notification]) -> NotificationCategory:

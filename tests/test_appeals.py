@@ -500,7 +500,8 @@ async def test_operator_answer_with_a_file_reaches_the_customer(
     titles = [event["data"]["notifications"]["notification"]["title"] for event in received]
     assert titles == [f"Обращение № {appeal_id}: в работе", f"Обращение № {appeal_id}: дан ответ"]
     assert received[1]["data"]["notifications"]["notification"]["body"] == "Перерасчет выполнен."
-    assert received[1]["data"]["notifications"]["notification"]["data"]["appealId"] == appeal_id
+    # deep links carry global IDs (issue 20), the row keeps the database id
+    assert received[1]["data"]["notifications"]["notification"]["data"]["appealId"] == created["id"]
     async with db.session() as session:
         rows = list(
             (

@@ -546,3 +546,46 @@ async def test_K2_a_new_receipt_is_announced_once_to_each_user_of_the_account(db
             .all()
         )
     assert bodies == [f"Сформирована квитанция за {mmyyyy(0)}, к оплате 1 234,50 ₽."]
+
+
+async def test_I6_deep_links_in_data_are_global_ids(api: Any, db: Database, customer_token: str) -> None:
+    """Producers store database ids; clients get global IDs they can pass to `node` (issue 20)."""
+    user_id = await _user_id(db, DEMO_PHONE_E164)
+    async with db.session() as session:
+        await notify(
+            session,
+            user_id=user_id,
+            category=NotificationCategory.BILLING,
+            title="Ссылки",
+            body="Т",
+            data={"accountId": 1, "paymentId": 42, "status": "SUCCEEDED", "period": "2026-10-01"},
+        )
+        await session.commit()
+    page = await api.data("{ notifications(first: 1) { edges { node { data } } } }", token=customer_token)
+    data = page["notifications"]["edges"][0]["node"]["data"]
+    assert data == {
+        "accountId": _gid("Account", 1),
+        "paymentId": _gid("Payment", 42),
+        "status": "SUCCEEDED",
+        "period": "2026-10-01",
+    }
+    node = "query($id: ID!) { node(id: $id) { id } }"
+    account = await api.data(node, token=customer_token, id=data["accountId"])
+    assert account["node"] == {"id": data["accountId"]}
+
+
+def test_I6_every_id_a_producer_puts_in_data_has_a_node_type() -> None:
+    import pathlib
+    import re
+
+    from schema.notifications import DEEP_LINK_TYPES
+
+    root = pathlib.Path(__file__).resolve().parent.parent / "services"
+    keys = {
+        key
+        for path in root.rglob("*.py")
+        for block in re.findall(r"data=\{([^}]*)\}", path.read_text(encoding="utf-8"))
+        for key in re.findall(r'"(\w+Id)"', block)
+    }
+    keys |= {"appealId", "applicationId"}  # services/appeals.py names the key in a variable
+    assert keys and keys <= set(DEEP_LINK_TYPES)
