@@ -86,6 +86,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     host = args.host or settings.host
     port = args.port or settings.port
+    # the workers build links (e-mails, sandbox pages) from the address actually served (issue 20)
+    os.environ["KABINET_HOST"], os.environ["KABINET_PORT"] = host, str(port)
     url = resolve_database_url(settings)
     os.environ["DATABASE_URL"] = url
     ensure_secret_key(settings)

@@ -122,6 +122,15 @@ class Context:
         _event_scope.set(scope)
 
     @property
+    def base_url(self) -> str:
+        """Where links in this answer point: ``KABINET_PUBLIC_URL`` when set, else the address the client
+        reached this server at (behind a proxy, uvicorn's proxy headers make that the public one)."""
+        if self.settings.public_url or self.request is None:
+            return self.settings.base_url
+        url = self.request.base_url  # a websocket's is ws(s)://: links are for browsers
+        return str(url.replace(scheme={"ws": "http", "wss": "https"}.get(url.scheme, url.scheme))).rstrip("/")
+
+    @property
     def now(self) -> dt.datetime:
         """Current time, UTC, from the process's one clock (:mod:`services.clock`)."""
         return clock.now()

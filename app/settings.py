@@ -212,6 +212,12 @@ class Settings(BaseSettings):
         return not self.is_production or self.sandbox_in_production
 
     @property
+    def base_url(self) -> str:
+        """Where links outside a request point (e-mails, the sandbox acquirer): ``public_url``, else the
+        address this server serves (`kabinet serve --host/--port` exports them to its workers)."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
     def is_production(self) -> bool:
         """True in production: field suggestions and introspection for anonymous callers are off."""
         return self.env is Environment.PRODUCTION

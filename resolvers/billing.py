@@ -175,6 +175,7 @@ async def tariffs(info: Any, account_id: int) -> list[Tariff]:
 
 def download_url(info: Any, target: str) -> storage.SignedUrl:
     """A short-lived signed URL for a download target (no database access)."""
-    settings = info.context.settings
-    base = settings.public_url or f"http://{settings.host}:{settings.port}"
-    return storage.sign_download(settings.secret_key, target, now=info.context.now, base_url=base)
+    context = info.context
+    return storage.sign_download(
+        context.settings.secret_key, target, now=context.now, base_url=context.base_url
+    )

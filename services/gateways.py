@@ -451,7 +451,7 @@ def from_settings(settings: Any) -> Gateways:
     """
     found: dict[str, Gateway] = {}
     if settings.sandbox_available:
-        public = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+        public = settings.base_url
         found[SANDBOX] = SandboxGateway(
             public_url=public,
             secret=settings.payment_webhook_secret or settings.secret_key,

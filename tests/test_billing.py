@@ -259,3 +259,31 @@ async def test_C4_demo_account_tariffs_name_their_approving_documents(api: Any, 
     demo = next(edge["node"] for edge in data["accounts"]["edges"] if edge["node"]["number"] == "11111111")
     assert {tariff["zone"] for tariff in demo["tariffs"] if tariff["isCurrent"]} >= {"DAY", "NIGHT"}
     assert all("Постановление" in tariff["document"]["title"] for tariff in demo["tariffs"])
+
+
+async def test_C4_download_links_follow_the_address_the_server_serves(
+    live_server: str, db: Any, settings: Any, customer_token: str
+) -> None:
+    """Not the configured default port: the one the client reached (issue 20); the link works."""
+    import httpx
+
+    seeded = await seed_accounts(db, settings)
+    query = ACCOUNT % ("", "tariffs { document { download { url } } }")
+    async with httpx.AsyncClient(base_url=live_server) as client:
+        body = (
+            await client.post(
+                "/graphql",
+                json={"query": query, "variables": {"id": gid("Account", seeded.account_ids[0])}},
+                headers={"authorization": f"Bearer {customer_token}"},
+            )
+        ).json()
+        urls = [t["document"]["download"]["url"] for t in body["data"]["node"]["tariffs"] if t["document"]]
+        assert urls and all(url.startswith(f"{live_server}/downloads/") for url in urls)
+        assert settings.port == 8000 and not live_server.endswith(":8000")
+        assert (await client.get(urls[0])).status_code == 200
+
+
+def test_C4_links_outside_a_request_use_the_served_address_unless_a_public_url_is_set(settings: Any) -> None:
+    assert settings.model_copy(update={"port": 18301}).base_url == "http://127.0.0.1:18301"
+    public = settings.model_copy(update={"port": 18301, "public_url": "https://lk.example.ru/"})
+    assert public.base_url == "https://lk.example.ru"
