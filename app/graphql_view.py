@@ -7,7 +7,7 @@ import contextlib
 from typing import Any
 
 import orjson
-from graphql import OperationType
+from graphql import GraphQLError, OperationType
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.websockets import WebSocket
@@ -27,9 +27,11 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from app.cache import operation_type
 from app.context import Context, Viewer
+from app.cost import CostMeter, actual_cost, requested_cost
 from app.revocation import SESSION_ENDED, SessionGuard, SessionOpener, Socket
 from app.state import AppState
 from services import clock
+from services.limits import counters_of
 from services.tokens import verify_access_token
 
 
@@ -218,6 +220,11 @@ class KabinetGraphQL(GraphQL[Context, None]):
             **kwargs,
         )
         self.state = state
+        self.costs = CostMeter(
+            counters_of(state),
+            budget_per_minute=settings.cost_budget_per_minute,
+            max_cost=settings.max_query_cost,
+        )
 
     def viewer_for(self, token: str | None) -> Viewer | None:
         """The viewer of a valid access token; None without one. Invalid tokens raise PermissionError."""
@@ -322,8 +329,62 @@ class KabinetGraphQL(GraphQL[Context, None]):
         root_value: Any,
         sub_response: Any,
     ) -> Any:
-        """Serve customers' queries from the result cache when their data has not changed (``app.cache``);
-        after a mutation, wait until its cache invalidations and events are out before answering."""
+        """Price the operation, refuse it when too costly or over the client's budget, run it, and report
+        ``extensions.cost`` on the answer (``app.cost``)."""
+        run = (request, request_adapter, request_data, context, root_value, sub_response)
+        if not isinstance(request_data, GraphQLRequestData) or not request_data.query:
+            return await self._execute(*run)
+        viewer = context.viewer
+        client = f"user:{viewer.user_id}" if viewer is not None else f"address:{context.client_ip}"
+        requested = requested_cost(
+            self.schema._schema, request_data.query, request_data.variables, request_data.operation_name
+        )
+        refusal = await self._refuse_costly(client, requested, sub_response)
+        if refusal is not None:
+            return refusal
+        result = await self._execute(*run)
+        if isinstance(result, ExecutionResult):
+            actual = min(actual_cost(result.data), requested)
+            budget = await self.costs.budget(client, actual)
+            cost = self.costs.report(requested, actual, budget)
+            result.extensions = {**(result.extensions or {}), "cost": cost}
+        return result
+
+    async def _refuse_costly(self, client: str, requested: int, sub_response: Any) -> ExecutionResult | None:
+        """Refuse an operation above the maximum cost (400) or above what is left of the client's minute
+        (429 with Retry-After), before it runs (``app.cost``)."""
+        budget = await self.costs.budget(client)
+        if requested > self.costs.max_cost:
+            sub_response.status_code = 400
+            error = GraphQLError(
+                f"The query costs {requested}, more than the {self.costs.max_cost} one query may cost: "
+                "ask for smaller pages (first:) or fewer fields.",
+                extensions={"code": "QUERY_TOO_COSTLY", "cost": requested, "maximum": self.costs.max_cost},
+            )
+        elif requested > budget.remaining:
+            wait = max(int((budget.reset_at - clock.now()).total_seconds() + 0.999), 1)
+            sub_response.status_code = 429
+            sub_response.headers["Retry-After"] = str(wait)
+            error = GraphQLError(
+                f"The query costs {requested}; {budget.remaining} of this minute's budget is left.",
+                extensions={"code": "RATE_LIMITED", "retryAfterSeconds": wait},
+            )
+        else:
+            return None
+        return ExecutionResult(
+            data=None, errors=[error], extensions={"cost": self.costs.report(requested, 0, budget)}
+        )
+
+    async def _execute(
+        self,
+        request: Any,
+        request_adapter: Any,
+        request_data: Any,
+        context: Context,
+        root_value: Any,
+        sub_response: Any,
+    ) -> Any:
+        """The operation itself, through the result cache for customers' queries."""
         cache = self.state.cache
         viewer = context.viewer
         kind = None

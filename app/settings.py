@@ -83,6 +83,12 @@ class Settings(BaseSettings):
             "serves Kabinet over HTTPS; 0: no HSTS header (plain HTTP in development)."
         ),
     )
+    max_query_cost: int = Field(
+        50_000, description="Most a single operation may cost (app/cost.py); above it: QUERY_TOO_COSTLY."
+    )
+    cost_budget_per_minute: int = Field(
+        500_000, description="Query cost one client (user, else address) may spend per minute."
+    )
     max_query_depth: int = Field(12, description="Deepest nesting of a GraphQL operation.")
     max_query_tokens: int = Field(4000, description="Most tokens in one GraphQL document.")
     max_query_aliases: int = Field(30, description="Most aliases in one GraphQL document.")

@@ -44,24 +44,28 @@ class Counters:
 
         Windows are aligned on the one clock (:mod:`services.clock`), so a test that pins or moves the clock
         moves the windows too; the Redis key expires a little after its window ends (garbage collection
-        only, never the rule). INCR under MULTI keeps concurrent attempts exact."""
+        only, never the rule). INCRBY under MULTI keeps concurrent attempts exact."""
+        return await self.spend(key, 1, window_seconds)
+
+    async def spend(self, key: str, amount: int, window_seconds: int) -> Hit:
+        """Add ``amount`` to the counter of ``key`` in the current fixed window (0: read it); :meth:`hit`
+        is ``spend(key, 1, …)``, budgets spent in variable steps (query cost) use it directly."""
         now = clock.now().timestamp()
         bucket = int(now // window_seconds)
         ends = (bucket + 1) * window_seconds
         retry_after = max(int(ends - now + 0.999), 1)
-        if self._redis_url:
-            name = self._key(f"{key}:{window_seconds}:{bucket}")
-            pipe = self._client().pipeline(transaction=True)
-            pipe.incr(name)
-            pipe.expire(name, window_seconds + 60)
-            count, _ = await pipe.execute()
-            return Hit(int(count), retry_after)
         name = f"{key}:{window_seconds}:{bucket}"
-        count = int(self._memory.get(name, (0, 0.0))[0]) + 1
+        if self._redis_url:
+            pipe = self._client().pipeline(transaction=True)
+            pipe.incrby(self._key(name), amount)
+            pipe.expire(self._key(name), window_seconds + 60)
+            total, _ = await pipe.execute()
+            return Hit(int(total), retry_after)
         if len(self._memory) > 100_000:  # one process without Redis: drop windows that have ended
             self._memory = {k: v for k, v in self._memory.items() if v[1] > now}
-        self._memory[name] = (count, float(ends))
-        return Hit(count, retry_after)
+        total = int(self._memory.get(name, (0, 0.0))[0]) + amount
+        self._memory[name] = (total, float(ends))
+        return Hit(total, retry_after)
 
     async def set_flags(self, keys: list[str], ttl_seconds: int) -> None:
         """Set flags that disappear after ``ttl_seconds``."""

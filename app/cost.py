@@ -1,0 +1,256 @@
+"""Query cost: a static price for every operation, a maximum per operation and a budget per client per minute,
+reported on every HTTP answer as ``extensions.cost`` (issue 20; the model follows Shopify's and Kraken's).
+
+**Requested cost** is computed from the document before it runs (fragments expanded, ``@skip``/``@include``
+honoured, variables applied):
+
+- a scalar or enum field costs 0; an object field costs 1 plus its selection;
+- a list field costs its *size* × (1 + its selection), where the size is the field's ``first``/``last``
+  argument (a Relay connection passes it on to its ``edges``), the number of ``ids`` of ``nodes``, the
+  size declared in :data:`DECLARED_SIZES`, or :data:`DEFAULT_LIST_SIZE`;
+- a mutation's root field costs :data:`MUTATION_COST` more (writes are dearer than reads);
+- introspection (``__schema``, ``__type``) costs a flat :data:`INTROSPECTION_COST`.
+
+**Actual cost** is counted from the answer: one per object in ``data`` (what really ran), never more than
+the requested cost. A cached answer costs the same as a fresh one (the cache is ours, not the client's).
+
+**Budget**: each client — the user when logged in, else the client address — may spend
+``KABINET_COST_BUDGET_PER_MINUTE`` per fixed minute of the one clock; the actual cost is charged after
+the operation. An operation whose requested cost exceeds ``KABINET_MAX_QUERY_COST`` is refused before it
+runs (HTTP 400, ``QUERY_TOO_COSTLY``); one that exceeds what is left of the budget is refused with HTTP
+429, ``RATE_LIMITED``, ``retryAfterSeconds`` and a ``Retry-After`` header.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLInterfaceType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    GraphQLUnionType,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    get_named_type,
+    parse,
+    value_from_ast_untyped,
+)
+
+from services import clock
+from services.limits import Counters
+
+DEFAULT_LIST_SIZE = 10
+"""The size assumed for a list field that declares none and takes no ``first``."""
+
+MUTATION_COST = 10
+INTROSPECTION_COST = 100
+WINDOW_SECONDS = 60
+
+DECLARED_SIZES: Mapping[str, int] = {
+    "Account.charges": 12,  # months: the default range (D8 allows up to 36 with from/to)
+    "Account.payments": 12,
+    "Account.events": 12,
+    "Account.balanceHistory": 12,
+    "Account.statistics": 3,
+    "Account.tariffs": 6,
+    "Account.meters": 4,
+    "Meter.lastReadings": 3,  # zones
+    "ChargeMonth.charges": 8,
+    "AccountBalance.suppliers": 3,
+    "Query.nodes": 10,
+}
+"""Realistic sizes of lists whose length the client does not choose ("Type.field")."""
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """What is left of a client's minute."""
+
+    limit: int
+    remaining: int
+    reset_at: dt.datetime
+
+
+@lru_cache(maxsize=512)
+def _parse(query: str) -> DocumentNode | None:
+    try:
+        return parse(query)
+    except GraphQLError:
+        return None  # graphql-core reports the syntax error when it runs the request
+
+
+def requested_cost(
+    schema: GraphQLSchema, query: str, variables: Mapping[str, Any] | None, operation_name: str | None
+) -> int:
+    """The static cost of the operation (0 when the document does not parse or names no operation)."""
+    document = _parse(query)
+    if document is None:
+        return 0
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    chosen = next(
+        (op for op in operations if operation_name is None or (op.name and op.name.value == operation_name)),
+        None,
+    )
+    if chosen is None:
+        return 0
+    root = {
+        OperationType.QUERY: schema.query_type,
+        OperationType.MUTATION: schema.mutation_type,
+        OperationType.SUBSCRIPTION: schema.subscription_type,
+    }[chosen.operation]
+    if root is None:
+        return 0
+    walker = _Walker(schema, fragments, dict(variables or {}))
+    extra = MUTATION_COST if chosen.operation is OperationType.MUTATION else 0
+    return walker.selection(root, chosen.selection_set, root_extra=extra)
+
+
+class _Walker:
+    def __init__(
+        self, schema: GraphQLSchema, fragments: dict[str, FragmentDefinitionNode], variables: dict[str, Any]
+    ) -> None:
+        self.schema = schema
+        self.fragments = fragments
+        self.variables = variables
+
+    def _value(self, node: Any) -> Any:
+        return value_from_ast_untyped(node, self.variables)
+
+    def _included(self, node: Any) -> bool:
+        for directive in node.directives or ():
+            condition = next((a for a in directive.arguments if a.name.value == "if"), None)
+            value = bool(self._value(condition.value)) if condition is not None else True
+            if directive.name.value == "skip" and value:
+                return False
+            if directive.name.value == "include" and not value:
+                return False
+        return True
+
+    def _fields(self, selection_set: SelectionSetNode, seen: frozenset[str] = frozenset()) -> list[FieldNode]:
+        out: list[FieldNode] = []
+        for selection in selection_set.selections:
+            if not self._included(selection):
+                continue
+            if isinstance(selection, FieldNode):
+                out.append(selection)
+            elif isinstance(selection, InlineFragmentNode):
+                out += self._fields(selection.selection_set, seen)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                fragment = self.fragments.get(name)
+                if fragment is not None and name not in seen:  # a cycle is a validation error anyway
+                    out += self._fields(fragment.selection_set, seen | {name})
+        return out
+
+    def selection(
+        self, parent: Any, selection_set: SelectionSetNode | None, *, root_extra: int = 0, inherited: int = 0
+    ) -> int:
+        if selection_set is None:
+            return 0
+        total = 0
+        possible = (
+            self.schema.get_possible_types(parent)
+            if isinstance(parent, GraphQLInterfaceType | GraphQLUnionType)
+            else [parent]
+        )
+        for node in self._fields(selection_set):
+            name = node.name.value
+            if name in {"__schema", "__type"}:
+                total += INTROSPECTION_COST
+                continue
+            if name == "__typename":
+                continue
+            field = None
+            owner = parent
+            for candidate in possible:
+                fields = getattr(candidate, "fields", {})
+                if name in fields:
+                    field, owner = fields[name], candidate
+                    break
+            if field is None and isinstance(parent, GraphQLInterfaceType) and name in parent.fields:
+                field = parent.fields[name]
+            if field is None:
+                continue  # unknown field: validation refuses the document
+            total += root_extra + self._field(owner, name, field, node, inherited)
+        return total
+
+    def _field(self, owner: Any, name: str, field: Any, node: FieldNode, inherited: int) -> int:
+        kind = field.type
+        while isinstance(kind, GraphQLNonNull):
+            kind = kind.of_type
+        named = get_named_type(kind)
+        if not isinstance(named, GraphQLObjectType | GraphQLInterfaceType | GraphQLUnionType):
+            return 0
+        args = {a.name.value: self._value(a.value) for a in node.arguments or ()}
+        page = next((args[k] for k in ("first", "last") if isinstance(args.get(k), int)), None)
+        if isinstance(kind, GraphQLList):
+            size = (
+                len(args["ids"])
+                if name == "nodes" and isinstance(args.get("ids"), list)
+                else inherited or DECLARED_SIZES.get(f"{owner.name}.{name}", DEFAULT_LIST_SIZE)
+            )
+            if page is not None:
+                size = page
+            return max(size, 0) * (1 + self.selection(named, node.selection_set))
+        # an object (e.g. a Relay connection) passes its page size on to its edges
+        return 1 + self.selection(named, node.selection_set, inherited=max(page or 0, 0))
+
+
+def actual_cost(data: Any) -> int:
+    """Objects in an answer's ``data`` (the root itself not counted)."""
+    count, stack = 0, [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            count += 1
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return max(count - 1, 0)
+
+
+class CostMeter:
+    """Checks and charges operations against the per-client budget (one per process, counters shared in
+    Redis like the rate limits)."""
+
+    def __init__(self, counters: Counters, *, budget_per_minute: int, max_cost: int) -> None:
+        self.counters = counters
+        self.limit = budget_per_minute
+        self.max_cost = max_cost
+
+    def _key(self, client: str) -> str:
+        return f"cost:{client}"
+
+    async def budget(self, client: str, spend: int = 0) -> Budget:
+        """Charge ``spend`` (0: just look) and return what is left of the current minute."""
+        hit = await self.counters.spend(self._key(client), spend, WINDOW_SECONDS)
+        reset_at = (clock.now() + dt.timedelta(seconds=hit.retry_after_seconds)).replace(microsecond=0)
+        return Budget(self.limit, max(self.limit - hit.count, 0), reset_at)
+
+    def report(self, requested: int, actual: int | None, budget: Budget) -> dict[str, Any]:
+        """The ``extensions.cost`` object of an answer."""
+        return {
+            "requestedQueryCost": requested,
+            "actualQueryCost": actual,
+            "maximumQueryCost": self.max_cost,
+            "budget": {
+                "limit": budget.limit,
+                "remaining": budget.remaining,
+                "resetAt": budget.reset_at.isoformat(),
+            },
+        }

@@ -1,0 +1,103 @@
+"""Query cost (issue 20): a static price before the operation runs, a maximum, a budget per client per
+minute, and `extensions.cost` on every HTTP answer."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import httpx
+import pytest
+
+from app.cost import DEFAULT_LIST_SIZE, MUTATION_COST, actual_cost, requested_cost
+from app.main import create_app
+from app.settings import Settings
+from schema.schema import build_schema
+from services.clock import Clock
+from tests.client import Api
+
+SCHEMA = build_schema()._schema
+
+
+def cost(query: str, variables: dict[str, Any] | None = None, name: str | None = None) -> int:
+    return requested_cost(SCHEMA, query, variables, name)
+
+
+def test_cost_model_prices_objects_lists_pages_fragments_and_directives() -> None:
+    assert cost("{ __typename me { phone fullName } }") == 1  # one object, scalars are free
+    assert cost("{ branches { id name } }") == DEFAULT_LIST_SIZE  # a list of objects, size undeclared
+    # a connection passes its page size to its edges: 1 (connection) + 5 × (1 edge + 1 node)
+    assert cost("{ accounts(first: 5) { edges { node { number } } } }") == 1 + 5 * (1 + 1)
+    paged = "query($n: Int!) { accounts(first: $n) { edges { node { number } } } }"
+    assert cost(paged, {"n": 2}) == 1 + 2 * 2
+    assert cost('{ nodes(ids: ["a", "b", "c"]) { id } }') == 3
+    with_fragment = (
+        "fragment A on Account { number meters { serial } } "
+        "{ accounts(first: 1) { edges { node { ...A } } } }"
+    )
+    assert cost(with_fragment) == 1 + 1 * (1 + (1 + 4 * 1))  # meters: declared size 4
+    skipped = "query($s: Boolean!) { me { phone } branches @skip(if: $s) { id } }"
+    assert (cost(skipped, {"s": True}), cost(skipped, {"s": False})) == (1, 1 + DEFAULT_LIST_SIZE)
+    assert cost("mutation { logout { ok } }") == MUTATION_COST + 1
+    assert cost("{ __schema { types { name } } }") == 100
+    assert cost("{ not valid") == 0  # the parser reports it when the request runs
+    two = "query A { me { phone } } query B { branches { id } }"
+    assert (cost(two, name="A"), cost(two, name="B")) == (1, DEFAULT_LIST_SIZE)
+
+
+def test_actual_cost_counts_the_objects_of_the_answer() -> None:
+    assert actual_cost(None) == 0
+    assert actual_cost({"me": {"phone": "+7"}, "branches": [{"id": 1}, {"id": 2}], "n": [1, 2]}) == 3
+
+
+async def test_every_answer_carries_extensions_cost(api: Api, customer_token: str) -> None:
+    query = "{ accounts(first: 5) { edges { node { number } } } }"
+    answers = [
+        await api.gql(query, token=customer_token),  # computed
+        await api.gql(query, token=customer_token),  # from the result cache
+        await api.gql("{ branches { name } }"),  # anonymous
+        await api.gql("mutation { logout { ok } }", token=customer_token),
+        await api.gql("{ nope }"),  # a validation error still reports its cost
+    ]
+    for body in answers:
+        report = body["extensions"]["cost"]
+        assert set(report) == {"requestedQueryCost", "actualQueryCost", "maximumQueryCost", "budget"}
+        assert set(report["budget"]) == {"limit", "remaining", "resetAt"}
+    first, cached = answers[0]["extensions"]["cost"], answers[1]["extensions"]["cost"]
+    assert first["requestedQueryCost"] == cached["requestedQueryCost"] == 1 + 5 * 2
+    assert first["actualQueryCost"] == cached["actualQueryCost"] == 1 + 3 * 2  # three accounts
+    assert cached["budget"]["remaining"] == first["budget"]["remaining"] - cached["actualQueryCost"]
+
+
+@pytest.fixture
+async def tight(settings: Settings) -> Any:
+    """An app whose clients may spend 100 per minute, at most 60 per query."""
+    tight_settings = settings.model_copy(update={"cost_budget_per_minute": 100, "max_query_cost": 60})
+    application = create_app(tight_settings)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application, client=("203.0.113.20", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://kabinet.test") as client:
+            yield Api(client)
+
+
+async def test_too_costly_queries_are_refused_before_they_run(tight: Api) -> None:
+    seven = " ".join(f"{alias}: branches {{ id }}" for alias in "abcdefg")
+    response = await tight.post(f"{{ {seven} }}")
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["extensions"] == {"code": "QUERY_TOO_COSTLY", "cost": 70, "maximum": 60}
+    assert response.json()["extensions"]["cost"]["budget"]["remaining"] == 100  # nothing was charged
+
+
+async def test_the_budget_per_minute_refuses_with_retry_after_then_recovers(tight: Api, clock: Clock) -> None:
+    clock.pin(clock.now().replace(second=0, microsecond=0) + dt.timedelta(seconds=30))
+    query = "{ branches { id } b: branches { id } c: branches { id } d: branches { id } }"  # 40, demo has 6
+    spent = [(await tight.post(query)).json()["extensions"]["cost"] for _ in range(3)]
+    assert [report["actualQueryCost"] for report in spent] == [24, 24, 24]  # charged what ran, not 40
+    assert spent[-1]["budget"]["remaining"] == 28  # less than the next query's 40
+    refused = await tight.post(query)
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "30"
+    assert refused.json()["errors"][0]["extensions"] == {"code": "RATE_LIMITED", "retryAfterSeconds": 30}
+    clock.advance(dt.timedelta(seconds=31))
+    again = await tight.post(query)
+    assert again.status_code == 200 and again.json()["extensions"]["cost"]["budget"]["remaining"] == 76
