@@ -1,4 +1,4 @@
-"""The ``kabinet`` command: serve, migrate, demo, export-schema, staff, check-config."""
+"""The ``kabinet`` command: serve, migrate, demo, export-schema, staff, documents, check-config."""
 
 from __future__ import annotations
 
@@ -204,6 +204,53 @@ async def _create_staff(database_url: str, args: argparse.Namespace) -> int:
         await db.dispose()
 
 
+async def _register_documents(database_url: str, paths: list[Path]) -> int:
+    from app.db import Database
+    from services import persisted_documents
+
+    try:
+        documents = persisted_documents.read_files(paths)
+    except (OSError, persisted_documents.ManifestError) as error:
+        print(f"not registered: {error}", file=sys.stderr)
+        return 2
+    db = Database(database_url, pool_size=1)
+    try:
+        async with db.session() as session:
+            await persisted_documents.store(session, documents)
+            await session.commit()
+    finally:
+        await db.dispose()
+    for document in documents:
+        print(f"{document.hash}  {document.name or '(anonymous)'}")
+    print(f"{len(documents)} document(s) registered", file=sys.stderr)
+    return 0
+
+
+async def _list_documents(database_url: str) -> int:
+    from app.db import Database
+    from services import persisted_documents
+
+    db = Database(database_url, pool_size=1)
+    try:
+        async with db.session() as session:
+            for row in await persisted_documents.listing(session):
+                stored = row.created_at.isoformat(timespec="seconds")
+                print(f"{row.hash}  {stored}  {row.name or '(anonymous)'}")
+    finally:
+        await db.dispose()
+    return 0
+
+
+def cmd_documents_register(args: argparse.Namespace) -> int:
+    """Store persisted documents from manifests ({sha256: document} JSON) or .graphql files; print hashes."""
+    return asyncio.run(_register_documents(resolve_database_url(get_settings()), args.files))
+
+
+def cmd_documents_list(args: argparse.Namespace) -> int:
+    """List the stored persisted documents: hash, when stored, operation name."""
+    return asyncio.run(_list_documents(resolve_database_url(get_settings())))
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Report every setting production would refuse (exit 1 if any), without starting anything."""
     settings = get_settings()
@@ -260,6 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--password", default=None, help="password (A1 rules); default: $KABINET_STAFF_PASSWORD"
     )
     create.set_defaults(func=cmd_staff_create)
+
+    documents = commands.add_parser("documents", help="persisted documents of first-party apps")
+    documents_commands = documents.add_subparsers(dest="documents_command", required=True)
+    register = documents_commands.add_parser("register", help=cmd_documents_register.__doc__)
+    register.add_argument(
+        "files", nargs="+", type=Path, help="manifest (.json: {sha256 hex: document}) or .graphql files"
+    )
+    register.set_defaults(func=cmd_documents_register)
+    listing = documents_commands.add_parser("list", help=cmd_documents_list.__doc__)
+    listing.set_defaults(func=cmd_documents_list)
 
     check = commands.add_parser("check-config", help=cmd_check_config.__doc__)
     check.add_argument(

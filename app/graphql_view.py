@@ -10,6 +10,7 @@ import orjson
 from graphql import GraphQLError, OperationType
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -25,9 +26,11 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
+from app import http_negotiation
 from app.cache import operation_type
 from app.context import Context, Viewer
 from app.cost import CostMeter, actual_cost, requested_cost
+from app.persisted import PersistedDocuments, PersistedQueryError
 from app.revocation import SESSION_ENDED, SessionGuard, SessionOpener, Socket
 from app.state import AppState
 from services import clock
@@ -114,6 +117,16 @@ class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if isinstance(payload, dict) and not valid_operation_name(payload.get("operationName")):
             await self.websocket.close(code=4400, reason="operationName must be a string or null")
             return
+        # --- persisted documents (app/persisted.py) ---
+        if isinstance(payload, dict) and self.connection_acknowledged:
+            try:
+                payload["query"] = await self.view.persisted.resolve(  # type: ignore[attr-defined]
+                    payload.get("query"), payload.get("extensions"), self.context.viewer
+                )
+            except PersistedQueryError as error:
+                await self.send_message({"id": message["id"], "type": "error", "payload": error.payload()})
+                return
+        # --- end persisted documents ---
         viewer = self.context.viewer
         if self.connection_acknowledged and viewer is not None:
             if viewer.expires_at is not None and viewer.expires_at <= clock.now():
@@ -225,6 +238,11 @@ class KabinetGraphQL(GraphQL[Context, None]):
             budget_per_minute=settings.cost_budget_per_minute,
             max_cost=settings.max_query_cost,
         )
+        self.persisted = PersistedDocuments(settings, state.db)  # persisted documents (app/persisted.py)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Strawberry's ASGI app, answering in the media type the client prefers (app/http_negotiation.py)."""
+        await super().__call__(scope, receive, http_negotiation.negotiating_send(scope, send))
 
     def viewer_for(self, token: str | None) -> Viewer | None:
         """The viewer of a valid access token; None without one. Invalid tokens raise PermissionError."""
@@ -306,6 +324,10 @@ class KabinetGraphQL(GraphQL[Context, None]):
             return await super().run(request, context=context, root_value=root_value)
         except BadRequest as error:
             return error.response()
+        except PersistedQueryError as error:  # persisted documents (app/persisted.py)
+            return error.response(request.scope)
+        except http_negotiation.MutationOverGet as error:
+            return error.response()
         finally:
             await context.close()
 
@@ -329,9 +351,13 @@ class KabinetGraphQL(GraphQL[Context, None]):
         root_value: Any,
         sub_response: Any,
     ) -> Any:
-        """Price the operation, refuse it when too costly or over the client's budget, run it, and report
-        ``extensions.cost`` on the answer (``app.cost``)."""
+        """Resolve a persisted document, price the operation, refuse it when too costly or over the client's
+        budget, run it, and report ``extensions.cost`` on the answer (``app.cost``)."""
         run = (request, request_adapter, request_data, context, root_value, sub_response)
+        if isinstance(request_data, GraphQLRequestData):  # persisted documents (app/persisted.py)
+            request_data.query = await self.persisted.resolve(
+                request_data.query, request_data.extensions, context.viewer
+            )
         if not isinstance(request_data, GraphQLRequestData) or not request_data.query:
             return await self._execute(*run)
         viewer = context.viewer
@@ -390,6 +416,8 @@ class KabinetGraphQL(GraphQL[Context, None]):
         kind = None
         if isinstance(request_data, GraphQLRequestData) and request_data.query:
             kind = operation_type(request_data.query, request_data.operation_name)
+        if kind is OperationType.MUTATION and request_adapter.method == "GET":
+            raise http_negotiation.MutationOverGet
         cache_key = version = None
         if (
             cache is not None
@@ -424,6 +452,12 @@ class KabinetGraphQL(GraphQL[Context, None]):
             await self.state.db.drain()
         return result
 
+    async def process_result(self, request: Request, result: ExecutionResult) -> Any:
+        """Strawberry's response body, shaped by content negotiation (``app.http_negotiation``): a request
+        that failed before execution has no ``data`` for ``application/graphql-response+json`` clients."""
+        response = await super().process_result(request, result)
+        return http_negotiation.shape(request.scope, result, dict(response))
+
     def encode_json(self, data: object) -> str:
         """Compact UTF-8 JSON (Cyrillic as is, not ``\\u`` escapes), encoded by orjson.
 
@@ -431,6 +465,10 @@ class KabinetGraphQL(GraphQL[Context, None]):
         graphql-ws clients (GraphiQL's included) reject.
         """
         return orjson.dumps(data).decode()
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """GraphiQL for a browser's plain GET, not for a GET of a persisted document (``?extensions=``)."""
+        return super().should_render_graphql_ide(request) and "extensions" not in request.query_params
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """GraphiQL with its scripts served by Kabinet itself (works offline)."""

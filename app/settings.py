@@ -127,6 +127,27 @@ class Settings(BaseSettings):
             "every process of one server reads the same time). Default: when the process starts."
         ),
     )
+    persisted_documents_file: Path | None = Field(
+        None,
+        description=(
+            "Manifest of persisted documents: a JSON object {sha256 hex: document} (Relay, GraphQL Codegen) "
+            "or Apollo's persisted-query manifest, read at start. Unset: only the database's documents."
+        ),
+    )
+    persisted_documents_auto_register: bool | None = Field(
+        None,
+        description=(
+            "Store documents clients send with their hash (Apollo's automatic persisted queries). "
+            "Default: on except in production."
+        ),
+    )
+    persisted_documents_only: bool = Field(
+        False,
+        description=(
+            "Anonymous and customer callers may run persisted documents only (PERSISTED_QUERY_REQUIRED); "
+            "staff keep free-form documents. Recommended in production with first-party apps."
+        ),
+    )
     upload_max_file_bytes: int = Field(
         7 * 1024 * 1024, description="Largest uploaded file (F2, G2, G3): 7 MB as the manual says."
     )
@@ -204,6 +225,13 @@ class Settings(BaseSettings):
         if self.graphiql is not None:
             return self.graphiql
         return self.env is not Environment.PRODUCTION
+
+    @property
+    def persisted_documents_auto_register_enabled(self) -> bool:
+        """Automatic registration (APQ) unless switched off; in production only when switched on."""
+        if self.persisted_documents_auto_register is not None:
+            return self.persisted_documents_auto_register
+        return not self.is_production
 
     @property
     def demo_on_start_enabled(self) -> bool:

@@ -14,6 +14,7 @@ from models import (
     notifications,
     outbox,
     payments,
+    persisted,
     readings,
     tariffs,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "notifications",
     "outbox",
     "payments",
+    "persisted",
     "readings",
     "tariffs",
 ]
