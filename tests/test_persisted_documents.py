@@ -26,6 +26,13 @@ ME = "query Me { me { role } }"
 TYPENAME = "query Typename { __typename }"
 ADMIN_PHONE = "+75555555555"
 
+def data_of(response: Any) -> dict[str, Any]:
+    """The body without ``extensions`` (every answer carries ``extensions.cost``, tests/test_cost.py)."""
+    body = dict(response.json())
+    body.pop("extensions", None)
+    return body
+
+
 
 def persisted(hash_: str) -> dict[str, Any]:
     """Apollo's extensions of a request sent by hash."""
@@ -91,9 +98,9 @@ async def test_registered_documents_are_served_by_hash_over_post_and_get(
     # POST by hash, as a customer and anonymously
     response = await post(api, {"extensions": persisted(document_hash(ME))}, customer_token)
     assert response.status_code == 200
-    assert response.json() == {"data": {"me": {"role": "CUSTOMER"}}}
+    assert data_of(response) == {"data": {"me": {"role": "CUSTOMER"}}}
     response = await post(api, {"extensions": persisted(typename_hash)})
-    assert response.json() == {"data": {"__typename": "Query"}}
+    assert data_of(response) == {"data": {"__typename": "Query"}}
 
     # GET by hash (CDN-friendly: no body), with operationName and variables
     params = {
@@ -103,11 +110,11 @@ async def test_registered_documents_are_served_by_hash_over_post_and_get(
     }
     response = await api.client.get("/graphql", params=params)
     assert response.status_code == 200
-    assert response.json() == {"data": {"__typename": "Query"}}
+    assert data_of(response) == {"data": {"__typename": "Query"}}
 
     # the same document sent with its hash is accepted; a wrong hash is a 400
     response = await post(api, {"query": ME, "extensions": persisted(document_hash(ME))}, customer_token)
-    assert response.json() == {"data": {"me": {"role": "CUSTOMER"}}}
+    assert data_of(response) == {"data": {"me": {"role": "CUSTOMER"}}}
     response = await post(api, {"query": TYPENAME, "extensions": persisted(document_hash(ME))})
     assert response.status_code == 400
     assert response.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_HASH_MISMATCH"
@@ -146,9 +153,9 @@ async def test_apq_registers_then_serves_by_hash_in_development(
     first = await post(api, {"extensions": persisted(hash_)}, customer_token)
     assert first.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
     registered = await post(api, {"query": ME, "extensions": persisted(hash_)}, customer_token)
-    assert registered.json() == {"data": {"me": {"role": "CUSTOMER"}}}
+    assert data_of(registered) == {"data": {"me": {"role": "CUSTOMER"}}}
     again = await post(api, {"extensions": persisted(hash_)}, customer_token)
-    assert again.json() == {"data": {"me": {"role": "CUSTOMER"}}}
+    assert data_of(again) == {"data": {"me": {"role": "CUSTOMER"}}}
 
 
 @pytest.fixture
@@ -171,7 +178,7 @@ async def test_apq_is_refused_when_auto_register_is_off(prod_api: Api, prod_sett
     assert not prod_settings.persisted_documents_auto_register_enabled  # off in production
     hash_ = document_hash(TYPENAME)
     sent = await post(prod_api, {"query": TYPENAME, "extensions": persisted(hash_)})
-    assert sent.json() == {"data": {"__typename": "Query"}}  # runs as a free-form document…
+    assert data_of(sent) == {"data": {"__typename": "Query"}}  # runs as a free-form document…
     after = await post(prod_api, {"extensions": persisted(hash_)})  # …but was not registered
     assert after.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
 
@@ -192,13 +199,13 @@ async def test_persisted_only_refuses_free_form_customer_queries_and_allows_staf
     assert apq.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_REQUIRED"
     # staff keep free-form documents (GraphiQL)
     staff = await post(prod_api, {"query": ME}, admin)
-    assert staff.json() == {"data": {"me": {"role": "ADMIN"}}}
+    assert data_of(staff) == {"data": {"me": {"role": "ADMIN"}}}
     # a registered document works for the customer by hash
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({document_hash(ME): ME}), encoding="utf-8")
     assert (await run_cli(["documents", "register", str(manifest)]))[0] == 0
     served = await post(prod_api, {"extensions": persisted(document_hash(ME))}, customer)
-    assert served.json() == {"data": {"me": {"role": "CUSTOMER"}}}
+    assert data_of(served) == {"data": {"me": {"role": "CUSTOMER"}}}
 
 
 async def test_manifest_file_setting_serves_its_documents(settings: Settings, tmp_path: Path) -> None:
@@ -220,4 +227,4 @@ async def test_manifest_file_setting_serves_its_documents(settings: Settings, tm
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://kabinet.test") as client:
             response = await post(Api(client), {"extensions": persisted(document_hash(TYPENAME))})
-    assert response.json() == {"data": {"__typename": "Query"}}
+    assert data_of(response) == {"data": {"__typename": "Query"}}
