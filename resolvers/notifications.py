@@ -16,7 +16,7 @@ from schema.permissions import require_viewer
 from services import notifications
 from services.errors import DomainError
 from services.events import user_channel
-from services.pagination import Page
+from services.pagination import InvalidCursor, Page
 
 log = logging.getLogger("kabinet.notifications")
 
@@ -50,7 +50,11 @@ async def notifications_by_ids(info: Any, ids: list[int]) -> list[Notification |
 
 def _after_id(cursor: str | None) -> int | None:
     key = decode_cursor(cursor)
-    return int(key[0]) if key else None
+    if key is None:
+        return None
+    if len(key) != 1 or isinstance(key[0], bool) or not isinstance(key[0], int) or not 0 <= key[0] < 2**63:
+        raise InvalidCursor()  # decodes, but is not a notification's cursor (issue 16)
+    return key[0]
 
 
 def db_gate(state: Any) -> asyncio.Semaphore:

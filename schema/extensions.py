@@ -4,20 +4,45 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 from graphql import GraphQLError, ValidationRule
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import MaskErrors, SchemaExtension
 
 from schema.permissions import STAFF_ROLES
+from schema.scalars import InvalidScalarValue
+from services.errors import DomainError
 
 log = logging.getLogger("kabinet.graphql")
 
 
 def is_unexpected(error: GraphQLError) -> bool:
-    """True for errors caused by a bug (any exception that is not a GraphQLError raised on purpose)."""
+    """True for errors caused by a bug (any exception that is not a GraphQLError raised on purpose).
+
+    A value our scalars refuse (``InvalidScalarValue``) is the client's mistake: graphql-core reports it as
+    a validation error ("Expected value of type 'Decimal', …") carrying the parser's exception."""
     original = error.original_error
-    return original is not None and not isinstance(original, GraphQLError)
+    return original is not None and not isinstance(original, GraphQLError | InvalidScalarValue)
+
+
+def domain_error(error: GraphQLError) -> GraphQLError:
+    """A domain refusal that reached the top level (a query's or subscription's, which have no
+    ``userErrors``) as the client's error: its message and ``extensions.code``, not a masked bug."""
+    original = error.original_error
+    if not isinstance(original, DomainError):
+        return error
+    extensions: dict[str, Any] = {"code": original.code}
+    if original.field:
+        extensions["field"] = original.field
+    return GraphQLError(
+        original.text,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions=extensions,
+    )
 
 
 class MaskUnexpectedErrors(MaskErrors):
@@ -31,6 +56,7 @@ class MaskUnexpectedErrors(MaskErrors):
         super().__init__(should_mask_error=is_unexpected, error_message="Internal server error")
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        errors = [domain_error(error) for error in errors]
         for error in errors:
             if is_unexpected(error):
                 log.error(

@@ -8,6 +8,7 @@ and applies the same visibility rule as every other path to that type.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -40,20 +41,40 @@ class InvalidId(GraphQLError):
         super().__init__(f"Invalid global ID: {value!r}", extensions={"code": "INVALID_ID"})
 
 
+_ROW_ID = re.compile(r"[1-9][0-9]{0,17}")
+"""A database id as it appears in our global IDs: a positive decimal that fits PostgreSQL's bigint."""
+
+MISSING_ROW = "0"
+"""The node id a global ID gets when its id part could not be a row's: no row has it (issue 16)."""
+
+
+def canonical(global_id: relay.GlobalID) -> relay.GlobalID:
+    """The global ID with an id part every ``int(...)`` and bigint column accepts.
+
+    Every Node type of Kabinet is keyed by a bigint. ``Account:abc``, ``Account:-1`` or
+    ``Account:99999999999999999999`` name nothing, so they become ``Account:0`` — not found, as for an id
+    that does not exist — instead of a ``ValueError`` or a database error."""
+    if _ROW_ID.fullmatch(global_id.node_id):
+        return global_id
+    return relay.GlobalID(type_name=global_id.type_name, node_id=MISSING_ROW)
+
+
 def parse_global_id(value: str, *, expected_type: str | None = None) -> relay.GlobalID:
     """Decode a global ID (optionally of one type); malformed ones raise :class:`InvalidId`."""
+    if not isinstance(value, str):
+        raise InvalidId(str(value))
     try:
         global_id = relay.GlobalID.from_id(value)
     except (ValueError, TypeError) as error:
         raise InvalidId(value) from error
     if expected_type is not None and global_id.type_name != expected_type:
         raise InvalidId(value)
-    return global_id
+    return canonical(global_id)
 
 
-async def resolve_global_id(info: Any, value: str) -> Any:
-    """The node behind a global ID if the caller may see it, else None."""
-    global_id = parse_global_id(value)
+async def resolve_global_id(info: Any, value: str | relay.GlobalID) -> Any:
+    """The node behind a global ID (or an already parsed one) if the caller may see it, else None."""
+    global_id = value if isinstance(value, relay.GlobalID) else parse_global_id(value)
     try:
         node_type = global_id.resolve_type(info)
     except (ValueError, TypeError) as error:

@@ -50,7 +50,7 @@ def decode_cursor(cursor: str | None) -> tuple[Any, ...] | None:
         if not isinstance(values, list):
             raise ValueError("cursor is not a list")
         return tuple(typed(value) for value in values)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as error:
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as error:
         raise GraphQLError("Invalid cursor", extensions={"code": "INVALID_CURSOR"}) from error
 
 

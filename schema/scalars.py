@@ -11,6 +11,12 @@ import strawberry
 
 _YEAR_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
+
+class InvalidScalarValue(ValueError):
+    """A client's value that is not of the scalar's form: reported to the client as a validation error,
+    never masked or logged as a bug (``schema.extensions.is_unexpected``)."""
+
+
 YearMonth = NewType("YearMonth", dt.date)
 """A billing period in Python: the first day of its month."""
 
@@ -18,7 +24,7 @@ YearMonth = NewType("YearMonth", dt.date)
 def parse_year_month(value: object) -> dt.date:
     """``"2026-10"`` → ``date(2026, 10, 1)``; anything else is a GraphQL input error."""
     if not isinstance(value, str) or not (match := _YEAR_MONTH.match(value)):
-        raise ValueError(f'YearMonth must look like "2026-10", got {value!r}')
+        raise InvalidScalarValue(f'YearMonth must look like "2026-10", got {value!r}')
     return dt.date(int(match.group(1)), int(match.group(2)), 1)
 
 
@@ -37,13 +43,13 @@ YEAR_MONTH = strawberry.scalar(
 
 def _parse_decimal(value: object) -> decimal.Decimal:
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError('Decimal must be given as a string such as "1234.50"')
+        raise InvalidScalarValue('Decimal must be given as a string such as "1234.50"')
     try:
         parsed = decimal.Decimal(str(value).strip().replace(",", "."))
     except decimal.InvalidOperation as error:
-        raise ValueError(f"Not a decimal number: {value!r}") from error
+        raise InvalidScalarValue(f"Not a decimal number: {value!r}") from error
     if not parsed.is_finite():
-        raise ValueError("Decimal must be a finite number")
+        raise InvalidScalarValue("Decimal must be a finite number")
     return parsed
 
 

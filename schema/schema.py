@@ -37,7 +37,7 @@ from schema.identity import (
     IdentityQueries,
     IdentitySubscriptions,
 )
-from schema.node import resolve_global_id
+from schema.node import parse_global_id, resolve_global_id
 from schema.notifications import NotificationMutations, NotificationQueries, NotificationSubscriptions
 from schema.payments import PaymentMutations, PaymentQueries, PaymentSubscriptions
 from schema.readings import ReadingMutations, ReadingQueries
@@ -100,7 +100,10 @@ class Query(*QUERIES):  # type: ignore[misc]
         info: strawberry.Info,
         ids: Annotated[list[strawberry.ID], strawberry.argument(description="Global IDs.")],
     ) -> list[relay.Node | None]:
-        return list(await asyncio.gather(*(resolve_global_id(info, i) for i in ids)))
+        # Every ID is parsed before any is looked up: a malformed one fails the field while no lookup is
+        # still running on the request's database session (issue 16).
+        parsed = [parse_global_id(value) for value in ids]
+        return list(await asyncio.gather(*(resolve_global_id(info, global_id) for global_id in parsed)))
 
 
 @strawberry.type(description="Streams of events over graphql-transport-ws.")
@@ -164,6 +167,9 @@ def build_schema(settings: Settings | None = None) -> KabinetSchema:
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
     ]
+    # The same input rules guard query arguments: no U+0000 or lone surrogate (PostgreSQL refuses them
+    # mid-transaction) and no unbounded string reaches a resolver (issue 16).
+    enforce_on(Query)
     mutation = None
     if MUTATIONS:
         mutation = strawberry.type(

@@ -1066,6 +1066,11 @@ async def request_callback(
         if user is None or not user.phone:
             raise FieldRequired(field=["input", "phone"])
         number = user.phone
+    # A time without an offset is read as UTC, so it compares with the aware clock (issue 16).
+    if preferred_from is not None and preferred_from.tzinfo is None:
+        preferred_from = preferred_from.replace(tzinfo=dt.UTC)
+    if preferred_to is not None and preferred_to.tzinfo is None:
+        preferred_to = preferred_to.replace(tzinfo=dt.UTC)
     if preferred_from is not None and preferred_to is not None and preferred_to <= preferred_from:
         raise PeriodInvalid(field=["input", "preferredTo"])
     if (preferred_to or preferred_from) is not None and (preferred_to or preferred_from) <= now:  # type: ignore[operator]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -10,9 +11,41 @@ from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from services.errors import DomainError
+
 T = TypeVar("T")
 
 MAX_PAGE_SIZE = 100
+
+_BIGINT = 2**63
+
+
+class InvalidCursor(DomainError):
+    """A cursor that decodes but is not a sort key of this list (wrong length or types): the client's bug."""
+
+    code = "INVALID_CURSOR"
+    message = "Invalid cursor"
+
+
+def _fits(value: Any, column: ColumnElement[Any]) -> bool:
+    """Whether a cursor value can be compared with ``column`` (same Python type, bigint range)."""
+    try:
+        expected = column.type.python_type
+    except NotImplementedError:
+        return True
+    if isinstance(value, bool) or not isinstance(value, expected):
+        return False
+    if isinstance(value, int):
+        return -_BIGINT <= value < _BIGINT
+    if isinstance(value, datetime.datetime) and getattr(column.type, "timezone", False):
+        return value.tzinfo is not None
+    return True
+
+
+def check_after(after: tuple[Any, ...], order_by: Sequence[ColumnElement[Any]]) -> None:
+    """Raise :class:`InvalidCursor` unless ``after`` is a sort key of ``order_by`` (issue 16)."""
+    if len(after) != len(order_by) or not all(_fits(v, c) for v, c in zip(after, order_by, strict=True)):
+        raise InvalidCursor()
 
 
 @dataclass(slots=True)
@@ -50,6 +83,7 @@ async def keyset_page(
         ).scalar_one()
     page = stmt
     if after is not None:
+        check_after(after, order_by)
         position = tuple_(*order_by)
         page = page.where(position < tuple_(*after) if descending else position > tuple_(*after))
     page = page.order_by(*(column.desc() if descending else column.asc() for column in order_by)).limit(

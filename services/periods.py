@@ -84,6 +84,8 @@ def history_range(
     """
     allowed = allowed_range(today)
     end = month_start(end) if end else allowed.end
+    if not allowed.start <= end <= allowed.end:  # before counting months back from it (year 1, issue 16)
+        raise PeriodOutOfRange(field=["input", "to"], earliest=allowed.start, latest=allowed.end)
     start = month_start(start) if start else max(allowed.start, add_months(end, -(default_months - 1)))
     for value, name in ((start, "from"), (end, "to")):
         if not allowed.start <= value <= allowed.end:
