@@ -57,6 +57,10 @@ DEFAULT_LIST_SIZE = 10
 """The size assumed for a list field that declares none and takes no ``first``."""
 
 MUTATION_COST = 10
+MAX_PAGE = 1_000_000
+"""A ``first:`` above this counts as this (the argument itself is refused by the field's own limit)."""
+MAX_REPORTED_COST = 2**53 - 1
+"""Costs are reported as JSON numbers: no larger than a double holds exactly."""
 INTROSPECTION_COST = 100
 WINDOW_SECONDS = 60
 
@@ -117,7 +121,7 @@ def requested_cost(
         return 0
     walker = _Walker(schema, fragments, dict(variables or {}))
     extra = MUTATION_COST if chosen.operation is OperationType.MUTATION else 0
-    return walker.selection(root, chosen.selection_set, root_extra=extra)
+    return min(walker.selection(root, chosen.selection_set, root_extra=extra), MAX_REPORTED_COST)
 
 
 class _Walker:
@@ -205,10 +209,10 @@ class _Walker:
                 else inherited or DECLARED_SIZES.get(f"{owner.name}.{name}", DEFAULT_LIST_SIZE)
             )
             if page is not None:
-                size = page
+                size = min(page, MAX_PAGE)
             return max(size, 0) * (1 + self.selection(named, node.selection_set))
         # an object (e.g. a Relay connection) passes its page size on to its edges
-        return 1 + self.selection(named, node.selection_set, inherited=max(page or 0, 0))
+        return 1 + self.selection(named, node.selection_set, inherited=min(max(page or 0, 0), MAX_PAGE))
 
 
 def actual_cost(data: Any) -> int:

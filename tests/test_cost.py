@@ -41,6 +41,8 @@ def test_cost_model_prices_objects_lists_pages_fragments_and_directives() -> Non
     assert cost("mutation { logout { ok } }") == MUTATION_COST + 1
     assert cost("{ __schema { types { name } } }") == 100
     assert cost("{ not valid") == 0  # the parser reports it when the request runs
+    huge = cost(f"{{ accounts(first: {10**400}) {{ edges {{ node {{ meters {{ serial }} }} }} }} }}")
+    assert 0 < huge <= 2**53 - 1  # still a JSON number
     two = "query A { me { phone } } query B { branches { id } }"
     assert (cost(two, name="A"), cost(two, name="B")) == (1, DEFAULT_LIST_SIZE)
 
