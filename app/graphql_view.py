@@ -3,17 +3,22 @@ serves the offline GraphiQL page, and closes the database session when the opera
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import orjson
 from graphql import OperationType
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.types import Message, Receive
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
 from strawberry.schema import BaseSchema
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -86,31 +91,105 @@ def csrf_refusal(request: Request) -> Response | None:
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 """Room for the ``operations`` and ``map`` parts and the part headers of an upload request."""
 
+UPLOAD_TOO_LARGE_MESSAGE = "Общий объем вложенных файлов не должен превышать 100Мб."
+"""The manual's message for uploads over the total limit (F2, G2, G3)."""
+
+
+def media_type(request: HTTPConnection) -> str:
+    """The request's content type without parameters, lower-cased."""
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def is_upload(request: Request) -> bool:
+    """A GraphQL multipart request (files)."""
+    return request.method == "POST" and media_type(request) == "multipart/form-data"
+
+
+def too_large(message: str) -> JSONResponse:
+    """HTTP 413 with a GraphQL error ``REQUEST_TOO_LARGE``."""
+    return JSONResponse(
+        {"data": None, "errors": [{"message": message, "extensions": {"code": "REQUEST_TOO_LARGE"}}]},
+        status_code=413,
+    )
+
 
 def oversized_refusal(request: Request, max_upload_bytes: int) -> Response | None:
     """413 for a multipart POST whose declared length exceeds the upload limit: refused before a byte of it
     is parsed (files within the limit are then counted again while they are read)."""
-    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if request.method != "POST" or content_type != "multipart/form-data":
+    if not is_upload(request):
         return None
+    if declared_length(request) <= max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
+        return None
+    return too_large(UPLOAD_TOO_LARGE_MESSAGE)
+
+
+def declared_length(request: Request) -> int:
+    """The ``Content-Length`` of the request; 0 when absent or malformed (chunked bodies are counted while
+    they are read, see :func:`capped_receive`)."""
     try:
-        length = int(request.headers.get("content-length", "0"))
+        return max(0, int(request.headers.get("content-length", "0")))
     except ValueError:
-        length = 0
-    if length <= max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
-        return None
-    return JSONResponse(
-        {
-            "data": None,
-            "errors": [
-                {
-                    "message": "Общий объем вложенных файлов не должен превышать 100Мб.",
-                    "extensions": {"code": "REQUEST_TOO_LARGE"},
-                }
-            ],
-        },
-        status_code=413,
-    )
+        return 0
+
+
+class BodyTooLarge(Exception):
+    """The request body grew past its limit while it was being read."""
+
+
+def capped_receive(receive: Receive, limit: int) -> Receive:
+    """``receive`` that raises :class:`BodyTooLarge` as soon as the body it has passed on exceeds ``limit``
+    bytes, whatever ``Content-Length`` said (or whether there was one): the parser never sees more."""
+    seen = 0
+
+    async def bounded() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge()
+        return message
+
+    return bounded
+
+
+UPLOAD_NEEDS_LOGIN_RESPONSE = JSONResponse(
+    {
+        "data": None,
+        "errors": [
+            {"message": "File uploads need an access token", "extensions": {"code": "UNAUTHENTICATED"}}
+        ],
+    },
+    status_code=401,
+    headers={"WWW-Authenticate": "Bearer"},
+)
+"""A multipart request without a token: refused before its body is read (every upload needs a user)."""
+
+MAX_ERRORS = 10
+"""Most errors one response carries; more are replaced by one ``TOO_MANY_ERRORS`` error."""
+
+TOO_MANY_ERRORS = {
+    "message": f"Too many errors; only the first {MAX_ERRORS} are reported.",
+    "extensions": {"code": "TOO_MANY_ERRORS"},
+}
+
+MAX_ANONYMOUS_OPERATIONS = 2
+"""Operations an anonymous websocket may run at once (a QR login waits on one); more close it with 4429."""
+
+TOO_MANY_CLOSE_CODE = 4429
+"""Websocket close code for connections over a limit (per address, or anonymous operations per socket)."""
+
+
+class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws with a lower operation limit for sockets without a logged-in user."""
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        """Close an anonymous socket that starts more than :data:`MAX_ANONYMOUS_OPERATIONS` at once."""
+        viewer = getattr(self.context, "viewer", None)
+        if viewer is None and len(self.operations) >= MAX_ANONYMOUS_OPERATIONS:
+            await self.websocket.close(code=TOO_MANY_CLOSE_CODE, reason="Too many anonymous operations")
+            return
+        await super().handle_subscribe(message)
 
 
 class KabinetGraphQL(GraphQL[Context, None]):
@@ -125,9 +204,14 @@ class KabinetGraphQL(GraphQL[Context, None]):
             multipart_uploads_enabled=True,  # guarded by csrf_refusal()
             max_subscriptions_per_connection=20,
             allowed_origins=settings.allowed_origins,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             **kwargs,
         )
         self.state = state
+        self.sockets: Counter[str] = Counter()
+        """Open websockets per client address in this process."""
+
+    graphql_transport_ws_handler_class = KabinetTransportWSHandler
 
     def viewer_for(self, token: str | None) -> Viewer | None:
         """The viewer of a valid access token; None without one. Invalid tokens raise PermissionError."""
@@ -175,21 +259,72 @@ class KabinetGraphQL(GraphQL[Context, None]):
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         """Run the operation(s) of one request or websocket connection, then close its sessions."""
-        if isinstance(request, Request):
-            refused = csrf_refusal(request) or oversized_refusal(
-                request, self.state.settings.upload_max_total_bytes
-            )
-            if refused is not None:
-                return refused
+        if isinstance(request, WebSocket):
+            return await self.run_websocket(request, context, root_value)
+        if not isinstance(request, Request):
+            return await super().run(request, context=context, root_value=root_value)
+        settings = self.state.settings
+        refused = csrf_refusal(request) or oversized_refusal(request, settings.upload_max_total_bytes)
+        if refused is not None:
+            return refused
+        upload = is_upload(request)
+        if not upload and (
+            declared_length(request) > settings.max_request_bytes
+            or len(request.scope.get("query_string", b"")) > settings.max_request_bytes
+        ):
+            return too_large(f"The request is larger than {settings.max_request_bytes} bytes")
         if context is UNSET:
             try:
                 context = await self.get_context(request, response=request)
             except PermissionError:
                 return UNAUTHENTICATED_RESPONSE
+        if upload and context.viewer is None:
+            await context.close()
+            return UPLOAD_NEEDS_LOGIN_RESPONSE
+        limit = settings.max_request_bytes
+        if upload:
+            limit = settings.upload_max_total_bytes + MULTIPART_OVERHEAD_BYTES
+        # The body is read through a counter, so a chunked body (no Content-Length) is cut off at the limit.
+        request = Request(request.scope, receive=capped_receive(request.receive, limit))
+        context.request = request
         try:
             return await super().run(request, context=context, root_value=root_value)
+        except BodyTooLarge:
+            if upload:
+                return too_large(UPLOAD_TOO_LARGE_MESSAGE)
+            return too_large(f"The request is larger than {settings.max_request_bytes} bytes")
         finally:
+            await request.close()  # the upload's temporary files, at once (success or error)
             await context.close()
+
+    async def run_websocket(self, websocket: WebSocket, context: Any, root_value: Any) -> Any:
+        """One websocket connection, refused with close code 4429 when its address already has
+        ``KABINET_MAX_SOCKETS_PER_ADDRESS`` open in this process (counted per process, not per cluster)."""
+        address = client_ip(websocket) or "unknown"
+        if self.sockets[address] >= self.state.settings.max_sockets_per_address:
+            await websocket.accept(subprotocol=await self.pick_websocket_subprotocol(websocket))
+            await websocket.close(code=TOO_MANY_CLOSE_CODE, reason="Too many connections from this address")
+            return websocket
+        self.sockets[address] += 1
+        try:
+            if context is UNSET:
+                context = await self.get_context(websocket, response=websocket)
+            try:
+                return await super().run(websocket, context=context, root_value=root_value)
+            finally:
+                await context.close()
+        finally:
+            self.sockets[address] -= 1
+            if self.sockets[address] <= 0:
+                del self.sockets[address]
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> Any:
+        """The JSON answer, with at most :data:`MAX_ERRORS` errors (then one ``TOO_MANY_ERRORS``)."""
+        response = await super().process_result(request, result)
+        errors = response.get("errors")
+        if errors and len(errors) > MAX_ERRORS:
+            response["errors"] = [*errors[:MAX_ERRORS], TOO_MANY_ERRORS]
+        return response
 
     async def execute_operation(  # type: ignore[override]
         self,

@@ -5,6 +5,7 @@ Each test is named after the review finding it pins down (``test_LIM_…``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import struct
@@ -15,9 +16,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import psutil
+import pytest
+import websockets
 
-from tests.client import Api
-from tests.test_uploads import CREATE_APPEAL, appeal_input, multipart
+from app import execution
+from tests.client import Api, graphql_ws
+from tests.test_uploads import CREATE_APPEAL, CSRF, appeal_input, multipart, pdf, stored_files
 
 # --- helpers ---------------------------------------------------------------------------------------
 
@@ -171,3 +175,214 @@ def test_LIM_zip_central_directory_limits() -> None:
     assert sniff(docx({f"word/media/{n}.xml": b"x" for n in range(1001)})) is None  # too many entries
     assert sniff(docx({"word/media/inner.zip": b"PK"})) is None  # an archive inside the archive
     assert sniff(docx({"word/document.xml": bytes(5 * 1024 * 1024)})) is None  # 5 MB of zeros: > 100:1
+
+
+# --- 2. list arguments -----------------------------------------------------------------------------
+
+
+async def test_LIM_nodes_with_more_than_100_ids_is_refused(api: Api, customer_token: str) -> None:
+    ids = ["QWNjb3VudDox"] * 50_000  # ~800 KB: within the body limit
+    body = await api.gql("query($ids: [ID!]!) { nodes(ids: $ids) { id } }", token=customer_token, ids=ids)
+    assert body["data"] is None
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["LIST_TOO_LONG"]
+    literal = ", ".join('"QWNjb3VudDox"' for _ in range(101))
+    body = await api.gql(f"{{ nodes(ids: [{literal}]) {{ id }} }}", token=customer_token)
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["LIST_TOO_LONG"]
+    query = "query($ids: [ID!]!) { nodes(ids: $ids) { id } }"
+    body = await api.gql(query, token=customer_token, ids=ids[:100])
+    assert "errors" not in body and len(body["data"]["nodes"]) == 100
+
+
+async def test_LIM_list_inside_a_mutation_input_is_capped(api: Api, customer_token: str) -> None:
+    meters = [{"meterId": "TWV0ZXI6MQ==", "values": [{"zone": "DAY", "value": "1"}]}] * 101
+    body = await api.gql(
+        "mutation($input: SubmitReadingsInput!) { submitReadings(input: $input) { userErrors { code } } }",
+        token=customer_token,
+        input={"accountId": "QWNjb3VudDox", "meters": meters},
+    )
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["LIST_TOO_LONG"]
+    assert body["errors"][0]["extensions"]["maximum"] == 100
+
+
+def test_LIM_every_list_argument_documents_its_maximum() -> None:
+    from graphql import GraphQLInputObjectType, GraphQLObjectType, get_nullable_type, is_list_type
+
+    from schema.schema import build_schema
+
+    graphql_schema = build_schema()._schema
+    undocumented = []
+    for name, type_ in graphql_schema.type_map.items():
+        places: list[tuple[str, Any]] = []
+        if isinstance(type_, GraphQLInputObjectType):
+            places = [(f"{name}.{field}", value) for field, value in type_.fields.items()]
+        elif isinstance(type_, GraphQLObjectType) and not name.startswith("__"):
+            places = [
+                (f"{name}.{field}({arg})", value)
+                for field, definition in type_.fields.items()
+                for arg, value in definition.args.items()
+            ]
+        for where, value in places:
+            if is_list_type(get_nullable_type(value.type)) and "At most" not in (value.description or ""):
+                undocumented.append(where)
+    assert undocumented == []
+
+
+# --- 3. request bodies -----------------------------------------------------------------------------
+
+
+async def test_LIM_json_body_over_1MB_is_refused_before_parsing(api: Api, settings: Any) -> None:
+    big = json.dumps({"query": "{ __typename }", "variables": {"x": "a" * (2 * 1024 * 1024)}})
+    response = await api.client.post("/graphql", content=big, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["extensions"]["code"] == "REQUEST_TOO_LARGE"
+
+    consumed = 0
+
+    async def chunked() -> AsyncIterator[bytes]:
+        nonlocal consumed
+        for index in range(0, len(big), 64 * 1024):
+            consumed += 64 * 1024
+            yield big[index : index + 64 * 1024].encode()
+
+    json_type = {"content-type": "application/json"}
+    response = await api.client.post("/graphql", content=chunked(), headers=json_type)
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["extensions"]["code"] == "REQUEST_TOO_LARGE"
+    assert consumed <= settings.max_request_bytes + 128 * 1024  # stopped reading at the limit
+    ok = await api.client.post("/graphql", json={"query": "{ __typename }"})
+    assert ok.status_code == 200 and ok.json() == {"data": {"__typename": "Query"}}
+
+
+async def test_LIM_long_get_query_string_is_refused(api: Api, settings: Any) -> None:
+    settings.max_request_bytes = 10_000
+    response = await api.client.get("/graphql", params={"query": "{ __typename }", "x": "a" * 20_000})
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["extensions"]["code"] == "REQUEST_TOO_LARGE"
+
+
+# --- 4. chunked uploads ----------------------------------------------------------------------------
+
+
+async def test_LIM_chunked_upload_without_token_is_refused_before_its_body_is_read(
+    api: Api, customer_token: str, settings: Any
+) -> None:
+    variables = await appeal_input(api, customer_token, 1)
+    body, content_type = chunked_upload(variables, 3 * 1024 * 1024)
+    response = await api.client.post("/graphql", content=body, headers={"content-type": content_type, **CSRF})
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert body.consumed <= 64 * 1024  # at most the first chunk the transport had in hand
+    assert stored_files(settings) == []
+
+
+async def test_LIM_chunked_upload_over_the_limit_is_cut_off_and_leaves_no_temporary_file(
+    api: Api, customer_token: str, settings: Any
+) -> None:
+    settings.upload_max_total_bytes = 200_000  # + 1 MB for the form parts
+    variables = await appeal_input(api, customer_token, 1)
+    before = open_temporary_files()
+    body, content_type = chunked_upload(variables, 4 * 1024 * 1024)
+    response = await api.client.post(
+        "/graphql",
+        content=body,
+        headers={"content-type": content_type, "authorization": f"Bearer {customer_token}", **CSRF},
+    )
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["extensions"]["code"] == "REQUEST_TOO_LARGE"
+    assert body.consumed < 2 * 1024 * 1024
+    assert open_temporary_files() == before
+    assert stored_files(settings) == []
+
+
+async def test_LIM_successful_upload_leaves_no_temporary_file_open(
+    api: Api, customer_token: str, settings: Any
+) -> None:
+    variables = await appeal_input(api, customer_token, 1)
+    before = open_temporary_files()
+    response = await multipart(
+        api,
+        CREATE_APPEAL,
+        variables,
+        {"input.attachments.0": ("big.pdf", pdf(3 * 1024 * 1024), "application/pdf")},  # spooled to disk
+        token=customer_token,
+    )
+    assert response.json()["data"]["createAppeal"]["userErrors"] == []
+    assert open_temporary_files() == before
+
+
+# --- 5. the fast executor's fallback ---------------------------------------------------------------
+
+
+async def test_LIM_failing_query_runs_through_the_fast_path_at_most_once(
+    api: Api, customer_token: str
+) -> None:
+    query = '{ a: accounts(first: 1) { totalCount } b: node(id: "bm90IGEgbm9kZQ") { id } }'
+    first = await api.gql(query, token=customer_token)
+    assert first.get("errors"), first
+    fast, fallback, skipped = (execution.STATS[k] for k in ("fast", "fallback", "skipped"))
+    for _ in range(5):
+        again = await api.gql(query, token=customer_token)
+        assert again == first
+    assert execution.STATS["fallback"] == fallback  # no second fast attempt
+    assert execution.STATS["fast"] == fast
+    assert execution.STATS["skipped"] == skipped + 5
+
+
+# --- 6. websockets ---------------------------------------------------------------------------------
+
+
+async def test_LIM_websockets_per_address_are_capped_with_4429(live_server: str, settings: Any) -> None:
+    settings.max_sockets_per_address = 3
+    url = live_server.replace("http://", "ws://") + "/graphql"
+    async with graphql_ws(live_server), graphql_ws(live_server), graphql_ws(live_server):
+        async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as socket:  # type: ignore[list-item]
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(socket.recv(), 5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
+    async with graphql_ws(live_server):  # the others are closed: room again
+        pass
+
+
+START_QR = "mutation { startQrLogin { qrLogin { webSecret } } }"
+QR_SUB = "subscription($s: String!) { qrLogin(webSecret: $s) { status } }"
+
+
+async def test_LIM_anonymous_socket_may_run_two_operations(api: Api, live_server: str) -> None:
+    secrets = [(await api.data(START_QR))["startQrLogin"]["qrLogin"]["webSecret"] for _ in range(3)]
+    async with graphql_ws(live_server) as ws:
+        for secret in secrets[:2]:
+            op = await ws.subscribe(QR_SUB, {"s": secret})
+            async for event in ws.events(op):
+                assert event["data"]["qrLogin"]["status"] == "PENDING"
+                break
+        await ws.subscribe(QR_SUB, {"s": secrets[2]})
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:
+                await ws.receive()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
+
+
+async def test_LIM_server_time_is_bounded_for_anonymous_sockets(live_server: str) -> None:
+    async with graphql_ws(live_server) as ws:
+        op = await ws.subscribe("subscription { serverTime(count: 5, intervalSeconds: 0.01) }")
+        message = await ws.receive()
+        assert message["id"] == op
+        errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+        assert [e["extensions"]["code"] for e in errors] == ["UNAUTHENTICATED"]
+
+
+# --- 7. error amplification ------------------------------------------------------------------------
+
+
+async def test_LIM_unknown_directives_produce_at_most_ten_errors(api: Api) -> None:
+    directives = " ".join(f"@d{n}" for n in range(50))
+    body = await api.gql(f"{{ __typename {directives} }}")
+    assert len(body["errors"]) == 11
+    assert body["errors"][-1]["extensions"]["code"] == "TOO_MANY_ERRORS"
+
+
+async def test_LIM_execution_errors_are_capped_too(api: Api, customer_token: str) -> None:
+    fields = " ".join(f'n{n}: node(id: "bm90IGEgbm9kZQ{n}") {{ id }}' for n in range(25))
+    body = await api.gql(f"{{ {fields} }}", token=customer_token)
+    assert len(body["errors"]) == 11
+    assert body["errors"][-1]["extensions"]["code"] == "TOO_MANY_ERRORS"
