@@ -239,7 +239,7 @@ async def hostile_loop(
             sent[f"{name}: {outcome}"] += 1
 
 
-def run_attackers(base: str, token: str, concurrency: int, stop: Any, results: Any) -> None:
+def run_attackers(base: str, token: str, concurrency: int, stop: Any, results: Any, only: str = "") -> None:
     """Child process: ``concurrency`` hostile clients until ``stop`` is set; puts (outcomes, latencies)."""
 
     async def attack() -> tuple[Counter[str], dict[str, list[float]]]:
@@ -248,6 +248,8 @@ def run_attackers(base: str, token: str, concurrency: int, stop: Any, results: A
         finished = asyncio.Event()
         async with httpx.AsyncClient(base_url=base, timeout=60) as client:
             cases = await hostile_cases(client, token)
+            if only:
+                cases = {name: case for name, case in cases.items() if name in only.split(",")}
             loops = [
                 asyncio.create_task(hostile_loop(cases, finished, sent, spent)) for _ in range(concurrency)
             ]
@@ -277,6 +279,7 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="dashboard requests per phase")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="longest phase")
     parser.add_argument("--hostile-concurrency", type=int, default=1, help="hostile clients")
+    parser.add_argument("--cases", default="", help="comma-separated subset of the hostile cases (by name)")
     args = parser.parse_args()
     server_url = os.environ.get("DATABASE_URL") or sys.exit("DATABASE_URL is required")
     redis_url = os.environ.get("REDIS_URL") or sys.exit("REDIS_URL is required")
@@ -308,7 +311,8 @@ async def main() -> None:
         stop = multiprocessing.Event()
         results: multiprocessing.Queue[tuple[Counter[str], dict[str, list[float]]]] = multiprocessing.Queue()
         attacker = multiprocessing.Process(
-            target=run_attackers, args=(base, tokens[1], args.hostile_concurrency, stop, results)
+            target=run_attackers,
+            args=(base, tokens[1], args.hostile_concurrency, stop, results, args.cases),
         )
         attacker.start()
         rss_stop = asyncio.Event()
