@@ -306,6 +306,7 @@ class KabinetGraphQL(GraphQL[Context, None]):
             await websocket.close(code=TOO_MANY_CLOSE_CODE, reason="Too many connections from this address")
             return websocket
         self.sockets[address] += 1
+        websocket = self.bounded_websocket(websocket)
         try:
             if context is UNSET:
                 context = await self.get_context(websocket, response=websocket)
@@ -318,12 +319,33 @@ class KabinetGraphQL(GraphQL[Context, None]):
             if self.sockets[address] <= 0:
                 del self.sockets[address]
 
+    def bounded_websocket(self, websocket: WebSocket) -> WebSocket:
+        """The same connection, closed with code 1009 when a client message is larger than
+        ``KABINET_MAX_REQUEST_BYTES`` (uvicorn alone would take 16 MB): the message is never parsed."""
+        limit = self.state.settings.max_request_bytes
+        receive = websocket._receive  # the raw ASGI callables: the new WebSocket keeps the state
+
+        async def bounded() -> Message:
+            message = await receive()
+            if message["type"] == "websocket.receive":
+                size = len(message.get("text") or "") + len(message.get("bytes") or b"")
+                if size > limit:
+                    await bounded_socket.close(code=1009, reason="Message too big")
+                    return {"type": "websocket.disconnect", "code": 1009}
+            return message
+
+        bounded_socket = WebSocket(websocket.scope, receive=bounded, send=websocket._send)
+        return bounded_socket
+
     async def process_result(self, request: Request, result: ExecutionResult) -> Any:
         """The JSON answer, with at most :data:`MAX_ERRORS` errors (then one ``TOO_MANY_ERRORS``)."""
         response = await super().process_result(request, result)
         errors = response.get("errors")
         if errors and len(errors) > MAX_ERRORS:
-            response["errors"] = [*errors[:MAX_ERRORS], TOO_MANY_ERRORS]
+            last = errors[-1].get("extensions") or {}
+            already_capped = len(errors) == MAX_ERRORS + 1 and last.get("code") == "TOO_MANY_ERRORS"
+            if not already_capped:  # validation caps its own errors (schema.limits)
+                response["errors"] = [*errors[:MAX_ERRORS], TOO_MANY_ERRORS]
         return response
 
     async def execute_operation(  # type: ignore[override]

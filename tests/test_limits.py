@@ -343,6 +343,21 @@ async def test_LIM_websockets_per_address_are_capped_with_4429(live_server: str,
         pass
 
 
+async def test_LIM_websocket_message_over_the_request_limit_closes_the_socket(
+    live_server: str, customer_token: str, settings: Any
+) -> None:
+    async with graphql_ws(live_server, init={"token": customer_token}) as ws:
+        query = "subscription { serverTime(count: 1) }" + " " * (2 * settings.max_request_bytes)
+        await ws.socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:
+                await ws.receive()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    async with graphql_ws(live_server, init={"token": customer_token}) as ws:  # the server is fine
+        op = await ws.subscribe("subscription { serverTime(count: 1) }")
+        assert [event async for event in ws.events(op)]
+
+
 START_QR = "mutation { startQrLogin { qrLogin { webSecret } } }"
 QR_SUB = "subscription($s: String!) { qrLogin(webSecret: $s) { status } }"
 
@@ -379,6 +394,7 @@ async def test_LIM_unknown_directives_produce_at_most_ten_errors(api: Api) -> No
     body = await api.gql(f"{{ __typename {directives} }}")
     assert len(body["errors"]) == 11
     assert body["errors"][-1]["extensions"]["code"] == "TOO_MANY_ERRORS"
+    assert body["errors"][-1]["message"].startswith("Too many validation errors")  # validation stopped
 
 
 async def test_LIM_execution_errors_are_capped_too(api: Api, customer_token: str) -> None:
