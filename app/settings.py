@@ -89,7 +89,8 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         1024 * 1024,
         description=(
-            "Largest body (and query string) of a GraphQL request that is not a file upload: 1 MB. "
+            "Largest body (and query string) of a GraphQL request that is not a file upload, and largest "
+            "websocket message: 1 MB. "
             "Bigger ones get HTTP 413 REQUEST_TOO_LARGE before they are parsed; uploads have own limits."
         ),
     )
