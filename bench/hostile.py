@@ -342,8 +342,8 @@ async def main() -> None:
         rounds = sum(count for label, count in sent.items() if label.startswith("25 sockets"))
         print(f"  {rounds:4} × 25 sockets: {refused} of {25 * rounds} closed with 4429", flush=True)
         print("hostile request latency by case:", flush=True)
-        for name, values in spent.items():
-            print(f"  {name:26} p50 {pct(values, 0.5):7.1f} ms  max {max(values):7.1f} ms", flush=True)
+        for case, values in spent.items():
+            print(f"  {case:26} p50 {pct(values, 0.5):7.1f} ms  max {max(values):7.1f} ms", flush=True)
         print(f"server peak RSS during the hostile phase: {peak_rss / 1024 / 1024:.0f} MB", flush=True)
     finally:
         server.terminate()
