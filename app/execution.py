@@ -25,6 +25,14 @@ by graphql-core, which then produces the spec's partial result with located erro
 and the request's loaders keep what they loaded, so the second run costs little and changes nothing.
 Mutations (serial, side effects) and subscriptions always use graphql-core. ``tests/test_execution.py``
 compares both executors field by field over the schema's query shapes.
+
+**At most one wasted run per operation (issue 16).** A hostile query that fails on purpose would cost
+twice on every request: the fast run, then graphql-core's. So an operation whose fast run gave up is
+remembered (:data:`FAILED`, per process, keyed like the plan cache: schema and parsed operation node) and
+its next :data:`FAILED_SKIPS` executions go straight to graphql-core (``STATS["skipped"]``). Then it gets
+one fast try again, so a query that failed once for a passing reason (one user's missing object, a
+transient database error) is not slow for good; the memory holds :data:`FAILED_CACHE_SIZE` operations,
+oldest forgotten first. Repeating a failing query thus costs ~1 + 1/FAILED_SKIPS runs, not 2.
 """
 
 from __future__ import annotations
@@ -63,8 +71,15 @@ log = logging.getLogger(__name__)
 BACKREF = "strawberry-definition"
 NODE_ID_RESOLVER = Node._id.__func__  # type: ignore[attr-defined]  # Strawberry's resolver of Node.id
 PLAN_CACHE_SIZE = 256
-STATS = {"fast": 0, "fallback": 0}
-"""Queries answered by the fast path, and handed to graphql-core after it gave up (this process)."""
+STATS = {"fast": 0, "fallback": 0, "skipped": 0}
+"""Queries answered by the fast path, handed to graphql-core after it gave up, and sent straight to
+graphql-core because they gave up before (this process)."""
+
+FAILED_CACHE_SIZE = 1024
+"""Operations whose fast run gave up, remembered per process."""
+
+FAILED_SKIPS = 100
+"""Executions of such an operation that go straight to graphql-core before the fast path tries again."""
 
 
 class Fallback(Exception):
@@ -172,6 +187,38 @@ class PlanCache:
 PLANS = PlanCache()
 
 
+class FailedOperations:
+    """Operations whose fast run gave up recently: how many more runs should skip it (see module doc)."""
+
+    def __init__(self, size: int = FAILED_CACHE_SIZE, skips: int = FAILED_SKIPS) -> None:
+        self.size = size
+        self.skips = skips
+        self.entries: dict[tuple[int, int], tuple[Any, Any, int]] = {}
+
+    def should_skip(self, schema: Any, operation: Any) -> bool:
+        """True (and one skip used) when this operation failed on the fast path recently."""
+        key = (id(schema), id(operation))
+        entry = self.entries.get(key)
+        if entry is None or entry[0] is not schema or entry[1] is not operation:
+            return False
+        if entry[2] <= 1:
+            del self.entries[key]
+        else:
+            self.entries[key] = (schema, operation, entry[2] - 1)
+        return True
+
+    def remember(self, schema: Any, operation: Any) -> None:
+        """The fast run of this operation gave up."""
+        key = (id(schema), id(operation))
+        self.entries.pop(key, None)
+        if len(self.entries) >= self.size:
+            self.entries.pop(next(iter(self.entries)))
+        self.entries[key] = (schema, operation, self.skips)
+
+
+FAILED = FailedOperations()
+
+
 # --- the executor ---------------------------------------------------------------------------------------
 
 
@@ -186,6 +233,9 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
             or self.abort_signal is not None
         ):
             return super().execute_operation(serially)
+        if FAILED.should_skip(self.schema, self.operation):
+            STATS["skipped"] += 1
+            return super().execute_operation(serially)
         return self._execute_fast()
 
     async def _execute_fast(self) -> Any:
@@ -196,6 +246,7 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
         except Exception:  # Fallback, or a resolver's error: graphql-core reports it with its path
             log.debug("fast execution gave up", exc_info=True)
             STATS["fallback"] += 1
+            FAILED.remember(self.schema, self.operation)
             return await self._execute_slow()
         STATS["fast"] += 1
         return self.finish(self.build_response(data))

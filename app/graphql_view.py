@@ -4,13 +4,14 @@ serves the offline GraphiQL page, and closes the database session when the opera
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from typing import Any
 
 import orjson
 from graphql import GraphQLError, OperationType
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -84,8 +85,15 @@ def valid_operation_name(value: object) -> bool:
     return value is None or isinstance(value, str)
 
 
+MAX_ANONYMOUS_OPERATIONS = 2
+"""Operations an anonymous websocket may run at once (a QR login waits on one); more close it with 4429."""
+
+TOO_MANY_CLOSE_CODE = 4429
+"""Websocket close code for connections over a limit (per address, or anonymous operations per socket)."""
+
+
 class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    """graphql-transport-ws with Kabinet's session rules (finding SEC5).
+    """graphql-transport-ws with Kabinet's session rules (finding SEC5) and limits (issue 16).
 
     An authenticated socket is registered with the process's :class:`app.revocation.SessionGuard`, which
     closes it with 4403 when its session ends (logout, password change, ``endSession``…, in any process)
@@ -128,6 +136,9 @@ class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 return
         # --- end persisted documents ---
         viewer = self.context.viewer
+        if viewer is None and len(self.operations) >= MAX_ANONYMOUS_OPERATIONS:
+            await self.websocket.close(code=TOO_MANY_CLOSE_CODE, reason="Too many anonymous operations")
+            return
         if self.connection_acknowledged and viewer is not None:
             if viewer.expires_at is not None and viewer.expires_at <= clock.now():
                 await self.close_for_session(SESSION_ENDED, "Access token expired")
@@ -186,31 +197,87 @@ def csrf_refusal(request: Request) -> Response | None:
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 """Room for the ``operations`` and ``map`` parts and the part headers of an upload request."""
 
+UPLOAD_TOO_LARGE_MESSAGE = "Общий объем вложенных файлов не должен превышать 100Мб."
+"""The manual's message for uploads over the total limit (F2, G2, G3)."""
+
+
+def media_type(request: HTTPConnection) -> str:
+    """The request's content type without parameters, lower-cased."""
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def is_upload(request: Request) -> bool:
+    """A GraphQL multipart request (files)."""
+    return request.method == "POST" and media_type(request) == "multipart/form-data"
+
+
+def too_large(message: str) -> JSONResponse:
+    """HTTP 413 with a GraphQL error ``REQUEST_TOO_LARGE``."""
+    return JSONResponse(
+        {"data": None, "errors": [{"message": message, "extensions": {"code": "REQUEST_TOO_LARGE"}}]},
+        status_code=413,
+    )
+
 
 def oversized_refusal(request: Request, max_upload_bytes: int) -> Response | None:
     """413 for a multipart POST whose declared length exceeds the upload limit: refused before a byte of it
     is parsed (files within the limit are then counted again while they are read)."""
-    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if request.method != "POST" or content_type != "multipart/form-data":
+    if not is_upload(request):
         return None
+    if declared_length(request) <= max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
+        return None
+    return too_large(UPLOAD_TOO_LARGE_MESSAGE)
+
+
+def declared_length(request: Request) -> int:
+    """The ``Content-Length`` of the request; 0 when absent or malformed (chunked bodies are counted while
+    they are read, see :func:`capped_receive`)."""
     try:
-        length = int(request.headers.get("content-length", "0"))
+        return max(0, int(request.headers.get("content-length", "0")))
     except ValueError:
-        length = 0
-    if length <= max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
-        return None
-    return JSONResponse(
-        {
-            "data": None,
-            "errors": [
-                {
-                    "message": "Общий объем вложенных файлов не должен превышать 100Мб.",
-                    "extensions": {"code": "REQUEST_TOO_LARGE"},
-                }
-            ],
-        },
-        status_code=413,
-    )
+        return 0
+
+
+class BodyTooLarge(Exception):
+    """The request body grew past its limit while it was being read."""
+
+
+def capped_receive(receive: Receive, limit: int) -> Receive:
+    """``receive`` that raises :class:`BodyTooLarge` as soon as the body it has passed on exceeds ``limit``
+    bytes, whatever ``Content-Length`` said (or whether there was one): the parser never sees more."""
+    seen = 0
+
+    async def bounded() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge()
+        return message
+
+    return bounded
+
+
+UPLOAD_NEEDS_LOGIN_RESPONSE = JSONResponse(
+    {
+        "data": None,
+        "errors": [
+            {"message": "File uploads need an access token", "extensions": {"code": "UNAUTHENTICATED"}}
+        ],
+    },
+    status_code=401,
+    headers={"WWW-Authenticate": "Bearer"},
+)
+"""A multipart request without a token: refused before its body is read (every upload needs a user)."""
+
+MAX_ERRORS = 10
+"""Most errors one response carries; more are replaced by one ``TOO_MANY_ERRORS`` error."""
+
+TOO_MANY_ERRORS = {
+    "message": f"Too many errors; only the first {MAX_ERRORS} are reported.",
+    "extensions": {"code": "TOO_MANY_ERRORS"},
+}
 
 
 class KabinetGraphQL(GraphQL[Context, None]):
@@ -243,6 +310,8 @@ class KabinetGraphQL(GraphQL[Context, None]):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Strawberry's ASGI app, answering in the media type the client prefers (app/http_negotiation.py)."""
         await super().__call__(scope, receive, http_negotiation.negotiating_send(scope, send))
+        self.sockets: Counter[str] = Counter()
+        """Open websockets per client address in this process."""
 
     def viewer_for(self, token: str | None) -> Viewer | None:
         """The viewer of a valid access token; None without one. Invalid tokens raise PermissionError."""
@@ -309,17 +378,34 @@ class KabinetGraphQL(GraphQL[Context, None]):
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         """Run the operation(s) of one request or websocket connection, then close its sessions."""
-        if isinstance(request, Request):
-            refused = csrf_refusal(request) or oversized_refusal(
-                request, self.state.settings.upload_max_total_bytes
-            )
-            if refused is not None:
-                return refused
+        if isinstance(request, WebSocket):
+            return await self.run_websocket(request, context, root_value)
+        if not isinstance(request, Request):
+            return await super().run(request, context=context, root_value=root_value)
+        settings = self.state.settings
+        refused = csrf_refusal(request) or oversized_refusal(request, settings.upload_max_total_bytes)
+        if refused is not None:
+            return refused
+        upload = is_upload(request)
+        if not upload and (
+            declared_length(request) > settings.max_request_bytes
+            or len(request.scope.get("query_string", b"")) > settings.max_request_bytes
+        ):
+            return too_large(f"The request is larger than {settings.max_request_bytes} bytes")
         if context is UNSET:
             try:
                 context = await self.get_context(request, response=request)
             except PermissionError:
                 return UNAUTHENTICATED_RESPONSE
+        if upload and context.viewer is None:
+            await context.close()
+            return UPLOAD_NEEDS_LOGIN_RESPONSE
+        limit = settings.max_request_bytes
+        if upload:
+            limit = settings.upload_max_total_bytes + MULTIPART_OVERHEAD_BYTES
+        # The body is read through a counter, so a chunked body (no Content-Length) is cut off at the limit.
+        request = Request(request.scope, receive=capped_receive(request.receive, limit))
+        context.request = request
         try:
             return await super().run(request, context=context, root_value=root_value)
         except BadRequest as error:
@@ -328,7 +414,12 @@ class KabinetGraphQL(GraphQL[Context, None]):
             return error.response(request.scope)
         except http_negotiation.MutationOverGet as error:
             return error.response()
+        except BodyTooLarge:
+            if upload:
+                return too_large(UPLOAD_TOO_LARGE_MESSAGE)
+            return too_large(f"The request is larger than {settings.max_request_bytes} bytes")
         finally:
+            await request.close()  # the upload's temporary files, at once (success or error)
             await context.close()
 
     async def parse_http_body(
@@ -341,6 +432,46 @@ class KabinetGraphQL(GraphQL[Context, None]):
             if not valid_operation_name(item.operation_name):
                 raise BadRequest("The GraphQL operation's `operationName` must be a string or null.")
         return parsed
+
+    async def run_websocket(self, websocket: WebSocket, context: Any, root_value: Any) -> Any:
+        """One websocket connection, refused with close code 4429 when its address already has
+        ``KABINET_MAX_SOCKETS_PER_ADDRESS`` open in this process (counted per process, not per cluster)."""
+        address = client_ip(websocket) or "unknown"
+        if self.sockets[address] >= self.state.settings.max_sockets_per_address:
+            await websocket.accept(subprotocol=await self.pick_websocket_subprotocol(websocket))
+            await websocket.close(code=TOO_MANY_CLOSE_CODE, reason="Too many connections from this address")
+            return websocket
+        self.sockets[address] += 1
+        websocket = self.bounded_websocket(websocket)
+        try:
+            if context is UNSET:
+                context = await self.get_context(websocket, response=websocket)
+            try:
+                return await super().run(websocket, context=context, root_value=root_value)
+            finally:
+                await context.close()
+        finally:
+            self.sockets[address] -= 1
+            if self.sockets[address] <= 0:
+                del self.sockets[address]
+
+    def bounded_websocket(self, websocket: WebSocket) -> WebSocket:
+        """The same connection, closed with code 1009 when a client message is larger than
+        ``KABINET_MAX_REQUEST_BYTES`` (uvicorn alone would take 16 MB): the message is never parsed."""
+        limit = self.state.settings.max_request_bytes
+        receive = websocket._receive  # the raw ASGI callables: the new WebSocket keeps the state
+
+        async def bounded() -> Message:
+            message = await receive()
+            if message["type"] == "websocket.receive":
+                size = len(message.get("text") or "") + len(message.get("bytes") or b"")
+                if size > limit:
+                    await bounded_socket.close(code=1009, reason="Message too big")
+                    return {"type": "websocket.disconnect", "code": 1009}
+            return message
+
+        bounded_socket = WebSocket(websocket.scope, receive=bounded, send=websocket._send)
+        return bounded_socket
 
     async def execute_operation(  # type: ignore[override]
         self,
@@ -453,10 +584,17 @@ class KabinetGraphQL(GraphQL[Context, None]):
         return result
 
     async def process_result(self, request: Request, result: ExecutionResult) -> Any:
-        """Strawberry's response body, shaped by content negotiation (``app.http_negotiation``): a request
-        that failed before execution has no ``data`` for ``application/graphql-response+json`` clients."""
-        response = await super().process_result(request, result)
-        return http_negotiation.shape(request.scope, result, dict(response))
+        """Strawberry's response body with at most :data:`MAX_ERRORS` errors (then one ``TOO_MANY_ERRORS``),
+        shaped by content negotiation (``app.http_negotiation``): a request that failed before execution has
+        no ``data`` for ``application/graphql-response+json`` clients."""
+        response = dict(await super().process_result(request, result))
+        errors = response.get("errors")
+        if errors and len(errors) > MAX_ERRORS:
+            last = errors[-1].get("extensions") or {}
+            already_capped = len(errors) == MAX_ERRORS + 1 and last.get("code") == "TOO_MANY_ERRORS"
+            if not already_capped:  # validation caps its own errors (schema.limits)
+                response["errors"] = [*errors[:MAX_ERRORS], TOO_MANY_ERRORS]
+        return http_negotiation.shape(request.scope, result, response)
 
     def encode_json(self, data: object) -> str:
         """Compact UTF-8 JSON (Cyrillic as is, not ``\\u`` escapes), encoded by orjson.

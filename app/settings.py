@@ -92,6 +92,21 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(12, description="Deepest nesting of a GraphQL operation.")
     max_query_tokens: int = Field(4000, description="Most tokens in one GraphQL document.")
     max_query_aliases: int = Field(30, description="Most aliases in one GraphQL document.")
+    max_request_bytes: int = Field(
+        1024 * 1024,
+        description=(
+            "Largest body (and query string) of a GraphQL request that is not a file upload, and largest "
+            "websocket message: 1 MB. "
+            "Bigger ones get HTTP 413 REQUEST_TOO_LARGE before they are parsed; uploads have own limits."
+        ),
+    )
+    max_sockets_per_address: int = Field(
+        20,
+        description=(
+            "Most websocket connections open at once from one client address, counted per process; "
+            "one more is closed with code 4429."
+        ),
+    )
     graphiql: bool | None = Field(
         None, description="Serve GraphiQL at /graphql. Default: on in development, off in production."
     )

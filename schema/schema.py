@@ -17,7 +17,6 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
-    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
@@ -40,12 +39,19 @@ from schema.identity import (
 from schema.node import parse_global_id, resolve_global_id
 from schema.notifications import NotificationMutations, NotificationQueries, NotificationSubscriptions
 from schema.payments import PaymentMutations, PaymentQueries, PaymentSubscriptions
+from schema.permissions import require_viewer
 from schema.readings import ReadingMutations, ReadingQueries
 from schema.rules import enforce_on
 from schema.scalars import SCALAR_MAP
 from services import clock
 
 log = logging.getLogger("kabinet.graphql")
+
+SERVER_TIME_MAX_COUNT = 100
+"""Most events of one ``serverTime`` stream."""
+
+SERVER_TIME_MIN_INTERVAL = 0.1
+"""Shortest interval between ``serverTime`` events, seconds."""
 
 
 QUERIES: tuple[type, ...] = (
@@ -112,7 +118,8 @@ class Subscription(*SUBSCRIPTIONS):  # type: ignore[misc]
 
     @strawberry.subscription(
         description=(
-            "Server time every `intervalSeconds` (0.01–60), `count` times: checks that the websocket works."
+            "Server time every `intervalSeconds` (0.1–60), `count` times (at most 100): checks that the "
+            "websocket works. Logged-in users only (anonymous sockets get UNAUTHENTICATED)."
         )
     )
     async def server_time(
@@ -123,8 +130,9 @@ class Subscription(*SUBSCRIPTIONS):  # type: ignore[misc]
             float, strawberry.argument(description="Seconds between two messages (0.01–60).")
         ] = 1.0,
     ) -> AsyncGenerator[dt.datetime, None]:
-        interval = min(max(interval_seconds, 0.01), 60.0)
-        for index in range(max(0, min(count, 1000))):
+        require_viewer(info)  # an anonymous stream cost CPU for nothing (issue 16)
+        interval = min(max(interval_seconds, SERVER_TIME_MIN_INTERVAL), 60.0)
+        for index in range(max(0, min(count, SERVER_TIME_MAX_COUNT))):
             if index:
                 await asyncio.sleep(interval)
             yield clock.now()
@@ -148,6 +156,7 @@ class KabinetSchema(strawberry.Schema):
 def build_schema(settings: Settings | None = None) -> KabinetSchema:
     """The schema with the protection extensions configured from ``settings``."""
     from schema.extensions import MaskUnexpectedErrors, StaffOnlyIntrospection
+    from schema.limits import BoundedValidationCache, ListLengthLimiter, document_list_limits
 
     settings = settings or Settings()
     # The limit rules are built once, so every request validates with the same rule classes and
@@ -165,7 +174,8 @@ def build_schema(settings: Settings | None = None) -> KabinetSchema:
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         MaskUnexpectedErrors,
         lambda: ParserCache(maxsize=512),
-        lambda: ValidationCache(maxsize=512),
+        BoundedValidationCache,  # at most 10 validation errors, then TOO_MANY_ERRORS
+        ListLengthLimiter,  # LIST_TOO_LONG before anything is resolved
     ]
     # The same input rules guard query arguments: no U+0000 or lone surrogate (PostgreSQL refuses them
     # mid-transaction) and no unbounded string reaches a resolver (issue 16).
@@ -177,7 +187,7 @@ def build_schema(settings: Settings | None = None) -> KabinetSchema:
             description="Everything a client can change.",
         )
         enforce_on(mutation)  # input rules (schema.rules) are checked before any mutation resolver runs
-    return KabinetSchema(
+    schema = KabinetSchema(
         query=Query,
         mutation=mutation,
         subscription=Subscription,
@@ -190,6 +200,8 @@ def build_schema(settings: Settings | None = None) -> KabinetSchema:
             disable_field_suggestions=settings.is_production,  # "Did you mean …" would leak the schema
         ),
     )
+    document_list_limits(schema._schema)
+    return schema
 
 
 def export_sdl() -> str:

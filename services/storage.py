@@ -8,13 +8,16 @@ URL works for anybody holding it, but only for :data:`DOWNLOAD_TTL`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import datetime as dt
 import hashlib
 import hmac
+import io
 import os
 import uuid
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -202,24 +205,69 @@ _HEIC_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
-def _zip_kind(data: bytes) -> str | None:
-    """DOCX / XLSX by ``[Content_Types].xml``, ODT by its ``mimetype`` entry; other ZIPs are refused."""
-    import io
-    import zipfile
+ZIP_MAX_ENTRIES = 1000
+"""Most entries an accepted ZIP container (DOCX, XLSX, ODT) may list in its central directory."""
 
+ZIP_MAX_UNCOMPRESSED_BYTES = 50 * 1024 * 1024
+"""Most bytes the entries of an accepted ZIP container may declare together, uncompressed."""
+
+ZIP_MAX_RATIO = 100
+"""Highest compression ratio of one entry (uncompressed : compressed); real documents stay far below,
+zip bombs (zeros deflated ~1000:1) far above."""
+
+ZIP_MAX_MARKER_BYTES = 256 * 1024
+"""Most bytes read of ``[Content_Types].xml`` / ``mimetype`` to recognise the document type."""
+
+_NESTED_ZIP_SUFFIXES = (".zip", ".jar", ".docx", ".xlsx", ".odt", ".7z", ".rar", ".gz")
+
+
+def _zip_is_bomb(archive: zipfile.ZipFile) -> bool:
+    """Whether the central directory describes an archive we refuse to open: too many entries, too many
+    declared bytes, an entry compressed beyond :data:`ZIP_MAX_RATIO`, or an archive inside the archive.
+
+    Only the central directory is consulted (what ``ZipFile`` already parsed); nothing is decompressed.
+    """
+    entries = archive.infolist()
+    if len(entries) > ZIP_MAX_ENTRIES:
+        return True
+    declared = 0
+    for entry in entries:
+        declared += entry.file_size
+        if declared > ZIP_MAX_UNCOMPRESSED_BYTES:
+            return True
+        if entry.file_size > ZIP_MAX_RATIO * max(entry.compress_size, 1) and entry.file_size > 1024 * 1024:
+            return True
+        if entry.filename.lower().endswith(_NESTED_ZIP_SUFFIXES):
+            return True
+    return False
+
+
+def _read_marker(archive: zipfile.ZipFile, name: str) -> bytes | None:
+    """At most :data:`ZIP_MAX_MARKER_BYTES` of entry ``name``; None when it is larger (no real one is)."""
+    with archive.open(name) as entry:
+        data = entry.read(ZIP_MAX_MARKER_BYTES + 1)
+    return None if len(data) > ZIP_MAX_MARKER_BYTES else data
+
+
+def _zip_kind(data: bytes) -> str | None:
+    """DOCX / XLSX by ``[Content_Types].xml``, ODT by its ``mimetype`` entry; other ZIPs are refused, and so
+    are zip bombs (see :func:`_zip_is_bomb`): the entries are never decompressed beyond what the marker
+    needs, so a 1 MB upload declaring gigabytes costs a look at its central directory."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            if _zip_is_bomb(archive):
+                return None
             names = set(archive.namelist())
             if "mimetype" in names:
-                mimetype = archive.read("mimetype").strip()
+                mimetype = (_read_marker(archive, "mimetype") or b"").strip()
                 return "odt" if mimetype == b"application/vnd.oasis.opendocument.text" else None
             if "[Content_Types].xml" in names:
-                types = archive.read("[Content_Types].xml")
+                types = _read_marker(archive, "[Content_Types].xml") or b""
                 if b"wordprocessingml.document.main+xml" in types:
                     return "docx"
                 if b"spreadsheetml.sheet.main+xml" in types:
                     return "xlsx"
-    except (zipfile.BadZipFile, KeyError, OSError, RuntimeError, ValueError):
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, OSError, RuntimeError, ValueError, EOFError):
         return None
     return None
 
@@ -340,7 +388,7 @@ async def receive_upload(upload: object, *, max_bytes: int, budget: UploadBudget
     budget.remaining -= size
     data = b"".join(chunks)
     name = str(getattr(upload, "filename", "") or "")
-    kind = sniff(data, name)
+    kind = await asyncio.to_thread(sniff, data, name)  # a ZIP's directory is parsed off the event loop
     if kind is None:
         raise UploadTypeNotAllowed()
     return ReceivedUpload(

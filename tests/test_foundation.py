@@ -90,8 +90,10 @@ def _first_asset(html: str) -> str:
     return html[start:end]
 
 
-async def test_K2_subscription_streams_over_graphql_transport_ws(live_server: str) -> None:
-    async with graphql_ws(live_server) as ws:
+async def test_K2_subscription_streams_over_graphql_transport_ws(
+    live_server: str, customer_token: str
+) -> None:
+    async with graphql_ws(live_server, init={"token": customer_token}) as ws:
         op = await ws.subscribe("subscription { serverTime(count: 3, intervalSeconds: 0.01) }")
         times = [event["data"]["serverTime"] async for event in ws.events(op)]
     assert len(times) == 3 and times == sorted(times)

@@ -1,0 +1,214 @@
+"""Bounds on what one GraphQL document may ask for (issue 16): list lengths and validation errors.
+
+- **Lists.** Every list-typed argument and input field takes at most :data:`MAX_LIST_ITEMS` items
+  (:data:`LIST_LIMITS` names the few positions allowed more). :class:`ListLengthLimiter` checks literals and
+  variables before anything is resolved and answers a longer list with one top-level error
+  ``LIST_TOO_LONG`` (``extensions.argument``, ``extensions.maximum``); :func:`document_list_limits`
+  appends "At most N items." to each such description, so GraphiQL and ``graphql.schema`` show it.
+- **Validation errors.** :class:`BoundedValidationCache` validates (with an LRU cache, as Strawberry's
+  ``ValidationCache``) but stops after :data:`MAX_VALIDATION_ERRORS` errors and reports one
+  ``TOO_MANY_ERRORS`` error instead of the rest: ten unknown directives gave ten errors, two thousand would
+  have given two thousand.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+from graphql import (
+    ArgumentNode,
+    DocumentNode,
+    GraphQLError,
+    GraphQLInputObjectType,
+    GraphQLInputType,
+    GraphQLList,
+    GraphQLNamedType,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    ListValueNode,
+    ObjectValueNode,
+    TypeInfo,
+    TypeInfoVisitor,
+    ValueNode,
+    VariableNode,
+    Visitor,
+    get_nullable_type,
+    is_list_type,
+    validate,
+    visit,
+)
+from graphql.execution import ExecutionResult as GraphQLExecutionResult
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
+
+MAX_LIST_ITEMS = 100
+"""Most items of any list argument or input field not named in :data:`LIST_LIMITS`."""
+
+LIST_LIMITS: dict[str, int] = {
+    "CreateSurveyInput.recipientIds": 1000,
+    "AddOfficeSlotsInput.slots": 1000,
+}
+"""Positions (``Type.field`` of input objects, ``Type.field(argument)`` of arguments) with another maximum."""
+
+MAX_VALIDATION_ERRORS = 10
+"""Most validation errors reported for one document; then one ``TOO_MANY_ERRORS``."""
+
+
+def list_limit(position: str) -> int:
+    """The maximum number of items at ``position``."""
+    return LIST_LIMITS.get(position, MAX_LIST_ITEMS)
+
+
+def document_list_limits(schema: GraphQLSchema) -> None:
+    """Append "At most N items." to the description of every list argument and list input field."""
+    for name, type_ in schema.type_map.items():
+        if name.startswith("__"):
+            continue
+        places: list[tuple[str, Any]] = []
+        if isinstance(type_, GraphQLInputObjectType):
+            places = [(f"{name}.{field}", value) for field, value in type_.fields.items()]
+        elif isinstance(type_, GraphQLObjectType):
+            places = [
+                (f"{name}.{field}({arg})", value)
+                for field, definition in type_.fields.items()
+                for arg, value in definition.args.items()
+            ]
+        for position, value in places:
+            if is_list_type(get_nullable_type(value.type)) and "At most" not in (value.description or ""):
+                note = f"At most {list_limit(position)} items."
+                value.description = f"{value.description} {note}" if value.description else note
+
+
+class ListTooLong(GraphQLError):
+    """A list argument or input field longer than its maximum."""
+
+    def __init__(self, position: str, maximum: int) -> None:
+        super().__init__(
+            f"{position} takes at most {maximum} items",
+            extensions={"code": "LIST_TOO_LONG", "argument": position, "maximum": maximum},
+        )
+
+
+def _check_value(value: Any, type_: GraphQLInputType, position: str) -> ListTooLong | None:
+    """The first over-long list in a variable's (raw JSON) ``value`` of ``type_`` at ``position``."""
+    if isinstance(type_, GraphQLNonNull):
+        type_ = type_.of_type
+    if isinstance(type_, GraphQLList):
+        if not isinstance(value, list):
+            return _check_value(value, type_.of_type, position)
+        if len(value) > list_limit(position):
+            return ListTooLong(position, list_limit(position))
+        for item in value:
+            if found := _check_value(item, type_.of_type, position):
+                return found
+    elif isinstance(type_, GraphQLInputObjectType) and isinstance(value, dict):
+        for name, field in type_.fields.items():
+            if name in value and (found := _check_value(value[name], field.type, f"{type_.name}.{name}")):
+                return found
+    return None
+
+
+def _check_node(
+    node: ValueNode, type_: GraphQLInputType, position: str, variables: dict[str, Any]
+) -> ListTooLong | None:
+    """The first over-long list in a literal ``node`` (or the variables it uses) at ``position``."""
+    if isinstance(node, VariableNode):
+        return _check_value(variables.get(node.name.value), type_, position)
+    if isinstance(type_, GraphQLNonNull):
+        type_ = type_.of_type
+    if isinstance(type_, GraphQLList):
+        if not isinstance(node, ListValueNode):
+            return _check_node(node, type_.of_type, position, variables)
+        if len(node.values) > list_limit(position):
+            return ListTooLong(position, list_limit(position))
+        for item in node.values:
+            if found := _check_node(item, type_.of_type, position, variables):
+                return found
+    elif isinstance(type_, GraphQLInputObjectType) and isinstance(node, ObjectValueNode):
+        for field_node in node.fields:
+            field = type_.fields.get(field_node.name.value)
+            if field is not None:
+                at = f"{type_.name}.{field_node.name.value}"
+                if found := _check_node(field_node.value, field.type, at, variables):
+                    return found
+    return None
+
+
+class _ArgumentChecker(Visitor):
+    """Checks the value of every field argument of a document against its list limits."""
+
+    def __init__(self, type_info: TypeInfo, variables: dict[str, Any]) -> None:
+        super().__init__()
+        self.type_info = type_info
+        self.variables = variables
+        self.found: ListTooLong | None = None
+
+    def enter_argument(self, node: ArgumentNode, *_: Any) -> None:
+        argument = self.type_info.get_argument()
+        parent: GraphQLNamedType | None = self.type_info.get_parent_type()
+        field = self.type_info.get_field_def()
+        in_directive = self.type_info.get_directive() is not None
+        if self.found is None and not in_directive and argument and parent is not None and field is not None:
+            field_name = next((n for n, f in parent.fields.items() if f is field), "?")  # type: ignore[union-attr]
+            position = f"{parent.name}.{field_name}({node.name.value})"
+            self.found = _check_node(node.value, argument.type, position, self.variables)
+
+
+def first_list_too_long(
+    schema: GraphQLSchema, document: DocumentNode, variables: dict[str, Any] | None
+) -> ListTooLong | None:
+    """The first list of the document's arguments (literal or from ``variables``) over its maximum."""
+    type_info = TypeInfo(schema)
+    checker = _ArgumentChecker(type_info, variables if isinstance(variables, dict) else {})
+    visit(document, TypeInfoVisitor(type_info, checker))
+    return checker.found
+
+
+class ListLengthLimiter(SchemaExtension):
+    """Refuses an operation with an over-long list argument before anything is resolved."""
+
+    def on_execute(self) -> Iterator[None]:
+        """Answer ``LIST_TOO_LONG`` instead of executing."""
+        context = self.execution_context
+        if context.graphql_document is not None:
+            found = first_list_too_long(context.schema._schema, context.graphql_document, context.variables)
+            if found is not None:
+                context.result = GraphQLExecutionResult(data=None, errors=[found])
+        yield
+
+
+@functools.lru_cache(maxsize=512)
+def _validate(schema: GraphQLSchema, document: DocumentNode, rules: tuple[Any, ...]) -> list[GraphQLError]:
+    errors = validate(
+        schema,
+        document,
+        (*rules, MaybeNullValidationRule, OneOfInputValidationRule),
+        max_errors=MAX_VALIDATION_ERRORS,
+    )
+    if len(errors) > MAX_VALIDATION_ERRORS:  # graphql-core appended "Too many validation errors …"
+        errors = [
+            *errors[:MAX_VALIDATION_ERRORS],
+            GraphQLError(
+                f"Too many validation errors; only the first {MAX_VALIDATION_ERRORS} are reported.",
+                extensions={"code": "TOO_MANY_ERRORS"},
+            ),
+        ]
+    return errors
+
+
+class BoundedValidationCache(SchemaExtension):
+    """Strawberry's ``ValidationCache`` (same rules, LRU by document), stopping after
+    :data:`MAX_VALIDATION_ERRORS` errors."""
+
+    def on_validate(self) -> Iterator[None]:
+        """Validate (or reuse the result for this parsed document and rule set)."""
+        context = self.execution_context
+        assert context.graphql_document is not None
+        context.pre_execution_errors = _validate(
+            context.schema._schema, context.graphql_document, tuple(context.validation_rules)
+        )
+        yield
