@@ -137,7 +137,7 @@ class _Walker:
 
     def _included(self, node: Any) -> bool:
         for directive in node.directives or ():
-            condition = next((a for a in directive.arguments if a.name.value == "if"), None)
+            condition = next((a for a in directive.arguments or () if a.name.value == "if"), None)
             value = bool(self._value(condition.value)) if condition is not None else True
             if directive.name.value == "skip" and value:
                 return False

@@ -306,12 +306,12 @@ class KabinetGraphQL(GraphQL[Context, None]):
             max_cost=settings.max_query_cost,
         )
         self.persisted = PersistedDocuments(settings, state.db)  # persisted documents (app/persisted.py)
+        self.sockets: Counter[str] = Counter()
+        """Open websockets per client address in this process."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Strawberry's ASGI app, answering in the media type the client prefers (app/http_negotiation.py)."""
         await super().__call__(scope, receive, http_negotiation.negotiating_send(scope, send))
-        self.sockets: Counter[str] = Counter()
-        """Open websockets per client address in this process."""
 
     def viewer_for(self, token: str | None) -> Viewer | None:
         """The viewer of a valid access token; None without one. Invalid tokens raise PermissionError."""

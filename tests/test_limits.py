@@ -250,7 +250,7 @@ async def test_LIM_json_body_over_1MB_is_refused_before_parsing(api: Api, settin
     assert response.json()["errors"][0]["extensions"]["code"] == "REQUEST_TOO_LARGE"
     assert consumed <= settings.max_request_bytes + 128 * 1024  # stopped reading at the limit
     ok = await api.client.post("/graphql", json={"query": "{ __typename }"})
-    assert ok.status_code == 200 and ok.json() == {"data": {"__typename": "Query"}}
+    assert ok.status_code == 200 and ok.json()["data"] == {"__typename": "Query"}
 
 
 async def test_LIM_long_get_query_string_is_refused(api: Api, settings: Any) -> None:
@@ -322,7 +322,7 @@ async def test_LIM_failing_query_runs_through_the_fast_path_at_most_once(
     fast, fallback, skipped = (execution.STATS[k] for k in ("fast", "fallback", "skipped"))
     for _ in range(5):
         again = await api.gql(query, token=customer_token)
-        assert again == first
+        assert again["data"] == first["data"] and again["errors"] == first["errors"]  # the budget moves
     assert execution.STATS["fallback"] == fallback  # no second fast attempt
     assert execution.STATS["fast"] == fast
     assert execution.STATS["skipped"] == skipped + 5
