@@ -120,6 +120,11 @@ class Application(IdMixin, TimestampsMixin, Base):
     )
     text: Mapped[str | None] = mapped_column(Text)
     meter_id: Mapped[int | None] = mapped_column(ForeignKey("meters.id"), index=True)  # meter kinds, C3
+    # the form's contact block (§2.11), pre-filled like an appeal's; NULL on rows older than revision 0004
+    full_name: Mapped[str | None] = mapped_column(String(160))
+    supplier_id: Mapped[int | None] = mapped_column(ForeignKey("suppliers.id"), index=True)
+    phone: Mapped[str | None] = mapped_column(String(16))
+    email: Mapped[str | None] = mapped_column(String(254))
     status: Mapped[RequestStatus] = mapped_column(
         enum_type(RequestStatus, length=16), default=RequestStatus.NEW, server_default=RequestStatus.NEW.value
     )

@@ -322,12 +322,25 @@ async def create_application(info: Any, data: Any, kind: ApplicationKind, fields
             meter_id=parse_id(data.meter_id, "Meter") if getattr(data, "meter_id", None) else None,
             consent=bool(data.consent),
             attachments=list(data.attachments or []),
+            **_contacts(data),
         ),
     )
 
 
-async def request_requisites_change(info: Any, data: Any) -> Outcome:
-    """C2: a «change of account data» application with the old and new values."""
+def _contacts(data: Any) -> dict[str, Any]:
+    """§2.11's contact block of an application input (absent on C2/C3 inputs: the defaults apply)."""
+    supplier = getattr(data, "supplier_id", None)
+    return {
+        "full_name": getattr(data, "full_name", None),
+        "supplier_id": parse_id(supplier, "Supplier") if supplier else None,
+        "phone": getattr(data, "phone", None),
+        "email": getattr(data, "email", None),
+    }
+
+
+async def request_requisites_change(info: Any, data: Any, changes: Any, *, in_fields: bool = False) -> Outcome:
+    """C2: a «change of account data» application with the old and new values (``requestRequisitesChange``,
+    or ``submitApplication`` of that kind with ``fields.changes``: ``in_fields`` puts the errors there)."""
     viewer = require_customer(info)
     account_id = parse_id(data.account_id, "Account") if data.account_id else None
     async with info.context.session() as session:
@@ -336,9 +349,12 @@ async def request_requisites_change(info: Any, data: Any) -> Outcome:
                 session,
                 viewer.user_id,
                 account_id,
-                [(change.field.value, change.new_value) for change in data.changes or []],
+                [(change.field.value, change.new_value) for change in changes or []],
             )
         except service.Rejected as rejected:
+            for error in rejected.errors:
+                if in_fields and error.field[:2] == ["input", "changes"]:
+                    error.field = ["input", "fields", *error.field[1:]]
             return Outcome(row=None, errors=rejected.errors)
     names = ", ".join(change["name"] for change in fields["changes"])
     text = data.text or (f"Прошу изменить данные лицевого счета: {names}." if names else None)
@@ -352,6 +368,7 @@ async def request_requisites_change(info: Any, data: Any) -> Outcome:
             meter_id=None,
             consent=bool(data.consent),
             attachments=list(data.attachments or []),
+            **_contacts(data),
         ),
     )
 

@@ -304,6 +304,22 @@ class ApplicationKindInfo:
     )
 
 
+@strawberry.type(
+    description="G3 (§2.11): the new-application form, pre-filled like an appeal's (F2); all editable."
+)
+class ApplicationDraft:
+    """Owner's full name, the account, its suppliers, the profile's phone and e-mail, the kinds."""
+
+    full_name: str = strawberry.field(description="Owner's full name (editable).")
+    account: Account = strawberry.field(description="The account (the first linked unless chosen).")
+    accounts: list[Account] = strawberry.field(description="Linked accounts to choose from.")
+    suppliers: list[Supplier] = strawberry.field(description="Suppliers of the account to choose from.")
+    supplier: Supplier | None = strawberry.field(description="The pre-selected supplier.")
+    phone: str | None = strawberry.field(description="Phone from the profile (E.164).")
+    email: str | None = strawberry.field(description="E-mail from the profile.")
+    kinds: list[ApplicationKindInfo] = strawberry.field(description="Kinds of application to choose from.")
+
+
 @strawberry.type(description="G3: an application (заявление) with its fields, status, timeline and files.")
 class Application(relay.Node):
     """Backed by ``models.appeals.Application`` rows."""
@@ -318,6 +334,17 @@ class Application(relay.Node):
     answered_at: dt.datetime | None = strawberry.field(description="When it was answered.")
     closed_at: dt.datetime | None = strawberry.field(description="When it was closed or rejected.")
     created_at: dt.datetime = strawberry.field(description="When it was sent.")
+    full_name: str | None = strawberry.field(description="Full name given in the application (§2.11).")
+    phone: str | None = strawberry.field(description="Contact phone given in the application (E.164).")
+    email: str | None = strawberry.field(description="Contact e-mail given in the application.")
+
+    @strawberry.field(description="The supplier it is addressed to.")
+    async def supplier(
+        self, root: strawberry.Parent[models.Application], info: strawberry.Info
+    ) -> Supplier | None:
+        if root.supplier_id is None:
+            return None
+        return await info.context.loader(SupplierById).load(root.supplier_id)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Name of the kind.")
     def kind_name(self, root: strawberry.Parent[models.Application]) -> str:
@@ -478,6 +505,20 @@ class CreateAppealPayload:
     user_errors: list[UserError] = strawberry.field(description="Problems; empty on success.")
 
 
+@strawberry.input(description="C2: one requisite and the value it should have.")
+class RequisiteChangeInput:
+    """The current value is taken from the account."""
+
+    field: RequisiteField = strawberry.field(description="The requisite.")
+    new_value: str | None = rules.field(
+        "The value it should have: ROOMS an integer 1–50; TOTAL_AREA and LIVING_AREA m², more than 0 and at "
+        "most 10000 (living at most total); OWNERS_COUNT an integer 1–100; REGISTERED_COUNT and "
+        "RESIDING_COUNT integers 0–100; STOVE_TYPE one of GAS, ELECTRIC, NONE; ELECTRIC_HEATING true or "
+        "false; OWNER_FULL_NAME at most 100 characters.",
+        rules.Rule(max_length=100),
+    )
+
+
 @strawberry.input(
     description="G3: the form fields of an application; which are required depends on the kind."
 )
@@ -516,12 +557,15 @@ class ApplicationFieldsInput:
     reason: str | None = rules.field(
         "Tariff change (reduction coefficient): the ground, e.g. electric stove.", rules.COMMENT
     )
+    changes: list[RequisiteChangeInput] | None = strawberry.field(
+        default=None, description="Change of account data (C2): the requisites and their wanted values."
+    )
 
     def as_json(self) -> dict[str, Any]:
-        """The given fields as JSON values with camelCase keys."""
+        """The given fields as JSON values with camelCase keys (``changes`` goes through C2's checks)."""
         result: dict[str, Any] = {}
         for name, value in vars(self).items():
-            if value is None:
+            if value is None or name == "changes":
                 continue
             key = name.split("_")[0] + "".join(part.title() for part in name.split("_")[1:])
             if isinstance(value, enum.Enum):
@@ -544,6 +588,17 @@ class SubmitApplicationInput:
 
     kind: ApplicationKind = strawberry.field(description="The kind.")  # type: ignore[valid-type]
     account_id: strawberry.ID | None = strawberry.field(default=None, description="Global ID of the account.")
+    supplier_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="Global ID of the supplier, one of the account's (default: the first, as the draft).",
+    )
+    full_name: str | None = rules.field(
+        "Full name (default: the account owner's, as `applicationDraft` pre-fills it).", rules.FULL_NAME
+    )
+    phone: str | None = rules.field(
+        "Contact phone, any common form, stored as E.164 (default: the profile's).", rules.PHONE
+    )
+    email: str | None = rules.field("Contact e-mail (default: the profile's).", rules.EMAIL)
     text: str | None = rules.field("Text of the application.", rules.LONG_TEXT)
     fields: ApplicationFieldsInput | None = strawberry.field(
         default=None, description="The kind's form fields."
@@ -556,20 +611,6 @@ class SubmitApplicationInput:
     )
     attachments: list[Upload] | None = strawberry.field(
         default=None, description="Files: each ≤ 7 MB, together ≤ 100 MB."
-    )
-
-
-@strawberry.input(description="C2: one requisite and the value it should have.")
-class RequisiteChangeInput:
-    """The current value is taken from the account."""
-
-    field: RequisiteField = strawberry.field(description="The requisite.")
-    new_value: str | None = rules.field(
-        "The value it should have: ROOMS an integer 1–50; TOTAL_AREA and LIVING_AREA m², more than 0 and at "
-        "most 10000 (living at most total); OWNERS_COUNT an integer 1–100; REGISTERED_COUNT and "
-        "RESIDING_COUNT integers 0–100; STOVE_TYPE one of GAS, ELECTRIC, NONE; ELECTRIC_HEATING true or "
-        "false; OWNER_FULL_NAME at most 100 characters.",
-        rules.Rule(max_length=100),
     )
 
 
@@ -692,6 +733,13 @@ PageSize = Annotated[int, strawberry.argument(description="Page size (1–100)."
 After = Annotated[
     str | None, strawberry.argument(description="Cursor of the last item of the previous page.")
 ]
+def _kinds() -> list[ApplicationKindInfo]:
+    return [
+        ApplicationKindInfo(kind=kind, name=APPLICATION_KIND_NAMES[kind], required_fields=list(spec.required))
+        for kind, spec in service.KINDS.items()
+    ]
+
+
 AccountArg = Annotated[
     strawberry.ID | None,
     strawberry.argument(description="Global ID of one account; default: all your linked accounts."),
@@ -752,12 +800,30 @@ class AppealQueries:
 
     @strawberry.field(description="G3: the kinds of application, their names and required fields.")
     def application_kinds(self) -> list[ApplicationKindInfo]:
-        return [
-            ApplicationKindInfo(
-                kind=kind, name=APPLICATION_KIND_NAMES[kind], required_fields=list(spec.required)
-            )
-            for kind, spec in service.KINDS.items()
-        ]
+        return _kinds()
+
+    @strawberry.field(
+        description=(
+            "G3 (§2.11): the new-application form pre-filled for an account (default: the first linked); "
+            "null when the account is not yours."
+        )
+    )
+    async def application_draft(
+        self, info: strawberry.Info, account_id: AccountArg = None
+    ) -> ApplicationDraft | None:
+        draft = await resolvers.appeal_draft(info, account_id)  # the same pre-filled contact block
+        if draft is None:
+            return None
+        return ApplicationDraft(
+            full_name=draft.full_name,
+            account=draft.account,  # type: ignore[arg-type]
+            accounts=draft.accounts,  # type: ignore[arg-type]
+            suppliers=draft.suppliers,  # type: ignore[arg-type]
+            supplier=draft.suppliers[0] if draft.suppliers else None,  # type: ignore[arg-type]
+            phone=draft.phone,
+            email=draft.email,
+            kinds=_kinds(),
+        )
 
     @strawberry.field(description="G3: your applications, newest first (staff: everybody's); D8 range.")
     async def applications(
@@ -914,13 +980,13 @@ class AppealMutations:
         info: strawberry.Info,
         input: Annotated[SubmitApplicationInput, strawberry.argument(description="The application.")],
     ) -> SubmitApplicationPayload:
+        kind = models.ApplicationKind(input.kind.value)  # type: ignore[attr-defined]
+        if kind is models.ApplicationKind.CHANGE_OF_ACCOUNT_DATA:  # C2's checks and old/new values
+            changes = input.fields.changes if input.fields is not None else None
+            outcome = await resolvers.request_requisites_change(info, input, changes, in_fields=True)
+            return _application_payload(outcome)
         fields = input.fields.as_json() if input.fields is not None else {}
-        outcome = await resolvers.create_application(
-            info,
-            input,
-            models.ApplicationKind(input.kind.value),  # type: ignore[attr-defined]
-            fields,
-        )
+        outcome = await resolvers.create_application(info, input, kind, fields)
         return _application_payload(outcome)
 
     @strawberry.mutation(
@@ -934,7 +1000,7 @@ class AppealMutations:
         info: strawberry.Info,
         input: Annotated[RequestRequisitesChangeInput, strawberry.argument(description="The changes.")],
     ) -> SubmitApplicationPayload:
-        return _application_payload(await resolvers.request_requisites_change(info, input))
+        return _application_payload(await resolvers.request_requisites_change(info, input, input.changes))
 
     @strawberry.mutation(description="C3: report a meter malfunction (a meter-check application about it).")
     async def report_meter_malfunction(

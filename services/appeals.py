@@ -564,6 +564,10 @@ class NewApplication:
     meter_id: int | None
     consent: bool
     attachments: list[Any]
+    full_name: str | None = None
+    supplier_id: int | None = None
+    phone: str | None = None
+    email: str | None = None
 
 
 def _check_fields(kind: ApplicationKind, fields: dict[str, Any], meter_id: int | None) -> list[DomainError]:
@@ -641,16 +645,26 @@ async def create_application(
     errors.extend(_check_fields(data.kind, data.fields, data.meter_id))
     if not data.consent:
         errors.append(ConsentRequired(field=_path("consent")))
+    phone, email = _contact(data.phone, data.email, errors)
+    suppliers: list[Any] = []
     if data.account_id is not None:
         if data.account_id not in await accounts.linked_account_ids(session, user_id):
             errors.append(accounts.AccountNotFound(field=_path("accountId")))
-        elif data.meter_id is not None:
-            meter = await session.get(Meter, data.meter_id)
-            if meter is None or meter.account_id != data.account_id:
-                errors.append(MeterNotFound(field=_path("meterId")))
+        else:
+            suppliers = (await suppliers_of_accounts(session, [data.account_id]))[data.account_id]
+            if data.supplier_id is not None and data.supplier_id not in {s.id for s in suppliers}:
+                errors.append(SupplierNotOfAccount(field=_path("supplierId")))
+            if data.meter_id is not None:
+                meter = await session.get(Meter, data.meter_id)
+                if meter is None or meter.account_id != data.account_id:
+                    errors.append(MeterNotFound(field=_path("meterId")))
     if errors:
         raise Rejected(errors)
     assert data.account_id is not None and data.text
+    # §2.11: what the form was pre-filled with (appeal_draft) stands where the customer sent nothing
+    account = await session.get(Account, data.account_id)
+    user = await session.get(User, user_id)
+    assert account is not None and user is not None
     consent = await record_consent(
         session,
         user_id,
@@ -666,6 +680,10 @@ async def create_application(
         fields=data.fields,
         text=data.text.strip(),
         meter_id=data.meter_id if KINDS[data.kind].meter else None,
+        full_name=(data.full_name or "").strip()[:160] or owner_full_name(account),
+        supplier_id=data.supplier_id or (suppliers[0].id if suppliers else None),
+        phone=phone or user.phone,
+        email=email or user.email,
         status=RequestStatus.NEW,
         consent_id=consent.id,
         created_at=now,

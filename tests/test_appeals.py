@@ -674,3 +674,77 @@ async def test_uploads_over_a_real_server_with_csrf_header(live_server: str, cus
             token=customer_token,
         )
     assert response.json()["data"]["createAppeal"]["userErrors"] == []
+
+
+async def test_G3_change_of_account_data_goes_through_submit_application(
+    api: Api, customer_token: str
+) -> None:
+    """C2's kind is one of G3's: `fields.changes` is checked like requestRequisitesChange's."""
+    account = await main_account(api, customer_token)
+    base = {"kind": "CHANGE_OF_ACCOUNT_DATA", "accountId": account, "text": "Прошу изменить", "consent": True}
+    payload = (
+        await api.data(
+            SUBMIT,
+            token=customer_token,
+            input={**base, "fields": {"changes": [{"field": "ROOMS", "newValue": "3"}]}},
+        )
+    )["submitApplication"]
+    assert payload["userErrors"] == []
+    [change] = payload["application"]["fields"]["changes"]
+    assert (change["field"], change["newValue"]) == ("ROOMS", "3") and "oldValue" in change
+    refused = (
+        await api.data(
+            SUBMIT,
+            token=customer_token,
+            input={**base, "fields": {"changes": [{"field": "ROOMS", "newValue": "-2"}]}},
+        )
+    )["submitApplication"]
+    assert refused["application"] is None
+    assert [(e["code"], e["field"]) for e in refused["userErrors"]] == [
+        ("OUT_OF_RANGE", ["input", "fields", "changes", "0", "newValue"])
+    ]
+
+
+DRAFT = """query { applicationDraft { fullName phone email account { id } supplier { id name }
+  suppliers { id } kinds { kind name } } }"""
+CONTACTS = """mutation($input: SubmitApplicationInput!) { submitApplication(input: $input) {
+  application { fullName phone email supplier { id } } userErrors { code message field } } }"""
+
+
+async def test_G3_application_form_has_the_manuals_contact_block_pre_filled(
+    api: Api, customer_token: str
+) -> None:
+    """§2.11: full name, supplier, phone and e-mail are pre-filled like F2's and may be edited."""
+    draft = (await api.data(DRAFT, token=customer_token))["applicationDraft"]
+    assert (draft["fullName"], draft["phone"], draft["email"]) == (
+        "Иванов Иван Иванович",
+        "+71111111111",
+        "ivanov@bk.ru",
+    )
+    assert draft["supplier"]["id"] == draft["suppliers"][0]["id"] and len(draft["kinds"]) == 18
+    base = {"kind": "FREE_FORM", "accountId": draft["account"]["id"], "text": "Текст", "consent": True}
+    defaults = (await api.data(CONTACTS, token=customer_token, input=base))["submitApplication"]
+    assert defaults["application"] == {
+        "fullName": draft["fullName"],
+        "phone": draft["phone"],
+        "email": draft["email"],
+        "supplier": {"id": draft["supplier"]["id"]},
+    }
+    edited = {
+        **base,
+        "fullName": "Иванова Мария Петровна",
+        "phone": "8 (912) 345-67-89",
+        "email": "Maria@Example.RU",
+        "supplierId": draft["suppliers"][-1]["id"],
+    }
+    given = (await api.data(CONTACTS, token=customer_token, input=edited))["submitApplication"]
+    assert given["application"] == {
+        "fullName": "Иванова Мария Петровна",
+        "phone": "+79123456789",
+        "email": "maria@example.ru",
+        "supplier": {"id": draft["suppliers"][-1]["id"]},
+    }
+    wrong = {**base, "phone": "12", "email": "не почта", "supplierId": relay.to_base64("Supplier", 999999)}
+    refused = (await api.data(CONTACTS, token=customer_token, input=wrong))["submitApplication"]
+    assert refused["application"] is None
+    assert sorted(e["field"][-1] for e in refused["userErrors"]) == ["email", "phone", "supplierId"]
