@@ -58,6 +58,8 @@ from strawberry.relay import Node
 from strawberry.relay.utils import to_base64
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from app.metrics import EXECUTOR
+
 log = logging.getLogger(__name__)
 
 BACKREF = "strawberry-definition"
@@ -65,6 +67,8 @@ NODE_ID_RESOLVER = Node._id.__func__  # type: ignore[attr-defined]  # Strawberry
 PLAN_CACHE_SIZE = 256
 STATS = {"fast": 0, "fallback": 0}
 """Queries answered by the fast path, and handed to graphql-core after it gave up (this process)."""
+EXECUTOR_FAST = EXECUTOR.labels("fast")
+EXECUTOR_FALLBACK = EXECUTOR.labels("fallback")
 
 
 class Fallback(Exception):
@@ -196,8 +200,10 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
         except Exception:  # Fallback, or a resolver's error: graphql-core reports it with its path
             log.debug("fast execution gave up", exc_info=True)
             STATS["fallback"] += 1
+            EXECUTOR_FALLBACK.inc()  # app/metrics.py
             return await self._execute_slow()
         STATS["fast"] += 1
+        EXECUTOR_FAST.inc()
         return self.finish(self.build_response(data))
 
     async def _execute_slow(self) -> Any:
