@@ -34,7 +34,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -403,13 +403,22 @@ def serve_process(host: str, port: int, database_url: str | None) -> MetricsServ
     return MetricsServer(server, thread)
 
 
-def prepare_multiprocess() -> str:
-    """Point ``PROMETHEUS_MULTIPROC_DIR`` at a fresh, empty directory (before any worker starts)."""
-    directory = os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="kabinet-metrics-")
+def prepare_multiprocess() -> Callable[[], None]:
+    """Point ``PROMETHEUS_MULTIPROC_DIR`` at an empty directory before any worker starts: the one set in
+    the environment (emptied: samples of an earlier run must not count) or a new temporary one. Returns
+    what to call when the workers have stopped (removes a temporary directory)."""
+    given = os.environ.get(MULTIPROC_ENV)
+    directory = given or tempfile.mkdtemp(prefix="kabinet-metrics-")
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory, exist_ok=True)
     os.environ[MULTIPROC_ENV] = directory
-    return directory
+
+    def done() -> None:
+        if not given:
+            shutil.rmtree(directory, ignore_errors=True)
+            os.environ.pop(MULTIPROC_ENV, None)
+
+    return done
 
 
 def serve_supervisor(host: str, port: int, database_url: str | None) -> MetricsServer:

@@ -182,7 +182,7 @@ def _patch_clients() -> None:
     async def smtp_send(*args: Any, **kwargs: Any) -> Any:
         if TRACER is None:
             return await original_smtp(*args, **kwargs)
-        attributes = {
+        attributes: dict[str, str | int] = {
             "server.address": str(kwargs.get("hostname") or ""),
             "server.port": int(kwargs.get("port") or 0),
         }

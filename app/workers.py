@@ -68,10 +68,11 @@ def run(
     import uvicorn
 
     metrics_server = None
+    metrics_done = None
     if workers > 1 and metrics_address is not None and not options.get("reload"):
         from app import metrics
 
-        metrics.prepare_multiprocess()
+        metrics_done = metrics.prepare_multiprocess()
         metrics_server = metrics.serve_supervisor(*metrics_address, database_url)
     try:
         if workers <= 1 or options.get("reload") or not hasattr(socket, "SO_REUSEPORT"):
@@ -81,6 +82,8 @@ def run(
     finally:
         if metrics_server is not None:
             metrics_server.stop()
+        if metrics_done is not None:
+            metrics_done()
 
 
 def _supervise(target: str, *, host: str, port: int, workers: int, **options: Any) -> None:

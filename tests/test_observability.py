@@ -381,3 +381,20 @@ async def test_the_supervisor_serves_every_workers_metrics(
     assert value(samples, "kabinet_graphql_requests_total", operation="Ping", outcome="ok") == 8
     assert value(samples, "kabinet_db_pool_size") == 2 * 10  # two live workers, 10 each
     assert "kabinet_outbox_pending_messages" in {name for name, _ in samples}
+
+
+async def test_smtp_sends_are_child_spans_without_recipients(spans: Any) -> None:
+    import aiosmtplib
+
+    from services.outbox import SmtpProvider
+
+    tracing.configure(None, exporter=spans)
+    message = type("Message", (), {"destination": "ivanov@bk.ru", "subject": "Код", "body": "Код 123456"})()
+    provider = SmtpProvider(host="127.0.0.1", port=_free_port(), starttls=False, timeout=2)
+    with tracing.TRACER.start_as_current_span("parent"):  # type: ignore[union-attr]
+        with pytest.raises((aiosmtplib.SMTPException, OSError)):
+            await provider.send(message)  # type: ignore[arg-type]  # nobody listens: the call fails
+    call = next(span for span in spans.get_finished_spans() if span.name == "SMTP send")
+    assert call.attributes["server.address"] == "127.0.0.1" and call.parent is not None
+    assert "ivanov" not in str(dict(call.attributes)) and "123456" not in str(dict(call.attributes))
+    assert not call.status.is_ok
