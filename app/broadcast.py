@@ -21,6 +21,8 @@ from redis import asyncio as redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from app import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -121,6 +123,8 @@ class RedisPubSubBackend(BroadcastBackend):
 
 RESYNC: dict[str, Any] = {"type": "resync"}
 """What a subscriber receives instead of events it may have missed (overflow, broker reconnect)."""
+PUBLISHED_AT = "_kabinet_published_at"
+"""Key of the publish time (wall clock, seconds) in an event on the wire; subscribers never see it."""
 
 
 class Subscriber:
@@ -135,13 +139,17 @@ class Subscriber:
         self.channel = channel
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=size)
         self._overflowed = False
+        self._published_at: dict[int, float] = {}  # id(message) → publish time (metrics: event lag)
 
-    def offer(self, message: dict[str, Any]) -> None:
+    def offer(self, message: dict[str, Any], published_at: float | None = None) -> None:
         """Enqueue without waiting; on overflow remember to tell the consumer to resync."""
         try:
             self._queue.put_nowait(message)
         except asyncio.QueueFull:
             self._overflowed = True
+            return
+        if published_at is not None:
+            self._published_at[id(message)] = published_at
 
     async def get(self) -> dict[str, Any]:
         """The next event, or RESYNC when some were dropped."""
@@ -149,14 +157,19 @@ class Subscriber:
             self._overflowed = False
             while not self._queue.empty():
                 self._queue.get_nowait()
+            self._published_at.clear()
             return RESYNC
-        return await self._queue.get()
+        message = await self._queue.get()
+        # the task that consumes the event sends what it causes: app.metrics measures commit → send
+        metrics.event_taken(self._published_at.pop(id(message), None))
+        return message
 
     def drain(self) -> list[dict[str, Any]]:
         """Every event already waiting, without blocking (lets a consumer coalesce doorbells)."""
         waiting = []
         while not self._queue.empty():
             waiting.append(self._queue.get_nowait())
+            self._published_at.pop(id(waiting[-1]), None)
         if self._overflowed:
             self._overflowed = False
             waiting.append(RESYNC)
@@ -216,12 +229,22 @@ class EventBus:
             except ValueError:
                 log.warning("dropping a malformed event on %s", event.channel)
                 continue
+            published_at = message.pop(PUBLISHED_AT, None) if isinstance(message, dict) else None
+            if isinstance(published_at, float | int):
+                metrics.EVENT_BUS_LAG.observe(max(0.0, metrics.wall_time() - published_at))
+            else:
+                published_at = None
+            metrics.EVENTS_DELIVERED.inc(len(listeners))
             for subscriber in list(listeners):
-                subscriber.offer(message)
+                subscriber.offer(message, published_at)
 
     async def publish(self, name: str, message: dict[str, Any]) -> None:
-        """Send one event to everybody listening on ``name``; call after the commit."""
-        await self._backend.publish(self.channel(name), json.dumps(message, default=str))
+        """Send one event to everybody listening on ``name``; call after the commit.
+
+        The event carries the time it was published (:data:`PUBLISHED_AT`, removed before subscribers see
+        it), from which ``app.metrics`` measures delivery lag."""
+        stamped = {**message, PUBLISHED_AT: metrics.wall_time()}
+        await self._backend.publish(self.channel(name), json.dumps(stamped, default=str))
 
     @contextlib.asynccontextmanager
     async def subscribe(self, name: str) -> AsyncIterator[Subscriber]:

@@ -34,9 +34,12 @@ from graphql import OperationDefinitionNode, OperationType, parse
 from graphql.error import GraphQLSyntaxError
 from redis.exceptions import RedisError
 
+from app.metrics import RESULT_CACHE
 from services.events import Touched
 
 log = logging.getLogger("kabinet.cache")
+CACHE_HITS = RESULT_CACHE.labels("hit")
+CACHE_MISSES = RESULT_CACHE.labels("miss")
 
 
 @functools.lru_cache(maxsize=2048)
@@ -108,6 +111,7 @@ class ResultCache:
                 )
             except (RedisError, OSError) as error:
                 log.warning("result cache unavailable, executing instead: %s", error)
+                CACHE_MISSES.inc()
                 return "", None  # an empty version: the result will not be stored
             version = f"{int(mine or 0)}.{int(everyone or 0)}"
         else:
@@ -116,12 +120,15 @@ class ResultCache:
             raw = found[1] if found and found[0] > time.monotonic() else None
         if raw is None:
             self.misses += 1
+            CACHE_MISSES.inc()
             return version, None
         stored_version, _, body = raw.partition(b"|")
         if stored_version.decode() != version:
             self.misses += 1
+            CACHE_MISSES.inc()
             return version, None
         self.hits += 1
+        CACHE_HITS.inc()
         return version, orjson.loads(body)
 
     async def put(self, key: str, version: str, data: Any) -> None:

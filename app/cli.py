@@ -50,6 +50,23 @@ async def _load_demo(
         await db.dispose()
 
 
+async def _has_demo_customer(database_url: str) -> bool:
+    from sqlalchemy import text
+
+    from app.db import Database
+    from services.demo import DEMO_PHONE_E164
+
+    db = Database(database_url, pool_size=1)
+    try:
+        async with db.session() as session:
+            found = await session.execute(
+                text("SELECT 1 FROM users WHERE phone = :p"), {"p": DEMO_PHONE_E164}
+            )
+            return found.first() is not None
+    finally:
+        await db.dispose()
+
+
 async def _is_empty(database_url: str) -> bool:
     from sqlalchemy import text
 
@@ -99,17 +116,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.migrate_on_start:
         migrate(url)
     development = settings.env is Environment.DEVELOPMENT
+    demo_loaded = False
     if settings.demo_on_start_enabled and asyncio.run(_is_empty(url)):
         started = time.monotonic()
         asyncio.run(_load_demo(url, 0, 36, staff_passwords=development))
         log.info("demo data loaded in %.1f s", time.monotonic() - started)
+        demo_loaded = True
     get_settings.cache_clear()
     from services.demo import DEMO_EMAIL, DEMO_PASSWORD, DEMO_PHONE
 
     ide = "  (GraphiQL in a browser)" if settings.graphiql_enabled else ""
     print(f"\n  Kabinet GraphQL: http://{host}:{port}/graphql{ide}", flush=True)
-    if settings.demo_on_start_enabled:  # never in production
+    # the demo login only where the demo data is (loaded now or on an earlier start); never in production
+    if settings.demo_on_start_enabled and (demo_loaded or asyncio.run(_has_demo_customer(url))):
         print(f"  Demo customer:   {DEMO_PHONE} or {DEMO_EMAIL} / password {DEMO_PASSWORD}", flush=True)
+    if settings.metrics_port:
+        print(
+            f"  Metrics:         http://{settings.metrics_host}:{settings.metrics_port}/metrics", flush=True
+        )
     print(flush=True)
     from app import workers
 
@@ -122,6 +146,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         reload=args.reload,
         log_config=None,
         proxy_headers=True,
+        metrics_address=(settings.metrics_host, settings.metrics_port) if settings.metrics_port else None,
+        database_url=url,
     )
     return 0
 

@@ -22,6 +22,10 @@ def embedded_postgres_url(directory: Path, database: str = "kabinet", *, keep: b
     With ``keep`` the data stays in ``directory`` after the process exits (``kabinet serve``); without it
     the directory is removed when the process ends (tests).
     """
+    import warnings
+
+    # platformdirs (under pgserver) warns that XDG_RUNTIME_DIR is unset on servers and CI: nothing to act on
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     import pgserver
 
     directory = directory.resolve()

@@ -66,6 +66,8 @@ from strawberry.relay import Node
 from strawberry.relay.utils import to_base64
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from app.metrics import EXECUTOR
+
 log = logging.getLogger(__name__)
 
 BACKREF = "strawberry-definition"
@@ -80,6 +82,8 @@ FAILED_CACHE_SIZE = 1024
 
 FAILED_SKIPS = 100
 """Executions of such an operation that go straight to graphql-core before the fast path tries again."""
+EXECUTOR_FAST = EXECUTOR.labels("fast")
+EXECUTOR_FALLBACK = EXECUTOR.labels("fallback")
 
 
 class Fallback(Exception):
@@ -247,8 +251,10 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
             log.debug("fast execution gave up", exc_info=True)
             STATS["fallback"] += 1
             FAILED.remember(self.schema, self.operation)
+            EXECUTOR_FALLBACK.inc()  # app/metrics.py
             return await self._execute_slow()
         STATS["fast"] += 1
+        EXECUTOR_FAST.inc()
         return self.finish(self.build_response(data))
 
     async def _execute_slow(self) -> Any:

@@ -4,6 +4,7 @@ serves the offline GraphiQL page, and closes the database session when the opera
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections import Counter
 from typing import Any
 
@@ -27,7 +28,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
-from app import http_negotiation
+from app import http_negotiation, metrics, tracing
 from app.cache import operation_type
 from app.context import Context, Viewer
 from app.cost import CostMeter, actual_cost, requested_cost
@@ -37,6 +38,8 @@ from app.state import AppState
 from services import clock
 from services.limits import counters_of
 from services.tokens import verify_access_token
+
+log = logging.getLogger("kabinet.graphql")
 
 
 def bearer_token(value: str | None) -> str | None:
@@ -91,6 +94,17 @@ MAX_ANONYMOUS_OPERATIONS = 2
 TOO_MANY_CLOSE_CODE = 4429
 """Websocket close code for connections over a limit (per address, or anonymous operations per socket)."""
 
+MAX_CLOSE_REASON_BYTES = 123
+"""A websocket close frame carries at most 125 bytes: the 2-byte code and 123 bytes of UTF-8 reason."""
+
+
+def close_reason(reason: str) -> str:
+    """``reason`` cut (at a character boundary) to what a close frame can carry."""
+    encoded = reason.encode()
+    if len(encoded) <= MAX_CLOSE_REASON_BYTES:
+        return reason
+    return encoded[: MAX_CLOSE_REASON_BYTES - 3].decode(errors="ignore") + "..."
+
 
 class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws with Kabinet's session rules (finding SEC5) and limits (issue 16).
@@ -101,6 +115,15 @@ class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     closes the socket with 4403 instead of starting the operation when the session has ended."""
 
     _watched: Socket | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        close = self.websocket.close
+
+        async def bounded_close(code: int, reason: str) -> None:
+            await close(code=code, reason=close_reason(reason))
+
+        self.websocket.close = bounded_close  # type: ignore[method-assign]
 
     @property
     def guard(self) -> SessionGuard:
@@ -146,7 +169,36 @@ class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             if not await self.guard.is_active(viewer.session_id, fresh=True):
                 await self.close_for_session(SESSION_ENDED, "Session ended")
                 return
+        if self.connection_acknowledged and message.get("id") in self.operations:
+            await self.close_duplicate(str(message.get("id")))
+            return
+        metrics.watch_events()  # observability hook: the operation's task inherits its event slot
         await super().handle_subscribe(message)
+        operation = self.operations.get(message.get("id"))  # type: ignore[arg-type]
+        if operation is not None and operation_type(operation.query, operation.operation_name) is (
+            OperationType.SUBSCRIPTION
+        ):
+            metrics.subscription_started(operation.task)  # observability hook
+
+    async def close_duplicate(self, operation_id: str) -> None:
+        """A client reused the id of a running operation: close with 4409 as the protocol says.
+
+        A client bug, not ours: logged at INFO without a traceback. The socket's operations are stopped
+        first, so none of them writes to the closed socket, and the close reason is cut to what a close
+        frame holds — "Subscriber for <a long id> already exists" did not fit and failed in the websocket
+        library with a traceback at ERROR ("control frame too long")."""
+        log.info("websocket closed with 4409: an operation id was reused while its operation runs")
+        for running in list(self.operations):
+            await self.cleanup_operation(running)
+        with contextlib.suppress(Exception):
+            await self.websocket.close(code=4409, reason=f"Subscriber for {operation_id} already exists")
+
+    async def send_message(self, message: Any) -> None:
+        await super().send_message(message)
+        if message.get("type") == "next":  # observability hook: events delivered and their lag
+            operation = self.operations.get(message.get("id"))
+            if operation is not None:
+                metrics.subscription_message_sent(operation.query, operation.operation_name)
 
     async def close_for_session(self, code: int, reason: str) -> None:
         """Stop every operation of this socket, then close it (the guard calls this)."""
@@ -377,6 +429,19 @@ class KabinetGraphQL(GraphQL[Context, None]):
         return UNSET
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        """Observe (metrics, a trace span: ``app/metrics.py``, ``app/tracing.py``), then :meth:`serve`."""
+        if not isinstance(request, Request):
+            metrics.WEBSOCKETS.inc()
+            try:
+                return await self.serve(request, context, root_value)
+            finally:
+                metrics.WEBSOCKETS.dec()
+        with tracing.request_span(), metrics.observe_http():
+            response = await self.serve(request, context, root_value)
+            metrics.record_status(getattr(response, "status_code", 200))
+            return response
+
+    async def serve(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         """Run the operation(s) of one request or websocket connection, then close its sessions."""
         if isinstance(request, WebSocket):
             return await self.run_websocket(request, context, root_value)
@@ -549,6 +614,8 @@ class KabinetGraphQL(GraphQL[Context, None]):
             kind = operation_type(request_data.query, request_data.operation_name)
         if kind is OperationType.MUTATION and request_adapter.method == "GET":
             raise http_negotiation.MutationOverGet
+        if (observed := metrics.record_operation(request_data, kind)) is not None:
+            tracing.name_operation(observed.operation, kind)  # observability hook
         cache_key = version = None
         if (
             cache is not None
@@ -566,10 +633,12 @@ class KabinetGraphQL(GraphQL[Context, None]):
             )
             version, data = await cache.lookup(viewer.user_id, cache_key)
             if data is not None:
+                metrics.record_result(None)  # a cache hit: answered without errors
                 return ExecutionResult(data=data, errors=None)
         result = await super().execute_operation(
             request, request_adapter, request_data, context, root_value, sub_response
         )
+        metrics.record_result(result)
         if (
             cache_key is not None
             and isinstance(result, ExecutionResult)

@@ -25,6 +25,8 @@ from typing import Any
 
 import structlog
 
+from app.tracing import current_trace_id
+
 MASK = "***"
 """What a masked value is replaced with."""
 
@@ -82,9 +84,11 @@ def redact_value(value: Any) -> Any:
 def redact_event(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """structlog processor: mask secrets in every key of an event (message, exception text, fields)."""
+    """structlog processor: mask secrets in every key of an event (message, exception text, fields) but
+    ``trace_id`` (32 hex digits of our own, which the six-digit rule would mangle)."""
     for key, value in list(event_dict.items()):
-        event_dict[key] = MASK if is_secret_key(key) else redact_value(value)
+        if key != "trace_id":
+            event_dict[key] = MASK if is_secret_key(key) else redact_value(value)
     return event_dict
 
 
@@ -106,7 +110,21 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
     return record
 
 
+def add_trace_id(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: ``trace_id`` of the span active when the line was logged (``app/tracing.py``)."""
+    record = event_dict.get("_record")
+    trace_id = getattr(record, "trace_id", None) if record is not None else current_trace_id()
+    if trace_id is not None:
+        event_dict["trace_id"] = trace_id
+    return event_dict
+
+
 _factory_installed = False
+
+CHATTY_LOGGERS = ("pgserver", "alembic")
+"""Libraries whose INFO lines (initdb's output, every migration step) only matter when debugging."""
 
 
 def install_record_redaction() -> None:
@@ -117,7 +135,11 @@ def install_record_redaction() -> None:
     previous: Callable[..., logging.LogRecord] = logging.getLogRecordFactory()
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        return redact_record(previous(*args, **kwargs))
+        record = redact_record(previous(*args, **kwargs))
+        trace_id = current_trace_id()
+        if trace_id is not None:  # any handler (a test's capture too) sees the request's trace
+            record.trace_id = trace_id
+        return record
 
     logging.setLogRecordFactory(factory)
     _factory_installed = True
@@ -135,6 +157,7 @@ def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_id,
     ]
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
@@ -165,3 +188,6 @@ def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
     ]
     root.handlers[:] = [*kept, handler]
     root.setLevel(level.upper())
+    # start-up chatter of the embedded PostgreSQL and of alembic only when asked for (DEBUG)
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if level.upper() == "DEBUG" else logging.WARNING)

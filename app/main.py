@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from app import metrics, tracing
 from app.broadcast import EventBus
 from app.cache import ResultCache, run_bumps
 from app.config_check import UnsafeConfiguration, problems
@@ -36,8 +37,11 @@ from services.limits import counters_of
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -> Starlette:
     """Build the application. ``settings.database_url`` must be set (the CLI resolves embedded ones).
+
+    ``span_exporter`` (tests, benchmarks) turns tracing on with that exporter instead of OTLP/HTTP to
+    ``KABINET_OTLP_ENDPOINT`` (``app/tracing.py``).
 
     In production it raises :class:`app.config_check.UnsafeConfiguration` (listing every problem) instead
     of building an app with unsafe settings, whichever entry point calls it.
@@ -57,6 +61,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         echo=settings.db_echo,
         hide_parameters=settings.env is not Environment.DEVELOPMENT,
     )
+    metrics.instrument_pool(db.engine, settings.db_pool_size)  # observability hooks
+    if tracing.configure(settings.otlp_endpoint, exporter=span_exporter) or tracing.TRACER is not None:
+        tracing.instrument_engine(db.engine)
     state = AppState(settings=settings, db=db, bus=EventBus(settings.redis_url, prefix=settings.redis_prefix))
     # Versions are bumped by every process that shares Redis, even one that serves nothing from the cache
     # (KABINET_RESULT_CACHE=false), so processes with it on next to it never serve stale results.
@@ -95,6 +102,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 DEFAULT_JOBS,
                 interval=settings.scheduler_interval,
                 clock=clock.now,
+                on_run=metrics.job_ran,
             )
             scheduler.start()
         dispatcher = None
@@ -103,6 +111,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
             dispatcher = Dispatcher(db, providers_from_settings(settings))
             dispatcher.start()
+        metrics_server = metrics.serve_process(
+            settings.metrics_host, settings.metrics_port, settings.database_url
+        )
         if settings.gc_freeze:
             # Everything alive now lives as long as the process; scanning it on every full collection
             # paused a worker for ~150 ms (the uncached dashboard's p99), frozen it is ~20 ms.
@@ -111,6 +122,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
+            if metrics_server is not None:
+                metrics_server.stop()
             if dispatcher is not None:
                 await dispatcher.stop()
             if scheduler is not None:

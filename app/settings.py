@@ -228,6 +228,18 @@ class Settings(BaseSettings):
             "production. Without it production has no sandbox and refuses KABINET_PAYMENT_GATEWAY=sandbox."
         ),
     )
+    metrics_port: int = Field(
+        0,
+        description=(
+            "Port of the Prometheus /metrics endpoint, served apart from the public app (by the supervisor "
+            "with several workers). 0: no metrics endpoint."
+        ),
+    )
+    metrics_host: str = Field("127.0.0.1", description="Address the /metrics endpoint binds to.")
+    otlp_endpoint: str | None = Field(
+        None,
+        description=("OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces). Unset: no tracing."),
+    )
     yookassa_shop_id: str | None = Field(None, description="YooKassa shop id (basic-auth login). Unset: off.")
     yookassa_secret_key: str | None = Field(None, description="YooKassa secret key (basic-auth password).")
     yookassa_api_url: str = Field(

@@ -48,17 +48,46 @@ def _worker(target: str, host: str, port: int, options: dict[str, Any]) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def run(target: str, *, host: str, port: int, workers: int, **options: Any) -> None:
+def run(
+    target: str,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    metrics_address: tuple[str, int] | None = None,
+    database_url: str | None = None,
+    **options: Any,
+) -> None:
     """Serve ``target`` (an ASGI app import string) with ``workers`` processes on ``host:port``.
 
     ``options`` are :class:`uvicorn.Config` keyword arguments (``factory``, ``log_level``, …); one worker
-    (or ``reload``) is plain ``uvicorn.run``.
+    (or ``reload``) is plain ``uvicorn.run``. With several workers and ``metrics_address``, the workers
+    write their metrics to a fresh ``PROMETHEUS_MULTIPROC_DIR`` and this supervisor serves ``/metrics`` for
+    all of them (``app/metrics.py``; ``database_url`` for the outbox figures); one process serves its own.
     """
     import uvicorn
 
-    if workers <= 1 or options.get("reload") or not hasattr(socket, "SO_REUSEPORT"):
-        uvicorn.run(target, host=host, port=port, workers=workers if workers > 1 else None, **options)
-        return
+    metrics_server = None
+    metrics_done = None
+    if workers > 1 and metrics_address is not None and not options.get("reload"):
+        from app import metrics
+
+        metrics_done = metrics.prepare_multiprocess()
+        metrics_server = metrics.serve_supervisor(*metrics_address, database_url)
+    try:
+        if workers <= 1 or options.get("reload") or not hasattr(socket, "SO_REUSEPORT"):
+            uvicorn.run(target, host=host, port=port, workers=workers if workers > 1 else None, **options)
+            return
+        _supervise(target, host=host, port=port, workers=workers, **options)
+    finally:
+        if metrics_server is not None:
+            metrics_server.stop()
+        if metrics_done is not None:
+            metrics_done()
+
+
+def _supervise(target: str, *, host: str, port: int, workers: int, **options: Any) -> None:
+    """Start ``workers`` SO_REUSEPORT workers, restart the ones that die, stop them all on a signal."""
     probe = reuse_port_socket(host, port)  # fail here, once, when the address is taken
     probe.close()
     context = multiprocessing.get_context("spawn")
@@ -83,6 +112,7 @@ def run(target: str, *, host: str, port: int, workers: int, **options: Any) -> N
             for index, process in enumerate(processes):
                 if not process.is_alive() and not stopping:
                     log.warning("worker %d exited with %s; restarting", process.pid, process.exitcode)
+                    _forget_metrics(process.pid)
                     time.sleep(RESTART_PAUSE)
                     processes[index] = start()
             time.sleep(0.2)
@@ -96,6 +126,16 @@ def run(target: str, *, host: str, port: int, workers: int, **options: Any) -> N
                 process.kill()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _forget_metrics(pid: int | None) -> None:
+    """Drop a dead worker's live gauges from the merged metrics (multiprocess mode only)."""
+    import os as _os
+
+    if _os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from app import metrics
+
+        metrics.worker_died(pid)
 
 
 def main(argv: list[str] | None = None) -> None:

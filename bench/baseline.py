@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from services import clock
 from services.accounts import local_today, window_countdown
 from services.billing import BALANCE_LABELS, ZERO, balance_status, display_amount
 from services.periods import history_range
@@ -106,7 +107,9 @@ def num(value: Decimal | None) -> str | None:
 async def dashboard(request: Request) -> Response:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    claims = verify_access_token(SECRET, token.strip()) if scheme.lower() == "bearer" else None
+    claims = (
+        verify_access_token(SECRET, token.strip(), now=clock.now()) if scheme.lower() == "bearer" else None
+    )
     if claims is None:
         return Response(b'{"error":"unauthenticated"}', status_code=401, media_type="application/json")
     now = dt.datetime.now(dt.UTC)

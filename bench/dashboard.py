@@ -21,6 +21,7 @@ import contextlib
 import datetime as dt
 import os
 import random
+import secrets
 import socket
 import subprocess
 import sys
@@ -49,7 +50,7 @@ from services import demo
 from services.periods import allowed_range
 from services.sessions import start_session
 
-SECRET = "bench-secret-" + "x" * 32
+SECRET = secrets.token_urlsafe(48)  # production refuses placeholder-looking keys
 MSK = ZoneInfo("Europe/Moscow")
 COUNT_ROLE = "kabinet_bench_count"
 REDIS_PREFIX = f"bench-{uuid.uuid4().hex[:8]}"
@@ -204,6 +205,11 @@ def server_env(database_url: str, redis_url: str) -> dict[str, str]:
         "KABINET_OUTBOX_DISPATCH": "false",
         "KABINET_DB_POOL_SIZE": "10",
         "KABINET_LOG_LEVEL": "WARNING",
+        # what production requires to start (app/config_check.py); nothing is sent: the dispatcher is off,
+        # and the sandbox acquirer serves the createPayment operation as on a staging stand
+        "KABINET_SANDBOX_IN_PRODUCTION": "true",
+        "KABINET_SMTP_HOST": "127.0.0.1",
+        "KABINET_SMS_GATEWAY_URL": "http://127.0.0.1:9/sms",
     }
 
 
@@ -774,6 +780,29 @@ VARIANTS = {"cached": {}, "uncached": {"KABINET_RESULT_CACHE": "false"}}
 """Kabinet with its per-user result cache (the production default) and without it."""
 
 
+def otlp_sink() -> str:
+    """A local OTLP/HTTP endpoint that accepts and drops every export (``--tracing``): the servers pay for
+    creating, batching, encoding and posting spans, as with a real collector; the sink's own CPU is this
+    client's. Returns its traces URL."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Sink(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            self.send_response(200)
+            self.send_header("content-type", "application/x-protobuf")
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -789,6 +818,9 @@ async def main() -> None:
         "--cache", choices=["both", "cached", "uncached"], default="both", help="Kabinet's result cache"
     )
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile of the dashboard")
+    parser.add_argument(
+        "--tracing", action="store_true", help="Kabinet exports OTLP traces (to a local sink that drops them)"
+    )
     args = parser.parse_args()
 
     today = dt.datetime.now(MSK).date()
@@ -814,6 +846,11 @@ async def main() -> None:
 
         variants = list(VARIANTS) if args.cache == "both" else [args.cache]
         env = server_env(database_url, redis_url)
+        if args.tracing:
+            tracing_env = {"KABINET_OTLP_ENDPOINT": otlp_sink()}
+            print(f"tracing                on, OTLP/HTTP to {tracing_env['KABINET_OTLP_ENDPOINT']} (dropped)")
+            for variant in VARIANTS.values():
+                variant.update(tracing_env)
         counter = StatementCounter(server_url, database)
         count_url = await counter.setup()
         ports: dict[str, int] = {}

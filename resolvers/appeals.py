@@ -338,7 +338,9 @@ def _contacts(data: Any) -> dict[str, Any]:
     }
 
 
-async def request_requisites_change(info: Any, data: Any, changes: Any, *, in_fields: bool = False) -> Outcome:
+async def request_requisites_change(
+    info: Any, data: Any, changes: Any, *, in_fields: bool = False
+) -> Outcome:
     """C2: a «change of account data» application with the old and new values (``requestRequisitesChange``,
     or ``submitApplication`` of that kind with ``fields.changes``: ``in_fields`` puts the errors there)."""
     viewer = require_customer(info)

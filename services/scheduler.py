@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -131,6 +132,8 @@ class Scheduler:
     interval: float = 60.0
     clock: Callable[[], dt.datetime] = clock_now
     is_leader: bool = False
+    on_run: Callable[[str, str, float], None] | None = None
+    """Called after every job run with the job's name, ``ok`` or ``error`` and its seconds (metrics)."""
 
     def __post_init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
@@ -139,11 +142,16 @@ class Scheduler:
         """Run every job once (the leader's round; also what tests and the CLI call)."""
         results = {}
         for name, job in self.jobs.items():
+            started = time.perf_counter()
+            outcome = "ok"
             try:
                 async with self.db.session() as session:  # type: ignore[attr-defined]
                     results[name] = await job(session, self.clock())
             except Exception:
+                outcome = "error"
                 log.exception("scheduled job %s failed", name)
+            if self.on_run is not None:
+                self.on_run(name, outcome, time.perf_counter() - started)
         return results
 
     async def _lead(self) -> None:
