@@ -88,6 +88,9 @@ def valid_operation_name(value: object) -> bool:
     return value is None or isinstance(value, str)
 
 
+PUBLIC_PERSISTED_MAX_AGE = 60
+"""Seconds a shared cache may keep an anonymous persisted GET answer (reference data: branches, FAQ…)."""
+
 MAX_ANONYMOUS_OPERATIONS = 2
 """Operations an anonymous websocket may run at once (a QR login waits on one); more close it with 4429."""
 
@@ -564,7 +567,17 @@ class KabinetGraphQL(GraphQL[Context, None]):
         refusal = await self._refuse_costly(client, requested, sub_response)
         if refusal is not None:
             return refusal
+        persisted = isinstance(request_data.extensions, dict) and "persistedQuery" in request_data.extensions
         result = await self._execute(*run)
+        if (
+            persisted
+            and viewer is None
+            and request_adapter.method == "GET"
+            and isinstance(result, ExecutionResult)
+            and not result.errors
+        ):
+            # a public read by hash: proxies and CDNs may keep it briefly (everything else is no-store)
+            sub_response.headers["Cache-Control"] = f"public, max-age={PUBLIC_PERSISTED_MAX_AGE}"
         if isinstance(result, ExecutionResult):
             actual = min(actual_cost(result.data), requested)
             budget = await self.costs.budget(client, actual)

@@ -111,6 +111,15 @@ async def test_registered_documents_are_served_by_hash_over_post_and_get(
     response = await api.client.get("/graphql", params=params)
     assert response.status_code == 200
     assert data_of(response) == {"data": {"__typename": "Query"}}
+    assert response.headers["cache-control"] == "public, max-age=60"  # a public read a CDN may keep
+    private = await api.client.get(
+        "/graphql",
+        params={"extensions": json.dumps(persisted(document_hash(ME)))},
+        headers={"authorization": f"Bearer {customer_token}"},
+    )
+    assert private.headers["cache-control"] == "no-store"  # never a customer's answer
+    post_answer = await post(api, {"extensions": persisted(typename_hash)})
+    assert post_answer.headers["cache-control"] == "no-store"
 
     # the same document sent with its hash is accepted; a wrong hash is a 400
     response = await post(api, {"query": ME, "extensions": persisted(document_hash(ME))}, customer_token)
