@@ -44,6 +44,7 @@ class DbScope:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], context: Context) -> None:
         self._sessionmaker = sessionmaker
         self._session: AsyncSession | None = None
+        self._closed = False
         self._lock = asyncio.Lock()
         self._loaders: dict[type, Any] = {}
         self.context = context
@@ -52,6 +53,10 @@ class DbScope:
     async def session(self) -> AsyncIterator[AsyncSession]:
         """Exclusive use of this scope's session; never call a loader while holding it."""
         async with self._lock:
+            if self._closed:  # a straggler after the request ended: its own session, closed at once
+                async with self._sessionmaker() as late:
+                    yield late
+                return
             if self._session is None:
                 self._session = self._sessionmaker()
             yield self._session
@@ -64,10 +69,13 @@ class DbScope:
         return found  # type: ignore[no-any-return]
 
     async def close(self) -> None:
-        """Roll back anything uncommitted and return the connection to the pool."""
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+        """Roll back anything uncommitted and return the connection to the pool, once whatever still uses
+        the session is done (a loader batch the fast executor started before it gave up keeps running)."""
+        async with self._lock:
+            self._closed = True
+            if self._session is not None:
+                session, self._session = self._session, None
+                await session.close()
 
 
 _event_scope: contextvars.ContextVar[DbScope | None] = contextvars.ContextVar(

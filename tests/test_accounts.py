@@ -41,8 +41,6 @@ from services.periods import add_months
 from tests.conftest import login_as
 from tests.dates import CURRENT, LAST_BILLED, TODAY, on_day, period
 
-pytestmark = pytest.mark.calendar  # date-dependent: CI runs it again on other days (README, Tests)
-
 _seq = itertools.count(1)
 
 
@@ -351,6 +349,7 @@ def node_of(data: dict[str, Any], account_id: int) -> dict[str, Any]:
 # --- B4 dashboard -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.calendar  # date-dependent: CI runs it again on other days
 async def test_B4_dashboard_shows_balance_with_label_breakdown_and_current_receipt(
     api: Any, db: Any, settings: Any, customer_token: str
 ) -> None:
@@ -381,6 +380,7 @@ async def test_B4_dashboard_shows_balance_with_label_breakdown_and_current_recei
     assert len(node["charges"]) == 12 and node["charges"][0]["period"] == period(-1)
 
 
+@pytest.mark.calendar  # date-dependent: CI runs it again on other days
 async def test_B4_overpayment_and_nothing_due_use_the_manuals_labels(
     api: Any, db: Any, settings: Any, customer_token: str
 ) -> None:
@@ -439,6 +439,7 @@ def test_B4_window_days_count_to_opening_and_closing() -> None:
     assert (short.is_open, short.closes_on, short.days_until_closes) == (True, dt.date(2027, 2, 28), 1)
 
 
+@pytest.mark.calendar  # date-dependent: CI runs it again on other days
 async def test_B4_window_days_follow_the_branchs_time_zone(
     api: Any, db: Any, settings: Any
 ) -> None:
@@ -461,6 +462,7 @@ async def test_B4_window_days_follow_the_branchs_time_zone(
     }
 
 
+@pytest.mark.calendar  # date-dependent: CI runs it again on other days
 async def test_B4_dashboard_statement_count_does_not_grow_with_accounts_or_months(
     api: Any, db: Any, settings: Any, sql_counter: Any
 ) -> None:
@@ -568,6 +570,7 @@ def link_input(
     }
 
 
+@pytest.mark.calendar  # date-dependent: CI runs it again on other days
 async def test_B1_link_with_the_latest_receipt_total(
     api: Any, db: Any, settings: Any, customer_token: str
 ) -> None:
@@ -635,6 +638,7 @@ async def test_B1_already_linked_account_is_reported(
     assert result["userErrors"][0]["code"] == "ACCOUNT_ALREADY_LINKED"
 
 
+@pytest.mark.calendar  # date-dependent: CI runs it again on other days
 async def test_B1_tries_are_limited_per_user(api: Any, db: Any, settings: Any, customer_token: str) -> None:
     seeded = await seed_accounts(db, settings, link_to=None)
     for attempt in range(10):
@@ -794,6 +798,7 @@ async def test_J5_only_accounts_that_allow_it_and_only_with_an_address(
 # --- on the demo data ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.calendar  # date-dependent: CI runs it again on other days
 async def test_B4_demo_customer_dashboard_lists_account_11111111(api: Any, customer_token: str) -> None:
     data = await api.data(DASHBOARD, token=customer_token)
     nodes = [edge["node"] for edge in data["accounts"]["edges"]]

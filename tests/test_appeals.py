@@ -21,8 +21,6 @@ from tests.conftest import login_as
 from tests.dates import TODAY, period
 from tests.test_uploads import CREATE_APPEAL, appeal_input, multipart, pdf
 
-pytestmark = pytest.mark.calendar  # date-dependent: CI runs it again on other days (README, Tests)
-
 REQUIRED = "Поле обязательно для заполнения"
 OPERATOR_PHONE = "+72222222222"
 SECOND_PHONE = "+74444444444"
@@ -85,6 +83,7 @@ async def test_F2_every_missing_field_answers_at_its_path(api: Api, customer_tok
     assert await scalar(db, select(func.count()).select_from(Appeal)) == before
 
 
+@pytest.mark.calendar  # date-dependent: CI runs it again on other days
 async def test_F2_appeal_is_accepted_with_its_timeline(api: Api, customer_token: str) -> None:
     variables = await appeal_input(api, customer_token, 0)
     payload = (await api.data(CREATE_APPEAL, token=customer_token, **variables))["createAppeal"]
@@ -122,6 +121,7 @@ APPEALS = """query($from: YearMonth, $to: YearMonth) { appeals(from: $from, to: 
 } }"""
 
 
+@pytest.mark.calendar  # date-dependent: CI runs it again on other days
 async def test_F1_history_and_the_appeal_card_with_the_answer(api: Api, customer_token: str) -> None:
     data = await api.data(APPEALS, token=customer_token)
     nodes = [edge["node"] for edge in data["appeals"]["edges"]]
@@ -131,6 +131,7 @@ async def test_F1_history_and_the_appeal_card_with_the_answer(api: Api, customer
     assert [event["kind"] for event in answered["timeline"]] == ["CREATED", "STATUS_CHANGED", "ANSWER"]
 
 
+@pytest.mark.calendar  # date-dependent: CI runs it again on other days
 async def test_F1_history_follows_the_D8_period_rule(api: Api, customer_token: str) -> None:
     # the demo customer's appeals were written 40 and 2 days before TODAY; one of them falls in last month
     demo_months = [f"{TODAY - dt.timedelta(days=days):%Y-%m}" for days in (2, 40)]
@@ -239,6 +240,7 @@ async def test_G3_text_and_account_are_required_and_consent_missing_is_refused(
     assert await scalar(db, select(func.count()).select_from(Application)) == before
 
 
+@pytest.mark.calendar  # date-dependent: CI runs it again on other days
 async def test_G3_reconciliation_act_is_accepted_with_consent_recorded(
     api: Api, customer_token: str, db: Any
 ) -> None:
@@ -441,6 +443,7 @@ async def test_operator_side_is_forbidden_to_customers(api: Api, customer_token:
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
 
 
+@pytest.mark.calendar  # date-dependent: CI runs it again on other days
 async def test_operator_queue_by_status_branch_and_age(api: Api, operator_token: str) -> None:
     data = await api.data(QUEUE, token=operator_token)
     assert data["appealQueue"]["totalCount"] == 2  # NEW and IN_PROGRESS, oldest first
@@ -606,6 +609,7 @@ ASK = """query($q: String!, $a: ID) { askAssistant(question: $q, accountId: $a) 
   known text facts faq { question } suggestAppeal userErrors { code field } } }"""
 
 
+@pytest.mark.calendar  # date-dependent: CI runs it again on other days
 async def test_F3_assistant_answers_from_the_account_data(api: Api, customer_token: str) -> None:
     account = await main_account(api, customer_token)
     answer = (await api.data(ASK, token=customer_token, q="Какая у меня задолженность?", a=account))[

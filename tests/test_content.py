@@ -29,8 +29,6 @@ from tests.client import Api
 from tests.conftest import login_as
 from tests.dates import MSK, NOW, TODAY
 
-pytestmark = pytest.mark.calendar  # date-dependent: CI runs it again on other days (README, Tests)
-
 MIDNIGHT = dt.datetime.combine(TODAY, dt.time(0), tzinfo=MSK).isoformat()
 """The start of TODAY in Moscow, as the API writes instants."""
 LATER = NOW + dt.timedelta(days=70)
@@ -196,6 +194,7 @@ def _answers(survey: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.mark.calendar  # date-dependent: CI runs it again on other days
 async def test_I3_survey_is_answered_once_and_a_second_answer_is_refused(
     api: Api, settings: Settings, customer_token: str, sql_counter: Any
 ) -> None:
@@ -254,6 +253,7 @@ async def test_I3_answers_must_fit_their_questions(api: Api, settings: Settings,
     assert ok["answerSurvey"]["userErrors"] == []
 
 
+@pytest.mark.calendar  # date-dependent: CI runs it again on other days
 async def test_I3_section_is_inactive_when_no_survey_was_sent(
     api: Api, settings: Settings, customer_token: str
 ) -> None:
@@ -319,6 +319,7 @@ async def _phone_of(db: Database, user_id: int) -> str:
 PROMOTIONS = """{ promotionSection { active promotions { id title startsOn endsOn url branch { name } } } }"""
 
 
+@pytest.mark.calendar  # date-dependent: CI runs it again on other days
 async def test_I4_only_current_promotions_are_shown(
     api: Api, settings: Settings, customer_token: str
 ) -> None:
@@ -333,6 +334,7 @@ async def test_I4_only_current_promotions_are_shown(
     assert anonymous["active"] is True
 
 
+@pytest.mark.calendar  # date-dependent: CI runs it again on other days
 async def test_I4_section_is_inactive_when_no_promotion_is_current(
     api: Api, db: Database, settings: Settings
 ) -> None:
@@ -348,6 +350,7 @@ SAVE_PROMOTION = """mutation($input: SavePromotionInput!) { savePromotion(input:
   promotion { id title } userErrors { code message field } } }"""
 
 
+@pytest.mark.calendar  # date-dependent: CI runs it again on other days
 async def test_I4_admin_adds_a_promotion_and_customers_see_it(
     api: Api, db: Database, settings: Settings
 ) -> None:
@@ -413,6 +416,7 @@ async def _first_office(api: Api) -> str:
     return (await api.data(OFFICES))["offices"][0]["id"]  # type: ignore[no-any-return]
 
 
+@pytest.mark.calendar  # date-dependent: CI runs it again on other days
 async def test_I5_slot_list_statement_count_is_constant(
     api: Api, settings: Settings, sql_counter: Any
 ) -> None:
@@ -513,6 +517,7 @@ async def test_I5_someone_elses_appointment_cannot_be_cancelled(
     assert node["node"] is None
 
 
+@pytest.mark.calendar  # date-dependent: CI runs it again on other days
 async def test_I5_a_slot_in_the_past_cannot_be_booked(
     api: Api, db: Database, settings: Settings
 ) -> None:
@@ -581,6 +586,7 @@ CALLBACK = """mutation($input: RequestCallbackInput!) { requestCallback(input: $
   callbackRequest { id phone preferredFrom preferredTo topic status } userErrors { code message field } } }"""
 
 
+@pytest.mark.calendar  # date-dependent: CI runs it again on other days
 async def test_I5_callback_request_with_preferred_time(
     api: Api, db: Database, settings: Settings, customer_token: str
 ) -> None:
