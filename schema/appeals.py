@@ -276,9 +276,11 @@ class Appeal(relay.Node):
         return as_node(cls, await resolvers.appeals_by_ids(info, [int(node_id) for node_id in node_ids]))
 
 
-@strawberry.type(description="F2: the new-appeal form, pre-filled.")
-class AppealDraft:
-    """Full name of the owner, the account, its suppliers, the profile's phone and e-mail, the topics."""
+@strawberry.interface(
+    description="F2/G3 (§2.11): the contact block a new appeal or application is pre-filled with."
+)
+class RequestDraft:
+    """Full name of the owner, the account, its suppliers, the profile's phone and e-mail."""
 
     full_name: str = strawberry.field(description="Owner's full name (editable).")
     account: Account = strawberry.field(description="The account (the first linked unless chosen).")
@@ -287,6 +289,12 @@ class AppealDraft:
     supplier: Supplier | None = strawberry.field(description="The pre-selected supplier.")
     phone: str | None = strawberry.field(description="Phone from the profile (E.164).")
     email: str | None = strawberry.field(description="E-mail from the profile.")
+
+
+@strawberry.type(description="F2: the new-appeal form, pre-filled.")
+class AppealDraft(RequestDraft):
+    """The contact block and the topics."""
+
     topics: list[AppealTopic] = strawberry.field(description="Topics to choose from.")
 
 
@@ -307,16 +315,9 @@ class ApplicationKindInfo:
 @strawberry.type(
     description="G3 (§2.11): the new-application form, pre-filled like an appeal's (F2); all editable."
 )
-class ApplicationDraft:
-    """Owner's full name, the account, its suppliers, the profile's phone and e-mail, the kinds."""
+class ApplicationDraft(RequestDraft):
+    """The contact block and the kinds."""
 
-    full_name: str = strawberry.field(description="Owner's full name (editable).")
-    account: Account = strawberry.field(description="The account (the first linked unless chosen).")
-    accounts: list[Account] = strawberry.field(description="Linked accounts to choose from.")
-    suppliers: list[Supplier] = strawberry.field(description="Suppliers of the account to choose from.")
-    supplier: Supplier | None = strawberry.field(description="The pre-selected supplier.")
-    phone: str | None = strawberry.field(description="Phone from the profile (E.164).")
-    email: str | None = strawberry.field(description="E-mail from the profile.")
     kinds: list[ApplicationKindInfo] = strawberry.field(description="Kinds of application to choose from.")
 
 
