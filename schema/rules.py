@@ -310,3 +310,23 @@ def enforce_on(root: type) -> None:
         if not item.arguments or any(isinstance(ext, EnforceInputRules) for ext in item.extensions):
             continue
         item.extensions = [*item.extensions, EnforceInputRules()]
+
+
+def document_text_limits(schema: Any) -> None:
+    """Append "At most N characters." to every String argument and input field of queries and mutations
+    that declares no rule of its own, so the default limit (:data:`DEFAULT_MAX_LENGTH`) is in the API docs
+    like every declared one (subscription arguments are parsed or hashed, not stored)."""
+    from graphql import GraphQLInputObjectType, GraphQLObjectType, GraphQLString, get_named_type
+
+    note = f"At most {DEFAULT_MAX_LENGTH} characters."
+    places: list[Any] = []
+    for name, kind in schema.type_map.items():
+        if name.startswith("__"):
+            continue
+        if isinstance(kind, GraphQLInputObjectType):
+            places += kind.fields.values()
+        elif isinstance(kind, GraphQLObjectType) and kind is not schema.subscription_type:
+            places += [arg for field in kind.fields.values() for arg in field.args.values()]
+    for value in places:
+        if get_named_type(value.type) is GraphQLString and "At most" not in (value.description or ""):
+            value.description = f"{value.description} {note}" if value.description else note

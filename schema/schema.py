@@ -41,7 +41,7 @@ from schema.notifications import NotificationMutations, NotificationQueries, Not
 from schema.payments import PaymentMutations, PaymentQueries, PaymentSubscriptions
 from schema.permissions import require_viewer
 from schema.readings import ReadingMutations, ReadingQueries
-from schema.rules import enforce_on
+from schema.rules import document_text_limits, enforce_on
 from schema.scalars import SCALAR_MAP
 from services import clock
 
@@ -201,6 +201,7 @@ def build_schema(settings: Settings | None = None) -> KabinetSchema:
         ),
     )
     document_list_limits(schema._schema)
+    document_text_limits(schema._schema)
     return schema
 
 

@@ -359,3 +359,31 @@ async def test_A8_unknown_phone_message_gives_the_help_line(api: Api) -> None:
     errors = body["requestPasswordReset"]["userErrors"]
     assert errors[0]["code"] == "PHONE_NOT_REGISTERED"
     assert "8 (800) 775-62-62" in errors[0]["message"]
+
+
+def test_every_text_input_documents_its_maximum() -> None:
+    """Issue 16: each String argument and input field of queries and mutations says its maximum length."""
+    from graphql import GraphQLInputObjectType, GraphQLObjectType, GraphQLString, get_named_type
+
+    from schema.schema import build_schema
+
+    graphql_schema = build_schema()._schema
+    undocumented = []
+    for name, kind in graphql_schema.type_map.items():
+        if name.startswith("__"):
+            continue
+        places: list[tuple[str, Any]] = []
+        if isinstance(kind, GraphQLInputObjectType):
+            places = [(f"{name}.{field}", value) for field, value in kind.fields.items()]
+        elif isinstance(kind, GraphQLObjectType) and kind is not graphql_schema.subscription_type:
+            places = [
+                (f"{name}.{field}({arg})", value)
+                for field, definition in kind.fields.items()
+                for arg, value in definition.args.items()
+            ]
+        undocumented += [
+            where
+            for where, value in places
+            if get_named_type(value.type) is GraphQLString and "At most" not in (value.description or "")
+        ]
+    assert undocumented == []
