@@ -41,7 +41,7 @@ from schema.billing import (
 )
 from schema.branches import Branch
 from schema.errors import UserError, register_user_error, user_error
-from schema.node import as_node, backed_by
+from schema.node import as_node, backed_by, canonical
 from schema.pagination import Connection, decode_cursor
 from schema.readings import Meter
 from schema.scalars import YearMonthScalar as YearMonth
@@ -278,7 +278,9 @@ class Account(relay.Node):
         period = billing_resolvers.period_range(info, filter.from_, filter.to)
         service_ids = None
         if filter.service_ids:
-            service_ids = [int(gid.node_id) for gid in filter.service_ids if gid.type_name == "Service"]
+            service_ids = [
+                int(canonical(gid).node_id) for gid in filter.service_ids if gid.type_name == "Service"
+            ]
         zones = [ModelZone(zone.value) for zone in filter.zones] if filter.zones else None
         found = await billing_resolvers.statistics(
             info, root.id, period, billing.StatisticsKind(filter.kind.value), service_ids, zones
@@ -314,7 +316,7 @@ def account_id_of(value: relay.GlobalID, field: list[str]) -> int:
     if value.type_name != "Account":
         raise service.AccountNotFound(field=field)
     try:
-        return int(value.node_id)
+        return int(canonical(value).node_id)
     except ValueError:
         raise service.AccountNotFound(field=field) from None
 
@@ -455,7 +457,7 @@ class AccountMutations:
                 raise service.AccountNotFound(field=["input", "branchId"])
             account, _ = await resolvers.link_account(
                 info,
-                branch_id=int(input.branch_id.node_id),
+                branch_id=int(canonical(input.branch_id).node_id),
                 number=input.number,
                 proof=input.proof,
                 e_receipt=input.e_receipt,

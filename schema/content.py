@@ -19,7 +19,7 @@ from resolvers.billing import download_url
 from schema import rules
 from schema.branches import Branch
 from schema.errors import UserError, user_errors
-from schema.node import as_node, backed_by, parse_global_id
+from schema.node import as_node, backed_by, canonical, parse_global_id
 from services import content as service
 from services import storage
 
@@ -29,7 +29,7 @@ from services import storage
 def _id(value: strawberry.ID, type_name: str) -> int:
     global_id = parse_global_id(value, expected_type=type_name)
     try:
-        return int(global_id.node_id)
+        return int(canonical(global_id).node_id)
     except ValueError as error:
         from schema.node import InvalidId
 

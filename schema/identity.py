@@ -16,7 +16,7 @@ from models.identity import ClientKind as ClientKindModel
 from resolvers import identity as resolvers
 from schema import rules
 from schema.errors import UserError, register_user_error, user_error, user_errors
-from schema.node import as_node, backed_by
+from schema.node import as_node, backed_by, canonical
 from services import codes as codes_service
 from services import identity as identity_service
 from services.codes import SentCode
@@ -610,7 +610,7 @@ class IdentityMutations:
             return EndSessionsPayload(
                 ended_count=0, user_errors=[user_error(NotFoundError(field=["input", "sessionId"]))]
             )
-        count = await resolvers.end_sessions(info, only=int(input.session_id.node_id))
+        count = await resolvers.end_sessions(info, only=int(canonical(input.session_id).node_id))
         if not count:
             return EndSessionsPayload(
                 ended_count=0, user_errors=[user_error(NotFoundError(field=["input", "sessionId"]))]
@@ -700,7 +700,7 @@ class IdentityMutations:
                 )
             choices.append(
                 identity_service.ReceiptChoice(
-                    account_id=int(item.account_id.node_id),
+                    account_id=int(canonical(item.account_id).node_id),
                     electronic=item.electronic,
                     email=item.email,
                     postal_address=item.postal_address,
@@ -935,7 +935,7 @@ class AltLoginMutations:
         input: Annotated[RevokeDeviceKeyInput, strawberry.argument(description="The key.")],
     ) -> DonePayload:
         found = input.device_key_id.type_name == "DeviceKey" and await resolvers.revoke_device_key(
-            info, int(input.device_key_id.node_id)
+            info, int(canonical(input.device_key_id).node_id)
         )
         if not found:
             return DonePayload(
@@ -1128,7 +1128,7 @@ class ExternalLoginMutations:
         input: Annotated[UnlinkLoginServiceInput, strawberry.argument(description="The service.")],
     ) -> DonePayload:
         found = input.login_service_id.type_name == "LoginService" and await resolvers.unlink_login_service(
-            info, int(input.login_service_id.node_id)
+            info, int(canonical(input.login_service_id).node_id)
         )
         if not found:
             return DonePayload(

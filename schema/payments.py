@@ -22,7 +22,7 @@ from schema.accounts import Account
 from schema.billing import PaymentMethod
 from schema.branches import Supplier
 from schema.errors import UserError, register_user_error, user_errors
-from schema.node import as_node, backed_by, parse_global_id
+from schema.node import as_node, backed_by, canonical, parse_global_id
 from schema.scalars import YearMonthScalar as YearMonth
 from services import payments as service
 from services.errors import DomainError
@@ -350,7 +350,7 @@ def _id_of(value: relay.GlobalID, type_name: str, field: list[str], error: type[
     if value.type_name != type_name:
         raise error(field=field)
     try:
-        return int(value.node_id)
+        return int(canonical(value).node_id)
     except ValueError:
         raise error(field=field) from None
 
@@ -384,7 +384,7 @@ class PaymentQueries:
     ) -> PaymentForm:
         ids = None
         if account_ids is not None:
-            ids = [int(value.node_id) for value in account_ids if value.type_name == "Account"]
+            ids = [int(canonical(value).node_id) for value in account_ids if value.type_name == "Account"]
         found, pay_all = await resolvers.checkout(info, ids)
         limits = resolvers.limits(info)
         return PaymentForm(
@@ -520,7 +520,7 @@ class PaymentSubscriptions:
         payment_id: Annotated[strawberry.ID, strawberry.argument(description="Global ID of the payment.")],
     ) -> AsyncGenerator[PaymentStatusEvent, None]:
         global_id = parse_global_id(payment_id, expected_type="Payment")
-        async for payment, step in resolvers.live_status(info, int(global_id.node_id)):
+        async for payment, step in resolvers.live_status(info, int(canonical(global_id).node_id)):
             yield PaymentStatusEvent(
                 status=PaymentStatus((step.status if step else payment.status).value),
                 changed_at=step.changed_at if step else None,

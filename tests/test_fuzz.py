@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 from hypothesis_graphql import Mode, from_schema, nodes, queries
 from hypothesis_graphql._strategies.negative_sites import enumerate_violation_sites  # pinned <0.14
 from hypothesis_graphql.types import CustomScalarStrategies
+from strawberry import relay
 
 from app.settings import Settings
 from schema.schema import build_schema
@@ -568,3 +569,25 @@ async def test_issue16_callback_time_without_offset(
     )
     assert_clean(body, caplog)
     assert body["data"]["requestCallback"]["userErrors"][0]["code"] == "PERIOD_INVALID", body
+
+
+@pytest.mark.parametrize("node_id", ["abc", "-1", "99999999999999999999"])
+async def test_issue16_global_id_inputs_of_mutations_that_name_no_row_are_not_found(
+    api: Any, customer_token: str, node_id: str
+) -> None:
+    """Mutation inputs typed as global IDs: an id part that cannot be a row is "not found", never a 500."""
+    session_id = relay.to_base64("LoginSession", node_id)
+    ended = await api.gql(
+        "mutation($input: EndSessionInput!) { endSession(input: $input) { endedCount } }",
+        token=customer_token,
+        input={"sessionId": session_id},
+    )
+    assert "Internal server error" not in str(ended), ended
+    card = relay.to_base64("SavedCard", node_id)
+    account = relay.to_base64("Account", node_id)
+    autopay = await api.gql(
+        "mutation($input: SetAutopayInput!) { setAutopay(input: $input) { enabled userErrors { code } } }",
+        token=customer_token,
+        input={"accountId": account, "enabled": True, "cardId": card},
+    )
+    assert "Internal server error" not in str(autopay), autopay
