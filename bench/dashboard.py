@@ -730,6 +730,39 @@ async def run_op(
     return saturation
 
 
+SCRAPED = (
+    "kabinet_graphql_requests_total",
+    "kabinet_graphql_request_duration_seconds_count",
+    "kabinet_graphql_request_duration_seconds_sum",
+    "kabinet_result_cache_lookups_total",
+    "kabinet_fast_executor_queries_total",
+    "kabinet_db_pool_checked_out",
+    "kabinet_db_pool_size",
+    "kabinet_websockets_open",
+    "kabinet_outbox_pending_messages",
+)
+
+
+async def print_metrics(port: int) -> None:
+    """Scrape the server's /metrics port (app/metrics.py, all workers merged) and print the figures the
+    operators watch, summed over labels other than the outcome/result/path."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(SCRAPED):
+            continue
+        series, _, value = line.rpartition(" ")
+        name, _, labels = series.partition("{")
+        wanted = {"outcome", "result", "path"}
+        kept = ",".join(part for part in labels.rstrip("}").split(",") if part.split("=")[0] in wanted)
+        key = f"{name}{{{kept}}}" if kept else name
+        totals[key] = totals.get(key, 0.0) + float(value)
+    print("/metrics (scraped after the runs above)")
+    for key, value in sorted(totals.items()):
+        print(f"    {key:<70} {value:14.3f}")
+
+
 def flatten(value: Any, path: str = "") -> Any:
     """(path, leaf) pairs of a JSON value."""
     if isinstance(value, dict):
@@ -821,6 +854,9 @@ async def main() -> None:
     parser.add_argument(
         "--tracing", action="store_true", help="Kabinet exports OTLP traces (to a local sink that drops them)"
     )
+    parser.add_argument(
+        "--metrics", action="store_true", help="scrape each Kabinet server's /metrics port after its runs"
+    )
     args = parser.parse_args()
 
     today = dt.datetime.now(MSK).date()
@@ -854,12 +890,16 @@ async def main() -> None:
         counter = StatementCounter(server_url, database)
         count_url = await counter.setup()
         ports: dict[str, int] = {}
+        metrics_ports: dict[str, int] = {}
         servers: dict[str, Servers] = {}
         counting: dict[str, tuple[int, Servers]] = {}
         for name in [*variants, "baseline"]:
             app = BASELINE_APP if name == "baseline" else KABINET_APP
             extra = VARIANTS.get(name, {})
             ports[name] = free_port()
+            if args.metrics and name != "baseline":
+                metrics_ports[name] = free_port()
+                extra = {**extra, "KABINET_METRICS_PORT": str(metrics_ports[name])}
             servers[name] = Servers(start(app, {**env, **extra}, ports[name], args.workers))
             if count_url:
                 port = free_port()
@@ -904,6 +944,8 @@ async def main() -> None:
                     saturation[f"{name} {variant}"] = await run_op(
                         ops[name], ports[variant], servers[variant], customers, args, sql_of[name], database
                     )
+                if variant in metrics_ports:
+                    await print_metrics(metrics_ports[variant])
             base_sql = (
                 await count_statements(counter, counting["baseline"][0], baseline_op(), customers)
                 if count_url
