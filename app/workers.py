@@ -150,6 +150,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--factory", action="store_true", help="the target is an app factory")
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
+    from app.settings import Settings
+
+    settings = Settings()  # KABINET_METRICS_PORT: the supervisor serves the workers' merged metrics
     run(
         args.target,
         host=args.host,
@@ -158,6 +161,8 @@ def main(argv: list[str] | None = None) -> None:
         factory=args.factory,
         log_level=args.log_level,
         access_log=False,
+        metrics_address=(settings.metrics_host, settings.metrics_port) if settings.metrics_port else None,
+        database_url=settings.database_url,
     )
 
 

@@ -897,10 +897,11 @@ async def main() -> None:
             app = BASELINE_APP if name == "baseline" else KABINET_APP
             extra = VARIANTS.get(name, {})
             ports[name] = free_port()
+            scraped = {}
             if args.metrics and name != "baseline":
                 metrics_ports[name] = free_port()
-                extra = {**extra, "KABINET_METRICS_PORT": str(metrics_ports[name])}
-            servers[name] = Servers(start(app, {**env, **extra}, ports[name], args.workers))
+                scraped = {"KABINET_METRICS_PORT": str(metrics_ports[name])}
+            servers[name] = Servers(start(app, {**env, **extra, **scraped}, ports[name], args.workers))
             if count_url:
                 port = free_port()
                 counting[name] = (
