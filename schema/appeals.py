@@ -734,6 +734,19 @@ PageSize = Annotated[int, strawberry.argument(description="Page size (1–100)."
 After = Annotated[
     str | None, strawberry.argument(description="Cursor of the last item of the previous page.")
 ]
+def _contact_block(draft: service.AppealDraft) -> dict[str, Any]:
+    """The fields of :class:`RequestDraft` from the service's pre-filled draft (F2, G3 §2.11)."""
+    return {
+        "full_name": draft.full_name,
+        "account": draft.account,
+        "accounts": draft.accounts,
+        "suppliers": draft.suppliers,
+        "supplier": draft.suppliers[0] if draft.suppliers else None,
+        "phone": draft.phone,
+        "email": draft.email,
+    }
+
+
 def _kinds() -> list[ApplicationKindInfo]:
     return [
         ApplicationKindInfo(kind=kind, name=APPLICATION_KIND_NAMES[kind], required_fields=list(spec.required))
@@ -768,16 +781,7 @@ class AppealQueries:
         draft = await resolvers.appeal_draft(info, account_id)
         if draft is None:
             return None
-        return AppealDraft(
-            full_name=draft.full_name,
-            account=draft.account,  # type: ignore[arg-type]
-            accounts=draft.accounts,  # type: ignore[arg-type]
-            suppliers=draft.suppliers,  # type: ignore[arg-type]
-            supplier=draft.suppliers[0] if draft.suppliers else None,  # type: ignore[arg-type]
-            phone=draft.phone,
-            email=draft.email,
-            topics=TOPIC_LIST,
-        )
+        return AppealDraft(**_contact_block(draft), topics=TOPIC_LIST)
 
     @strawberry.field(
         description=(
@@ -815,16 +819,7 @@ class AppealQueries:
         draft = await resolvers.appeal_draft(info, account_id)  # the same pre-filled contact block
         if draft is None:
             return None
-        return ApplicationDraft(
-            full_name=draft.full_name,
-            account=draft.account,  # type: ignore[arg-type]
-            accounts=draft.accounts,  # type: ignore[arg-type]
-            suppliers=draft.suppliers,  # type: ignore[arg-type]
-            supplier=draft.suppliers[0] if draft.suppliers else None,  # type: ignore[arg-type]
-            phone=draft.phone,
-            email=draft.email,
-            kinds=_kinds(),
-        )
+        return ApplicationDraft(**_contact_block(draft), kinds=_kinds())
 
     @strawberry.field(description="G3: your applications, newest first (staff: everybody's); D8 range.")
     async def applications(
