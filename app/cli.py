@@ -200,14 +200,14 @@ async def _create_staff(database_url: str, args: argparse.Namespace) -> int:
 
     from app.db import Database
     from models.identity import UserRole
-    from services import identity
     from services.errors import DomainError
+    from services.identity import staff
 
     db = Database(database_url, pool_size=1)
     try:
         async with db.session() as session:
             try:
-                user = await identity.create_staff(
+                user = await staff.create_staff(
                     session,
                     role=UserRole(args.role),
                     phone=args.phone,

@@ -20,9 +20,12 @@ from models.identity import (
 )
 from resolvers.loaders import ById
 from schema.permissions import require_viewer, viewer
-from services import identity, sessions
+from services import sessions
 from services.codes import SentCode
 from services.errors import DomainError
+from services.identity import common, profile, qr, registration, vk
+from services.identity import device_keys as keys
+from services.identity import login as logins
 from services.limits import counters_of
 from services.sessions import Tokens
 
@@ -57,10 +60,10 @@ async def users_by_ids(info: Any, ids: list[int]) -> list[User | None]:
 # --- identity flows (A1–A9, J1–J10) -------------------------------------------------------------------------
 
 
-def caller_of(info: Any) -> identity.Caller:
+def caller_of(info: Any) -> common.Caller:
     """The request as the identity service sees it."""
     context = info.context
-    return identity.Caller(
+    return common.Caller(
         now=context.now,
         client_ip=context.client_ip,
         user_agent=context.user_agent,
@@ -101,7 +104,7 @@ async def _start(info: Any, session: Any, user: User, client: ClientKind, device
 
 async def _login(
     info: Any,
-    authenticate: Callable[[Any, identity.Caller], Awaitable[User]],
+    authenticate: Callable[[Any, common.Caller], Awaitable[User]],
     client: ClientKind,
     device: str | None,
 ) -> tuple[Tokens, User]:
@@ -112,17 +115,19 @@ async def _login(
     return tokens, user
 
 
-async def start_registration(info: Any, form: identity.Registration) -> SentCode:
+async def start_registration(info: Any, form: registration.Registration) -> SentCode:
     """A1 step 1."""
     async with _tx(info) as session:
-        return await identity.start_registration(session, caller_of(info), form)
+        return await registration.start_registration(session, caller_of(info), form)
 
 
 async def register(
     info: Any, phone: str, code: str, client: ClientKind, device: str | None
 ) -> tuple[Tokens, User]:
     """A1 step 2: creates the cabinet and logs in."""
-    return await _login(info, lambda s, c: identity.complete_registration(s, c, phone, code), client, device)
+    return await _login(
+        info, lambda s, c: registration.complete_registration(s, c, phone, code), client, device
+    )
 
 
 async def login_with_password(
@@ -130,27 +135,27 @@ async def login_with_password(
 ) -> tuple[Tokens, User]:
     """A3."""
     return await _login(
-        info, lambda s, c: identity.login_with_password(s, c, login, password), client, device
+        info, lambda s, c: logins.login_with_password(s, c, login, password), client, device
     )
 
 
 async def request_code(info: Any, login: str, purpose: CodePurpose) -> SentCode:
     """A4 / A8: a code to an existing cabinet's phone or confirmed e-mail."""
     async with _tx(info) as session:
-        return await identity.request_code(session, caller_of(info), login, purpose)
+        return await logins.request_code(session, caller_of(info), login, purpose)
 
 
 async def login_with_code(
     info: Any, login: str, code: str, client: ClientKind, device: str | None
 ) -> tuple[Tokens, User]:
     """A4."""
-    return await _login(info, lambda s, c: identity.login_with_code(s, c, login, code), client, device)
+    return await _login(info, lambda s, c: logins.login_with_code(s, c, login, code), client, device)
 
 
 async def reset_password(info: Any, login: str, code: str, password: str, repeat: str) -> None:
     """A8."""
     async with _tx(info) as session:
-        _, ended = await identity.reset_password(session, caller_of(info), login, code, password, repeat)
+        _, ended = await logins.reset_password(session, caller_of(info), login, code, password, repeat)
     await _flag(info, ended)
 
 
@@ -210,7 +215,7 @@ async def end_sessions(info: Any, *, only: int | None = None, others: bool = Fal
     return len(ended)
 
 
-async def _profile(info: Any, change: Callable[[Any, identity.Caller, int], Awaitable[Any]]) -> Any:
+async def _profile(info: Any, change: Callable[[Any, common.Caller, int], Awaitable[Any]]) -> Any:
     viewer = require_viewer(info)
     async with _tx(info) as session:
         result = await change(session, caller_of(info), viewer.user_id)
@@ -222,9 +227,9 @@ async def _profile(info: Any, change: Callable[[Any, identity.Caller, int], Awai
 async def send_email_confirmation(info: Any) -> SentCode:
     """A2: a code to the caller's unconfirmed e-mail."""
 
-    async def run(session: Any, caller: identity.Caller, user_id: int) -> SentCode:
-        return await identity.send_email_confirmation(
-            session, caller, await identity.live_user(session, user_id)
+    async def run(session: Any, caller: common.Caller, user_id: int) -> SentCode:
+        return await registration.send_email_confirmation(
+            session, caller, await common.live_user(session, user_id)
         )
 
     return await _profile(info, run)  # type: ignore[no-any-return]
@@ -232,32 +237,32 @@ async def send_email_confirmation(info: Any) -> SentCode:
 
 async def confirm_email(info: Any, code: str) -> User:
     """A2."""
-    return await _profile(info, lambda s, c, u: identity.confirm_email(s, c, u, code))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: registration.confirm_email(s, c, u, code))  # type: ignore[no-any-return]
 
 
 async def update_names(info: Any, last: str, first: str, middle: str | None) -> User:
     """J1."""
-    return await _profile(info, lambda s, c, u: identity.update_names(s, c, u, last, first, middle))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: profile.update_names(s, c, u, last, first, middle))  # type: ignore[no-any-return]
 
 
 async def request_phone_change(info: Any, phone: str) -> SentCode:
     """J2 step 1."""
-    return await _profile(info, lambda s, c, u: identity.request_phone_change(s, c, u, phone))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: profile.request_phone_change(s, c, u, phone))  # type: ignore[no-any-return]
 
 
 async def confirm_phone_change(info: Any, phone: str, code: str) -> User:
     """J2 step 2."""
-    return await _profile(info, lambda s, c, u: identity.confirm_phone_change(s, c, u, phone, code))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: profile.confirm_phone_change(s, c, u, phone, code))  # type: ignore[no-any-return]
 
 
 async def request_email_change(info: Any, email: str) -> SentCode:
     """J3 step 1."""
-    return await _profile(info, lambda s, c, u: identity.request_email_change(s, c, u, email))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: profile.request_email_change(s, c, u, email))  # type: ignore[no-any-return]
 
 
 async def confirm_email_change(info: Any, email: str, code: str) -> User:
     """J3 step 2."""
-    return await _profile(info, lambda s, c, u: identity.confirm_email_change(s, c, u, email, code))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: profile.confirm_email_change(s, c, u, email, code))  # type: ignore[no-any-return]
 
 
 async def change_password(info: Any, current: str, password: str, repeat: str) -> User:
@@ -265,7 +270,7 @@ async def change_password(info: Any, current: str, password: str, repeat: str) -
     viewer = require_viewer(info)
     user, ended = await _profile(
         info,
-        lambda s, c, u: identity.change_password(s, c, u, viewer.session_id, current, password, repeat),
+        lambda s, c, u: profile.change_password(s, c, u, viewer.session_id, current, password, repeat),
     )
     info.context.loader(UserById).prime(user.id, user)
     await _flag(info, ended)
@@ -274,12 +279,12 @@ async def change_password(info: Any, current: str, password: str, repeat: str) -
 
 async def set_show_hints(info: Any, show: bool) -> User:
     """J9."""
-    return await _profile(info, lambda s, c, u: identity.set_show_hints(s, c, u, show))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: profile.set_show_hints(s, c, u, show))  # type: ignore[no-any-return]
 
 
-async def delete_cabinet(info: Any, password: str | None, choices: list[identity.ReceiptChoice]) -> None:
+async def delete_cabinet(info: Any, password: str | None, choices: list[profile.ReceiptChoice]) -> None:
     """J10."""
-    ended = await _profile(info, lambda s, c, u: identity.delete_cabinet(s, c, u, password, choices))
+    ended = await _profile(info, lambda s, c, u: profile.delete_cabinet(s, c, u, password, choices))
     await _flag(info, ended)
 
 
@@ -289,24 +294,24 @@ QR_RECHECK_SECONDS = 2.0
 """The subscription re-reads the challenge at least this often (covers an event sent before it listened)."""
 
 
-async def start_qr_login(info: Any) -> identity.QrStarted:
+async def start_qr_login(info: Any) -> qr.QrStarted:
     """A6: the web client's challenge."""
     async with _tx(info) as session:
-        return await identity.start_qr_login(session, caller_of(info))
+        return await qr.start_qr_login(session, caller_of(info))
 
 
 async def qr_login_request(info: Any, qr_payload: str) -> QrLoginChallenge:
     """A6: what the mobile app shows before approving."""
     require_viewer(info)
     async with info.context.session() as session:
-        return await identity.qr_challenge(session, caller_of(info), qr_payload)
+        return await qr.qr_challenge(session, caller_of(info), qr_payload)
 
 
 async def decide_qr_login(info: Any, qr_payload: str, approve: bool) -> None:
     """A6: approve or reject; the waiting web client hears it at once."""
     viewer = require_viewer(info)
     async with _tx(info) as session:
-        row = await identity.decide_qr_login(session, caller_of(info), viewer.user_id, qr_payload, approve)
+        row = await qr.decide_qr_login(session, caller_of(info), viewer.user_id, qr_payload, approve)
         challenge_id, status = row.id, row.status.value
     await info.context.state.bus.publish(f"qr-login:{challenge_id}", {"status": status})
 
@@ -318,7 +323,7 @@ async def qr_login_events(
     context = info.context
     await context.new_event_scope()
     async with context.session() as session:
-        row = await identity.qr_challenge_for_web(session, caller_of(info), web_secret)
+        row = await qr.qr_challenge_for_web(session, caller_of(info), web_secret)
     if row is None:
         yield QrLoginStatus.EXPIRED.value, None, None
         return
@@ -343,7 +348,7 @@ async def qr_login_events(
                     status = QrLoginStatus.EXPIRED
                 tokens = None
                 if status is QrLoginStatus.APPROVED:
-                    user = await identity.consume_qr_login(session, caller, challenge_id)
+                    user = await qr.consume_qr_login(session, caller, challenge_id)
                     if user is None:
                         status = QrLoginStatus.CONSUMED
                     else:
@@ -381,12 +386,12 @@ async def qr_login_events(
 
 async def register_device_key(info: Any, public_key: str, name: str | None) -> DeviceCredential:
     """A7: register the device's public key (logged in)."""
-    return await _profile(info, lambda s, c, u: identity.register_device_key(s, c, u, public_key, name))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: keys.register_device_key(s, c, u, public_key, name))  # type: ignore[no-any-return]
 
 
 def device_challenge(info: Any, credential_id: str) -> tuple[str, dt.datetime]:
     """A7: a challenge to sign."""
-    return identity.device_challenge(caller_of(info), credential_id)
+    return keys.device_challenge(caller_of(info), credential_id)
 
 
 async def login_with_device_key(
@@ -395,7 +400,7 @@ async def login_with_device_key(
     """A7: log in with the device's signature."""
     return await _login(
         info,
-        lambda s, c: identity.login_with_device_key(s, c, credential_id, challenge, signature),
+        lambda s, c: keys.login_with_device_key(s, c, credential_id, challenge, signature),
         ClientKind.MOBILE,
         device,
     )
@@ -405,7 +410,7 @@ async def device_keys(info: Any) -> list[DeviceCredential]:
     """A7: the caller's device keys."""
     viewer = require_viewer(info)
     async with info.context.session() as session:
-        return await identity.device_keys(session, viewer.user_id)
+        return await keys.device_keys(session, viewer.user_id)
 
 
 async def device_keys_by_ids(info: Any, ids: list[int]) -> list[DeviceCredential | None]:
@@ -418,16 +423,16 @@ async def device_keys_by_ids(info: Any, ids: list[int]) -> list[DeviceCredential
 
 async def revoke_device_key(info: Any, key_id: int) -> bool:
     """A7: revoke one of the caller's device keys."""
-    return await _profile(info, lambda s, c, u: identity.revoke_device_key(s, c, u, key_id))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: keys.revoke_device_key(s, c, u, key_id))  # type: ignore[no-any-return]
 
 
 # --- A5 VK and J8 ---------------------------------------------------------------------------------------
 
 
-def vk_settings(info: Any) -> identity.VkSettings:
+def vk_settings(info: Any) -> vk.VkSettings:
     """VK endpoints from the settings."""
     settings = info.context.settings
-    return identity.VkSettings(
+    return vk.VkSettings(
         client_id=settings.vk_client_id,
         client_secret=settings.vk_client_secret,
         authorize_url=settings.vk_authorize_url,
@@ -440,7 +445,7 @@ async def start_vk_login(info: Any, redirect_uri: str) -> tuple[str, str]:
     """A5 step 1 (anonymous: a login) or J8 step 1 (logged in: connecting VK to the caller's cabinet)."""
     found = viewer(info)
     async with _tx(info) as session:
-        return await identity.start_vk_login(
+        return await vk.start_vk_login(
             session,
             caller_of(info),
             vk_settings(info),
@@ -454,8 +459,8 @@ async def complete_vk_login(
 ) -> tuple[Tokens, User]:
     """A5 step 2: tokens for the VK user (registering them with consent when new)."""
 
-    async def run(session: Any, caller: identity.Caller) -> User:
-        return await identity.complete_vk_login(
+    async def run(session: Any, caller: common.Caller) -> User:
+        return await vk.complete_vk_login(
             session,
             caller,
             vk_settings(info),
@@ -472,8 +477,8 @@ async def complete_vk_login(
 async def connect_vk(info: Any, code: str, state: str, redirect_uri: str) -> User:
     """J8: connect VK to the logged-in cabinet."""
 
-    async def run(session: Any, caller: identity.Caller, user_id: int) -> User:
-        return await identity.complete_vk_login(
+    async def run(session: Any, caller: common.Caller, user_id: int) -> User:
+        return await vk.complete_vk_login(
             session,
             caller,
             vk_settings(info),
@@ -491,7 +496,7 @@ async def login_services(info: Any) -> list[ExternalIdentity]:
     """J8: the caller's connected login services."""
     viewer = require_viewer(info)
     async with info.context.session() as session:
-        return await identity.login_services(session, viewer.user_id)
+        return await vk.login_services(session, viewer.user_id)
 
 
 async def login_services_by_ids(info: Any, ids: list[int]) -> list[ExternalIdentity | None]:
@@ -504,4 +509,4 @@ async def login_services_by_ids(info: Any, ids: list[int]) -> list[ExternalIdent
 
 async def unlink_login_service(info: Any, identity_id: int) -> bool:
     """J8: disconnect one."""
-    return await _profile(info, lambda s, c, u: identity.unlink_login_service(s, c, u, identity_id))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: vk.unlink_login_service(s, c, u, identity_id))  # type: ignore[no-any-return]

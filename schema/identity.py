@@ -18,10 +18,13 @@ from schema import rules
 from schema.errors import UserError, register_user_error, user_error, user_errors
 from schema.node import as_node, backed_by, canonical
 from services import codes as codes_service
-from services import identity as identity_service
 from services.codes import SentCode
 from services.errors import DomainError
 from services.errors import NotFound as NotFoundError
+from services.identity import device_keys as identity_device_keys
+from services.identity import errors as identity_errors
+from services.identity import profile as identity_profile
+from services.identity import registration as identity_registration
 from services.sessions import Tokens
 
 
@@ -152,7 +155,7 @@ ERROR_TYPES: list[type] = [WrongCodeError, RetryLaterError]
 
 def errors_of(error: DomainError) -> list[UserError]:
     """Every user error a domain error stands for (validation reports each bad field)."""
-    if isinstance(error, identity_service.InvalidInput):
+    if isinstance(error, identity_errors.InvalidInput):
         return user_errors(error.errors)
     return [user_error(error)]
 
@@ -497,7 +500,7 @@ class IdentityMutations:
         info: strawberry.Info,
         input: Annotated[StartRegistrationInput, strawberry.argument(description="The form.")],
     ) -> CodeRequestPayload:
-        form = identity_service.Registration(
+        form = identity_registration.Registration(
             phone=input.phone,
             email=input.email,
             last_name=input.last_name,
@@ -699,7 +702,7 @@ class IdentityMutations:
                     ],
                 )
             choices.append(
-                identity_service.ReceiptChoice(
+                identity_profile.ReceiptChoice(
                     account_id=int(canonical(item.account_id).node_id),
                     electronic=item.electronic,
                     email=item.email,
@@ -796,7 +799,7 @@ class DeviceKey(relay.Node):
 
     @strawberry.field(description="The credential id the device sends when logging in (base64url).")
     def credential_id(self, root: strawberry.Parent[DeviceCredential]) -> str:
-        return identity_service.b64e(root.credential_id)
+        return identity_device_keys.b64e(root.credential_id)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]

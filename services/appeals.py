@@ -41,8 +41,9 @@ from models.identity import Consent, ConsentKind, User
 from models.meters import Meter
 from models.notifications import NotificationCategory
 from models.payments import Payment, PaymentAllocation, PaymentStatus
-from services import accounts, billing, branches, identity, readings, storage
+from services import accounts, billing, branches, readings, storage
 from services.errors import DomainError, FieldRequired, NotFound
+from services.identity import common
 from services.notifications import notify
 from services.pagination import Page, keyset_page
 from services.periods import PeriodRange, month_bounds
@@ -316,8 +317,8 @@ def _contact(
     problems are added to ``errors``; blank values stay None (the caller reports them if required)."""
     values: list[str | None] = []
     for name, value, normalize in (
-        ("phone", phone, identity.normalize_phone),
-        ("email", email, identity.normalize_email),
+        ("phone", phone, common.normalize_phone),
+        ("email", email, common.normalize_email),
     ):
         if _blank(value):
             values.append(None)

@@ -52,7 +52,7 @@ from models.identity import User, UserRole
 from models.notifications import NotificationCategory
 from services.accounts import require_linked_account
 from services.errors import DomainError, FieldRequired, NotFound
-from services.identity import normalize_phone
+from services.identity.common import normalize_phone
 from services.notifications import notify
 
 # --------------------------------------------------------------------------------------------- constants

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from services.clock import CLOCK
 from services.demo import DEMO_PHONE, DEMO_PHONE_E164
-from services.identity import QR_TTL
+from services.identity.qr import QR_TTL
 from tests.client import graphql_ws
 from tests.test_identity import ERR, ME, password_login, sql
 

@@ -19,10 +19,11 @@ from sqlalchemy import func, select
 
 from app.settings import Settings
 from models.accounts import LinkAttempt
-from services import identity, passwords
+from services import passwords
 from services.accounts import MAX_FAILED_LINK_ATTEMPTS
 from services.demo import DEMO_EMAIL, DEMO_PASSWORD, DEMO_PHONE, SECOND_CUSTOMER
-from services.identity import LOGIN_LIMIT_PER_LOGIN
+from services.identity import common
+from services.identity.common import LOGIN_LIMIT_PER_LOGIN
 from tests.conftest import production
 from tests.test_accounts import LINK, demo_user_id, link_input, seed_accounts
 from tests.test_identity import REQUEST_LOGIN_CODE, allow_resend, password_login, sql
@@ -102,7 +103,7 @@ async def test_SEC9_concurrent_wrong_link_proofs_are_checked_at_most_the_limit(
 def verifications(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """Counts calls of ``verify_password`` (as the identity service calls it) and of argon2's verify."""
     counts: Counter[str] = Counter()
-    original = identity.verify_password
+    original = common.verify_password
 
     def counting_verify_password(password_hash: str | None, password: str) -> bool:
         counts["verify_password"] += 1
@@ -113,7 +114,7 @@ def verifications(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
             counts["argon2"] += 1
             return super().verify(hash, password)
 
-    monkeypatch.setattr(identity, "verify_password", counting_verify_password)
+    monkeypatch.setattr(common, "verify_password", counting_verify_password)
     monkeypatch.setattr(passwords, "_hasher", CountingHasher())
     return counts
 
@@ -149,7 +150,7 @@ def test_SEC10_the_dummy_hash_has_the_parameters_of_real_ones() -> None:
 
 
 async def test_SEC10_answers_that_tell_whether_a_cabinet_exists_are_rate_limited(api: Any) -> None:
-    limit, _ = identity.LOOKUP_LIMIT_PER_LOGIN
+    limit, _ = common.LOOKUP_LIMIT_PER_LOGIN
     for index in range(limit):
         spelling = SPELLINGS[index % len(SPELLINGS)]
         result = (await api.data(REQUEST_LOGIN_CODE, input={"login": spelling}))["requestLoginCode"]
