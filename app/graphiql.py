@@ -188,13 +188,7 @@ _TEMPLATE: Final[str] = f"""<!doctype html>
       );
       const TOKEN_KEY = "kabinet.graphiql.accessToken";
       const STAFF_ROLES = ["OPERATOR", "ANALYST", "ADMIN"];
-      const LOGIN = `mutation GraphiQLStaffLogin($input: LoginWithPasswordInput!) {{
-  loginWithPassword(input: $input) {{
-    tokens {{ accessToken }}
-    user {{ role }}
-    userErrors {{ message }}
-  }}
-}}`;
+      const LOGIN = config.loginDocument;
 
       // Parse URL parameters for sharing queries
       const parameters = {{}};
@@ -393,6 +387,16 @@ _TEMPLATE: Final[str] = f"""<!doctype html>
 """
 
 
+STAFF_LOGIN_DOCUMENT: Final[str] = """mutation GraphiQLStaffLogin($input: LoginWithPasswordInput!) {
+  loginWithPassword(input: $input) {
+    tokens { accessToken }
+    user { role }
+    userErrors { message }
+  }
+}"""
+"""The one document the production page sends before a login; ``app.persisted`` lets it through even when
+only persisted documents are served (``KABINET_PERSISTED_DOCUMENTS_ONLY``)."""
+
 GRAPHIQL_EXAMPLES_DIR: Final[Path] = GRAPHIQL_STATIC_DIR / "examples"
 """Example documents opened as tabs (``*.graphql``, in file-name order; first comment line: the title)."""
 
@@ -425,7 +429,11 @@ def render_graphiql_html(
     """
     found = example_documents() if examples is None else examples
     config = json.dumps(
-        {"staffLogin": staff_login, "examples": [{"name": name, "query": text} for name, text in found]},
+        {
+            "staffLogin": staff_login,
+            "loginDocument": STAFF_LOGIN_DOCUMENT,
+            "examples": [{"name": name, "query": text} for name, text in found],
+        },
         ensure_ascii=False,
     )
     # inside <script>: no "</script>" or "<!--" can be formed by the documents' text

@@ -175,6 +175,15 @@ class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if self.connection_acknowledged and message.get("id") in self.operations:
             await self.close_duplicate(str(message.get("id")))
             return
+        if viewer is not None and viewer.role == "ANALYST" and isinstance(payload, dict):
+            await audit_analyst(
+                self.view.state,  # type: ignore[attr-defined]
+                self.context,
+                viewer,
+                payload.get("query"),
+                payload.get("operationName"),
+                payload.get("variables"),
+            )
         metrics.watch_events()  # observability hook: the operation's task inherits its event slot
         await super().handle_subscribe(message)
         operation = self.operations.get(message.get("id"))  # type: ignore[arg-type]
@@ -333,6 +342,25 @@ TOO_MANY_ERRORS = {
     "message": f"Too many errors; only the first {MAX_ERRORS} are reported.",
     "extensions": {"code": "TOO_MANY_ERRORS"},
 }
+
+
+async def audit_analyst(
+    state: AppState, context: Context, viewer: Viewer, document: Any, operation_name: Any, variables: Any
+) -> None:
+    """Every analyst operation, over HTTP or a websocket, is audited before it runs (``services.query_audit``,
+    issue 17)."""
+    async with state.db.session() as session:
+        query_audit.record_analyst_query(
+            session,
+            user_id=viewer.user_id,
+            document=document if isinstance(document, str) else "",
+            operation_name=operation_name if isinstance(operation_name, str) else None,
+            variables=variables,
+            client_ip=context.client_ip,
+            user_agent=context.user_agent,
+            now=clock.now(),
+        )
+        await session.commit()
 
 
 def valid_examples(schema: BaseSchema) -> list[tuple[str, str]]:
@@ -576,7 +604,14 @@ class KabinetGraphQL(GraphQL[Context, None]):
             return await self._execute(*run)
         viewer = context.viewer
         if viewer is not None and viewer.role == "ANALYST":
-            await self._audit_analyst(context, viewer, request_data)
+            await audit_analyst(
+                self.state,
+                context,
+                viewer,
+                request_data.query,
+                request_data.operation_name,
+                request_data.variables,
+            )
         client = f"user:{viewer.user_id}" if viewer is not None else f"address:{context.client_ip}"
         requested = requested_cost(
             self.schema._schema, request_data.query, request_data.variables, request_data.operation_name
@@ -601,23 +636,6 @@ class KabinetGraphQL(GraphQL[Context, None]):
             cost = self.costs.report(requested, actual, budget)
             result.extensions = {**(result.extensions or {}), "cost": cost}
         return result
-
-    async def _audit_analyst(
-        self, context: Context, viewer: Viewer, request_data: GraphQLRequestData
-    ) -> None:
-        """Every analyst operation is audited before it runs (``services.query_audit``, issue 17)."""
-        async with self.state.db.session() as session:
-            query_audit.record_analyst_query(
-                session,
-                user_id=viewer.user_id,
-                document=request_data.query or "",
-                operation_name=request_data.operation_name,
-                variables=request_data.variables,
-                client_ip=context.client_ip,
-                user_agent=context.user_agent,
-                now=clock.now(),
-            )
-            await session.commit()
 
     async def _refuse_costly(self, client: str, requested: int, sub_response: Any) -> ExecutionResult | None:
         """Refuse an operation above the maximum cost (400) or above what is left of the client's minute

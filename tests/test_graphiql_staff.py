@@ -158,3 +158,48 @@ async def test_K3_analyst_logs_in_to_graphiql_in_production_and_runs_an_example(
             await browser.close()
     rows = await audit_rows(db)
     assert any(row.changes and "BranchesAndReadingWindows" in row.changes["document"] for row in rows)
+
+
+async def test_K3_analyst_operations_over_websockets_are_audited(
+    live_server: str, db: Database, analyst: str
+) -> None:
+    from tests.client import graphql_ws
+
+    document = "query WsBranches { branches { code } }"
+    async with graphql_ws(live_server, init={"token": analyst}) as ws:
+        op = await ws.subscribe(document)
+        answers = [event async for event in ws.events(op)]
+    assert answers and answers[0]["data"]["branches"]
+    rows = await audit_rows(db)
+    assert [row.changes["document"] for row in rows if row.changes] == [document]
+
+
+async def test_K3_persisted_only_still_lets_the_graphiql_login_through(
+    app: Any, db: Database, settings: Settings
+) -> None:
+    """With KABINET_PERSISTED_DOCUMENTS_ONLY the page's login document is the one free-form document an
+    anonymous caller may send (any other is refused): staff can still log in to GraphiQL."""
+    import httpx
+
+    from app.graphiql import STAFF_LOGIN_DOCUMENT
+    from app.main import create_app
+
+    strict = create_app(settings.model_copy(update={"persisted_documents_only": True}))
+    async with db.session() as session:
+        await session.execute(
+            update(User)
+            .where(User.phone == ANALYST_PHONE)
+            .values(password_hash=hash_password(ANALYST_PASSWORD))
+        )
+        await session.commit()
+    async with strict.router.lifespan_context(strict):
+        transport = httpx.ASGITransport(app=strict, client=("203.0.113.10", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://kabinet.test") as client:
+            api = Api(client)
+            login = await api.gql(
+                STAFF_LOGIN_DOCUMENT, input={"login": ANALYST_EMAIL, "password": ANALYST_PASSWORD}
+            )
+            other = await api.gql("{ branches { code } }")
+    assert login["data"]["loginWithPassword"]["user"] == {"role": "ANALYST"}, login
+    assert login["data"]["loginWithPassword"]["tokens"]["accessToken"]
+    assert other["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_REQUIRED", other
