@@ -348,7 +348,7 @@ _TEMPLATE: Final[str] = f"""<!doctype html>
           onEditVariables: onEditVariables,
           inputValueDeprecation: true,
           isHeadersEditorEnabled: !config.staffLogin,
-          shouldPersistHeaders: false,
+          shouldPersistHeaders: !config.staffLogin,  // never store the staff token (localStorage)
         }});
         if (!config.staffLogin) {{
           return graphiql;

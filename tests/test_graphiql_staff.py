@@ -72,7 +72,10 @@ async def test_K3_production_serves_graphiql_behind_a_staff_login(api: Api) -> N
     # the token lives in sessionStorage and travels as a header, never in a cookie
     assert "sessionStorage" in page.text and "document.cookie" not in page.text
     assert "set-cookie" not in page.headers
-    assert "shouldPersistHeaders: false" in page.text
+    assert (
+        "shouldPersistHeaders: !config.staffLogin" in page.text
+        and "isHeadersEditorEnabled: !config.staffLogin" in page.text
+    )
 
 
 async def test_K3_production_refuses_introspection_to_anonymous_and_customers(
