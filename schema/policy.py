@@ -203,6 +203,7 @@ def _guard(resolve: Callable[..., Any]) -> Callable[..., Any]:
         return resolve(source, info, **args)
 
     setattr(guarded, GUARDED, True)
+    guarded.__wrapped__ = resolve  # type: ignore[attr-defined]
     return guarded
 
 

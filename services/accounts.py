@@ -25,9 +25,8 @@ from models.identity import User
 from models.payments import AutopaySetting
 from services.branches import window_state_on
 from services.errors import DomainError, NotFound
+from services.roles import STAFF_ROLES as STAFF_ROLES  # re-exported for older imports
 from services.roles import reads_customer_data
-
-STAFF_ROLES = frozenset({"OPERATOR", "ANALYST", "ADMIN"})
 
 
 class AccountNotFound(NotFound):

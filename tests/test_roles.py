@@ -112,6 +112,11 @@ async def test_k3_analyst_reads_no_contact_data_of_appeals(api: Api, analyst: st
     seen = await api.data(query, token=operator)
     assert seen["appeals"]["totalCount"] > 0
     assert any(edge["node"]["phone"] == DEMO_PHONE_E164 for edge in seen["appeals"]["edges"])
+    queue = "{ appealQueue { totalCount edges { node { fullName phone email } } } }"
+    waiting = (await api.data(queue, token=operator))["appealQueue"]
+    assert waiting["edges"] and all(edge["node"]["phone"] for edge in waiting["edges"])
+    refused = await api.gql(queue, token=analyst)  # the analyst: the size only, no request, no contact
+    assert refused["data"]["appealQueue"] == {"totalCount": waiting["totalCount"], "edges": []}, refused
 
 
 async def test_k3_analyst_gets_no_account_via_node(
