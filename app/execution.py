@@ -67,6 +67,7 @@ from strawberry.relay.utils import to_base64
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from app.metrics import EXECUTOR
+from schema.policy import GUARDED
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +330,8 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
             )
         definition = (field_def.extensions or {}).get(BACKREF)
         resolve = field_def.resolve
-        if definition is None or resolve is None:
+        if definition is None or resolve is None or getattr(resolve, GUARDED, False):
+            # a personal field's role check (schema.policy) runs in its graphql-core resolver
             return FieldPlan(
                 key=key, kind=GENERIC, field_def=field_def, details=details, completion=completion
             )

@@ -110,6 +110,13 @@ class Settings(BaseSettings):
     graphiql: bool | None = Field(
         None, description="Serve GraphiQL at /graphql. Default: on in development, off in production."
     )
+    graphiql_staff: bool = Field(
+        True,
+        description=(
+            "Production: serve GraphiQL at /graphql behind a staff login (OPERATOR, ANALYST, ADMIN); the "
+            "page runs nothing before the login, and the API keeps refusing introspection to others."
+        ),
+    )
     time_zone: str = Field("Europe/Moscow", description="Company's default time zone for 'today'.")
     gc_freeze: bool = Field(
         True,
@@ -252,6 +259,11 @@ class Settings(BaseSettings):
         if self.graphiql is not None:
             return self.graphiql
         return self.env is not Environment.PRODUCTION
+
+    @property
+    def graphiql_staff_login(self) -> bool:
+        """Production's GraphiQL: served, but usable only after a staff login (issue 17)."""
+        return self.env is Environment.PRODUCTION and self.graphiql_staff and not self.graphiql_enabled
 
     @property
     def persisted_documents_auto_register_enabled(self) -> bool:
