@@ -620,6 +620,7 @@ class KabinetGraphQL(GraphQL[Context, None]):
         if refusal is not None:
             return refusal
         persisted = isinstance(request_data.extensions, dict) and "persistedQuery" in request_data.extensions
+        context.answer_objects = None
         result = await self._execute(*run)
         if (
             persisted
@@ -631,7 +632,8 @@ class KabinetGraphQL(GraphQL[Context, None]):
             # a public read by hash: proxies and CDNs may keep it briefly (everything else is no-store)
             sub_response.headers["Cache-Control"] = f"public, max-age={PUBLIC_PERSISTED_MAX_AGE}"
         if isinstance(result, ExecutionResult):
-            actual = min(actual_cost(result.data), requested)
+            counted = context.answer_objects  # by the fast executor (app/execution.py), else walk the data
+            actual = min(actual_cost(result.data) if counted is None else counted, requested)
             budget = await self.costs.budget(client, actual)
             cost = self.costs.report(requested, actual, budget)
             result.extensions = {**(result.extensions or {}), "cost": cost}

@@ -122,6 +122,13 @@ class Settings(BaseSettings):
         True,
         description="After startup, exempt the objects alive then (modules, schema) from garbage collection.",
     )
+    gc_threshold: tuple[int, int, int] = Field(
+        (10_000, 20, 100),
+        description=(
+            "gc.set_threshold after startup, e.g. [700,10,10] (Python's default): a young-generation "
+            "collection after 10,000 net allocations instead of 700 (bench/README.md, issue 21)."
+        ),
+    )
     fast_execution: bool = Field(
         True, description="Run queries breadth-first (app/execution.py); false: graphql-core's executor."
     )
