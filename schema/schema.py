@@ -24,6 +24,7 @@ from strawberry.types import ExecutionContext
 from app.execution import KabinetExecutor
 from app.settings import Settings
 from schema.accounts import AccountMutations, AccountQueries
+from schema.analytics import AnalyticsQueries
 from schema.appeals import AppealMutations, AppealQueries
 from schema.branches import BranchQueries
 from schema.content import ContentMutations, ContentQueries
@@ -64,6 +65,7 @@ QUERIES: tuple[type, ...] = (
     AppealQueries,
     ContentQueries,
     PaymentQueries,
+    AnalyticsQueries,
 )
 """Each domain's query class; add a domain's here (its fields join the root Query)."""
 
