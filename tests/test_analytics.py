@@ -73,7 +73,10 @@ async def test_17_cells_match_raw_rows(api: Api, loaded: Database, analyst: str)
     body = await api.data(
         QUERY,
         token=analyst,
-        q=_q(measures=["CHARGED", "CONSUMPTION_KWH", "DEBTORS", "DEBT", "PAYMENTS_COUNT"], dimensions=["BRANCH"]),
+        q=_q(
+            measures=["CHARGED", "CONSUMPTION_KWH", "DEBTORS", "DEBT", "PAYMENTS_COUNT"],
+            dimensions=["BRANCH"],
+        ),
     )
     rows = body["analytics"]["rows"]
     assert rows, "the synthetic accounts were billed last month"
@@ -94,20 +97,23 @@ async def test_17_cells_match_raw_rows(api: Api, loaded: Database, analyst: str)
         raw_kwh = await _scalar(
             loaded,
             "SELECT sum(c.volume) FROM charges c JOIN accounts a ON a.id = c.account_id "
-            "JOIN services s ON s.id = c.service_id WHERE a.branch_id = :b AND c.period = :p AND s.unit = 'кВт·ч'",
+            "JOIN services s ON s.id = c.service_id "
+            "WHERE a.branch_id = :b AND c.period = :p AND s.unit = 'кВт·ч'",
             b=branch,
             p=month(-1),
         )
         raw_debtors = await _scalar(
             loaded,
-            "SELECT count(DISTINCT pb.account_id) FROM period_balances pb JOIN accounts a ON a.id = pb.account_id "
+            "SELECT count(DISTINCT pb.account_id) FROM period_balances pb "
+            "JOIN accounts a ON a.id = pb.account_id "
             "WHERE a.branch_id = :b AND pb.period = :p AND pb.closing > 0",
             b=branch,
             p=month(-1),
         )
         raw_debt = await _scalar(
             loaded,
-            "SELECT coalesce(sum(pb.closing), 0) FROM period_balances pb JOIN accounts a ON a.id = pb.account_id "
+            "SELECT coalesce(sum(pb.closing), 0) FROM period_balances pb "
+            "JOIN accounts a ON a.id = pb.account_id "
             "WHERE a.branch_id = :b AND pb.period = :p AND pb.closing > 0",
             b=branch,
             p=month(-1),
@@ -120,7 +126,8 @@ async def test_17_cells_match_raw_rows(api: Api, loaded: Database, analyst: str)
         if not payments["suppressed"]:
             raw_payments = await _scalar(
                 loaded,
-                "SELECT count(DISTINCT p.id) FROM payments p JOIN payment_allocations pa ON pa.payment_id = p.id "
+                "SELECT count(DISTINCT p.id) FROM payments p "
+                "JOIN payment_allocations pa ON pa.payment_id = p.id "
                 "JOIN accounts a ON a.id = pa.account_id WHERE a.branch_id = :b "
                 "AND date_trunc('month', p.created_at AT TIME ZONE 'Europe/Moscow') = :p",
                 b=branch,
@@ -137,7 +144,9 @@ async def test_17_cells_match_raw_rows(api: Api, loaded: Database, analyst: str)
 
 async def _branch_ids(db: Database) -> dict[str, int]:
     async with db.session() as session:
-        return {name: id_ for id_, name in (await session.execute(text("SELECT id, name FROM branches"))).all()}
+        return {
+            name: id_ for id_, name in (await session.execute(text("SELECT id, name FROM branches"))).all()
+        }
 
 
 async def _shrink_a_branch(db: Database, keep: int) -> int:
@@ -157,7 +166,8 @@ async def _shrink_a_branch(db: Database, keep: int) -> int:
         await session.execute(
             text(
                 "UPDATE accounts SET branch_id = :other, number = number || 'm' WHERE id IN ("
-                "SELECT a.id FROM accounts a JOIN period_balances pb ON pb.account_id = a.id AND pb.period = :p "
+                "SELECT a.id FROM accounts a "
+                "JOIN period_balances pb ON pb.account_id = a.id AND pb.period = :p "
                 "WHERE a.branch_id = :small GROUP BY a.id ORDER BY a.id OFFSET :keep)"
             ),
             {"other": other, "small": small, "p": month(-1), "keep": keep},
@@ -168,7 +178,9 @@ async def _shrink_a_branch(db: Database, keep: int) -> int:
 
 
 @pytest.mark.calendar
-async def test_17_small_cells_are_suppressed_with_a_complement(api: Api, loaded: Database, analyst: str) -> None:
+async def test_17_small_cells_are_suppressed_with_a_complement(
+    api: Api, loaded: Database, analyst: str
+) -> None:
     small = await _shrink_a_branch(loaded, keep=4)
     body = await api.data(QUERY, token=analyst, q=_q(measures=["ACCOUNTS", "CHARGED"], dimensions=["BRANCH"]))
     rows = body["analytics"]["rows"]
@@ -189,9 +201,7 @@ async def test_17_small_cells_are_suppressed_with_a_complement(api: Api, loaded:
 @pytest.mark.calendar
 async def test_17_no_line_has_a_lone_suppressed_cell(api: Api, loaded: Database, analyst: str) -> None:
     await _shrink_a_branch(loaded, keep=6)
-    body = await api.data(
-        QUERY, token=analyst, q=_q(measures=["DEBTORS"], dimensions=["BRANCH", "SUPPLIER"])
-    )
+    body = await api.data(QUERY, token=analyst, q=_q(measures=["DEBTORS"], dimensions=["BRANCH", "SUPPLIER"]))
     cells = {(r["keys"][0]["value"], r["keys"][1]["value"]): r["cells"][0] for r in body["analytics"]["rows"]}
     assert any(c["suppressionReason"] == "FEW_SUBJECTS" for c in cells.values())
     for axis in (0, 1):
@@ -201,6 +211,34 @@ async def test_17_no_line_has_a_lone_suppressed_cell(api: Api, loaded: Database,
         for line in lines.values():
             hidden = sum(c["suppressed"] for c in line)
             assert hidden != 1 or len(line) == 1, line
+
+
+@pytest.mark.calendar
+async def test_17_statements_do_not_grow_with_measures_or_rows(
+    api: Api, loaded: Database, analyst: str, sql_counter: Any
+) -> None:
+    """All measures, their totals and the comparison are answered in one statement per range."""
+    await api.data(QUERY, token=analyst, q=_q(measures=["APPEALS"]))  # the login session is checked once
+    counts, analytics_statements = [], []
+    for measures, dimensions in (
+        (["CHARGED"], []),
+        (["CHARGED", "DEBT", "ACCOUNTS", "READINGS_SUBMITTED", "APPEALS"], ["PERIOD"]),
+    ):
+        with sql_counter() as counted:
+            await api.data(
+                QUERY,
+                token=analyst,
+                q=_q(
+                    measures=measures,
+                    dimensions=dimensions,
+                    periodFrom=period(-3),
+                    compareWith="YEAR_EARLIER",
+                ),
+            )
+        counts.append(counted.statements)
+        analytics_statements.append(sum("analytics_rollups" in sql for sql in counted.sql))
+    assert counts[0] == counts[1]
+    assert analytics_statements == [2, 2]  # the range and the comparison range
 
 
 async def test_17_forbidden_for_customers_and_operators(
@@ -235,7 +273,12 @@ async def test_17_comparison_is_the_earlier_answer(api: Api, loaded: Database, a
     before = await api.data(
         QUERY,
         token=analyst,
-        q={"periodFrom": period(-2), "periodTo": period(-2), "measures": ["CHARGED"], "dimensions": ["BRANCH"]},
+        q={
+            "periodFrom": period(-2),
+            "periodTo": period(-2),
+            "measures": ["CHARGED"],
+            "dimensions": ["BRANCH"],
+        },
     )
     earlier = {r["keys"][0]["value"]: r["cells"][0]["money"] for r in before["analytics"]["rows"]}
     compared = 0
@@ -252,6 +295,7 @@ async def test_17_comparison_is_the_earlier_answer(api: Api, loaded: Database, a
 async def test_17_export_csv_through_a_short_lived_link(
     api: Api, loaded: Database, analyst: str, clock: Any
 ) -> None:
+    await _shrink_a_branch(loaded, keep=4)  # suppressed cells too: the export hides the same ones
     q = _q(measures=["CHARGED", "ACCOUNTS"], dimensions=["PERIOD", "BRANCH"], periodFrom=period(-3))
     answer = await api.data(QUERY, token=analyst, q=q)
     link = (await api.data(EXPORT, token=analyst, q=q))["analyticsExport"]
@@ -260,6 +304,13 @@ async def test_17_export_csv_through_a_short_lived_link(
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
     lines = list(csv.DictReader(io.StringIO(response.text)))
+    hidden = [
+        (line["period"], line["branch"], line["suppression_reason"])
+        for line in lines
+        if line["suppressed"] == "true"
+    ]
+    assert {reason for *_, reason in hidden} == {"FEW_SUBJECTS", "COMPLEMENTARY"}
+    assert len(hidden) == sum(c["suppressed"] for r in answer["analytics"]["rows"] for c in r["cells"])
     expected = [
         (row["keys"][0]["value"], row["keys"][1]["label"], cell["measure"], cell["money"] or cell["count"])
         for row in answer["analytics"]["rows"]
@@ -345,7 +396,9 @@ async def test_17_analytics_reads_go_to_the_replica(settings: Settings, replica_
                 api = Api(client)
                 body = await api.data(QUERY, token=token, q=_q(measures=["REGISTRATIONS"]))
                 total = body["analytics"]["totals"][0]["count"]
-                link = (await api.data(EXPORT, token=token, q=_q(measures=["REGISTRATIONS"])))["analyticsExport"]
+                link = (await api.data(EXPORT, token=token, q=_q(measures=["REGISTRATIONS"])))[
+                    "analyticsExport"
+                ]
                 exported = (await client.get(link["url"].removeprefix("http://kabinet.test"))).text
             if expected is not None:
                 assert total == expected
@@ -365,4 +418,3 @@ async def test_17_refresh_job_runs_once_per_slot(db: Database, clock: Any) -> No
         again = await refresh_job(session, clock.now())
     assert first > 0 and again == 0
     assert await _scalar(db, "SELECT count(DISTINCT period) FROM analytics_rollups") == 2
-

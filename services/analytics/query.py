@@ -204,24 +204,31 @@ class _Plan:
     key_columns: list[str]
 
 
-def _plan(query: AnalyticsQuery, measure: Measure, dimensions: Sequence[Dimension], offset: int) -> _Plan:
+def _plan(
+    query: AnalyticsQuery, measure: Measure, dimensions: Sequence[Dimension], offset: int, tag: str = ""
+) -> _Plan:
+    """The cells of one measure; ``tag`` suffixes its parameter names (several plans in one statement)."""
     spec = MEASURES[measure]
     family = FAMILIES[spec.family]
     used = {d for d in dimensions if d is not Dimension.PERIOD} | set(query.filters)
     bits = len(family.dimensions)
     grouping = sum(1 << (bits - 1 - i) for i, d in enumerate(family.dimensions) if d not in used)
     params: dict[str, Any] = {
-        "family": family.name,
-        "grouping": grouping,
-        "first": add_months(query.first, -offset),
-        "last": add_months(query.last, -offset),
-        "offset": offset,
+        f"family{tag}": family.name,
+        f"grouping{tag}": grouping,
+        f"first{tag}": add_months(query.first, -offset),
+        f"last{tag}": add_months(query.last, -offset),
+        f"offset{tag}": offset,
     }
-    where = ["r.family = :family", "r.grouping = :grouping", "r.period BETWEEN :first AND :last"]
+    where = [
+        f"r.family = :family{tag}",
+        f"r.grouping = :grouping{tag}",
+        f"r.period BETWEEN :first{tag} AND :last{tag}",
+    ]
     for index, (dimension, value) in enumerate(sorted(query.filters.items())):
         column = DIMENSION_COLUMN[dimension]
-        where.append(f"r.{column} = :f{index}")
-        params[f"f{index}"] = value
+        where.append(f"r.{column} = :f{index}{tag}")
+        params[f"f{index}{tag}"] = value
     period_asked = Dimension.PERIOD in dimensions
     bucket = _BUCKET[query.granularity] if period_asked else "CAST(NULL AS text)"
     dim_columns = [DIMENSION_COLUMN[d] for d in dimensions if d is not Dimension.PERIOD]
@@ -232,7 +239,8 @@ def _plan(query: AnalyticsQuery, measure: Measure, dimensions: Sequence[Dimensio
         f"SELECT {bucket} AS bucket, {select_dims}r.period, r.subjects, r.{spec.column} AS num"
         + (f", r.{spec.denominator} AS den" if spec.denominator else "")
         + f", r.period = max(r.period) OVER (PARTITION BY {bucket}) AS is_last"
-        + " FROM (SELECT *, CAST(period + make_interval(months => CAST(:offset AS integer)) AS date) AS sp"
+        + " FROM (SELECT *, CAST(period + make_interval(months => "
+        + f"CAST(:offset{tag} AS integer)) AS date) AS sp"
         + " FROM analytics_rollups) AS r WHERE "
         + " AND ".join(where)
     )
@@ -272,7 +280,8 @@ async def _complementary(conn: AsyncSession | AsyncConnection, plan: _Plan) -> s
         partition = f"PARTITION BY {', '.join(others)}" if others else ""
         lines.append(
             f"count(*) FILTER (WHERE sup) OVER ({partition}) AS n{index}, "
-            f"row_number() OVER ({partition} ORDER BY sup, subjects, key) AS r{index}"
+            f'row_number() OVER ({partition} ORDER BY sup, coalesce(subjects, 0), key COLLATE "C") '
+            f"AS r{index}"
         )
     lone = " OR ".join(f"(n{i} = 1 AND r{i} = 1)" for i in range(len(keys)))
     sql = (
@@ -322,35 +331,95 @@ def _cell(measure: Measure, row: Sequence[Any]) -> tuple[Key, Cell]:
     return tuple(key), Cell(measure, _convert(measure, value), subjects, reason)
 
 
-async def _measure_cells(
-    session: AsyncSession,
-    query: AnalyticsQuery,
-    measure: Measure,
-    dimensions: Sequence[Dimension],
-    offset: int,
-) -> list[tuple[Key, Cell]]:
-    plan = _plan(query, measure, dimensions, offset)
-    extra = await _complementary(session, plan)
-    found = await session.execute(
-        text(_final_sql(plan, MAX_ROWS + 1)).bindparams(_EXTRA), {**plan.params, "extra": sorted(extra)}
-    )
-    rows = [_cell(measure, row) for row in found]
-    if len(rows) > MAX_ROWS:
-        raise TooManyRows(field=["query"])
-    return rows
+_ID_DIMENSIONS = frozenset({Dimension.BRANCH, Dimension.SUPPLIER, Dimension.SERVICE})
+
+
+def complementary_in_memory(
+    cells: Sequence[tuple[Key, int | None, str]], width: int
+) -> dict[int, Suppression]:
+    """The same rule as :func:`_complementary` on cells already fetched (``(key, subjects, sort key)``):
+    indexes of suppressed cells → why. Each round looks at every line with the set as the round began."""
+    hidden: dict[int, Suppression] = {
+        i: Suppression.FEW_SUBJECTS
+        for i, (_, subjects, _) in enumerate(cells)
+        if (subjects or 0) < MIN_SUBJECTS
+    }
+    if width == 0:
+        return hidden
+    lines: list[list[int]] = []
+    for axis in range(width):
+        by_line: dict[Key, list[int]] = {}
+        for i, (key, _, _) in enumerate(cells):
+            by_line.setdefault(key[:axis] + key[axis + 1 :], []).append(i)
+        lines.extend(by_line.values())
+    for _ in range(MAX_ROUNDS):
+        added: set[int] = set()
+        for line in lines:
+            if sum(i in hidden for i in line) != 1:
+                continue
+            shown = [i for i in line if i not in hidden]
+            if shown:
+                added.add(min(shown, key=lambda i: ((cells[i][1] or 0), cells[i][2])))
+        if not added:
+            return hidden
+        hidden.update(dict.fromkeys(added, Suppression.COMPLEMENTARY))
+    raise RuntimeError("complementary suppression did not settle")  # pragma: no cover
+
+
+def _answer_sql(
+    query: AnalyticsQuery, dimensions: Sequence[Dimension], offset: int
+) -> tuple[str, dict[str, Any]]:
+    """One statement for every measure's cells and totals: ``m, total, key columns (text), value, subjects,
+    sort key``."""
+    width = len(dimensions)
+    parts, params = [], {}
+    for index, measure in enumerate(query.measures):
+        for total, dims in ((False, dimensions), (True, ())):
+            tag = f"_{index}{'t' if total else 'c'}"
+            plan = _plan(query, measure, dims, offset, tag)
+            params.update(plan.params)
+            columns = [f"CAST({c} AS text)" for c in plan.key_columns] or []
+            columns += ["CAST(NULL AS text)"] * (width - len(columns))
+            limit = "" if total else f" LIMIT {MAX_ROWS + 1}"
+            parts.append(
+                f"(SELECT {index} AS m, {'true' if total else 'false'} AS t, "
+                + "".join(f"{c}, " for c in columns)
+                + f"CAST(value AS numeric) AS value, subjects, key FROM ({plan.cells}) AS c{tag}{limit})"
+            )
+    return " UNION ALL ".join(parts), params
 
 
 async def _answer(
     session: AsyncSession, query: AnalyticsQuery, offset: int
 ) -> tuple[dict[Key, list[Cell | None]], list[Cell]]:
     dimensions = _key_dimensions(query)
+    width = len(dimensions)
+    sql, params = _answer_sql(query, dimensions, offset)
+    found = (await session.execute(text(sql), params)).all()
+    per_measure: list[list[tuple[Key, Any, int | None, str]]] = [[] for _ in query.measures]
+    totals: list[Cell] = [Cell(m, None, 0) for m in query.measures]
+    for m, total, *rest in found:
+        *raw_key, value, subjects, sort_key = rest
+        measure = query.measures[m]
+        if total:
+            reason = Suppression.FEW_SUBJECTS if (subjects or 0) < MIN_SUBJECTS else None
+            totals[m] = Cell(measure, None if reason else _convert(measure, value), subjects, reason)
+            continue
+        key = tuple(
+            int(v) if v is not None and d in _ID_DIMENSIONS else v
+            for d, v in zip(dimensions, raw_key, strict=True)
+        )
+        per_measure[m].append((key, value, subjects, sort_key))
     rows: dict[Key, list[Cell | None]] = {}
-    totals: list[Cell] = []
-    for index, measure in enumerate(query.measures):
-        for key, cell in await _measure_cells(session, query, measure, dimensions, offset):
-            rows.setdefault(key, [None] * len(query.measures))[index] = cell
-        total = await _measure_cells(session, query, measure, (), offset)
-        totals.append(total[0][1] if total else Cell(measure, None, 0))
+    for m, cells in enumerate(per_measure):
+        if len(cells) > MAX_ROWS:
+            raise TooManyRows(field=["query"])
+        measure = query.measures[m]
+        hidden = complementary_in_memory([(k, subjects, sort) for k, _, subjects, sort in cells], width)
+        for i, (key, value, subjects, _) in enumerate(cells):
+            reason = hidden.get(i)
+            cell = Cell(measure, None if reason else _convert(measure, value), subjects, reason)
+            rows.setdefault(key, [None] * len(query.measures))[m] = cell
     return rows, totals
 
 
