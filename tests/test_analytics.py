@@ -418,3 +418,30 @@ async def test_17_refresh_job_runs_once_per_slot(db: Database, clock: Any) -> No
         again = await refresh_job(session, clock.now())
     assert first > 0 and again == 0
     assert await _scalar(db, "SELECT count(DISTINCT period) FROM analytics_rollups") == 2
+
+
+@pytest.mark.calendar
+async def test_17_refresh_by_accounts_recomputes_their_months(
+    api: Api, loaded: Database, analyst: str
+) -> None:
+    """A billing correction for one account shows up after ``refresh(account_ids=…)``, not before."""
+    q = _q(measures=["CHARGED"])
+    before = Decimal((await api.data(QUERY, token=analyst, q=q))["analytics"]["totals"][0]["money"])
+    async with loaded.session() as session:
+        account = (
+            await session.execute(
+                text(
+                    "UPDATE charges SET recalculation = recalculation + 1000 WHERE id = ("
+                    "SELECT min(id) FROM charges WHERE period = :p) RETURNING account_id"
+                ),
+                {"p": month(-1)},
+            )
+        ).scalar_one()
+        await session.commit()
+    stale = Decimal((await api.data(QUERY, token=analyst, q=q))["analytics"]["totals"][0]["money"])
+    async with loaded.session() as session:
+        result = await analytics.refresh(session, account_ids=[account])
+        await session.commit()
+    assert month(-1) in result.periods
+    after = Decimal((await api.data(QUERY, token=analyst, q=q))["analytics"]["totals"][0]["money"])
+    assert (stale, after) == (before, before + 1000)
