@@ -45,7 +45,13 @@ async def _load_demo(
 
     db = Database(database_url)
     try:
-        return await demo.load(db, extra_accounts=accounts, months=months, staff_passwords=staff_passwords)
+        counts = await demo.load(db, extra_accounts=accounts, months=months, staff_passwords=staff_passwords)
+        from services import analytics
+
+        async with db.session() as session:  # every month's analytics rollups (the scheduler keeps 2 fresh)
+            counts["analytics_rollups"] = (await analytics.refresh(session)).rows
+            await session.commit()
+        return counts
     finally:
         await db.dispose()
 
@@ -175,6 +181,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for table, count in counts.items():
         print(f"{table:>24}: {count:,}")
     print(f"demo data loaded in {took:.1f} s")
+    return 0
+
+
+async def _refresh_analytics(database_url: str, months: int | None) -> tuple[int, int]:
+    from app.db import Database
+    from services import analytics, clock
+    from services.periods import add_months, month_of
+
+    db = Database(database_url, pool_size=2)
+    try:
+        async with db.session() as session:
+            periods = None
+            if months is not None:
+                current = month_of(clock.now())
+                periods = [add_months(current, -back) for back in range(months)]
+            result = await analytics.refresh(session, periods=periods)
+            await session.commit()
+        return len(result.periods), result.rows
+    finally:
+        await db.dispose()
+
+
+def cmd_analytics_refresh(args: argparse.Namespace) -> int:
+    """Rebuild the analytics rollups: every month (default) or the last --months N (issue 17)."""
+    url = resolve_database_url(get_settings())
+    started = time.monotonic()
+    months, rows = asyncio.run(_refresh_analytics(url, args.months))
+    print(f"analytics rollups: {months} months, {rows:,} rows in {time.monotonic() - started:.1f} s")
     return 0
 
 
@@ -319,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--months", type=int, default=36, help="months of history per account")
     demo.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
     demo.set_defaults(func=cmd_demo)
+
+    refresh = commands.add_parser("analytics-refresh", help=cmd_analytics_refresh.__doc__)
+    refresh.add_argument("--months", type=int, default=None, help="only the last N months (with the current)")
+    refresh.set_defaults(func=cmd_analytics_refresh)
 
     staff = commands.add_parser("staff", help="manage staff users")
     staff_commands = staff.add_subparsers(dest="staff_command", required=True)

@@ -11,7 +11,7 @@ import datetime as dt
 from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
 from app.state import AppState
 from models.files import StoredFile
@@ -29,6 +29,20 @@ async def download(request: Request) -> Response:
         return PlainTextResponse("Ссылка недействительна или устарела", status_code=403)
     files = storage.local_storage(state.settings.data_dir)
     kind, _, rest = target.partition(":")
+    if kind == "analytics":  # issue 17: a CSV export, streamed from the analytics database
+        from resolvers.analytics import stream_export
+
+        body = await stream_export(state, rest)
+        if body is None:
+            return PlainTextResponse("Ссылка недействительна или устарела", status_code=403)
+        return StreamingResponse(
+            body,
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "content-disposition": "attachment; filename=analytics.csv",
+                "cache-control": "private, no-store",
+            },
+        )
     async with state.db.session() as session:
         row: StoredFile | None
         if kind == "file":

@@ -62,9 +62,15 @@ def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -
         hide_parameters=settings.env is not Environment.DEVELOPMENT,
     )
     metrics.instrument_pool(db.engine, settings.db_pool_size)  # observability hooks
+    analytics_db = (
+        Database(settings.analytics_database_url, pool_size=max(2, settings.db_pool_size // 2))
+        if settings.analytics_database_url
+        else None
+    )
     if tracing.configure(settings.otlp_endpoint, exporter=span_exporter) or tracing.TRACER is not None:
         tracing.instrument_engine(db.engine)
     state = AppState(settings=settings, db=db, bus=EventBus(settings.redis_url, prefix=settings.redis_prefix))
+    state.analytics_db = analytics_db
     # Versions are bumped by every process that shares Redis, even one that serves nothing from the cache
     # (KABINET_RESULT_CACHE=false), so processes with it on next to it never serve stale results.
     versions = (
@@ -139,6 +145,8 @@ def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -
             if versions is not None:
                 await versions.close()
             await db.dispose()
+            if analytics_db is not None:
+                await analytics_db.dispose()
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Logging level.")
     log_json: bool = Field(False, description="Log JSON lines (production) instead of console text.")
     db_pool_size: int = Field(10, description="SQLAlchemy pool size per process.")
+    analytics_database_url: str | None = Field(
+        None,
+        description="PostgreSQL URL of a read replica for analytics reads (queries and CSV exports). "
+        "Unset: the "
+        "primary database.",
+    )
     db_echo: bool = Field(False, description="Log every SQL statement.")
     allowed_origins: list[str] = Field(
         default_factory=list,

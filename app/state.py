@@ -22,6 +22,8 @@ class AppState:
     db: Database
     bus: EventBus
     cache: ResultCache | None = None
+    analytics_db: Database | None = None
+    """The read replica analytics reads go to (``KABINET_ANALYTICS_DATABASE_URL``); None: ``db``."""
     sessions: SessionGuard | None = None
     """Which login sessions are active; closes ended sessions' websockets (``app.revocation``)."""
     extras: dict[str, object] = field(default_factory=dict)

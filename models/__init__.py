@@ -2,6 +2,7 @@
 
 from models import (
     accounts,
+    analytics,
     appeals,
     audit,
     billing,
@@ -23,6 +24,7 @@ from models.base import Base
 __all__ = [
     "Base",
     "accounts",
+    "analytics",
     "appeals",
     "audit",
     "billing",

@@ -25,6 +25,7 @@ from app.execution import KabinetExecutor
 from app.settings import Settings
 from schema import content
 from schema.accounts import AccountMutations, AccountQueries
+from schema.analytics import AnalyticsQueries
 from schema.appeals import AppealMutations, AppealQueries
 from schema.branches import BranchQueries
 from schema.errors import error_types
@@ -65,6 +66,7 @@ QUERIES: tuple[type, ...] = (
     AppealQueries,
     *content.QUERIES,
     PaymentQueries,
+    AnalyticsQueries,
 )
 """Each domain's query class; add a domain's here (its fields join the root Query)."""
 

@@ -27,6 +27,7 @@ from models.branches import Branch
 from models.identity import User
 from models.notifications import NotificationCategory, ScheduledJobRun
 from services import payments
+from services.analytics.refresh import refresh_job as analytics_refresh_job
 from services.branches import window_state
 from services.clock import now as clock_now
 from services.notifications import notify, notify_many
@@ -120,6 +121,7 @@ DEFAULT_JOBS: dict[str, Job] = {
     "new-receipt-notifications": new_receipt_notifications,
     "payments-recheck": payments.recheck_job,
     "autopay": payments.autopay_job,
+    "analytics-refresh": analytics_refresh_job,
 }
 
 
