@@ -40,8 +40,8 @@ def migrate(database_url: str, revision: str = "head", *, downgrade: bool = Fals
 async def _load_demo(
     database_url: str, accounts: int, months: int, *, staff_passwords: bool
 ) -> dict[str, int]:
+    from app import demo
     from app.db import Database
-    from services import demo
 
     db = Database(database_url)
     try:
@@ -54,7 +54,7 @@ async def _has_demo_customer(database_url: str) -> bool:
     from sqlalchemy import text
 
     from app.db import Database
-    from services.demo import DEMO_PHONE_E164
+    from app.demo import DEMO_PHONE_E164
 
     db = Database(database_url, pool_size=1)
     try:
@@ -123,7 +123,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.info("demo data loaded in %.1f s", time.monotonic() - started)
         demo_loaded = True
     get_settings.cache_clear()
-    from services.demo import DEMO_EMAIL, DEMO_PASSWORD, DEMO_PHONE
+    from app.demo import DEMO_EMAIL, DEMO_PASSWORD, DEMO_PHONE
 
     ide = "  (GraphiQL in a browser)" if settings.graphiql_enabled else ""
     print(f"\n  Kabinet GraphQL: http://{host}:{port}/graphql{ide}", flush=True)
