@@ -19,12 +19,11 @@ from app.demo.data import (
     SECOND_CUSTOMER,
     SECOND_CUSTOMER_ACCOUNT_NUMBER,
     UNLINKED_ACCOUNT_NUMBER,
-    staff_password_hashes,
     synthetic_account_number,
     synthetic_user_of_account,
     synthetic_user_phone,
 )
-from app.demo.loader import FAQ, demo_file_bytes, load
+from app.demo.loader import FAQ, demo_file_bytes, load, staff_password_hashes
 
 __all__ = [
     "BRANCHES",

@@ -91,6 +91,7 @@ from models.payments import (
 from models.readings import Reading, ReadingSource, ReadingSubmission
 from models.tariffs import Tariff, Zone
 from services import clock
+from services.exchange.writer import assign_billing_ids
 from services.passwords import hash_password
 from services.periods import add_months, month_start
 
@@ -155,6 +156,8 @@ async def load(
             )
         ).first()
         if exists is None:
+            # the demo history is not news for billing: keep it out of the change feed (issue 18)
+            await session.execute(text("SET LOCAL kabinet.exchange = 'import'"))
             await _load_core(
                 session,
                 today=today,
@@ -163,6 +166,7 @@ async def load(
                 counts=counts,
                 staff_hashes=staff_password_hashes(staff_passwords),
             )
+            await assign_billing_ids(session)  # the ids billing would know the demo rows by (issue 18)
             await session.commit()
     if extra_accounts > 0:
         await _load_synthetic(
