@@ -488,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     importing.add_argument("paths", nargs="+", type=Path, help="exchange set directories and/or files")
     importing.set_defaults(func=cmd_import)
     exporting = commands.add_parser("export", help=cmd_export.__doc__)
-    exporting.add_argument("--after", default="0.0", help="cursor of the last change read (default: start)")
+    exporting.add_argument("--after", default="0", help="cursor of the last change read (default: start)")
     exporting.add_argument("--limit", type=int, default=10_000, help="most changes to write (≤ 10 000)")
     exporting.add_argument("--out", type=Path, default=None, help="directory for the file (default: stdout)")
     exporting.set_defaults(func=cmd_export)

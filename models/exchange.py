@@ -33,15 +33,12 @@ class ExternalPayment(IdMixin, CreatedMixin, Base):
 
 class ExchangeChange(Base):
     """One action billing must learn of (a submitted reading, a payment status, ...), written by triggers in
-    the acting transaction; ``txid`` is that transaction's id, which orders the feed by commit."""
+    the acting transaction under a lock held until COMMIT, so ids follow commit order (migration 0005)."""
 
     __tablename__ = "exchange_changes"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    txid: Mapped[int] = mapped_column(BigInteger, server_default=text("(pg_current_xact_id()::text::bigint)"))
     kind: Mapped[str] = mapped_column(String(32))
     account_id: Mapped[int | None] = mapped_column(BigInteger)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
-
-    __table_args__ = (Index("ix_exchange_changes_txid_id", "txid", "id"),)

@@ -5,9 +5,9 @@ and the outbound change feed filled by triggers.
   (accepted ones); existing rows get deterministic ids (see ``BACKFILL``).
 - ``external_payments``: payments billing received through banks, post offices and cashiers.
 - ``exchange_changes``: the change feed. Triggers on the tables customers write add a row per action in
-  the writing transaction; ``txid`` (the writer's transaction id) orders the feed by commit (see
-  ``services/exchange/feed.py``). Writes made by the import itself (``SET LOCAL kabinet.exchange = 'import'``)
-  are not echoed back to billing.
+  the writing transaction, under a lock that makes ids follow commit order (see
+  ``services/exchange/feed.py``). Writes made by the import itself (``SET LOCAL kabinet.exchange =
+  'import'``) are not echoed back to billing.
 
 Revision ID: 0005
 Revises: 0004
@@ -50,27 +50,31 @@ BACKFILL = (
 )
 
 _SKIP = "coalesce(current_setting('kabinet.exchange', true), '') = 'import'"
+# Writers of the feed take this transaction-level lock before their row gets its id, and keep it until
+# COMMIT: ids are handed out in commit order, so "every row after id N" never skips a late commit.
+_LOCK = "PERFORM pg_advisory_xact_lock(7021849361);"
 _FEED_FUNCTIONS = {
     # a reading a customer (or an operator) submitted
     "readings": f"""
   IF {_SKIP} OR NEW.accepted THEN RETURN NULL; END IF;
+  {_LOCK}
   INSERT INTO exchange_changes (kind, account_id, payload)
   SELECT 'reading.submitted', NEW.account_id, jsonb_build_object(
     'readingId', NEW.id, 'account', a.billing_id, 'meter', m.billing_id, 'serial', m.serial,
-    'zone', NEW.zone, 'period', to_char(NEW.period, 'YYYY-MM'), 'value', NEW.value, 'source', NEW.source,
+    'zone', NEW.zone, 'period', to_char(NEW.period, 'YYYY-MM'), 'value', NEW.value::text, 'source', NEW.source,
     'submittedAt', NEW.submitted_at)
   FROM accounts a JOIN meters m ON m.id = NEW.meter_id WHERE a.id = NEW.account_id;
   RETURN NULL;""",
-    # a payment's status changed (created PENDING, SUCCEEDED, FAILED, ...): deferred to COMMIT, so the
-    # allocations written later in the same transaction are there
+    # a payment's status changed (created PENDING, SUCCEEDED, FAILED, ...) with its allocations
     "payment_status_changes": f"""
   IF {_SKIP} THEN RETURN NULL; END IF;
+  {_LOCK}
   INSERT INTO exchange_changes (kind, account_id, payload)
   SELECT 'payment.status', NULL, jsonb_build_object(
-    'paymentId', p.id, 'status', NEW.status, 'changedAt', NEW.changed_at, 'amount', p.amount,
+    'paymentId', p.id, 'status', NEW.status, 'changedAt', NEW.changed_at, 'amount', p.amount::text,
     'method', p.method, 'gateway', p.gateway, 'autopay', p.is_autopay,
     'allocations', coalesce((SELECT jsonb_agg(jsonb_build_object('account', a.billing_id,
-        'supplier', s.billing_id, 'period', to_char(pa.period, 'YYYY-MM'), 'amount', pa.amount) ORDER BY pa.id)
+        'supplier', s.billing_id, 'period', to_char(pa.period, 'YYYY-MM'), 'amount', pa.amount::text) ORDER BY pa.id)
       FROM payment_allocations pa JOIN accounts a ON a.id = pa.account_id
       JOIN suppliers s ON s.id = pa.supplier_id WHERE pa.payment_id = p.id), '[]'::jsonb))
   FROM payments p WHERE p.id = NEW.payment_id;
@@ -79,6 +83,7 @@ _FEED_FUNCTIONS = {
     "applications": f"""
   IF {_SKIP} THEN RETURN NULL; END IF;
   IF TG_OP = 'UPDATE' AND OLD.status IS NOT DISTINCT FROM NEW.status THEN RETURN NULL; END IF;
+  {_LOCK}
   INSERT INTO exchange_changes (kind, account_id, payload)
   SELECT 'application', NEW.account_id, jsonb_build_object(
     'applicationId', NEW.id, 'kind', NEW.kind, 'status', NEW.status, 'account', a.billing_id,
@@ -90,11 +95,13 @@ _FEED_FUNCTIONS = {
     "user_accounts": f"""
   IF {_SKIP} THEN RETURN NULL; END IF;
   IF TG_OP = 'DELETE' THEN
-    INSERT INTO exchange_changes (kind, account_id, payload)
+    {_LOCK}
+  INSERT INTO exchange_changes (kind, account_id, payload)
     SELECT 'account.unlinked', OLD.account_id, jsonb_build_object('account', a.billing_id, 'userId', OLD.user_id)
     FROM accounts a WHERE a.id = OLD.account_id;
   ELSIF OLD.e_receipt_enabled IS DISTINCT FROM NEW.e_receipt_enabled THEN
-    INSERT INTO exchange_changes (kind, account_id, payload)
+    {_LOCK}
+  INSERT INTO exchange_changes (kind, account_id, payload)
     SELECT 'e_receipt.consent', NEW.account_id, jsonb_build_object(
       'account', a.billing_id, 'userId', NEW.user_id, 'enabled', NEW.e_receipt_enabled)
     FROM accounts a WHERE a.id = NEW.account_id;
@@ -103,11 +110,12 @@ _FEED_FUNCTIONS = {
     # autopay consent given, changed or withdrawn (D6)
     "autopay_settings": f"""
   IF {_SKIP} THEN RETURN NULL; END IF;
+  {_LOCK}
   INSERT INTO exchange_changes (kind, account_id, payload)
   SELECT 'autopay.consent', ua.account_id, jsonb_build_object(
     'account', a.billing_id, 'userId', ua.user_id,
     'enabled', CASE WHEN TG_OP = 'DELETE' THEN false ELSE NEW.enabled END,
-    'amountLimit', CASE WHEN TG_OP = 'DELETE' THEN NULL ELSE NEW.amount_limit END,
+    'amountLimit', CASE WHEN TG_OP = 'DELETE' THEN NULL ELSE NEW.amount_limit::text END,
     'dayOfMonth', CASE WHEN TG_OP = 'DELETE' THEN NULL ELSE NEW.day_of_month END)
   FROM user_accounts ua JOIN accounts a ON a.id = ua.account_id
   WHERE ua.id = CASE WHEN TG_OP = 'DELETE' THEN OLD.user_account_id ELSE NEW.user_account_id END;
@@ -116,7 +124,8 @@ _FEED_FUNCTIONS = {
     "users": f"""
   IF {_SKIP} THEN RETURN NULL; END IF;
   IF OLD.deleted_at IS NULL AND NEW.deleted_at IS NOT NULL THEN
-    INSERT INTO exchange_changes (kind, account_id, payload)
+    {_LOCK}
+  INSERT INTO exchange_changes (kind, account_id, payload)
     VALUES ('cabinet.deleted', NULL, jsonb_build_object('userId', NEW.id, 'deletedAt', NEW.deleted_at));
   END IF;
   RETURN NULL;""",
@@ -155,18 +164,18 @@ def upgrade() -> None:
     op.execute(
         "CREATE TABLE exchange_changes ("
         " id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
-        " txid bigint NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),"
         " kind varchar(32) NOT NULL,"
         " account_id bigint,"
         " payload jsonb NOT NULL,"
         " created_at timestamptz NOT NULL DEFAULT now())"
     )
-    op.create_index("ix_exchange_changes_txid_id", "exchange_changes", ["txid", "id"])
     for table, body in _FEED_FUNCTIONS.items():
         op.execute(
             f"CREATE FUNCTION exchange_feed_{table}() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN{body}\nEND $$"
         )
-        deferred = table == "payment_status_changes"
+        # at COMMIT (the feed lock is then held only while committing; a payment's allocations are there);
+        # autopay settings fire at once: a cascade from an unlink would leave nothing to join at COMMIT
+        deferred = table != "autopay_settings"
         op.execute(
             f"CREATE {'CONSTRAINT ' if deferred else ''}TRIGGER exchange_feed_{table} {_FEED_EVENTS[table]} "
             f"ON {table} {'DEFERRABLE INITIALLY DEFERRED ' if deferred else ''}"

@@ -3,18 +3,18 @@
 Triggers (migration 0005) add a row to ``exchange_changes`` in the very transaction of each action billing
 must act on — a submitted reading, a payment status, an application or requisites change request, an
 e-receipt or autopay consent, an unlinked account, a deleted cabinet — so a rolled-back action is never
-announced and no write path can forget it. Each row carries its writer's transaction id (``txid``).
+announced and no write path can forget it.
 
-The cursor is ``<txid>.<id>`` of the last row read. A page holds rows after the cursor whose transaction
-is older than every transaction still running (``pg_snapshot_xmin``): a transaction that commits late
-holds back everything after it instead of being skipped, so nothing is read twice or never.
+Each trigger takes one transaction-level advisory lock before its row gets an id and holds it until COMMIT
+(the triggers fire at COMMIT, so the lock is short): ids are therefore handed out in commit order, and the
+cursor is simply the id of the last change read. A reader never sees id N+1 before N has committed, so
+"every change after the cursor" reads each change exactly once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -24,22 +24,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.exchange.formats import FORMAT, VERSION
 
-START = "0.0"
+START = "0"
 """The cursor before the first change."""
 MAX_PAGE = 10_000
-_CURSOR = re.compile(r"(\d{1,19})\.(\d{1,19})")
 
 
 class BadCursor(ValueError):
-    """The cursor is not ``<txid>.<id>`` as a previous page returned it."""
+    """The cursor is not an id a previous page returned."""
 
 
-def parse_cursor(cursor: str) -> tuple[int, int]:
-    """``"123.45"`` → (123, 45)."""
-    match = _CURSOR.fullmatch(cursor.strip())
-    if match is None:
-        raise BadCursor(f"cursor {cursor[:40]!r} is not <txid>.<id> (start with {START})")
-    return int(match[1]), int(match[2])
+def parse_cursor(cursor: str) -> int:
+    """``"123"`` → 123."""
+    value = cursor.strip()
+    if not value.isdigit() or len(value) > 19:
+        raise BadCursor(f"cursor {cursor[:40]!r} is not a change id (start with {START})")
+    return int(value)
 
 
 @dataclass
@@ -68,19 +67,17 @@ def _json(value: Any) -> Any:
 
 async def changes(session: AsyncSession, after: str = START, *, limit: int = MAX_PAGE) -> Page:
     """The changes committed after ``after``, oldest first, at most ``limit`` of them."""
-    txid, row_id = parse_cursor(after)
+    last = parse_cursor(after)
     rows = await session.execute(
         text(
-            "SELECT id, txid, kind, payload, created_at FROM exchange_changes"
-            " WHERE (txid, id) > (:txid, :id)"
-            " AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
-            " ORDER BY txid, id LIMIT :limit"
+            "SELECT id, kind, payload, created_at FROM exchange_changes"
+            " WHERE id > :after ORDER BY id LIMIT :limit"
         ),
-        {"txid": txid, "id": row_id, "limit": max(1, min(limit, MAX_PAGE))},
+        {"after": last, "limit": max(1, min(limit, MAX_PAGE))},
     )
     found = []
-    cursor = f"{txid}.{row_id}"
+    cursor = last
     for row in rows:
-        cursor = f"{row.txid}.{row.id}"
-        found.append({"cursor": cursor, "kind": row.kind, "recordedAt": row.created_at, **row.payload})
-    return Page(after=f"{txid}.{row_id}", next=cursor, changes=found)
+        cursor = row.id
+        found.append({"cursor": str(row.id), "kind": row.kind, "recordedAt": row.created_at, **row.payload})
+    return Page(after=str(last), next=str(cursor), changes=found)
