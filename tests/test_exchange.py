@@ -23,7 +23,7 @@ from app.demo.data import e164
 from app.exchange_api import EXAMPLE_KEY, key_sha256
 from models.notifications import Notification
 from services.exchange import feed
-from services.exchange.formats import Problems, parse_file, render
+from services.exchange.formats import Problems, read_head, render
 from tests.conftest import login_as
 from tests.dates import period
 from tests.test_accounts import gid
@@ -356,23 +356,48 @@ async def test_C4_issue18_tariff_documents_download_after_an_import(
     assert response.status_code == 200 and response.content == pdf
 
 
-def test_issue18_formats_are_versioned_and_checked_before_the_database() -> None:
+def test_issue18_formats_are_versioned_and_their_headers_checked_before_the_database() -> None:
     problems = Problems()
-    assert parse_file("a.csv", b"#kabinet-exchange/2 charges\n", problems) is None
-    assert parse_file("b.csv", b"billing_id\n", problems) is None
-    assert parse_file("c.csv", b"#kabinet-exchange/1 charges\nbilling_id,account\n", problems) is None
-    balances = (
-        "#kabinet-exchange/1 balances\naccount,supplier,period,opening,charged,paid,closing\n"
-        "A,S,2026-10,100.00,50.00,30.00,120.00\nA,S,2026-09,100.00,50.00,30.00,999.00\n"
+    assert read_head("a.csv", b"#kabinet-exchange/2 charges\n", problems) is None
+    assert read_head("b.csv", b"billing_id\n", problems) is None
+    assert read_head("c.csv", b"#kabinet-exchange/1 charges\nbilling_id,account\n", problems) is None
+    good = read_head(
+        "d.csv", b"#kabinet-exchange/1 receipts\ntotal_due,account,period,due_date\nA,1,2,\n", problems
     )
-    parsed = parse_file("balances.csv", balances.encode(), problems)
-    assert parsed is not None and len(parsed.records) == 1
+    assert good is not None and good.header == ("total_due", "account", "period", "due_date")
+    assert good.body == b"A,1,2,\n"
     assert problems.messages == [
         "a.csv:1: format version 2 is not supported (this server reads 1)",
         "b.csv:1: the first line must be '#kabinet-exchange/1 <entity>'",
         "c.csv:2: header: missing ['amount', 'period', 'rate', 'recalculation', 'service', 'supplier',"
         " 'volume', 'zone'], unknown nothing",
+    ]
+
+
+async def test_issue18_cells_and_rows_are_checked_with_their_lines(api: Any, db: Any, keyed: Any) -> None:
+    supplier = await supplier_of(db, "WASTE")
+    balances = (
+        "#kabinet-exchange/1 balances\naccount,supplier,period,opening,charged,paid,closing\n"
+        f"{DEMO_ACCOUNT},{supplier},2026-10,100.00,50.00,30.00,120.00\n"
+        f"{DEMO_ACCOUNT},{supplier},2026-09,100.00,50.00,30.00,999.00\n"
+        f"{DEMO_ACCOUNT},{supplier},2026-08,-1.005,50.00,30.00,\n"
+        f"{DEMO_ACCOUNT},{supplier},2026-10,100.00,50.00,30.00,120.00\n"
+        f"{DEMO_ACCOUNT},{supplier},2026-07,1,2\n"
+    )
+    refused = await post_set(api, {"balances.csv": balances})
+    assert refused.status_code == 422
+    assert refused.json()["errors"] == ['balances.csv:7: missing data for column "paid"']
+    balances = "\n".join(balances.splitlines()[:-1]) + "\n"
+    refused = await post_set(api, {"balances.csv": balances})
+    assert refused.json()["errors"] == [
+        "balances.csv:5: opening: more than 12 digits before the point or 2 after it",
+        "balances.csv:5: closing: required",
+    ]
+    balances = balances.replace("-1.005,50.00,30.00,", "-1.00,50.00,30.00,19.00")
+    refused = await post_set(api, {"balances.csv": balances})
+    assert refused.json()["errors"] == [
         "balances.csv:4: closing is not opening + charged - paid",
+        "balances.csv:6: the same account, supplier, period as balances.csv:3",
     ]
 
 

@@ -1,15 +1,17 @@
 """The exchange file formats (issue 18): one CSV file per entity, versioned, keyed by billing ids.
 
-Every file starts with a format line, then a header, then one row per record::
+Every file starts with a format line, then a header, then one row per record (a record never spans
+lines)::
 
     #kabinet-exchange/1 charges
     billing_id,account,period,service,supplier,zone,volume,rate,amount,recalculation
     C-2026-10-0001,RZN-11111111,2026-10,ELECTRICITY,S6234000011,DAY,120.000,6.5200,782.40,0.00
 
 The entity comes from the format line, not the file name; the header names the columns in any order (all of
-the entity's columns, no others). Empty cells are NULL. Parsing is pure Python (no database): a bad cell is
-reported as ``file:line: reason`` and the whole batch is refused before anything is written. The full
-description with an example of each file is ``docs/exchange.md``.
+the entity's columns, no others). Empty cells are NULL. Python reads only those two lines: the rows go to
+PostgreSQL as they are (COPY … CSV into text staging columns), where every cell is checked by the SQL of
+its :class:`Kind` in one pass per file; a bad cell is reported as ``file:line: column: reason`` and the
+whole batch is refused. The full description with an example of each file is ``docs/exchange.md``.
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ import csv
 import datetime as dt
 import io
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 FORMAT = "kabinet-exchange"
@@ -29,124 +30,97 @@ MAX_ERRORS = 50
 """Errors reported per batch; the rest are counted."""
 
 
-class Invalid(ValueError):
-    """A cell that does not fit its column."""
+@dataclass(frozen=True)
+class Kind:
+    """A column type: SQL conditions (over the text cell ``{c}``) that make a cell bad, each with its
+    reason, checked in order; and the cast of a good cell."""
+
+    checks: tuple[tuple[str, str], ...]
+    cast: str = "{c}"
 
 
 @dataclass(frozen=True)
 class Column:
-    """One column of an entity: how to parse a cell and the staging table's SQL type."""
+    """One column of an entity; staged as text, checked and cast in SQL."""
 
     name: str
-    parse: Callable[[str], Any]
-    sql: str
+    kind: Kind
     required: bool = False
 
 
-def text(limit: int, pattern: str | None = None) -> Callable[[str], str]:
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def text(limit: int, pattern: str | None = None) -> Kind:
     """A string of at most ``limit`` characters (matching ``pattern`` when given)."""
-    compiled = re.compile(pattern) if pattern else None
-
-    def parse(cell: str) -> str:
-        if len(cell) > limit:
-            raise Invalid(f"longer than {limit} characters")
-        if compiled is not None and not compiled.fullmatch(cell):
-            raise Invalid(f"does not match {pattern}")
-        return cell
-
-    return parse
+    checks = [(f"length({{c}}) > {limit}", f"longer than {limit} characters")]
+    if pattern is not None:
+        checks.append((f"{{c}} !~ {_quote('^(' + pattern + ')$')}", f"does not match {pattern}"))
+    return Kind(tuple(checks))
 
 
-def integer(low: int, high: int) -> Callable[[str], int]:
+def integer(low: int, high: int) -> Kind:
     """An integer in ``low..high``."""
-
-    def parse(cell: str) -> int:
-        try:
-            value = int(cell)
-        except ValueError:
-            raise Invalid("not an integer") from None
-        if not low <= value <= high:
-            raise Invalid(f"not within {low}..{high}")
-        return value
-
-    return parse
+    return Kind(
+        (
+            ("{c} !~ '^-?[0-9]{1,18}$'", "not an integer"),
+            (f"{{c}}::bigint NOT BETWEEN {low} AND {high}", f"not within {low}..{high}"),
+        ),
+        "{c}::bigint",
+    )
 
 
-def decimal(scale: int, *, signed: bool = False, digits: int = 14) -> Callable[[str], Decimal]:
+def decimal(scale: int, *, signed: bool = False, digits: int = 14) -> Kind:
     """A decimal number (dot as separator) with at most ``scale`` fraction digits; money is never a float."""
-    limit = Decimal(10) ** (digits - scale)
-
-    def parse(cell: str) -> Decimal:
-        try:
-            value = Decimal(cell)
-        except InvalidOperation:
-            raise Invalid("not a number") from None
-        if not value.is_finite():
-            raise Invalid("not a number")
-        exponent = value.as_tuple().exponent
-        if isinstance(exponent, int) and -exponent > scale:
-            raise Invalid(f"more than {scale} digits after the point")
-        if not signed and value < 0:
-            raise Invalid("negative")
-        if abs(value) >= limit:
-            raise Invalid("too large")
-        return value
-
-    return parse
+    whole = digits - scale
+    return Kind(
+        (
+            ("{c} !~ '^-?[0-9]+([.][0-9]+)?$'", "not a number"),
+            *(() if signed else (("{c} ~ '^-'", "negative"),)),
+            (
+                f"{{c}} !~ '^-?[0-9]{{1,{whole}}}([.][0-9]{{1,{scale}}})?$'",
+                f"more than {whole} digits before the point or {scale} after it",
+            ),
+        ),
+        "{c}::numeric",
+    )
 
 
-def date(cell: str) -> dt.date:
-    """An ISO date, ``YYYY-MM-DD``."""
-    try:
-        return dt.date.fromisoformat(cell) if len(cell) == 10 else _bad_date()
-    except ValueError:
-        raise Invalid("not a date YYYY-MM-DD") from None
+date = Kind(
+    (
+        (
+            "{c} !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' OR pg_temp.exchange_date({c}) IS NULL",
+            "not a date YYYY-MM-DD",
+        ),
+    ),
+    "{c}::date",
+)
+"""An ISO date, ``YYYY-MM-DD``."""
+
+month = Kind((("{c} !~ '^[0-9]{4}-(0[1-9]|1[0-2])$'", "not a period YYYY-MM"),), "({c} || '-01')::date")
+"""A billing period, ``YYYY-MM``; stored as the first day of the month."""
+
+timestamp = Kind(
+    (
+        (
+            "{c} !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.]+(Z|[+-][0-9]{2}(:?[0-9]{2})?)$'"
+            " OR pg_temp.exchange_time({c}) IS NULL",
+            "not an ISO 8601 time with a UTC offset",
+        ),
+    ),
+    "{c}::timestamptz",
+)
+"""An ISO 8601 time with its UTC offset, e.g. ``2026-11-20T10:15:00+03:00``."""
+
+boolean = Kind((("{c} NOT IN ('true', 'false')", "not true/false"),), "{c}::boolean")
+"""``true`` or ``false``."""
 
 
-def _bad_date() -> dt.date:
-    raise ValueError
-
-
-def month(cell: str) -> dt.date:
-    """A billing period, ``YYYY-MM``; stored as the first day of the month."""
-    if len(cell) != 7 or cell[4] != "-":
-        raise Invalid("not a period YYYY-MM")
-    try:
-        return dt.date(int(cell[:4]), int(cell[5:]), 1)
-    except ValueError:
-        raise Invalid("not a period YYYY-MM") from None
-
-
-def timestamp(cell: str) -> dt.datetime:
-    """An ISO 8601 time with its UTC offset, e.g. ``2026-11-20T10:15:00+03:00``."""
-    try:
-        value = dt.datetime.fromisoformat(cell)
-    except ValueError:
-        raise Invalid("not an ISO 8601 time") from None
-    if value.tzinfo is None:
-        raise Invalid("time without a UTC offset")
-    return value
-
-
-def boolean(cell: str) -> bool:
-    """``true`` or ``false``."""
-    if cell == "true":
-        return True
-    if cell == "false":
-        return False
-    raise Invalid("not true/false")
-
-
-def choice(*values: str) -> Callable[[str], str]:
+def choice(*values: str) -> Kind:
     """One of ``values``."""
-    allowed = frozenset(values)
-
-    def parse(cell: str) -> str:
-        if cell not in allowed:
-            raise Invalid(f"not one of {', '.join(values)}")
-        return cell
-
-    return parse
+    listed = ", ".join(_quote(value) for value in values)
+    return Kind(((f"{{c}} NOT IN ({listed})", f"not one of {', '.join(values)}"),))
 
 
 BILLING_ID = text(64, r"[A-Za-z0-9][A-Za-z0-9._/:-]*")
@@ -156,17 +130,12 @@ SCHEMES = ("SINGLE", "DAY_NIGHT", "THREE_ZONE")
 
 def key(name: str) -> Column:
     """A required billing id column (the row's own key or a reference to another entity's)."""
-    return Column(name, BILLING_ID, "text", required=True)
+    return Column(name, BILLING_ID, required=True)
 
 
-def ref(name: str) -> Column:
-    """An optional reference to another entity's billing id."""
-    return Column(name, BILLING_ID, "text")
-
-
-def col(name: str, parse: Callable[[str], Any], sql: str, *, required: bool = False) -> Column:
+def col(name: str, kind: Kind, _sql: str = "", *, required: bool = False) -> Column:
     """Shorthand for :class:`Column`."""
-    return Column(name, parse, sql, required)
+    return Column(name, kind, required)
 
 
 @dataclass(frozen=True)
@@ -176,7 +145,7 @@ class Entity:
     name: str
     columns: tuple[Column, ...]
     identity: tuple[str, ...]
-    check: Callable[[dict[str, Any]], str | None] | None = None  # a rule across cells of one row
+    rules: tuple[tuple[str, str], ...] = ()  # (SQL over the typed row ``s`` true when bad, reason)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -184,16 +153,8 @@ class Entity:
         return tuple(column.name for column in self.columns)
 
 
-def _balance_adds_up(row: dict[str, Any]) -> str | None:
-    if row["opening"] + row["charged"] - row["paid"] != row["closing"]:
-        return "closing is not opening + charged - paid"
-    return None
-
-
-def _window(row: dict[str, Any]) -> str | None:
-    if row["valid_to"] is not None and row["valid_to"] < row["valid_from"]:
-        return "valid_to is before valid_from"
-    return None
+_BALANCE = (("s.opening + s.charged - s.paid <> s.closing", "closing is not opening + charged - paid"),)
+_WINDOW = (("s.valid_to < s.valid_from", "valid_to is before valid_from"),)
 
 
 ENTITIES: dict[str, Entity] = {
@@ -262,7 +223,7 @@ ENTITIES: dict[str, Entity] = {
                 col("document_file", text(255, r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*\.pdf"), "text"),
             ),
             ("billing_id",),
-            _window,
+            _WINDOW,
         ),
         Entity(
             "accounts",
@@ -347,7 +308,7 @@ ENTITIES: dict[str, Entity] = {
                 col("closing", decimal(2, signed=True), "numeric", required=True),
             ),
             ("account", "supplier", "period"),
-            _balance_adds_up,
+            _BALANCE,
         ),
         Entity(
             "payments",
@@ -392,15 +353,6 @@ ENTITIES: dict[str, Entity] = {
 
 
 @dataclass
-class ParsedFile:
-    """The valid rows of one file: ``(line, *values in canonical column order)``."""
-
-    name: str
-    entity: Entity
-    records: list[tuple[Any, ...]] = field(default_factory=list)
-
-
-@dataclass
 class Problems:
     """Errors found in a batch: ``file:line: reason``, capped at :data:`MAX_ERRORS`."""
 
@@ -417,15 +369,22 @@ class Problems:
         return self.count > 0
 
 
-def parse_file(name: str, data: bytes, problems: Problems) -> ParsedFile | None:
-    """Parse and validate one exchange file; errors go to ``problems`` (None: the file is unusable)."""
-    try:
-        content = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        problems.add(name, None, "not UTF-8 text")
-        return None
-    lines = io.StringIO(content, newline="")
-    first = lines.readline().rstrip("\r\n")
+@dataclass(frozen=True)
+class Head:
+    """A file whose format line and header are good: its entity, its columns in file order and the rows."""
+
+    name: str
+    entity: Entity
+    header: tuple[str, ...]
+    body: bytes
+
+
+def read_head(name: str, data: bytes, problems: Problems) -> Head | None:
+    """Check the format line and the header of one file (the rows are checked in the database)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    first_end = data.find(b"\n")
+    first = (data if first_end < 0 else data[:first_end]).rstrip(b"\r").decode("utf-8", "replace")
     match = re.fullmatch(rf"#{FORMAT}/(\d+) ([a-z_]+)", first)
     if match is None:
         problems.add(name, 1, f"the first line must be '#{FORMAT}/{VERSION} <entity>'")
@@ -437,55 +396,19 @@ def parse_file(name: str, data: bytes, problems: Problems) -> ParsedFile | None:
     if entity is None:
         problems.add(name, 1, f"unknown entity {match[2]!r}; known: {', '.join(ENTITIES)}")
         return None
-    reader = csv.reader(lines, strict=True)
+    rest = data[first_end + 1 :] if first_end >= 0 else b""
+    second_end = rest.find(b"\n")
+    line = (rest if second_end < 0 else rest[:second_end]).rstrip(b"\r")
     try:
-        header = next(reader)
-    except (StopIteration, csv.Error):
-        problems.add(name, 2, "the header line is missing")
-        return None
+        header = next(csv.reader([line.decode("utf-8")]), [])
+    except (UnicodeDecodeError, csv.Error):
+        header = []
     if sorted(header) != sorted(entity.names) or len(set(header)) != len(header):
         missing = sorted(set(entity.names) - set(header))
         extra = sorted(set(header) - set(entity.names))
         problems.add(name, 2, f"header: missing {missing or 'nothing'}, unknown {extra or 'nothing'}")
         return None
-    positions = [header.index(column.name) for column in entity.columns]
-    parsed = ParsedFile(name, entity)
-    width = len(header)
-    line = 2
-    try:
-        for cells in reader:
-            line = reader.line_num + 1  # the format line was read before the reader started
-            if len(cells) != width:
-                problems.add(name, line, f"{len(cells)} cells, the header has {width}")
-                continue
-            values: list[Any] = [line]
-            bad = False
-            for column, position in zip(entity.columns, positions, strict=True):
-                cell = cells[position]
-                if cell == "":
-                    if column.required:
-                        problems.add(name, line, f"{column.name}: required")
-                        bad = True
-                    values.append(None)
-                    continue
-                try:
-                    values.append(column.parse(cell))
-                except Invalid as error:
-                    problems.add(name, line, f"{column.name}: {error}")
-                    bad = True
-                    values.append(None)
-            if bad:
-                continue
-            if entity.check is not None:
-                reason = entity.check(dict(zip(entity.names, values[1:], strict=True)))
-                if reason:
-                    problems.add(name, line, reason)
-                    continue
-            parsed.records.append(tuple(values))
-    except csv.Error as error:
-        problems.add(name, line + 1, f"not valid CSV ({error})")
-        return None
-    return parsed
+    return Head(name, entity, tuple(header), rest[second_end + 1 :] if second_end >= 0 else b"")
 
 
 def render(entity: str, rows: Iterable[dict[str, Any]]) -> str:
@@ -503,7 +426,7 @@ def render(entity: str, rows: Iterable[dict[str, Any]]) -> str:
 def _cell(value: Any, column: Column) -> str:
     if value is None:
         return ""
-    if column.parse is month:
+    if column.kind is month:
         return f"{value:%Y-%m}"
     if isinstance(value, bool):
         return "true" if value else "false"
