@@ -418,3 +418,17 @@ async def test_issue18_demo_customer_phone_is_linked_for_the_round_trip(db: Any)
             .all()
         )
     assert users == [DEMO_PHONE_E164]
+
+
+def test_issue18_production_ships_no_default_exchange_key(settings: Any) -> None:
+    from app.config_check import problems
+    from tests.conftest import production
+
+    def refused(**changes: Any) -> list[str]:
+        found = problems(production(settings, **changes))
+        return [problem for problem in found if "KABINET_EXCHANGE_KEY_SHA256" in problem]
+
+    assert refused() == []  # unset: the endpoint does not exist
+    assert refused(exchange_key_sha256=key_sha256(EXAMPLE_KEY))  # the docs' example key
+    assert refused(exchange_key_sha256="not-a-hash")
+    assert refused(exchange_key_sha256=key_sha256(KEY)) == []

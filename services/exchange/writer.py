@@ -47,7 +47,8 @@ QUERIES: dict[str, str] = {
     " JOIN suppliers sup ON sup.id = s.supplier_id ORDER BY s.id",
     "tariffs": "SELECT t.*, b.billing_id AS branch, sv.billing_id AS service, f.storage_key, f.sha256"
     " FROM tariffs t JOIN branches b ON b.id = t.branch_id JOIN services sv ON sv.id = t.service_id"
-    " LEFT JOIN files f ON f.id = t.document_file_id ORDER BY t.id",
+    " LEFT JOIN files f ON f.id = t.document_file_id"
+    " WHERE CAST(:since AS date) IS NULL OR t.valid_to IS NULL OR t.valid_to >= :since ORDER BY t.id",
     "accounts": "SELECT a.*, b.billing_id AS branch,"
     " (a.closed_at AT TIME ZONE b.time_zone)::date AS closed_on"
     f" FROM accounts a JOIN branches b ON b.id = a.branch_id WHERE {_ACCOUNTS} ORDER BY a.id",
