@@ -272,6 +272,10 @@ def merge_sql(entity: Entity, merge: Merge) -> str:
         columns.append("updated_at")
         exprs.append("$1")
     compared = [name for name in merge.values if name not in merge.conflict and name not in merge.insert_only]
+    # rows equal to what is stored are left out before the upsert: ON CONFLICT would lock each of them
+    same_key = " AND ".join(f"old.{name} = {merge.values[name]}" for name in merge.conflict)
+    stored = ", ".join(f"old.{name}" for name in compared)
+    incoming = ", ".join(merge.values[name] for name in compared)
     assignments = [f"{name} = EXCLUDED.{name}" for name in compared]
     if merge.updated:
         assignments.append("updated_at = EXCLUDED.updated_at")
@@ -281,6 +285,8 @@ def merge_sql(entity: Entity, merge: Merge) -> str:
 WITH changed AS (
   INSERT INTO {merge.table} AS t ({", ".join(columns)})
   SELECT {", ".join(exprs)} FROM ({typed(entity)}) s {merge.joins}
+  WHERE NOT EXISTS (SELECT 1 FROM {merge.table} old WHERE {same_key} AND ({stored})
+                    IS NOT DISTINCT FROM ({incoming}))
   ON CONFLICT ({", ".join(merge.conflict)}) DO UPDATE SET {", ".join(assignments)}
   WHERE ({", ".join(f"t.{name}" for name in compared)}) IS DISTINCT FROM
         ({", ".join(f"EXCLUDED.{name}" for name in compared)})
@@ -486,6 +492,8 @@ async def _check_cells(raw: asyncpg.Connection, entity: Entity, lines: _Lines, p
         if lines.broken:  # only then: the check costs a regex per cell
             broken = _sql_text(column.name + ": line break in a cell")
             branches.append(f"WHEN {column.name} ~ '[\\r\\n]' THEN {broken}")
+        if column.kind.ok not in (None, "true", "false"):
+            branches.append(f"WHEN {column.kind.ok.replace('{c}', column.name)} THEN NULL")
         for condition, reason in column.kind.checks:
             branches.append(
                 f"WHEN {condition.replace('{c}', column.name)} THEN {_sql_text(column.name + ': ' + reason)}"
@@ -522,16 +530,24 @@ async def _check_rows(
         first = "{}:{}".format(*lines.locate(row["seqs"][0]))
         for seq in row["seqs"][1:]:
             problems.add(*lines.locate(seq), f"the same {identity} as {first}")
-    for column, table in merge.refs:
-        missing = await raw.fetch(
-            f"SELECT s.seq, s.{column} AS value FROM stg_{entity.name} s WHERE NOT EXISTS "
-            f"(SELECT 1 FROM {table} t WHERE t.billing_id = s.{column}) ORDER BY s.seq LIMIT {MAX_ERRORS}"
+    if merge.refs:  # one pass over the staged rows for all references
+        joins = " ".join(
+            f"LEFT JOIN {table} r{n} ON r{n}.billing_id = s.{column}"
+            for n, (column, table) in enumerate(merge.refs)
         )
-        for row in missing:
-            problems.add(
-                *lines.locate(row["seq"]),
-                f"{column}: unknown {column} {row['value']!r} (import {table} first)",
-            )
+        flags = ", ".join(f"r{n}.id IS NULL AS missing{n}" for n in range(len(merge.refs)))
+        values = ", ".join(f"s.{column} AS value{n}" for n, (column, _table) in enumerate(merge.refs))
+        missing = " OR ".join(f"r{n}.id IS NULL" for n in range(len(merge.refs)))
+        for row in await raw.fetch(
+            f"SELECT s.seq, {flags}, {values} FROM stg_{entity.name} s {joins}"
+            f" WHERE {missing} ORDER BY s.seq LIMIT {MAX_ERRORS}"
+        ):
+            for n, (column, table) in enumerate(merge.refs):
+                if row[f"missing{n}"]:
+                    problems.add(
+                        *lines.locate(row["seq"]),
+                        f"{column}: unknown {column} {row[f'value{n}']!r} (import {table} first)",
+                    )
 
 
 async def _store_documents(
