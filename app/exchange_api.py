@@ -110,7 +110,8 @@ async def import_files(request: Request) -> Response:
         if isinstance(files, str):
             return _error(400, "EXCHANGE_BAD_ARCHIVE", files)
     elif kind == "text/csv":
-        files = {storage.safe_filename(request.query_params.get("name"), "csv"): data}
+        name = storage.safe_filename(request.query_params.get("name"), "csv")
+        files = {name if name.lower().endswith(".csv") else f"{name}.csv": data}
     else:
         return _error(415, "EXCHANGE_BAD_TYPE", "send application/zip (a set) or text/csv (one file)")
     async with state.db.session() as session:

@@ -278,6 +278,14 @@ async def test_issue18_a_bad_file_is_refused_with_its_lines_and_nothing_changes(
         "charges.csv:5: period: not a period YYYY-MM",
     ]
     assert await snapshot(db) == state
+    one_file = await api.client.post(  # the same file alone, as text/csv
+        "/exchange/import",
+        params={"name": "charges.csv"},
+        content=files["charges.csv"],
+        headers={"content-type": "text/csv", "authorization": f"Bearer {KEY}"},
+    )
+    assert one_file.status_code == 422 and one_file.json()["errors"] == body["errors"]
+    assert await snapshot(db) == state
 
 
 async def test_issue18_charges_of_an_unknown_account_are_an_error_not_a_crash(
