@@ -1,4 +1,5 @@
-"""The ``kabinet`` command: serve, migrate, demo, export-schema, staff, documents, check-config."""
+"""The ``kabinet`` command: serve, migrate, demo, import, export, exchange-key, export-schema, staff,
+documents, check-config."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from app.config_check import problems, report
 from app.logging import configure_logging
@@ -38,14 +40,19 @@ def migrate(database_url: str, revision: str = "head", *, downgrade: bool = Fals
 
 
 async def _load_demo(
-    database_url: str, accounts: int, months: int, *, staff_passwords: bool
+    database_url: str, accounts: int, months: int, *, staff_passwords: bool, keep: Path | None = None
 ) -> dict[str, int]:
+    from app import demo
     from app.db import Database
-    from services import demo
+    from app.demo.exchange import load_via_exchange
+    from services.storage import local_storage
 
     db = Database(database_url)
     try:
         counts = await demo.load(db, extra_accounts=accounts, months=months, staff_passwords=staff_passwords)
+        # the billing-owned part goes back in through the billing exchange, as production's data does
+        report = await load_via_exchange(db, local_storage(get_settings().data_dir), keep=keep)
+        counts["exchange_rows_changed"] = report.changed
         from services import analytics
 
         async with db.session() as session:  # every month's analytics rollups (the scheduler keeps 2 fresh)
@@ -60,7 +67,7 @@ async def _has_demo_customer(database_url: str) -> bool:
     from sqlalchemy import text
 
     from app.db import Database
-    from services.demo import DEMO_PHONE_E164
+    from app.demo import DEMO_PHONE_E164
 
     db = Database(database_url, pool_size=1)
     try:
@@ -129,7 +136,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.info("demo data loaded in %.1f s", time.monotonic() - started)
         demo_loaded = True
     get_settings.cache_clear()
-    from services.demo import DEMO_EMAIL, DEMO_PASSWORD, DEMO_PHONE
+    from app.demo import DEMO_EMAIL, DEMO_PASSWORD, DEMO_PHONE
 
     ide = "  (GraphiQL in a browser)" if settings.graphiql_enabled else ""
     print(f"\n  Kabinet GraphQL: http://{host}:{port}/graphql{ide}", flush=True)
@@ -176,7 +183,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         migrate(url)
     started = time.monotonic()
     staff_passwords = settings.env is Environment.DEVELOPMENT
-    counts = asyncio.run(_load_demo(url, args.accounts, args.months, staff_passwords=staff_passwords))
+    counts = asyncio.run(
+        _load_demo(url, args.accounts, args.months, staff_passwords=staff_passwords, keep=args.write_set)
+    )
     took = time.monotonic() - started
     for table, count in counts.items():
         print(f"{table:>24}: {count:,}")
@@ -203,12 +212,135 @@ async def _refresh_analytics(database_url: str, months: int | None) -> tuple[int
         await db.dispose()
 
 
+def _collect_files(paths: list[Path]) -> dict[str, bytes] | None:
+    """The members of a batch: every file under each directory (by relative path), each file given (by
+    name, with the ``documents/`` directory next to it); None when a path does not exist."""
+    files: dict[str, bytes] = {}
+    for path in paths:
+        if path.is_dir():
+            for member in sorted(path.rglob("*")):
+                if member.is_file():
+                    files[member.relative_to(path).as_posix()] = member.read_bytes()
+        elif path.is_file():
+            files[path.name] = path.read_bytes()
+            documents = path.parent / "documents"  # tariff documents next to a tariffs file
+            for member in sorted(documents.rglob("*")) if documents.is_dir() else []:
+                files.setdefault(member.relative_to(path.parent).as_posix(), member.read_bytes())
+        else:
+            print(f"{path}: no such file or directory", file=sys.stderr)
+            return None
+    return files
+
+
+async def _exchange_import(database_url: str, files: dict[str, bytes]) -> int:
+    from app.broadcast import EventBus
+    from app.cache import ResultCache, run_bumps
+    from app.db import Database
+    from services.events import Touched
+    from services.exchange.importer import ImportRefused, import_batch
+    from services.storage import local_storage
+
+    settings = get_settings()
+    db = Database(database_url, pool_size=1)
+    bus = EventBus(settings.redis_url, prefix=settings.redis_prefix)
+    cache = (
+        ResultCache(settings.redis_url, prefix=settings.redis_prefix, ttl=settings.result_cache_ttl)
+        if settings.redis_url
+        else None
+    )
+    await bus.connect()
+
+    async def bump(touched: Touched) -> None:
+        if cache is not None:
+            await run_bumps(cache, db, touched)
+
+    db.publish_after_commit(bus.publish, bump)  # cached answers and live clients of the server see it
+    try:
+        async with db.session() as session:
+            try:
+                report = await import_batch(
+                    session, files, storage=local_storage(settings.data_dir), now=clock.now()
+                )
+            except ImportRefused as refused:
+                await session.rollback()
+                print("batch refused, nothing applied:", file=sys.stderr)
+                for message in refused.problems.messages:
+                    print(f"  {message}", file=sys.stderr)
+                if refused.problems.count > len(refused.problems.messages):
+                    print(f"  ... {refused.problems.count} errors in all", file=sys.stderr)
+                return 1
+            await session.commit()
+        await db.drain()
+    finally:
+        await bus.disconnect()
+        if cache is not None:
+            await cache.close()
+        await db.dispose()
+    for name, entity in report.entities.items():
+        print(f"{name:>18}: {entity.rows:>9,} rows, {entity.changed:>9,} changed in {entity.seconds:.2f} s")
+    print(f"accounts changed: {len(report.accounts):,}; users refreshed: {len(report.users):,}")
+    print(f"new receipt notifications: {report.notified:,}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import billing exchange files (directories and/or files) as one all-or-nothing batch."""
+    files = _collect_files(args.paths)
+    if files is None:
+        return 2
+    return asyncio.run(_exchange_import(resolve_database_url(get_settings()), files))
+
+
+async def _exchange_export(database_url: str, after: str, limit: int) -> Any:
+    from app.db import Database
+    from services.exchange import feed
+
+    db = Database(database_url, pool_size=1)
+    try:
+        async with db.session() as session:
+            return await feed.changes(session, after, limit=limit)
+    finally:
+        await db.dispose()
+
+
 def cmd_analytics_refresh(args: argparse.Namespace) -> int:
     """Rebuild the analytics rollups: every month (default) or the last --months N (issue 17)."""
     url = resolve_database_url(get_settings())
     started = time.monotonic()
     months, rows = asyncio.run(_refresh_analytics(url, args.months))
     print(f"analytics rollups: {months} months, {rows:,} rows in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write the change feed after a cursor (JSON Lines) for billing; prints the next cursor."""
+    from services.exchange import feed
+
+    try:
+        page = asyncio.run(_exchange_export(resolve_database_url(get_settings()), args.after, args.limit))
+    except feed.BadCursor as error:
+        print(error, file=sys.stderr)
+        return 2
+    if args.out is None:
+        sys.stdout.write(page.jsonl())
+    else:
+        args.out.mkdir(parents=True, exist_ok=True)
+        target = args.out / f"changes-{page.after}-{page.next}.jsonl"
+        target.write_text(page.jsonl(), encoding="utf-8")
+        print(f"wrote {target}", file=sys.stderr)
+    print(f"{len(page.changes)} changes; next cursor: {page.next}", file=sys.stderr)
+    return 0
+
+
+def cmd_exchange_key(_args: argparse.Namespace) -> int:
+    """Make a billing exchange key: give the key to billing, put only its hash in the server's settings."""
+    import secrets
+
+    from app.exchange_api import key_sha256
+
+    key = "kbx_" + secrets.token_urlsafe(32)
+    print(f"key for the billing system (shown once): {key}")
+    print(f"server setting: KABINET_EXCHANGE_KEY_SHA256={key_sha256(key)}")
     return 0
 
 
@@ -352,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--accounts", type=int, default=0, help="synthetic accounts to add for benchmarks")
     demo.add_argument("--months", type=int, default=36, help="months of history per account")
     demo.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
+    demo.add_argument("--write-set", type=Path, default=None, help="keep the exchange set it imports in DIR")
     demo.set_defaults(func=cmd_demo)
 
     refresh = commands.add_parser("analytics-refresh", help=cmd_analytics_refresh.__doc__)
@@ -387,6 +520,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=1, help="worker processes `kabinet serve --workers` will start"
     )
     check.set_defaults(func=cmd_check_config)
+
+    importing = commands.add_parser("import", help=cmd_import.__doc__)
+    importing.add_argument("paths", nargs="+", type=Path, help="exchange set directories and/or files")
+    importing.set_defaults(func=cmd_import)
+    exporting = commands.add_parser("export", help=cmd_export.__doc__)
+    exporting.add_argument("--after", default="0", help="cursor of the last change read (default: start)")
+    exporting.add_argument("--limit", type=int, default=10_000, help="most changes to write (≤ 10 000)")
+    exporting.add_argument("--out", type=Path, default=None, help="directory for the file (default: stdout)")
+    exporting.set_defaults(func=cmd_export)
+    key = commands.add_parser("exchange-key", help=cmd_exchange_key.__doc__)
+    key.set_defaults(func=cmd_exchange_key)
 
     export = commands.add_parser("export-schema", help=cmd_export_schema.__doc__)
     export.add_argument("--output", default="graphql.schema", help="file to write (default graphql.schema)")

@@ -110,6 +110,19 @@ def problems(settings: Settings, *, workers: int = 1) -> list[str]:
         if weakness:
             found.append(f"KABINET_PAYMENT_WEBHOOK_SECRET {weakness}")
 
+    # --- billing exchange (issue 18): no default key ships; the one in the docs' examples is refused
+    if settings.exchange_key_sha256 is not None:
+        from app.exchange_api import EXAMPLE_KEY, key_sha256
+
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", settings.exchange_key_sha256):
+            found.append(
+                "KABINET_EXCHANGE_KEY_SHA256 is not a hex SHA-256: make one with `kabinet exchange-key`"
+            )
+        elif settings.exchange_key_sha256.lower() == key_sha256(EXAMPLE_KEY):
+            found.append(
+                "KABINET_EXCHANGE_KEY_SHA256 is the example key's from the docs: run `kabinet exchange-key`"
+            )
+
     # --- messages (finding 7): the console provider would print codes into the server's output
     if not settings.smtp_host:
         found.append("KABINET_SMTP_HOST is not set: e-mails (with one-time codes) would go to the console")

@@ -59,7 +59,7 @@ async def download(request: Request) -> Response:
         else:
             row = None
         if row is not None and not files.exists(row.storage_key) and row.storage_key.startswith("demo/"):
-            from services.demo import demo_file_bytes  # demo rows name files nobody has written yet
+            from app.demo import demo_file_bytes  # demo rows name files nobody has written yet
 
             files.save(row.storage_key, demo_file_bytes(row.storage_key))
         if row is None or not files.exists(row.storage_key):

@@ -22,6 +22,7 @@ from app.cache import ResultCache, run_bumps
 from app.config_check import UnsafeConfiguration, problems
 from app.db import Database
 from app.downloads import download
+from app.exchange_api import routes as exchange_routes
 from app.graphiql import GRAPHIQL_STATIC_DIR, GRAPHIQL_STATIC_PREFIX
 from app.graphql_view import KabinetGraphQL
 from app.logging import configure_logging
@@ -169,6 +170,7 @@ def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/downloads/{token}", download, methods=["GET"]),
+            *exchange_routes(),  # the billing system's integration endpoint (issue 18)
             *sandbox_routes(state),  # sandbox card/SBP pages, QR images, /webhooks/{provider}
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),

@@ -51,8 +51,6 @@ def gateways_of(state: AppState) -> Gateways:
     return found  # type: ignore[return-value]
 
 
-
-
 _PAGE = """<!doctype html>
 <html lang="ru"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <title>{title}</title>

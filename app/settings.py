@@ -221,6 +221,16 @@ class Settings(BaseSettings):
     payment_webhook_secret: str | None = Field(
         None, description="HMAC-SHA256 key of sandbox webhooks. Unset: the secret key."
     )
+    exchange_key_sha256: str | None = Field(
+        None,
+        description=(
+            "Hex SHA-256 of the billing system's exchange key (`kabinet exchange-key` makes one); only the "
+            "hash is kept. Unset: the /exchange endpoints answer 404."
+        ),
+    )
+    exchange_max_bytes: int = Field(
+        512 * 1024 * 1024, description="Largest batch POST /exchange/import accepts (a ZIP set or one CSV)."
+    )
     payment_return_url: str | None = Field(
         None, description="Where the card page sends the customer back after paying. Default: public URL."
     )

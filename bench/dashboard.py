@@ -43,10 +43,10 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app import demo
 from app.db import Database, async_url
 from models.accounts import UserAccount
 from models.identity import User
-from services import demo
 from services.periods import allowed_range
 from services.sessions import start_session
 

@@ -45,10 +45,11 @@ from sqlalchemy import select
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app import demo
 from app.db import Database, async_url
 from bench.dashboard import DASHBOARD, admin_dsn, free_port, pct
 from models.identity import User
-from services import clock, demo
+from services import clock
 from services.sessions import start_session
 from tests.client import Api
 from tests.test_limits import zip_bomb_docx

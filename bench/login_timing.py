@@ -34,9 +34,9 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app import demo
 from app.db import Database, async_url
-from services import demo
-from services.demo import DEMO_PHONE
+from app.demo import DEMO_PHONE
 
 LOGIN = """mutation($input: LoginWithPasswordInput!) { loginWithPassword(input: $input) {
   tokens { accessToken } userErrors { code } } }"""

@@ -39,6 +39,7 @@ class Account(IdMixin, TimestampsMixin, Base):
     """A personal account of a dwelling in a branch with its requisites (C1), as billing has them."""
 
     __tablename__ = "accounts"
+    billing_id: Mapped[str | None] = mapped_column(String(64), unique=True)  # the key in exchange files
 
     branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id"))
     number: Mapped[str] = mapped_column(String(20))  # as printed on the receipt, e.g. "11111111"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from sqlalchemy import ForeignKey, Index, Numeric, UniqueConstraint, text
+from sqlalchemy import ForeignKey, Index, Numeric, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedMixin, IdMixin, Money, Volume
@@ -20,6 +20,7 @@ class Charge(IdMixin, CreatedMixin, Base):
     """A charge of one service (and zone) to an account for one period (D2)."""
 
     __tablename__ = "charges"
+    billing_id: Mapped[str | None] = mapped_column(String(64), unique=True)  # the key in exchange files
 
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     period: Mapped[dt.date]  # first day of the month

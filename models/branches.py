@@ -12,6 +12,7 @@ class Supplier(IdMixin, TimestampsMixin, Base):
     """A company that bills services; its bank details go on receipts and into payment QR codes."""
 
     __tablename__ = "suppliers"
+    billing_id: Mapped[str | None] = mapped_column(String(64), unique=True)  # the key in exchange files
 
     name: Mapped[str] = mapped_column(String(255))
     short_name: Mapped[str | None] = mapped_column(String(128))
@@ -30,6 +31,7 @@ class Branch(IdMixin, TimestampsMixin, Base):
     """A branch (филиал), e.g. «Скопинское отделение»; fixes the monthly meter-reading window."""
 
     __tablename__ = "branches"
+    billing_id: Mapped[str | None] = mapped_column(String(64), unique=True)  # the key in exchange files
 
     name: Mapped[str] = mapped_column(String(255), unique=True)
     code: Mapped[str] = mapped_column(String(32), unique=True)
@@ -56,6 +58,7 @@ class Service(IdMixin, Base):
     """A billed service (electricity, cold water, heating, …); each is billed by one supplier."""
 
     __tablename__ = "services"
+    billing_id: Mapped[str | None] = mapped_column(String(64), unique=True)  # the key in exchange files
 
     code: Mapped[str] = mapped_column(String(32), unique=True)  # e.g. ELECTRICITY, WATER_COLD, HEATING
     name: Mapped[str] = mapped_column(String(255))

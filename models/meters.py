@@ -24,6 +24,7 @@ class Meter(IdMixin, TimestampsMixin, Base):
     """A meter of one service on one account; readings are taken per zone of its scheme."""
 
     __tablename__ = "meters"
+    billing_id: Mapped[str | None] = mapped_column(String(64), unique=True)  # the key in exchange files
 
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     service_id: Mapped[int] = mapped_column(ForeignKey("services.id"), index=True)

@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, func, text
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -46,6 +46,7 @@ class Reading(IdMixin, Base):
     ``superseded_by_id``/``accepted_at``/``flagged_for_review``, which record what happened to it later."""
 
     __tablename__ = "readings"
+    billing_id: Mapped[str | None] = mapped_column(String(64), unique=True)  # the key in exchange files
 
     meter_id: Mapped[int] = mapped_column(ForeignKey("meters.id"))
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))  # denormalized from the meter

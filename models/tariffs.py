@@ -27,6 +27,7 @@ class Tariff(IdMixin, CreatedMixin, Base):
     """The rate of one zone of one service in one branch over a date range."""
 
     __tablename__ = "tariffs"
+    billing_id: Mapped[str | None] = mapped_column(String(64), unique=True)  # the key in exchange files
 
     branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id"))
     service_id: Mapped[int] = mapped_column(ForeignKey("services.id"), index=True)

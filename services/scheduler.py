@@ -96,19 +96,27 @@ async def new_receipt_notifications(session: AsyncSession, now: dt.datetime) -> 
     for receipt, user_id in fresh.all():
         if not await claim_run(session, "new-receipt", f"{receipt.id}:{user_id}", now):
             continue
-        period = receipt.period.strftime("%m.%Y")
-        if await notify(
-            session,
-            user_id=user_id,
-            category=NotificationCategory.BILLING,
-            account_id=receipt.account_id,
-            title=f"Квитанция за {period}",
-            body=f"Сформирована квитанция за {period}, к оплате {_rub(receipt.total_due)} ₽.",
-            data={"accountId": receipt.account_id, "period": receipt.period.isoformat()},
-        ):
+        if await new_receipt_notice(session, user_id, receipt.account_id, receipt.period, receipt.total_due):
             notified += 1
     await session.commit()
     return notified
+
+
+async def new_receipt_notice(
+    session: AsyncSession, user_id: int, account_id: int, period: dt.date, total_due: Decimal
+) -> bool:
+    """The "new receipt" notification (this job and the billing import send it); False if opted out."""
+    shown = period.strftime("%m.%Y")
+    notification = await notify(
+        session,
+        user_id=user_id,
+        category=NotificationCategory.BILLING,
+        account_id=account_id,
+        title=f"Квитанция за {shown}",
+        body=f"Сформирована квитанция за {shown}, к оплате {_rub(total_due)} ₽.",
+        data={"accountId": account_id, "period": period.isoformat()},
+    )
+    return notification is not None
 
 
 def _rub(amount: Decimal) -> str:

@@ -87,8 +87,8 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 async def template_database(pg_server_url: str) -> AsyncIterator[str]:
     """A database migrated to head with the demo data loaded, used as the template of every test's."""
+    from app import demo
     from migrations import runner
-    from services import demo
 
     name = f"kabinet_tpl_{RUN_ID}"
     await _admin(pg_server_url, f'CREATE DATABASE "{name}"')
@@ -244,6 +244,6 @@ async def login_as(db: Database, settings: Settings, phone: str) -> str:
 @pytest.fixture
 async def customer_token(db: Database, settings: Settings) -> str:
     """Access token of the demo customer Иванов Иван Иванович (+7 111 111-11-11)."""
-    from services.demo import DEMO_PHONE_E164
+    from app.demo import DEMO_PHONE_E164
 
     return await login_as(db, settings, DEMO_PHONE_E164)

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import func, select
 from strawberry import relay
 
+from app.demo import DEMO_PHONE_E164
 from models.accounts import Account, AccountService, LinkAttempt, UserAccount
 from models.billing import Charge, PeriodBalance, Receipt
 from models.branches import Branch, Service, Supplier
@@ -36,7 +37,6 @@ from models.tariffs import Tariff, Zone
 from services import storage
 from services.accounts import window_countdown
 from services.clock import CLOCK
-from services.demo import DEMO_PHONE_E164
 from services.periods import add_months
 from tests.conftest import login_as
 from tests.dates import CURRENT, LAST_BILLED, TODAY, on_day, period

@@ -38,7 +38,7 @@ SYNTHETIC_ACCOUNTS = 72
 
 
 async def _load_and_refresh(db: Database, accounts: int = SYNTHETIC_ACCOUNTS) -> None:
-    from services import demo  # the synthetic loader (moves to app/demo later: one import to fix)
+    from app import demo  # the synthetic loader
 
     await demo.load(db, extra_accounts=accounts, months=3, today=month(0).replace(day=1))
     async with db.session() as session:

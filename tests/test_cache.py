@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy import select
 
 from app.db import Database
+from app.demo import DEMO_PHONE_E164
 from app.settings import Settings
 from models.accounts import Account
 from models.identity import User
 from models.notifications import NotificationCategory
 from services.clock import CLOCK
-from services.demo import DEMO_PHONE_E164
 from services.notifications import notify
 from tests.conftest import login_as
 from tests.dates import SKOPIN_OPEN

@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from app.cli import anchor_clock
+from app.demo import DEMO_PASSWORD, DEMO_PHONE
 from app.main import create_app
 from app.settings import Settings
 from services.clock import CLOCK, Clock
-from services.demo import DEMO_PASSWORD, DEMO_PHONE
 from services.tokens import ACCESS_TOKEN_TTL
 from tests.conftest import running_server
 from tests.dates import SKOPIN_OPEN, on_day

@@ -1,7 +1,7 @@
 """Information sections (I1–I5) through GraphQL on the demo data.
 
-The demo (``services.demo``, built for the run's TODAY): 3 shop categories with 8 items, the FAQ entries of
-``services.demo.FAQ``, one survey for everybody (TODAY − 10 days … TODAY + 30 days) with SINGLE, MULTIPLE
+The demo (``app.demo``, built for the run's TODAY): 3 shop categories with 8 items, the FAQ entries of
+``app.demo.FAQ``, one survey for everybody (TODAY − 10 days … TODAY + 30 days) with SINGLE, MULTIPLE
 and TEXT questions, a current promotion (until TODAY + 40 days) and an expired one, 7 offices with
 30-minute slots on the working days of the next two weeks.
 """
@@ -18,13 +18,13 @@ from sqlalchemy import func, select
 from strawberry.relay import GlobalID
 
 from app.db import Database
+from app.demo import DEMO_PHONE_E164
+from app.demo import FAQ as DEMO_FAQ
 from app.settings import Settings
 from models.appeals import Application, ApplicationKind
 from models.content import Appointment, AppointmentStatus, CallbackRequest, ShopItem
 from models.notifications import Notification
 from services.clock import CLOCK
-from services.demo import DEMO_PHONE_E164
-from services.demo import FAQ as DEMO_FAQ
 from tests.client import Api
 from tests.conftest import login_as
 from tests.dates import MSK, NOW, TODAY

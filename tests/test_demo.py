@@ -1,4 +1,4 @@
-"""The demo data set (services/demo.py): the manual's content, determinism, re-runs, synthetic accounts.
+"""The demo data set (app/demo/): the manual's content, determinism, re-runs, synthetic accounts.
 
 Self-contained: every test database is a scratch database (``demo_scratch_…``) created on the server of
 ``DATABASE_URL`` (default: 127.0.0.1:5432), migrated with ``migrations.runner.upgrade`` and dropped at
@@ -18,12 +18,12 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
+from app import demo
 from app.db import Database, async_url
 from migrations import runner
 from models.accounts import Account
 from models.billing import Charge
 from models.identity import User
-from services import demo
 from services.accounts import window_countdown
 from services.passwords import verify_password
 from services.periods import add_months

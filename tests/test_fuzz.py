@@ -36,9 +36,9 @@ from hypothesis_graphql._strategies.negative_sites import enumerate_violation_si
 from hypothesis_graphql.types import CustomScalarStrategies
 from strawberry import relay
 
+from app.demo import DEMO_PHONE_E164
 from app.settings import Settings
 from schema.schema import build_schema
-from services.demo import DEMO_PHONE_E164
 from tests.client import Api, graphql_ws
 from tests.conftest import login_as
 

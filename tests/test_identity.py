@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from app.demo import DEMO_EMAIL, DEMO_PASSWORD, DEMO_PHONE, DEMO_PHONE_E164
 from services.codes import CODE_TTL
-from services.demo import DEMO_EMAIL, DEMO_PASSWORD, DEMO_PHONE, DEMO_PHONE_E164
 
 ERR = (
     "userErrors { code message field ... on WrongCodeError { attemptsLeft } "

@@ -15,8 +15,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from app.demo import DEMO_PHONE, DEMO_PHONE_E164
 from services.clock import CLOCK
-from services.demo import DEMO_PHONE, DEMO_PHONE_E164
 from services.identity.qr import QR_TTL
 from tests.client import graphql_ws
 from tests.test_identity import ERR, ME, password_login, sql
@@ -283,7 +283,7 @@ async def test_outbox_dispatcher_retries_failures_and_sends_via_http_gateway(api
 async def test_A3_password_hash_is_upgraded_on_login_when_parameters_change(api, db):
     from argon2 import PasswordHasher
 
-    from services.demo import DEMO_PASSWORD
+    from app.demo import DEMO_PASSWORD
 
     weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(DEMO_PASSWORD)
     await sql(db, "UPDATE users SET password_hash = :h WHERE phone = :p", h=weak, p=DEMO_PHONE_E164)

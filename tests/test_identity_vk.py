@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from app.demo import DEMO_PHONE_E164, SECOND_CUSTOMER
 from app.settings import Settings
-from services.demo import DEMO_PHONE_E164, SECOND_CUSTOMER
 from tests.conftest import production, running_server
 from tests.test_identity import ERR, password_login
 

@@ -21,12 +21,12 @@ import websockets
 from sqlalchemy import func, select
 
 from app.db import Database
+from app.demo import DEMO_PHONE_E164
 from app.settings import Settings
 from models.identity import Consent, ConsentKind, User
 from models.notifications import Notification, NotificationCategory
 from models.outbox import OutboxChannel, OutboxMessage
 from services.clock import CLOCK
-from services.demo import DEMO_PHONE_E164
 from services.notifications import notify
 from services.scheduler import LOCK_KEY, Scheduler, reading_window_reminders
 from tests.client import graphql_ws

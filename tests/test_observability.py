@@ -22,10 +22,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app import tracing
 from app.db import Database
+from app.demo import DEMO_PHONE_E164
 from app.main import create_app
 from app.settings import Settings
 from services.clock import Clock
-from services.demo import DEMO_PHONE_E164
 from tests.client import Api, graphql_ws
 from tests.conftest import _admin, _server_dsn, running_server
 

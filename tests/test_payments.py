@@ -15,13 +15,13 @@ from sqlalchemy import func, select
 from strawberry import relay
 
 from app.db import Database
+from app.demo import SECOND_CUSTOMER
 from app.settings import Settings
 from models.notifications import Notification
 from models.outbox import OutboxMessage
 from models.payments import Payment, PaymentStatus, PaymentStatusChange, WebhookEvent
 from services import billing, gateways
 from services.clock import CLOCK
-from services.demo import SECOND_CUSTOMER
 from tests.client import Api, graphql_ws
 from tests.conftest import login_as
 from tests.dates import TODAY

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from app.db import Database
+from app.demo import SECOND_CUSTOMER
 from app.settings import Settings
 from models.accounts import Account, UserAccount
 from models.notifications import Notification
@@ -24,7 +25,6 @@ from models.payments import (
 )
 from services import gateways, payments
 from services.clock import CLOCK
-from services.demo import SECOND_CUSTOMER
 from services.scheduler import DEFAULT_JOBS
 from tests.client import Api
 from tests.conftest import login_as

@@ -161,8 +161,8 @@ async def test_D5_yookassa_card_payment_redirect_then_notification(
 async def _user(db: Database) -> int:
     from sqlalchemy import select
 
+    from app.demo import DEMO_PHONE_E164
     from models.identity import User
-    from services.demo import DEMO_PHONE_E164
 
     async with db.session() as session:
         return (await session.execute(select(User.id).where(User.phone == DEMO_PHONE_E164))).scalar_one()

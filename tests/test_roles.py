@@ -17,12 +17,12 @@ import pytest
 from sqlalchemy import select, text
 
 from app.db import Database
+from app.demo import DEMO_PHONE_E164
 from app.settings import Settings
 from models.accounts import Account
 from models.appeals import Application, ApplicationKind, Document
 from models.payments import Payment
 from schema.policy import NOT_PERSONAL, PER_CUSTOMER_TYPES, PERSONAL
-from services.demo import DEMO_PHONE_E164
 from tests.client import Api
 from tests.conftest import CLOCK, login_as
 from tests.dates import LAST_BILLED

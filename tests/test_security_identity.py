@@ -17,11 +17,11 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
+from app.demo import DEMO_EMAIL, DEMO_PASSWORD, DEMO_PHONE, SECOND_CUSTOMER
 from app.settings import Settings
 from models.accounts import LinkAttempt
 from services import passwords
 from services.accounts import MAX_FAILED_LINK_ATTEMPTS
-from services.demo import DEMO_EMAIL, DEMO_PASSWORD, DEMO_PHONE, SECOND_CUSTOMER
 from services.identity import common
 from services.identity.common import LOGIN_LIMIT_PER_LOGIN
 from tests.conftest import production

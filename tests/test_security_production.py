@@ -29,7 +29,7 @@ import pytest
 import structlog
 from sqlalchemy import select
 
-from app import cli
+from app import cli, demo
 from app.config_check import UnsafeConfiguration, problems, secret_weakness
 from app.logging import configure_logging, redact_text
 from app.main import app_from_env, create_app
@@ -37,7 +37,7 @@ from app.settings import Environment, Settings, get_settings
 from models.identity import User, UserRole
 from models.outbox import OutboxChannel, OutboxMessage
 from models.payments import Payment, PaymentStatus
-from services import demo, gateways
+from services import gateways
 from services.clock import CLOCK
 from services.outbox import ConsoleProvider, dispatch_once, providers_from_settings
 from services.passwords import verify_password

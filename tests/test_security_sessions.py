@@ -24,10 +24,10 @@ import websockets
 from sqlalchemy import text
 
 from app.db import Database
+from app.demo import DEMO_PASSWORD, DEMO_PHONE
 from app.main import create_app
 from app.settings import Settings
 from services.clock import Clock
-from services.demo import DEMO_PASSWORD, DEMO_PHONE
 from tests import test_notifications
 from tests.client import Api, Subscription, graphql_ws
 from tests.conftest import production, running_server

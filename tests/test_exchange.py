@@ -1,0 +1,442 @@
+"""The billing exchange (issue 18): files from billing in, the cabinet's actions out, over real HTTP.
+
+The demo database (account 11111111 of the demo customer is ``SKP-11111111`` for billing, its branch
+``BSKP``, suppliers ``S<ИНН>``) receives batches through ``POST /exchange/import`` with the billing key;
+the customer sees them through GraphQL, acts, and ``GET /exchange/changes`` shows exactly those actions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import zipfile
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import func, select, text
+
+from app.demo import DEMO_PHONE_E164, DEMO_STAFF
+from app.demo.data import e164
+from app.exchange_api import EXAMPLE_KEY, key_sha256
+from models.notifications import Notification
+from services.exchange import feed
+from services.exchange.formats import Problems, read_head, render
+from tests.conftest import login_as
+from tests.dates import period
+from tests.test_accounts import gid
+from tests.test_payments import account_form, card_input, create, gateway_id, post_webhook
+from tests.test_readings import FORM, SUBMIT
+
+pytestmark = pytest.mark.calendar  # periods are relative to the run's day (README, Tests)
+
+KEY = "kbx_test_" + "k3y" * 12
+DEMO_ACCOUNT = "SKP-11111111"
+
+
+@pytest.fixture
+def keyed(settings: Any) -> Any:
+    """The server knows the billing key's hash (and only that)."""
+    settings.exchange_key_sha256 = key_sha256(KEY)
+    return settings
+
+
+def as_zip(files: dict[str, str | bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+async def post_set(api: Any, files: dict[str, str | bytes], key: str = KEY) -> Any:
+    return await api.client.post(
+        "/exchange/import",
+        content=as_zip(files),
+        headers={"content-type": "application/zip", "authorization": f"Bearer {key}"},
+    )
+
+
+async def changes(api: Any, after: str) -> tuple[list[dict[str, Any]], str]:
+    response = await api.client.get(
+        "/exchange/changes", params={"after": after}, headers={"authorization": f"Bearer {KEY}"}
+    )
+    assert response.status_code == 200, response.text
+    head, *rows = [json.loads(line) for line in response.text.splitlines()]
+    assert (
+        head["format"] == "kabinet-exchange/1" and head["next"] == response.headers["x-exchange-next-cursor"]
+    )
+    return rows, head["next"]
+
+
+async def supplier_of(db: Any, service: str) -> str:
+    async with db.session() as session:
+        return (
+            await session.execute(
+                text(
+                    "SELECT sup.billing_id FROM services s JOIN suppliers sup ON sup.id = s.supplier_id "
+                    "WHERE s.code = :c"
+                ),
+                {"c": service},
+            )
+        ).scalar_one()
+
+
+async def monthly_set(db: Any) -> dict[str, str | bytes]:
+    """What billing sends after closing a month: an extra charge of last month, this month's receipt, and
+    the branch's reading window widened to the whole month (so the test runs on any day)."""
+    supplier = await supplier_of(db, "WASTE")
+    async with db.session() as session:
+        branch = dict(
+            (await session.execute(text("SELECT * FROM branches WHERE billing_id = 'BSKP'"))).mappings().one()
+        )
+    branch.update(reading_window_start_day=1, reading_window_end_day=31)
+    last = dict(zip(("year", "month"), map(int, period(-1).split("-")), strict=True))
+    return {
+        "branches.csv": render("branches", [branch]),
+        "charges.csv": render(
+            "charges",
+            [
+                {
+                    "billing_id": f"EXC-{period(-1)}-1",
+                    "account": DEMO_ACCOUNT,
+                    "period": dt.date(last["year"], last["month"], 1),
+                    "service": "WASTE",
+                    "supplier": supplier,
+                    "amount": Decimal("123.45"),
+                    "recalculation": Decimal("-3.45"),
+                }
+            ],
+        ),
+        "receipts.csv": "#kabinet-exchange/1 receipts\naccount,period,total_due,due_date\n"
+        f"{DEMO_ACCOUNT},{period(0)},4321.00,\n",
+    }
+
+
+CHARGES = """query($id: ID!) { node(id: $id) { ... on Account {
+  charges { period total charges { amount recalculation service { name } } } } } }"""
+
+
+async def demo_account_id(db: Any) -> int:
+    async with db.session() as session:
+        return (
+            await session.execute(text("SELECT id FROM accounts WHERE billing_id = :b"), {"b": DEMO_ACCOUNT})
+        ).scalar_one()
+
+
+async def receipt_notices(db: Any) -> int:
+    async with db.session() as session:
+        return (
+            await session.execute(
+                select(func.count())
+                .select_from(Notification)
+                .where(Notification.title == f"Квитанция за {period(0)[5:]}.{period(0)[:4]}")
+            )
+        ).scalar_one()
+
+
+async def test_issue18_round_trip_import_customer_sees_acts_and_export_shows_it_once(
+    api: Any, db: Any, keyed: Any, customer_token: str
+) -> None:
+    account = gid("Account", await demo_account_id(db))
+    before = (await api.data(CHARGES, token=customer_token, id=account))["node"]["charges"][0]
+    assert before["period"] == period(-1)  # cached now: the import must make it stale
+
+    imported = await post_set(api, await monthly_set(db))
+    assert imported.status_code == 200, imported.text
+    report = imported.json()
+    assert report["entities"]["charges"] == {"rows": 1, "changed": 1, "inserted": 1}
+    assert report["entities"]["receipts"]["inserted"] == 1 and report["usersRefreshed"] >= 1
+
+    after = (await api.data(CHARGES, token=customer_token, id=account))["node"]["charges"][0]
+    assert Decimal(after["total"]) == Decimal(before["total"]) + Decimal("120.00")
+    assert {"amount": "123.45", "recalculation": "-3.45"}.items() <= next(
+        line for line in after["charges"] if line["amount"] == "123.45"
+    ).items()
+    assert await receipt_notices(db) == 1  # the new receipt, announced once (the account has one user)
+
+    _, cursor = await changes(api, feed.START)  # billing has read everything up to now
+
+    # the customer submits readings and pays through the sandbox
+    form = (await api.data(FORM, token=customer_token, id=account))["readingsForm"]
+    assert form["window"]["isOpen"]
+    meters = [
+        {
+            "meterId": meter["meter"]["id"],
+            "values": [
+                {"zone": zone["zone"], "value": str(Decimal(zone["previous"] or "0") + 7)}
+                for zone in meter["zones"]
+            ],
+        }
+        for meter in form["meters"]
+    ]
+    submitted = (
+        await api.data(SUBMIT, token=customer_token, input={"accountId": account, "meters": meters})
+    )["submitReadings"]
+    assert submitted["userErrors"] == []
+    zones = sum(len(meter["values"]) for meter in meters)
+    payment = (
+        await create(api, customer_token, card_input(await account_form(api, customer_token, "11111111")))
+    )["payment"]
+    assert (
+        await post_webhook(api, keyed, await gateway_id(db, payment["id"]), "SUCCEEDED")
+    ).status_code == 200
+
+    actions, next_cursor = await changes(api, cursor)
+    kinds = sorted(change["kind"] for change in actions)
+    assert kinds == sorted(["reading.submitted"] * zones + ["payment.status", "payment.status"])
+    readings = [change for change in actions if change["kind"] == "reading.submitted"]
+    assert {change["account"] for change in readings} == {DEMO_ACCOUNT}
+    assert {change["source"] for change in readings} == {"CABINET"}
+    statuses = [change["status"] for change in actions if change["kind"] == "payment.status"]
+    assert statuses == ["PENDING", "SUCCEEDED"]
+    paid = next(c for c in actions if c["kind"] == "payment.status" and c["status"] == "SUCCEEDED")
+    assert Decimal(paid["amount"]) == Decimal(payment["amount"])
+    assert {allocation["account"] for allocation in paid["allocations"]} == {DEMO_ACCOUNT}
+    assert (await changes(api, next_cursor))[0] == []  # read exactly once
+
+    # billing accepts the readings (E2 shows them accepted); the acknowledgement is not echoed back
+    ack = render(
+        "readings",
+        [
+            {
+                "billing_id": f"ACK-{change['readingId']}",
+                "meter": change["meter"],
+                "zone": change["zone"],
+                "period": dt.date.fromisoformat(change["period"] + "-01"),
+                "value": Decimal(str(change["value"])),
+                "accepted_at": dt.datetime.fromisoformat(change["submittedAt"]),
+                "cabinet_reading_id": change["readingId"],
+            }
+            for change in readings
+        ],
+    )
+    acked = await post_set(api, {"readings.csv": ack})
+    assert acked.status_code == 200 and acked.json()["entities"]["readings"]["changed"] == zones
+    ids = [change["readingId"] for change in readings]
+    async with db.session() as session:  # readingHistory shows periods up to last month (D8)
+        accepted = (
+            await session.execute(
+                text("SELECT accepted, billing_id FROM readings WHERE id = ANY(:ids) ORDER BY id"),
+                {"ids": ids},
+            )
+        ).all()
+    assert accepted == [(True, f"ACK-{reading_id}") for reading_id in sorted(ids)]
+    again = await post_set(api, {"readings.csv": ack})
+    assert again.json()["entities"]["readings"]["changed"] == 0
+    assert (await changes(api, next_cursor))[0] == []
+
+
+async def snapshot(db: Any) -> list[Any]:
+    """Count and checksum of every row of the tables a batch may write."""
+    found = []
+    async with db.session() as session:
+        for table in ("branches", "charges", "receipts", "notifications", "exchange_changes", "accounts"):
+            query = (
+                f"SELECT count(*), md5(coalesce(string_agg(t::text, ',' ORDER BY t.id), '')) FROM {table} t"
+            )
+            found.append((await session.execute(text(query))).one())
+    return found
+
+
+async def test_issue18_importing_the_same_files_twice_changes_nothing(
+    api: Any, db: Any, keyed: Any, customer_token: str
+) -> None:
+    files = await monthly_set(db)
+    first = await post_set(api, files)
+    assert first.status_code == 200 and first.json()["entities"]["charges"]["changed"] == 1
+    state = await snapshot(db)
+    second = await post_set(api, files)
+    assert second.status_code == 200
+    body = second.json()
+    assert all(entity["changed"] == 0 for entity in body["entities"].values())
+    assert body["usersRefreshed"] == 0 and body["notified"] == 0
+    assert await snapshot(db) == state
+
+
+async def test_issue18_a_bad_file_is_refused_with_its_lines_and_nothing_changes(
+    api: Any, db: Any, keyed: Any
+) -> None:
+    files = await monthly_set(db)
+    good_line = files["charges.csv"].splitlines()[2]  # type: ignore[union-attr]
+    files["charges.csv"] = (
+        f"{files['charges.csv']}"
+        + good_line.replace("EXC-", "BAD1-").replace("123.45", "12.5x")
+        + "\n"
+        + good_line.replace("EXC-", "BAD2-").replace(period(-1), "2026-13")
+        + "\n"
+    )
+    state = await snapshot(db)
+    refused = await post_set(api, files)
+    assert refused.status_code == 422
+    body = refused.json()
+    assert body["error"]["code"] == "EXCHANGE_REFUSED"
+    assert body["errors"] == [
+        "charges.csv:4: amount: not a number",
+        "charges.csv:5: period: not a period YYYY-MM",
+    ]
+    assert await snapshot(db) == state
+    one_file = await api.client.post(  # the same file alone, as text/csv
+        "/exchange/import",
+        params={"name": "charges.csv"},
+        content=files["charges.csv"],
+        headers={"content-type": "text/csv", "authorization": f"Bearer {KEY}"},
+    )
+    assert one_file.status_code == 422 and one_file.json()["errors"] == body["errors"]
+    assert await snapshot(db) == state
+
+
+async def test_issue18_charges_of_an_unknown_account_are_an_error_not_a_crash(
+    api: Any, db: Any, keyed: Any
+) -> None:
+    files = await monthly_set(db)
+    files["charges.csv"] = files["charges.csv"].replace(DEMO_ACCOUNT, "SKP-99999999")  # type: ignore[union-attr]
+    state = await snapshot(db)
+    refused = await post_set(api, files)
+    assert refused.status_code == 422
+    assert refused.json()["errors"] == [
+        "charges.csv:3: account: unknown account 'SKP-99999999' (import accounts first)"
+    ]
+    assert await snapshot(db) == state  # the branch file of the same batch was not applied either
+
+
+async def test_issue18_the_endpoint_refuses_customer_and_staff_tokens_and_wrong_keys(
+    api: Any, db: Any, keyed: Any, customer_token: str
+) -> None:
+    staff_token = await login_as(db, keyed, e164(DEMO_STAFF[2][1]))  # an ADMIN
+    files = await monthly_set(db)
+    for credential in (customer_token, staff_token, "kbx_wrong_" + "x" * 30, EXAMPLE_KEY):
+        response = await post_set(api, files, key=credential)
+        assert response.status_code == 403 and response.json()["error"]["code"] == "EXCHANGE_KEY_INVALID"
+        feed_response = await api.client.get(
+            "/exchange/changes", headers={"authorization": f"Bearer {credential}"}
+        )
+        assert feed_response.status_code == 403
+    anonymous = await api.client.post(
+        "/exchange/import", content=as_zip(files), headers={"content-type": "application/zip"}
+    )
+    assert anonymous.status_code == 401
+    keyed.exchange_key_sha256 = None  # no key configured: the endpoint does not exist
+    assert (await post_set(api, files)).status_code == 404
+    # and the billing key opens nothing else: GraphQL sees an anonymous (or invalid) caller
+    graphql = await api.post("{ me { id } }", token=KEY)
+    assert not (graphql.json().get("data") or {}).get("me")
+
+
+async def test_C4_issue18_tariff_documents_download_after_an_import(
+    api: Any, db: Any, keyed: Any, customer_token: str
+) -> None:
+    pdf = b"%PDF-1.4 exchange test: tariff decision 77/1\n%%EOF\n"
+    tariff = {
+        "billing_id": "T-EXC-1",
+        "branch": "BSKP",
+        "service": "WASTE",
+        "zone": "SINGLE",
+        "rate": Decimal("9.8700"),
+        "valid_from": dt.date.fromisoformat(f"{period(-24)}-01"),
+        "valid_to": dt.date.fromisoformat(f"{period(-23)}-01"),
+        "document_title": "Постановление ГУ РЭК Рязанской области",
+        "document_number": "77/1",
+        "document_date": dt.date(2019, 12, 20),
+        "document_file": "documents/rek-77-1.pdf",
+    }
+    missing = await post_set(api, {"tariffs.csv": render("tariffs", [tariff])})
+    assert missing.status_code == 422
+    assert missing.json()["errors"] == [
+        "tariffs.csv:3: document_file: documents/rek-77-1.pdf is not in the batch"
+    ]
+    imported = await post_set(
+        api, {"tariffs.csv": render("tariffs", [tariff]), "documents/rek-77-1.pdf": pdf}
+    )
+    assert imported.status_code == 200, imported.text
+    account = gid("Account", await demo_account_id(db))
+    data = await api.data(
+        "query($id: ID!) { node(id: $id) { ... on Account { tariffs { rate "
+        "document { number download { url } } } } } }",
+        token=customer_token,
+        id=account,
+    )
+    found = [t for t in data["node"]["tariffs"] if t["rate"] == "9.8700"]
+    assert found and found[0]["document"]["number"] == "77/1"
+    response = await api.client.get(urlsplit(found[0]["document"]["download"]["url"]).path)
+    assert response.status_code == 200 and response.content == pdf
+
+
+def test_issue18_formats_are_versioned_and_their_headers_checked_before_the_database() -> None:
+    problems = Problems()
+    assert read_head("a.csv", b"#kabinet-exchange/2 charges\n", problems) is None
+    assert read_head("b.csv", b"billing_id\n", problems) is None
+    assert read_head("c.csv", b"#kabinet-exchange/1 charges\nbilling_id,account\n", problems) is None
+    good = read_head(
+        "d.csv", b"#kabinet-exchange/1 receipts\ntotal_due,account,period,due_date\nA,1,2,\n", problems
+    )
+    assert good is not None and good.header == ("total_due", "account", "period", "due_date")
+    assert good.body == b"A,1,2,\n"
+    assert problems.messages == [
+        "a.csv:1: format version 2 is not supported (this server reads 1)",
+        "b.csv:1: the first line must be '#kabinet-exchange/1 <entity>'",
+        "c.csv:2: header: missing ['amount', 'period', 'rate', 'recalculation', 'service', 'supplier',"
+        " 'volume', 'zone'], unknown nothing",
+    ]
+
+
+async def test_issue18_cells_and_rows_are_checked_with_their_lines(api: Any, db: Any, keyed: Any) -> None:
+    supplier = await supplier_of(db, "WASTE")
+    balances = (
+        "#kabinet-exchange/1 balances\naccount,supplier,period,opening,charged,paid,closing\n"
+        f"{DEMO_ACCOUNT},{supplier},2026-10,100.00,50.00,30.00,120.00\n"
+        f"{DEMO_ACCOUNT},{supplier},2026-09,100.00,50.00,30.00,999.00\n"
+        f"{DEMO_ACCOUNT},{supplier},2026-08,-1.005,50.00,30.00,\n"
+        f"{DEMO_ACCOUNT},{supplier},2026-10,100.00,50.00,30.00,120.00\n"
+        f"{DEMO_ACCOUNT},{supplier},2026-07,1,2\n"
+    )
+    refused = await post_set(api, {"balances.csv": balances})
+    assert refused.status_code == 422
+    assert refused.json()["errors"] == ['balances.csv:7: missing data for column "paid"']
+    balances = "\n".join(balances.splitlines()[:-1]) + "\n"
+    refused = await post_set(api, {"balances.csv": balances})
+    assert refused.json()["errors"] == [
+        "balances.csv:5: opening: more than 12 digits before the point or 2 after it",
+        "balances.csv:5: closing: required",
+    ]
+    balances = balances.replace("-1.005,50.00,30.00,", "-1.00,50.00,30.00,19.00")
+    refused = await post_set(api, {"balances.csv": balances})
+    assert refused.json()["errors"] == [
+        "balances.csv:4: closing is not opening + charged - paid",
+        "balances.csv:6: the same account, supplier, period as balances.csv:3",
+    ]
+
+
+async def test_issue18_demo_customer_phone_is_linked_for_the_round_trip(db: Any) -> None:
+    """The fixture data the round trip relies on: the demo account has its billing id and one user."""
+    async with db.session() as session:
+        users = (
+            (
+                await session.execute(
+                    text(
+                        "SELECT u.phone FROM users u JOIN user_accounts ua ON ua.user_id = u.id "
+                        "JOIN accounts a ON a.id = ua.account_id WHERE a.billing_id = :b"
+                    ),
+                    {"b": DEMO_ACCOUNT},
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert users == [DEMO_PHONE_E164]
+
+
+def test_issue18_production_ships_no_default_exchange_key(settings: Any) -> None:
+    from app.config_check import problems
+    from tests.conftest import production
+
+    def refused(**changes: Any) -> list[str]:
+        found = problems(production(settings, **changes))
+        return [problem for problem in found if "KABINET_EXCHANGE_KEY_SHA256" in problem]
+
+    assert refused() == []  # unset: the endpoint does not exist
+    assert refused(exchange_key_sha256=key_sha256(EXAMPLE_KEY))  # the docs' example key
+    assert refused(exchange_key_sha256="not-a-hash")
+    assert refused(exchange_key_sha256=key_sha256(KEY)) == []
