@@ -16,7 +16,7 @@ from models.accounts import Account, AccountService, UserAccount
 from models.payments import AutopaySetting
 from resolvers.branches import BranchById
 from resolvers.loaders import ById, Loader, grouped
-from schema.permissions import require_viewer
+from resolvers.permissions import require_viewer
 from services import accounts
 from services.accounts import STAFF_ROLES, WindowCountdown
 from services.pagination import Page, keyset_page

@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models.appeals import Appeal, Application, ApplicationKind, Document, DocumentType, RequestStatus
 from models.files import StoredFile
 from resolvers.loaders import ById, Loader
+from resolvers.pagination import decode_cursor
+from resolvers.permissions import require_role, require_viewer
 from resolvers.readings import parse_id, require_customer, visible_account_ids
-from schema.pagination import decode_cursor
-from schema.permissions import require_role, require_viewer
 from services import accounts, storage
 from services import appeals as service
 from services.errors import DomainError, FieldRequired, PeriodOutOfRange

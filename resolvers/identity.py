@@ -19,7 +19,7 @@ from models.identity import (
     User,
 )
 from resolvers.loaders import ById
-from schema.permissions import require_viewer, viewer
+from resolvers.permissions import require_viewer, viewer
 from services import sessions
 from services.codes import SentCode
 from services.errors import DomainError

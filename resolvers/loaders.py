@@ -13,7 +13,7 @@ from aiodataloader import DataLoader
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.context import DbScope
+from resolvers.context import DbScope
 
 K = TypeVar("K")
 V = TypeVar("V")

@@ -11,8 +11,8 @@ from typing import Any
 
 from models.notifications import Notification, NotificationCategory
 from resolvers.loaders import ById
-from schema.pagination import decode_cursor
-from schema.permissions import require_viewer
+from resolvers.pagination import decode_cursor
+from resolvers.permissions import require_viewer
 from services import notifications
 from services.errors import DomainError
 from services.events import user_channel

@@ -8,13 +8,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.sandbox import gateways_of
 from models.payments import Payment, PaymentAllocation, PaymentMethod, PaymentMethodKind, PaymentStatusChange
 from resolvers.loaders import Loader, grouped
-from schema.permissions import require_viewer
+from resolvers.permissions import require_viewer
 from services import payments
 from services.accounts import STAFF_ROLES, linked_account_ids
 from services.errors import DomainError
+from services.gateways import gateways_of
 
 
 class PaymentById(Loader[int, Payment | None]):

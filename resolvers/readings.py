@@ -20,7 +20,7 @@ from models.meters import Meter
 from models.readings import Reading, ReadingSource, ReadingSubmission
 from resolvers.branches import ServiceById
 from resolvers.loaders import ById, Loader
-from schema.permissions import Forbidden, require_viewer
+from resolvers.permissions import Forbidden, require_viewer
 from services import accounts, readings
 from services.errors import DomainError, PeriodOutOfRange
 from services.periods import PeriodRange, history_range

@@ -57,13 +57,3 @@ def user_error(error: DomainError) -> UserError:
 def user_errors(errors: Iterable[DomainError]) -> list[UserError]:
     """Map several domain errors at once (validation that reports every bad field)."""
     return [user_error(error) for error in errors]
-
-
-def error_types() -> list[type]:
-    """Every concrete error type, so the schema lists them even before a field returns one."""
-    from schema.accounts import ERROR_TYPES as ACCOUNT_ERRORS
-    from schema.identity import ERROR_TYPES as IDENTITY_ERRORS
-    from schema.payments import ERROR_TYPES as PAYMENT_ERRORS
-    from schema.readings import ERROR_TYPES as READING_ERRORS
-
-    return [InputError, *READING_ERRORS, *ACCOUNT_ERRORS, *IDENTITY_ERRORS, *PAYMENT_ERRORS]

@@ -10,7 +10,7 @@ from graphql import GraphQLError, ValidationRule
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import MaskErrors, SchemaExtension
 
-from schema.permissions import STAFF_ROLES
+from resolvers.permissions import STAFF_ROLES
 from schema.scalars import InvalidScalarValue
 from services.errors import DomainError
 

@@ -15,11 +15,11 @@ from strawberry.scalars import JSON
 from models import identity as identity_models
 from models import notifications as models
 from resolvers import notifications as resolvers
+from resolvers.permissions import require_viewer
 from schema import rules
 from schema.errors import UserError, user_errors
 from schema.node import as_node, backed_by, parse_global_id
 from schema.pagination import Connection, encode_cursor
-from schema.permissions import require_viewer
 from services import notifications as service
 
 

@@ -1,52 +1,16 @@
-"""Who may call what: one guard per kind of caller, raising top-level GraphQL errors with codes."""
+"""Moved to :mod:`resolvers.permissions` (issue 19: resolvers never import schema).
 
-from __future__ import annotations
+Kept only for ``schema/content.py`` and ``resolvers/content.py`` until content is split by section; the
+import contract in pyproject.toml lists that one exception. Import from ``resolvers.permissions``.
+"""
 
-from typing import Any
+from resolvers.permissions import (
+    STAFF_ROLES,
+    Forbidden,
+    Unauthenticated,
+    is_staff,
+    require_role,
+    require_viewer,
+)
 
-from graphql import GraphQLError
-from strawberry.types import Info
-
-from app.context import Context, Viewer
-
-STAFF_ROLES = frozenset({"OPERATOR", "ANALYST", "ADMIN"})
-
-
-class Unauthenticated(GraphQLError):
-    """The operation needs a logged-in user."""
-
-    def __init__(self) -> None:
-        super().__init__("Authentication required", extensions={"code": "UNAUTHENTICATED"})
-
-
-class Forbidden(GraphQLError):
-    """The caller is logged in but may not do this."""
-
-    def __init__(self) -> None:
-        super().__init__("Forbidden", extensions={"code": "FORBIDDEN"})
-
-
-def viewer(info: Info[Context, Any]) -> Viewer | None:
-    """The caller, or None when anonymous."""
-    return info.context.viewer
-
-
-def require_viewer(info: Info[Context, Any]) -> Viewer:
-    """The caller; anonymous callers get an UNAUTHENTICATED error."""
-    found = info.context.viewer
-    if found is None:
-        raise Unauthenticated()
-    return found
-
-
-def require_role(info: Info[Context, Any], *roles: str) -> Viewer:
-    """The caller, who must hold one of ``roles`` (else FORBIDDEN)."""
-    found = require_viewer(info)
-    if found.role not in roles:
-        raise Forbidden()
-    return found
-
-
-def is_staff(found: Viewer | None) -> bool:
-    """True for OPERATOR, ANALYST and ADMIN."""
-    return found is not None and found.role in STAFF_ROLES
+__all__ = ["STAFF_ROLES", "Forbidden", "Unauthenticated", "is_staff", "require_role", "require_viewer"]

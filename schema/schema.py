@@ -6,7 +6,8 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import AsyncGenerator
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
@@ -21,13 +22,13 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from app.execution import KabinetExecutor
-from app.settings import Settings
+from resolvers.permissions import require_viewer
+from schema import accounts, identity, payments, readings
 from schema.accounts import AccountMutations, AccountQueries
 from schema.appeals import AppealMutations, AppealQueries
 from schema.branches import BranchQueries
 from schema.content import ContentMutations, ContentQueries
-from schema.errors import error_types
+from schema.errors import InputError
 from schema.identity import (
     AltLoginMutations,
     ExternalLoginMutations,
@@ -39,7 +40,6 @@ from schema.identity import (
 from schema.node import parse_global_id, resolve_global_id
 from schema.notifications import NotificationMutations, NotificationQueries, NotificationSubscriptions
 from schema.payments import PaymentMutations, PaymentQueries, PaymentSubscriptions
-from schema.permissions import require_viewer
 from schema.readings import ReadingMutations, ReadingQueries
 from schema.rules import document_text_limits, enforce_on
 from schema.scalars import SCALAR_MAP
@@ -79,6 +79,16 @@ MUTATIONS: tuple[type, ...] = (
     PaymentMutations,
 )
 """Each domain's mutation class; add a domain's here (its fields join the root Mutation)."""
+
+ERROR_TYPES: tuple[type, ...] = (
+    InputError,
+    *readings.ERROR_TYPES,
+    *accounts.ERROR_TYPES,
+    *identity.ERROR_TYPES,
+    *payments.ERROR_TYPES,
+)
+"""Every concrete user-error type, so the schema lists each one before a field returns it; a domain with
+its own error types exports them as ``ERROR_TYPES`` and joins here (schema.errors knows no domain)."""
 
 SUBSCRIPTIONS: tuple[type, ...] = (IdentitySubscriptions, NotificationSubscriptions, PaymentSubscriptions)
 """Each domain's subscription class; add a domain's here (its fields join the root Subscription)."""
@@ -138,6 +148,17 @@ class Subscription(*SUBSCRIPTIONS):  # type: ignore[misc]
             yield clock.now()
 
 
+@dataclass(frozen=True)
+class SchemaSettings:
+    """What the schema needs of the settings. The app passes its ``app.settings.Settings`` (same names);
+    these defaults equal those settings' defaults (a test compares them) and serve the SDL export."""
+
+    max_query_depth: int = 12
+    max_query_aliases: int = 30
+    max_query_tokens: int = 4000
+    is_production: bool = False
+
+
 class KabinetSchema(strawberry.Schema):
     """Strawberry's schema, minus its habit of logging every error with a traceback.
 
@@ -153,12 +174,15 @@ class KabinetSchema(strawberry.Schema):
             log.debug("graphql error at %s: %s", error.path, error.message)
 
 
-def build_schema(settings: Settings | None = None) -> KabinetSchema:
-    """The schema with the protection extensions configured from ``settings``."""
+def build_schema(
+    settings: Any = None, *, execution_context_class: type[ExecutionContext] | None = None
+) -> KabinetSchema:
+    """The schema with the protection extensions configured from ``settings`` (a :class:`SchemaSettings`
+    or the app's settings); the app passes its executor (``app.execution.KabinetExecutor``)."""
     from schema.extensions import MaskUnexpectedErrors, StaffOnlyIntrospection
     from schema.limits import BoundedValidationCache, ListLengthLimiter, document_list_limits
 
-    settings = settings or Settings()
+    settings = settings or SchemaSettings()
     # The limit rules are built once, so every request validates with the same rule classes and
     # ValidationCache can serve a document it has validated before (clients repeat a few documents).
     limit_rules = [
@@ -191,9 +215,9 @@ def build_schema(settings: Settings | None = None) -> KabinetSchema:
         query=Query,
         mutation=mutation,
         subscription=Subscription,
-        types=[*error_types()],
+        types=list(ERROR_TYPES),
         extensions=extensions,  # type: ignore[arg-type]
-        execution_context_class=KabinetExecutor if settings.fast_execution else None,
+        execution_context_class=execution_context_class,
         config=StrawberryConfig(
             auto_camel_case=True,
             scalar_map=SCALAR_MAP,
