@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -60,40 +60,72 @@ def _customer_view(loader: Loader[Any, Any]) -> bool:
     return viewer is None or viewer.role not in accounts.STAFF_ROLES
 
 
-class EventsByAppealId(Loader[int, list[Any]]):
-    """Timeline of each appeal, oldest first (internal notes only for staff)."""
+RequestRow = Appeal | Application
+"""A row behind ``schema.appeals.CustomerRequest``: an appeal or an application."""
+
+
+class EventsByRequestId(Loader[int, list[Any]]):
+    """Timeline of each appeal or application (by ``column``), oldest first (internal notes only for
+    staff)."""
+
+    column: ClassVar[str]
 
     async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[Any]]:
-        found = await service.events_by_request(
-            session, "appeal_id", keys, customer_view=_customer_view(self)
-        )
+        customer_view = _customer_view(self)
+        found = await service.events_by_request(session, self.column, keys, customer_view=customer_view)
         return [found[key] for key in keys]
 
 
-class EventsByApplicationId(Loader[int, list[Any]]):
-    """Timeline of each application, oldest first (internal notes only for staff)."""
+class EventsByAppealId(EventsByRequestId):
+    """Timeline of each appeal."""
+
+    column = "appeal_id"
+
+
+class EventsByApplicationId(EventsByRequestId):
+    """Timeline of each application."""
+
+    column = "application_id"
+
+
+class AttachmentsByRequestId(Loader[int, list[Any]]):
+    """(attachment, file) pairs of each appeal or application (by ``column``), both directions."""
+
+    column: ClassVar[str]
 
     async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[Any]]:
-        found = await service.events_by_request(
-            session, "application_id", keys, customer_view=_customer_view(self)
-        )
+        found = await service.attachments_by_request(session, self.column, keys)
         return [found[key] for key in keys]
 
 
-class AttachmentsByAppealId(Loader[int, list[Any]]):
-    """(attachment, file) pairs of each appeal, both directions."""
+class AttachmentsByAppealId(AttachmentsByRequestId):
+    """Attachments of each appeal."""
 
-    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[Any]]:
-        found = await service.attachments_by_request(session, "appeal_id", keys)
-        return [found[key] for key in keys]
+    column = "appeal_id"
 
 
-class AttachmentsByApplicationId(Loader[int, list[Any]]):
-    """(attachment, file) pairs of each application, both directions."""
+class AttachmentsByApplicationId(AttachmentsByRequestId):
+    """Attachments of each application."""
 
-    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[Any]]:
-        found = await service.attachments_by_request(session, "application_id", keys)
-        return [found[key] for key in keys]
+    column = "application_id"
+
+
+_REQUEST_LOADERS: dict[type, tuple[type[EventsByRequestId], type[AttachmentsByRequestId]]] = {
+    Appeal: (EventsByAppealId, AttachmentsByAppealId),
+    Application: (EventsByApplicationId, AttachmentsByApplicationId),
+}
+
+
+async def timeline(info: Any, row: RequestRow) -> list[Any]:
+    """The timeline of an appeal or application (one batched statement per kind per request)."""
+    events, _ = _REQUEST_LOADERS[type(row)]
+    return await info.context.loader(events).load(row.id)  # type: ignore[no-any-return]
+
+
+async def attachments(info: Any, row: RequestRow) -> list[Any]:
+    """(attachment, file) pairs of an appeal or application, both directions."""
+    _, files = _REQUEST_LOADERS[type(row)]
+    return await info.context.loader(files).load(row.id)  # type: ignore[no-any-return]
 
 
 # ---------------------------------------------------------------- helpers

@@ -210,23 +210,73 @@ class AppealTopic:
 TOPIC_LIST = [AppealTopic(code=code, name=name) for code, name in service.TOPICS.items()]
 
 
-@strawberry.type(description="F1: an appeal (обращение) with its status, timeline, answer and files.")
-class Appeal(relay.Node):
-    """Backed by ``models.appeals.Appeal`` rows."""
-
-    is_type_of = backed_by(models.Appeal)
+@strawberry.interface(
+    description=(
+        "F1/G3: what an appeal and an application share — status, answer, account, supplier, timeline and "
+        "files. Query the common fields once with `... on CustomerRequest`."
+    )
+)
+class CustomerRequest(relay.Node):
+    """Backed by ``models.appeals.Appeal`` or ``models.appeals.Application`` rows; every shared field is
+    resolved once, here, through :mod:`resolvers.appeals` (its loaders are picked by the row's model)."""
 
     id: relay.NodeID[int]
-    topic: str = strawberry.field(description="Topic code (see `appealTopics`).")
-    text: str = strawberry.field(description="Text of the appeal.")
-    full_name: str = strawberry.field(description="Full name given in the appeal.")
-    phone: str | None = strawberry.field(description="Phone given in the appeal (E.164).")
-    email: str | None = strawberry.field(description="E-mail given in the appeal.")
+    text: str | None = strawberry.field(description="Text of the appeal or application.")
+    full_name: str | None = strawberry.field(description="Full name given in it.")
+    phone: str | None = strawberry.field(description="Contact phone given in it (E.164).")
+    email: str | None = strawberry.field(description="Contact e-mail given in it.")
     status: RequestStatus = strawberry.field(description="Current status.")  # type: ignore[valid-type]
     answer: str | None = strawberry.field(description="The operator's answer; null until answered.")
     answered_at: dt.datetime | None = strawberry.field(description="When it was answered.")
     closed_at: dt.datetime | None = strawberry.field(description="When it was closed or rejected.")
     created_at: dt.datetime = strawberry.field(description="When it was sent.")
+
+    @strawberry.field(description="The month it belongs to in the history.")
+    def period(self, root: strawberry.Parent[resolvers.RequestRow]) -> YearMonth:
+        return month_of(root.created_at)  # type: ignore[return-value]
+
+    @strawberry.field(description="The account it concerns.")
+    async def account(self, root: strawberry.Parent[resolvers.RequestRow], info: strawberry.Info) -> Account:
+        return await info.context.loader(AccountById).load(root.account_id)  # type: ignore[no-any-return]
+
+    @strawberry.field(description="The supplier it is addressed to.")
+    async def supplier(
+        self, root: strawberry.Parent[resolvers.RequestRow], info: strawberry.Info
+    ) -> Supplier | None:
+        if root.supplier_id is None:
+            return None
+        return await info.context.loader(SupplierById).load(root.supplier_id)  # type: ignore[no-any-return]
+
+    @strawberry.field(description="Timeline, oldest first.")
+    async def timeline(
+        self, root: strawberry.Parent[resolvers.RequestRow], info: strawberry.Info
+    ) -> list[TimelineEvent]:
+        return await resolvers.timeline(info, root)  # type: ignore[return-value]
+
+    @strawberry.field(description="Files the customer attached.")
+    async def attachments(
+        self, root: strawberry.Parent[resolvers.RequestRow], info: strawberry.Info
+    ) -> list[AttachedFile]:
+        return _files(await resolvers.attachments(info, root), models.AttachmentDirection.FROM_CUSTOMER)
+
+    @strawberry.field(description="Files the operator attached to the answer.")
+    async def answer_attachments(
+        self, root: strawberry.Parent[resolvers.RequestRow], info: strawberry.Info
+    ) -> list[AttachedFile]:
+        return _files(await resolvers.attachments(info, root), models.AttachmentDirection.FROM_OPERATOR)
+
+
+@strawberry.type(description="F1: an appeal (обращение) with its status, timeline, answer and files.")
+class Appeal(CustomerRequest):
+    """Backed by ``models.appeals.Appeal`` rows; the shared fields come from :class:`CustomerRequest`."""
+
+    is_type_of = backed_by(models.Appeal)
+
+    topic: str = strawberry.field(description="Topic code (see `appealTopics`).")
+    text: str = strawberry.field(description="Text of the appeal.")  # type: ignore[assignment]
+    full_name: str = strawberry.field(description="Full name given in the appeal.")  # type: ignore[assignment]
+    phone: str | None = strawberry.field(description="Phone given in the appeal (E.164).")
+    email: str | None = strawberry.field(description="E-mail given in the appeal.")
 
     @strawberry.field(description="Name of the topic.")
     def topic_name(self, root: strawberry.Parent[models.Appeal]) -> str:
@@ -235,38 +285,6 @@ class Appeal(relay.Node):
     @strawberry.field(description="F1: the month the appeal belongs to in the history.")
     def period(self, root: strawberry.Parent[models.Appeal]) -> YearMonth:
         return month_of(root.created_at)  # type: ignore[return-value]
-
-    @strawberry.field(description="The account it concerns.")
-    async def account(self, root: strawberry.Parent[models.Appeal], info: strawberry.Info) -> Account:
-        return await info.context.loader(AccountById).load(root.account_id)  # type: ignore[no-any-return]
-
-    @strawberry.field(description="The supplier it is addressed to.")
-    async def supplier(
-        self, root: strawberry.Parent[models.Appeal], info: strawberry.Info
-    ) -> Supplier | None:
-        if root.supplier_id is None:
-            return None
-        return await info.context.loader(SupplierById).load(root.supplier_id)  # type: ignore[no-any-return]
-
-    @strawberry.field(description="Timeline, oldest first.")
-    async def timeline(
-        self, root: strawberry.Parent[models.Appeal], info: strawberry.Info
-    ) -> list[TimelineEvent]:
-        return await info.context.loader(resolvers.EventsByAppealId).load(root.id)  # type: ignore[no-any-return]
-
-    @strawberry.field(description="Files the customer attached.")
-    async def attachments(
-        self, root: strawberry.Parent[models.Appeal], info: strawberry.Info
-    ) -> list[AttachedFile]:
-        pairs = await info.context.loader(resolvers.AttachmentsByAppealId).load(root.id)
-        return _files(pairs, models.AttachmentDirection.FROM_CUSTOMER)
-
-    @strawberry.field(description="Files the operator attached to the answer.")
-    async def answer_attachments(
-        self, root: strawberry.Parent[models.Appeal], info: strawberry.Info
-    ) -> list[AttachedFile]:
-        pairs = await info.context.loader(resolvers.AttachmentsByAppealId).load(root.id)
-        return _files(pairs, models.AttachmentDirection.FROM_OPERATOR)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
@@ -322,30 +340,16 @@ class ApplicationDraft(RequestDraft):
 
 
 @strawberry.type(description="G3: an application (заявление) with its fields, status, timeline and files.")
-class Application(relay.Node):
-    """Backed by ``models.appeals.Application`` rows."""
+class Application(CustomerRequest):
+    """Backed by ``models.appeals.Application`` rows; the shared fields come from :class:`CustomerRequest`."""
 
     is_type_of = backed_by(models.Application)
 
-    id: relay.NodeID[int]
     kind: ApplicationKind = strawberry.field(description="The kind.")  # type: ignore[valid-type]
     text: str | None = strawberry.field(description="Text of the application.")
-    status: RequestStatus = strawberry.field(description="Current status.")  # type: ignore[valid-type]
-    answer: str | None = strawberry.field(description="The operator's answer; null until answered.")
-    answered_at: dt.datetime | None = strawberry.field(description="When it was answered.")
-    closed_at: dt.datetime | None = strawberry.field(description="When it was closed or rejected.")
-    created_at: dt.datetime = strawberry.field(description="When it was sent.")
     full_name: str | None = strawberry.field(description="Full name given in the application (§2.11).")
     phone: str | None = strawberry.field(description="Contact phone given in the application (E.164).")
     email: str | None = strawberry.field(description="Contact e-mail given in the application.")
-
-    @strawberry.field(description="The supplier it is addressed to.")
-    async def supplier(
-        self, root: strawberry.Parent[models.Application], info: strawberry.Info
-    ) -> Supplier | None:
-        if root.supplier_id is None:
-            return None
-        return await info.context.loader(SupplierById).load(root.supplier_id)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Name of the kind.")
     def kind_name(self, root: strawberry.Parent[models.Application]) -> str:
@@ -368,35 +372,11 @@ class Application(relay.Node):
     def consent_given(self, root: strawberry.Parent[models.Application]) -> bool:
         return root.consent_id is not None
 
-    @strawberry.field(description="The account it concerns.")
-    async def account(self, root: strawberry.Parent[models.Application], info: strawberry.Info) -> Account:
-        return await info.context.loader(AccountById).load(root.account_id)  # type: ignore[no-any-return]
-
     @strawberry.field(description="The meter it concerns (meter kinds, C3).")
     async def meter(self, root: strawberry.Parent[models.Application], info: strawberry.Info) -> Meter | None:
         if root.meter_id is None:
             return None
         return await info.context.loader(MeterById).load(root.meter_id)  # type: ignore[no-any-return]
-
-    @strawberry.field(description="Timeline, oldest first.")
-    async def timeline(
-        self, root: strawberry.Parent[models.Application], info: strawberry.Info
-    ) -> list[TimelineEvent]:
-        return await info.context.loader(resolvers.EventsByApplicationId).load(root.id)  # type: ignore[no-any-return]
-
-    @strawberry.field(description="Files the customer attached.")
-    async def attachments(
-        self, root: strawberry.Parent[models.Application], info: strawberry.Info
-    ) -> list[AttachedFile]:
-        pairs = await info.context.loader(resolvers.AttachmentsByApplicationId).load(root.id)
-        return _files(pairs, models.AttachmentDirection.FROM_CUSTOMER)
-
-    @strawberry.field(description="Files the operator attached to the answer.")
-    async def answer_attachments(
-        self, root: strawberry.Parent[models.Application], info: strawberry.Info
-    ) -> list[AttachedFile]:
-        pairs = await info.context.loader(resolvers.AttachmentsByApplicationId).load(root.id)
-        return _files(pairs, models.AttachmentDirection.FROM_OPERATOR)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
