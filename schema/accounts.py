@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import MISSING
 from decimal import Decimal
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from strawberry import relay
@@ -40,7 +40,7 @@ from schema.billing import (
     with_references,
 )
 from schema.branches import Branch
-from schema.errors import UserError, register_user_error, user_error
+from schema.errors import error_code_enum, error_domain
 from schema.node import as_node, backed_by, canonical
 from schema.pagination import Connection, decode_cursor
 from schema.readings import Meter
@@ -49,6 +49,49 @@ from services import accounts as service
 from services import billing
 from services.errors import DomainError
 from services.periods import history_range
+
+AccountErrorCode = error_code_enum(
+    "AccountErrorCode",
+    "Why an account mutation (B1–B3, C1) failed: the `code` of `AccountError`.",
+    "services.accounts",
+    "services.codes",
+    "services.identity.errors",
+    "services.identity.device_keys",
+    "services.identity.qr",
+    "services.identity.vk",
+    "services.sessions",
+)
+
+
+@strawberry.interface(
+    description=(
+        "A problem with an account mutation (B1–B3, C1), "
+        "reported in its payload's `userErrors`. "
+        "`code` (`AccountErrorCode`) is stable for programs, `message` is the text to show the user "
+        "(Russian), `field` is the path of the input it concerns."
+    )
+)
+class AccountError:
+    """Common shape of this domain's user errors; specific ones implement it and carry more data."""
+
+    code: str = strawberry.field(
+        graphql_type=AccountErrorCode,
+        description="Stable machine-readable code, one of `AccountErrorCode`.",
+    )
+    message: str = strawberry.field(description="Human-readable text to show the user, in Russian.")
+    field: list[str] | None = strawberry.field(
+        description='Path of the input field at fault, e.g. `["input", "phone"]`; null for the whole input.'
+    )
+
+
+@strawberry.type(description="An `AccountError` with no data beyond code, message and field.")
+class AccountInputError(AccountError):
+    """The default implementation of :class:`AccountError`."""
+
+
+ACCOUNT_ERRORS = error_domain(AccountError, AccountErrorCode, AccountInputError)
+user_error = ACCOUNT_ERRORS.one
+user_errors = ACCOUNT_ERRORS.many
 
 FromArg = Annotated[
     YearMonth | None,
@@ -325,16 +368,16 @@ def account_id_of(value: relay.GlobalID, field: list[str]) -> int:
 
 
 @strawberry.type(description="B1: too many failed attempts to link an account; try again later.")
-class TooManyLinkAttemptsError(UserError):
+class TooManyLinkAttemptsError(AccountError):
     """Carries when the next attempt will be accepted."""
 
     retry_after: dt.datetime = strawberry.field(description="When linking may be tried again (UTC).")
 
 
-@register_user_error(service.TooManyLinkAttempts)
-def _too_many(error: DomainError) -> UserError:
+@ACCOUNT_ERRORS.register(service.TooManyLinkAttempts)
+def _too_many(error: DomainError, code: Any) -> AccountError:
     return TooManyLinkAttemptsError(
-        code=error.code, message=error.text, field=error.field, retry_after=error.data["retry_after"]
+        code=code, message=error.text, field=error.field, retry_after=error.data["retry_after"]
     )
 
 
@@ -390,7 +433,7 @@ class LinkAccountPayload:
     """The linked account, or why not."""
 
     account: Account | None = strawberry.field(description="The linked account; null on error.")
-    user_errors: list[UserError] = strawberry.field(description="What went wrong.")
+    user_errors: list[AccountError] = strawberry.field(description="What went wrong.")
 
 
 @strawberry.input(description="B2: unlink an account from the cabinet.")
@@ -410,7 +453,7 @@ class UnlinkAccountPayload:
         description="Whether e-receipt delivery was on: it continues until support cancels it."
     )
     notice: str | None = strawberry.field(description="What to tell the user (Russian), null on error.")
-    user_errors: list[UserError] = strawberry.field(description="What went wrong.")
+    user_errors: list[AccountError] = strawberry.field(description="What went wrong.")
 
 
 @strawberry.input(description="B3: rename an account in the cabinet.")
@@ -428,7 +471,7 @@ class AccountPayload:
     """The changed account, or why not."""
 
     account: Account | None = strawberry.field(description="The account after the change; null on error.")
-    user_errors: list[UserError] = strawberry.field(description="What went wrong.")
+    user_errors: list[AccountError] = strawberry.field(description="What went wrong.")
 
 
 @strawberry.input(description="J5: how the receipts of one account are delivered.")

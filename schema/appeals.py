@@ -30,7 +30,7 @@ from schema.accounts import Account
 from schema.billing import FileDownload
 from schema.branches import Supplier
 from schema.enums import model_enum
-from schema.errors import UserError, user_errors
+from schema.errors import error_code_enum, error_domain
 from schema.node import as_node, backed_by
 from schema.pagination import Connection
 from schema.readings import Meter, ZoneScheme
@@ -38,6 +38,48 @@ from schema.scalars import YearMonthScalar as YearMonth
 from services import appeals as service
 from services import storage
 from services.periods import month_of
+
+AppealErrorCode = error_code_enum(
+    "AppealErrorCode",
+    "Why an appeals mutation (F1–F4, G1–G3, C2, C3) failed: the `code` of `AppealError`.",
+    "services.appeals",
+    "services.accounts",
+    "services.readings",
+    "services.codes",
+    "services.identity.errors",
+    "services.notifications",
+)
+
+
+@strawberry.interface(
+    description=(
+        "A problem with an appeals mutation (F1–F4, G1–G3, C2, C3), "
+        "reported in its payload's `userErrors`. "
+        "`code` (`AppealErrorCode`) is stable for programs, `message` is the text to show the user "
+        "(Russian), `field` is the path of the input it concerns."
+    )
+)
+class AppealError:
+    """Common shape of this domain's user errors; specific ones implement it and carry more data."""
+
+    code: str = strawberry.field(
+        graphql_type=AppealErrorCode,
+        description="Stable machine-readable code, one of `AppealErrorCode`.",
+    )
+    message: str = strawberry.field(description="Human-readable text to show the user, in Russian.")
+    field: list[str] | None = strawberry.field(
+        description='Path of the input field at fault, e.g. `["input", "phone"]`; null for the whole input.'
+    )
+
+
+@strawberry.type(description="An `AppealError` with no data beyond code, message and field.")
+class AppealInputError(AppealError):
+    """The default implementation of :class:`AppealError`."""
+
+
+APPEAL_ERRORS = error_domain(AppealError, AppealErrorCode, AppealInputError)
+user_error = APPEAL_ERRORS.one
+user_errors = APPEAL_ERRORS.many
 
 RequestStatus = model_enum(
     models.RequestStatus,
@@ -437,7 +479,7 @@ class AssistantAnswer:
     facts: list[str] = strawberry.field(description="Facts from the account data used in the answer.")
     faq: list[AssistantFaqAnswer] = strawberry.field(description="Matching FAQ entries, best first.")
     suggest_appeal: bool = strawberry.field(description="True when the customer should write an appeal.")
-    user_errors: list[UserError] = strawberry.field(
+    user_errors: list[AppealError] = strawberry.field(
         description="Problems with the question; empty on success."
     )
 
@@ -483,7 +525,7 @@ class CreateAppealPayload:
 
     appeal: Appeal | None = strawberry.field(description="The stored appeal; null on errors.")
     message: str | None = strawberry.field(description="«Ваше обращение принято в работу» on success.")
-    user_errors: list[UserError] = strawberry.field(description="Problems; empty on success.")
+    user_errors: list[AppealError] = strawberry.field(description="Problems; empty on success.")
 
 
 @strawberry.input(description="C2: one requisite and the value it should have.")
@@ -632,7 +674,7 @@ class SubmitApplicationPayload:
 
     application: Application | None = strawberry.field(description="The stored application; null on errors.")
     message: str | None = strawberry.field(description="«Ваше обращение принято в работу» on success.")
-    user_errors: list[UserError] = strawberry.field(description="Problems; empty on success.")
+    user_errors: list[AppealError] = strawberry.field(description="Problems; empty on success.")
 
 
 @strawberry.input(description="G2: upload a document of a type from the list.")
@@ -650,7 +692,7 @@ class UploadDocumentPayload:
     """The document, or why nothing was stored."""
 
     document: Document | None = strawberry.field(description="The stored document; null on errors.")
-    user_errors: list[UserError] = strawberry.field(description="Problems; empty on success.")
+    user_errors: list[AppealError] = strawberry.field(description="Problems; empty on success.")
 
 
 @strawberry.input(description="Operator: an appeal or application to act on.")
@@ -687,7 +729,7 @@ class RequestActionPayload:
 
     appeal: Appeal | None = strawberry.field(description="The appeal acted on.")
     application: Application | None = strawberry.field(description="The application acted on.")
-    user_errors: list[UserError] = strawberry.field(description="Problems; empty on success.")
+    user_errors: list[AppealError] = strawberry.field(description="Problems; empty on success.")
 
 
 def _action_payload(outcome: resolvers.Outcome) -> RequestActionPayload:

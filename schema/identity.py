@@ -15,7 +15,7 @@ from models.identity import AuthSession, CodePurpose, DeviceCredential, External
 from models.identity import ClientKind as ClientKindModel
 from resolvers import identity as resolvers
 from schema import rules
-from schema.errors import UserError, register_user_error, user_error, user_errors
+from schema.errors import error_code_enum, error_domain
 from schema.node import as_node, backed_by, canonical
 from services import codes as codes_service
 from services.codes import SentCode
@@ -26,6 +26,48 @@ from services.identity import errors as identity_errors
 from services.identity import profile as identity_profile
 from services.identity import registration as identity_registration
 from services.sessions import Tokens
+
+IdentityErrorCode = error_code_enum(
+    "IdentityErrorCode",
+    "Why an identity mutation (login, profile, devices: A1–A10, J8) failed: the `code` of `IdentityError`.",
+    "services.identity.errors",
+    "services.identity.device_keys",
+    "services.identity.qr",
+    "services.identity.vk",
+    "services.codes",
+    "services.sessions",
+)
+
+
+@strawberry.interface(
+    description=(
+        "A problem with an identity mutation (login, profile, devices: A1–A10, J8), "
+        "reported in its payload's `userErrors`. "
+        "`code` (`IdentityErrorCode`) is stable for programs, `message` is the text to show the user "
+        "(Russian), `field` is the path of the input it concerns."
+    )
+)
+class IdentityError:
+    """Common shape of this domain's user errors; specific ones implement it and carry more data."""
+
+    code: str = strawberry.field(
+        graphql_type=IdentityErrorCode,
+        description="Stable machine-readable code, one of `IdentityErrorCode`.",
+    )
+    message: str = strawberry.field(description="Human-readable text to show the user, in Russian.")
+    field: list[str] | None = strawberry.field(
+        description='Path of the input field at fault, e.g. `["input", "phone"]`; null for the whole input.'
+    )
+
+
+@strawberry.type(description="An `IdentityError` with no data beyond code, message and field.")
+class IdentityInputError(IdentityError):
+    """The default implementation of :class:`IdentityError`."""
+
+
+IDENTITY_ERRORS = error_domain(IdentityError, IdentityErrorCode, IdentityInputError)
+user_error = IDENTITY_ERRORS.one
+user_errors = IDENTITY_ERRORS.many
 
 
 @strawberry.enum(description="What a user may do.")
@@ -117,33 +159,33 @@ class IdentityQueries:
 
 
 @strawberry.type(description="A wrong verification code; the code is void when `attemptsLeft` reaches 0.")
-class WrongCodeError(UserError):
+class WrongCodeError(IdentityError):
     """CODE_INVALID with the number of tries left."""
 
     attempts_left: int = strawberry.field(description="Wrong tries left before the code is void.")
 
 
 @strawberry.type(description="Too soon or too many attempts: try again after `retryAfterSeconds`.")
-class RetryLaterError(UserError):
+class RetryLaterError(IdentityError):
     """RATE_LIMITED / CODE_RESEND_TOO_SOON."""
 
     retry_after_seconds: int = strawberry.field(description="Seconds until the next attempt is accepted.")
 
 
-@register_user_error(codes_service.WrongCode)
-def _wrong_code(error: DomainError) -> UserError:
+@IDENTITY_ERRORS.register(codes_service.WrongCode)
+def _wrong_code(error: DomainError, code: Any) -> IdentityError:
     return WrongCodeError(
-        code=error.code,
+        code=code,
         message=error.text,
         field=error.field,
         attempts_left=int(error.data.get("attempts_left", 0)),
     )
 
 
-@register_user_error(codes_service.RetryLater)
-def _retry_later(error: DomainError) -> UserError:
+@IDENTITY_ERRORS.register(codes_service.RetryLater)
+def _retry_later(error: DomainError, code: Any) -> IdentityError:
     return RetryLaterError(
-        code=error.code,
+        code=code,
         message=error.text,
         field=error.field,
         retry_after_seconds=int(error.data.get("retry_after_seconds", 60)),
@@ -153,7 +195,7 @@ def _retry_later(error: DomainError) -> UserError:
 ERROR_TYPES: list[type] = [WrongCodeError, RetryLaterError]
 
 
-def errors_of(error: DomainError) -> list[UserError]:
+def errors_of(error: DomainError) -> list[IdentityError]:
     """Every user error a domain error stands for (validation reports each bad field)."""
     if isinstance(error, identity_errors.InvalidInput):
         return user_errors(error.errors)
@@ -200,7 +242,7 @@ class CodeRequestPayload:
     """A sent code or why not."""
 
     code_sent: CodeSent | None = strawberry.field(description="Where the code went; null on error.")
-    user_errors: list[UserError] = strawberry.field(description="Why no code was sent.")
+    user_errors: list[IdentityError] = strawberry.field(description="Why no code was sent.")
 
 
 @strawberry.type(description="Tokens of a login session. Send `accessToken` as `Authorization: Bearer …`.")
@@ -232,7 +274,7 @@ class LoginPayload:
 
     tokens: AuthTokens | None = strawberry.field(description="The new tokens; null on error.")
     user: User | None = strawberry.field(description="The logged-in user; null on error.")
-    user_errors: list[UserError] = strawberry.field(description="Why the login failed.")
+    user_errors: list[IdentityError] = strawberry.field(description="Why the login failed.")
 
 
 @strawberry.type(description="The result of a profile change.")
@@ -240,7 +282,7 @@ class UserPayload:
     """The user after the change, or why not."""
 
     user: User | None = strawberry.field(description="The user after the change; null on error.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing changed.")
+    user_errors: list[IdentityError] = strawberry.field(description="Why nothing changed.")
 
 
 @strawberry.type(description="The result of an operation that only succeeds or fails.")
@@ -248,7 +290,7 @@ class DonePayload:
     """Success flag and errors."""
 
     ok: bool = strawberry.field(description="True when done.")
-    user_errors: list[UserError] = strawberry.field(description="Why not.")
+    user_errors: list[IdentityError] = strawberry.field(description="Why not.")
 
 
 @strawberry.type(description="The result of ending sessions.")
@@ -256,7 +298,7 @@ class EndSessionsPayload:
     """How many sessions ended."""
 
     ended_count: int = strawberry.field(description="Sessions ended by this call.")
-    user_errors: list[UserError] = strawberry.field(description="Why not.")
+    user_errors: list[IdentityError] = strawberry.field(description="Why not.")
 
 
 @strawberry.type(description="A login session on one device (A9): what the user sees in the session list.")
@@ -747,7 +789,7 @@ class StartQrLoginPayload:
     """The challenge or why not."""
 
     qr_login: QrLoginStarted | None = strawberry.field(description="The challenge; null on error.")
-    user_errors: list[UserError] = strawberry.field(description="Why not.")
+    user_errors: list[IdentityError] = strawberry.field(description="Why not.")
 
 
 @strawberry.type(description="A6: what the mobile app shows before the user approves a QR-code login.")
@@ -824,7 +866,7 @@ class RegisterDeviceKeyPayload:
     """The key or why not."""
 
     device_key: DeviceKey | None = strawberry.field(description="The registered key; null on error.")
-    user_errors: list[UserError] = strawberry.field(description="Why not.")
+    user_errors: list[IdentityError] = strawberry.field(description="Why not.")
 
 
 @strawberry.input(description="A7: which key will sign.")
@@ -840,7 +882,7 @@ class DeviceChallengePayload:
 
     challenge: str | None = strawberry.field(description="Sign its UTF-8 bytes with ECDSA-SHA256.")
     expires_at: dt.datetime | None = strawberry.field(description="Sign and send before this moment.")
-    user_errors: list[UserError] = strawberry.field(description="Why not.")
+    user_errors: list[IdentityError] = strawberry.field(description="Why not.")
 
 
 @strawberry.input(description="A7: the signed challenge.")
@@ -1027,7 +1069,7 @@ class StartVkLoginPayload:
         description="Random, single-use state (10 minutes); VK sends it back unchanged. Keep it (e.g. in "
         "sessionStorage) and finish the flow only when the state VK returns equals it."
     )
-    user_errors: list[UserError] = strawberry.field(description="Why not.")
+    user_errors: list[IdentityError] = strawberry.field(description="Why not.")
 
 
 @strawberry.input(description="A5: what VK returned to the redirect URI.")

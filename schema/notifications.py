@@ -17,10 +17,47 @@ from models import notifications as models
 from resolvers import notifications as resolvers
 from resolvers.permissions import require_viewer
 from schema import rules
-from schema.errors import UserError, user_errors
+from schema.errors import error_code_enum, error_domain
 from schema.node import as_node, backed_by, parse_global_id
 from schema.pagination import Connection, encode_cursor
 from services import notifications as service
+
+NotificationErrorCode = error_code_enum(
+    "NotificationErrorCode",
+    "Why a notification mutation (I1–I3) failed: the `code` of `NotificationError`.",
+    "services.notifications",
+)
+
+
+@strawberry.interface(
+    description=(
+        "A problem with a notification mutation (I1–I3), "
+        "reported in its payload's `userErrors`. "
+        "`code` (`NotificationErrorCode`) is stable for programs, `message` is the text to show the user "
+        "(Russian), `field` is the path of the input it concerns."
+    )
+)
+class NotificationError:
+    """Common shape of this domain's user errors; specific ones implement it and carry more data."""
+
+    code: str = strawberry.field(
+        graphql_type=NotificationErrorCode,
+        description="Stable machine-readable code, one of `NotificationErrorCode`.",
+    )
+    message: str = strawberry.field(description="Human-readable text to show the user, in Russian.")
+    field: list[str] | None = strawberry.field(
+        description='Path of the input field at fault, e.g. `["input", "phone"]`; null for the whole input.'
+    )
+
+
+@strawberry.type(description="A `NotificationError` with no data beyond code, message and field.")
+class NotificationInputError(NotificationError):
+    """The default implementation of :class:`NotificationError`."""
+
+
+NOTIFICATION_ERRORS = error_domain(NotificationError, NotificationErrorCode, NotificationInputError)
+user_error = NOTIFICATION_ERRORS.one
+user_errors = NOTIFICATION_ERRORS.many
 
 
 @strawberry.enum(description="What a notification is about; settings are chosen per category (J6).")
@@ -175,7 +212,7 @@ class MarkNotificationReadPayload:
 
     notification: Notification | None = strawberry.field(description="The notification, now read.")
     unread_count: int = strawberry.field(description="Unread notifications left.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing changed, if so.")
+    user_errors: list[NotificationError] = strawberry.field(description="Why nothing changed, if so.")
 
 
 @strawberry.type(description="Result of markAllNotificationsRead.")
@@ -183,7 +220,7 @@ class MarkAllNotificationsReadPayload:
     """How many notifications changed."""
 
     changed: int = strawberry.field(description="Notifications that were unread and are read now.")
-    user_errors: list[UserError] = strawberry.field(
+    user_errors: list[NotificationError] = strawberry.field(
         description="Always empty; kept for the payload convention."
     )
 
@@ -211,7 +248,7 @@ class UpdateNotificationSettingsPayload:
     """The whole matrix after the change."""
 
     settings: list[NotificationPreference] = strawberry.field(description="Every category × channel now.")
-    user_errors: list[UserError] = strawberry.field(
+    user_errors: list[NotificationError] = strawberry.field(
         description="Always empty; kept for the payload convention."
     )
 
@@ -238,7 +275,7 @@ class PushDevicePayload:
     """Whether the device is registered now."""
 
     registered: bool = strawberry.field(description="Whether the token is registered to the user now.")
-    user_errors: list[UserError] = strawberry.field(description="Why the token was refused, if so.")
+    user_errors: list[NotificationError] = strawberry.field(description="Why the token was refused, if so.")
 
 
 @strawberry.type

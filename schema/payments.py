@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, Iterable
 from dataclasses import MISSING
 from decimal import Decimal
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from strawberry import relay
@@ -21,11 +21,50 @@ from schema import rules
 from schema.accounts import Account
 from schema.billing import PaymentMethod
 from schema.branches import Supplier
-from schema.errors import UserError, register_user_error, user_errors
+from schema.errors import error_code_enum, error_domain
 from schema.node import as_node, backed_by, canonical, parse_global_id
 from schema.scalars import YearMonthScalar as YearMonth
 from services import payments as service
 from services.errors import DomainError
+
+PaymentErrorCode = error_code_enum(
+    "PaymentErrorCode",
+    "Why a payment mutation (D5, H1, J7) failed: the `code` of `PaymentError`.",
+    "services.payments",
+    "services.accounts",
+    "services.notifications",
+)
+
+
+@strawberry.interface(
+    description=(
+        "A problem with a payment mutation (D5, H1, J7), "
+        "reported in its payload's `userErrors`. "
+        "`code` (`PaymentErrorCode`) is stable for programs, `message` is the text to show the user "
+        "(Russian), `field` is the path of the input it concerns."
+    )
+)
+class PaymentError:
+    """Common shape of this domain's user errors; specific ones implement it and carry more data."""
+
+    code: str = strawberry.field(
+        graphql_type=PaymentErrorCode,
+        description="Stable machine-readable code, one of `PaymentErrorCode`.",
+    )
+    message: str = strawberry.field(description="Human-readable text to show the user, in Russian.")
+    field: list[str] | None = strawberry.field(
+        description='Path of the input field at fault, e.g. `["input", "phone"]`; null for the whole input.'
+    )
+
+
+@strawberry.type(description="A `PaymentError` with no data beyond code, message and field.")
+class PaymentInputError(PaymentError):
+    """The default implementation of :class:`PaymentError`."""
+
+
+PAYMENT_ERRORS = error_domain(PaymentError, PaymentErrorCode, PaymentInputError)
+user_error = PAYMENT_ERRORS.one
+user_errors = PAYMENT_ERRORS.many
 
 
 @strawberry.enum(
@@ -287,7 +326,7 @@ class CreatePaymentPayload:
     """The PENDING payment to confirm, or why there is none."""
 
     payment: Payment | None = strawberry.field(description="The payment (the first one for a retried key).")
-    user_errors: list[UserError] = strawberry.field(description="What is wrong with the input.")
+    user_errors: list[PaymentError] = strawberry.field(description="What is wrong with the input.")
 
 
 @strawberry.input(description="J7: connect, change or switch off autopay of one account.")
@@ -310,7 +349,7 @@ class SetAutopayPayload:
     """Whether autopay is on now."""
 
     enabled: bool = strawberry.field(description="Autopay of the account is on.")
-    user_errors: list[UserError] = strawberry.field(description="What is wrong with the input.")
+    user_errors: list[PaymentError] = strawberry.field(description="What is wrong with the input.")
 
 
 @strawberry.type(description="A change of a payment's status, pushed by `paymentStatus`.")
@@ -324,16 +363,16 @@ class PaymentStatusEvent:
 
 
 @strawberry.type(description="D5: an amount below the minimum.")
-class AmountTooSmallError(UserError):
+class AmountTooSmallError(PaymentError):
     """Carries the minimum."""
 
     minimum: Decimal = strawberry.field(description='The smallest amount allowed, "10.00".')
 
 
-@register_user_error(service.AmountTooSmall)
-def _too_small(error: DomainError) -> UserError:
+@PAYMENT_ERRORS.register(service.AmountTooSmall)
+def _too_small(error: DomainError, code: Any) -> PaymentError:
     return AmountTooSmallError(
-        code=error.code,
+        code=code,
         message=error.text,
         field=error.field,
         minimum=error.data.get("minimum", service.MIN_AMOUNT),

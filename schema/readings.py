@@ -18,11 +18,51 @@ from models import tariffs as tariff_models
 from resolvers import readings as resolvers
 from resolvers.branches import ServiceById
 from schema.enums import model_enum
-from schema.errors import UserError, register_user_error, user_errors
+from schema.errors import error_code_enum, error_domain
 from schema.node import as_node, backed_by
 from schema.scalars import YearMonthScalar as YearMonth
 from services import readings as service
 from services.periods import month_start
+
+ReadingErrorCode = error_code_enum(
+    "ReadingErrorCode",
+    "Why a meter-reading mutation (E3, E4) failed: the `code` of `ReadingError`.",
+    "services.readings",
+    "services.accounts",
+    "services.notifications",
+    "resolvers.readings",
+)
+
+
+@strawberry.interface(
+    description=(
+        "A problem with a meter-reading mutation (E3, E4), "
+        "reported in its payload's `userErrors`. "
+        "`code` (`ReadingErrorCode`) is stable for programs, `message` is the text to show the user "
+        "(Russian), `field` is the path of the input it concerns."
+    )
+)
+class ReadingError:
+    """Common shape of this domain's user errors; specific ones implement it and carry more data."""
+
+    code: str = strawberry.field(
+        graphql_type=ReadingErrorCode,
+        description="Stable machine-readable code, one of `ReadingErrorCode`.",
+    )
+    message: str = strawberry.field(description="Human-readable text to show the user, in Russian.")
+    field: list[str] | None = strawberry.field(
+        description='Path of the input field at fault, e.g. `["input", "phone"]`; null for the whole input.'
+    )
+
+
+@strawberry.type(description="A `ReadingError` with no data beyond code, message and field.")
+class ReadingInputError(ReadingError):
+    """The default implementation of :class:`ReadingError`."""
+
+
+READING_ERRORS = error_domain(ReadingError, ReadingErrorCode, ReadingInputError)
+user_error = READING_ERRORS.one
+user_errors = READING_ERRORS.many
 
 Zone = model_enum(
     tariff_models.Zone,
@@ -416,7 +456,7 @@ class ReadingSubmission(relay.Node):
 
 
 @strawberry.type(description="E3: today is outside the monthly window; carries the next window's dates.")
-class ReadingWindowClosedError(UserError):
+class ReadingWindowClosedError(ReadingError):
     """READING_WINDOW_CLOSED."""
 
     next_opens_on: dt.date = strawberry.field(description="First day of the next window.")
@@ -426,7 +466,7 @@ class ReadingWindowClosedError(UserError):
 @strawberry.type(
     description="E3: a value below the previous one; carries the meter, zone and previous value."
 )
-class ReadingBelowPreviousError(UserError):
+class ReadingBelowPreviousError(ReadingError):
     """READING_BELOW_PREVIOUS."""
 
     meter_id: strawberry.ID = strawberry.field(description="Global ID of the meter.")
@@ -435,7 +475,7 @@ class ReadingBelowPreviousError(UserError):
 
 
 @strawberry.type(description="E3: a value that does not fit the meter's display (digits and decimals).")
-class ReadingDoesNotFitMeterError(UserError):
+class ReadingDoesNotFitMeterError(ReadingError):
     """READING_DOES_NOT_FIT_METER."""
 
     meter_id: strawberry.ID = strawberry.field(description="Global ID of the meter.")
@@ -445,17 +485,17 @@ class ReadingDoesNotFitMeterError(UserError):
 
 
 @strawberry.type(description="E3: some zones of a meter have no value; every zone is required.")
-class ReadingZonesMissingError(UserError):
+class ReadingZonesMissingError(ReadingError):
     """READING_ZONES_MISSING."""
 
     meter_id: strawberry.ID = strawberry.field(description="Global ID of the meter.")
     missing_zones: list[Zone] = strawberry.field(description="The zones without a value.")  # type: ignore[valid-type]
 
 
-@register_user_error(service.ReadingWindowClosed)
-def _window_closed(error: Any) -> UserError:
+@READING_ERRORS.register(service.ReadingWindowClosed)
+def _window_closed(error: Any, code: Any) -> ReadingError:
     return ReadingWindowClosedError(
-        code=error.code,
+        code=code,
         message=error.text,
         field=error.field,
         next_opens_on=error.data["next_opens"],
@@ -463,10 +503,10 @@ def _window_closed(error: Any) -> UserError:
     )
 
 
-@register_user_error(service.ReadingBelowPrevious)
-def _below_previous(error: Any) -> UserError:
+@READING_ERRORS.register(service.ReadingBelowPrevious)
+def _below_previous(error: Any, code: Any) -> ReadingError:
     return ReadingBelowPreviousError(
-        code=error.code,
+        code=code,
         message=error.text,
         field=error.field,
         meter_id=meter_gid(error.data["meter_id"]),
@@ -475,10 +515,10 @@ def _below_previous(error: Any) -> UserError:
     )
 
 
-@register_user_error(service.ReadingOverflow)
-def _overflow(error: Any) -> UserError:
+@READING_ERRORS.register(service.ReadingOverflow)
+def _overflow(error: Any, code: Any) -> ReadingError:
     return ReadingDoesNotFitMeterError(
-        code=error.code,
+        code=code,
         message=error.text,
         field=error.field,
         meter_id=meter_gid(error.data["meter_id"]),
@@ -488,10 +528,10 @@ def _overflow(error: Any) -> UserError:
     )
 
 
-@register_user_error(service.ReadingZonesMissing)
-def _zones_missing(error: Any) -> UserError:
+@READING_ERRORS.register(service.ReadingZonesMissing)
+def _zones_missing(error: Any, code: Any) -> ReadingError:
     return ReadingZonesMissingError(
-        code=error.code,
+        code=code,
         message=error.text,
         field=error.field,
         meter_id=meter_gid(error.data["meter_id"]),
@@ -553,7 +593,7 @@ class SubmitReadingsPayload:
     submission: ReadingSubmission | None = strawberry.field(
         description="The stored submission; null on errors."
     )
-    user_errors: list[UserError] = strawberry.field(description="Problems; empty on success.")
+    user_errors: list[ReadingError] = strawberry.field(description="Problems; empty on success.")
 
 
 @strawberry.input(description="H2: readings of one account among several.")
@@ -588,7 +628,9 @@ class AccountReadingsResult:
     submission: ReadingSubmission | None = strawberry.field(
         description="The stored submission; null on errors."
     )
-    user_errors: list[UserError] = strawberry.field(description="This account's problems; empty on success.")
+    user_errors: list[ReadingError] = strawberry.field(
+        description="This account's problems; empty on success."
+    )
 
 
 @strawberry.type(description="Result of `submitReadingsForAllAccounts`.")
@@ -596,7 +638,7 @@ class SubmitReadingsForAllAccountsPayload:
     """Per-account results, in input order."""
 
     results: list[AccountReadingsResult] = strawberry.field(description="One result per account given.")
-    user_errors: list[UserError] = strawberry.field(description="Problems with the request as a whole.")
+    user_errors: list[ReadingError] = strawberry.field(description="Problems with the request as a whole.")
 
 
 def _result(result: resolvers.SubmitResult) -> AccountReadingsResult:

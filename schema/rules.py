@@ -244,12 +244,18 @@ _EMPTY: dict[type, Any] = {bool: False, int: 0, str: ""}
 
 
 def error_payload(payload: type, errors: list[DomainError]) -> Any:
-    """An instance of a mutation's payload carrying only ``userErrors`` (everything else empty)."""
-    from schema.errors import user_errors
+    """An instance of a mutation's payload carrying only ``userErrors`` (everything else empty), typed by
+    the domain of its ``userErrors`` field (``schema.errors.ErrorDomain``)."""
+    from schema.errors import domain_of, user_errors
 
+    convert = user_errors
     values: dict[str, Any] = {}
     for item in payload.__strawberry_definition__.fields:  # type: ignore[attr-defined]
-        if item.python_name == "user_errors" or item.base_resolver is not None:
+        if item.python_name == "user_errors":
+            domain = domain_of(getattr(item.type, "of_type", None))
+            convert = domain.many if domain is not None else user_errors
+            continue
+        if item.base_resolver is not None:
             continue
         kind: Any = item.type
         if isinstance(kind, StrawberryOptional):
@@ -258,7 +264,7 @@ def error_payload(payload: type, errors: list[DomainError]) -> Any:
             values[item.python_name] = []
         else:
             values[item.python_name] = _EMPTY.get(kind)
-    return payload(**values, user_errors=user_errors(errors))
+    return payload(**values, user_errors=convert(errors))
 
 
 class InvalidInput(Exception):

@@ -23,7 +23,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from resolvers.permissions import require_viewer
-from schema import accounts, identity, payments, readings
+from schema import accounts, appeals, identity, notifications, payments, readings
 from schema.accounts import AccountMutations, AccountQueries
 from schema.appeals import AppealMutations, AppealQueries
 from schema.branches import BranchQueries
@@ -82,10 +82,16 @@ MUTATIONS: tuple[type, ...] = (
 
 ERROR_TYPES: tuple[type, ...] = (
     InputError,
+    readings.ReadingInputError,
     *readings.ERROR_TYPES,
+    accounts.AccountInputError,
     *accounts.ERROR_TYPES,
+    identity.IdentityInputError,
     *identity.ERROR_TYPES,
+    payments.PaymentInputError,
     *payments.ERROR_TYPES,
+    appeals.AppealInputError,
+    notifications.NotificationInputError,
 )
 """Every concrete user-error type, so the schema lists each one before a field returns it; a domain with
 its own error types exports them as ``ERROR_TYPES`` and joins here (schema.errors knows no domain)."""

@@ -45,11 +45,15 @@ VK_START_LIMIT_PER_IP = (60, 600)
 
 
 class VkUnavailable(DomainError):
+    """Logging in with VK is not configured or VK does not answer."""
+
     code = "VK_UNAVAILABLE"
     message = "Вход через VK сейчас недоступен. Войдите по номеру телефона или электронной почте."
 
 
 class VkStateInvalid(DomainError):
+    """The VK login's state is unknown or expired."""
+
     code = "VK_STATE_INVALID"
     message = "Сеанс входа через VK устарел. Повторите попытку."
 
@@ -65,6 +69,8 @@ class VkLinkRequiresProof(DomainError):
 
 
 class VkPhoneMissing(DomainError):
+    """The VK profile has no phone number to register a cabinet with."""
+
     code = "VK_PHONE_MISSING"
     message = (
         "В профиле ВКонтакте отсутствуют данные о номере телефона. Укажите номер телефона в VK "
@@ -73,6 +79,8 @@ class VkPhoneMissing(DomainError):
 
 
 class VkAlreadyLinked(DomainError):
+    """This VK profile is connected to another cabinet."""
+
     code = "VK_ALREADY_LINKED"
     message = "Этот профиль VK уже подключен к другому личному кабинету."
 
