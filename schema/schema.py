@@ -23,11 +23,10 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from resolvers.permissions import require_viewer
-from schema import accounts, appeals, identity, notifications, payments, readings
+from schema import accounts, appeals, content, identity, notifications, payments, readings
 from schema.accounts import AccountMutations, AccountQueries
 from schema.appeals import AppealMutations, AppealQueries
 from schema.branches import BranchQueries
-from schema.content import ContentMutations, ContentQueries
 from schema.errors import InputError
 from schema.identity import (
     AltLoginMutations,
@@ -62,7 +61,7 @@ QUERIES: tuple[type, ...] = (
     AccountQueries,
     NotificationQueries,
     AppealQueries,
-    ContentQueries,
+    *content.QUERIES,
     PaymentQueries,
 )
 """Each domain's query class; add a domain's here (its fields join the root Query)."""
@@ -75,7 +74,7 @@ MUTATIONS: tuple[type, ...] = (
     AccountMutations,
     NotificationMutations,
     AppealMutations,
-    ContentMutations,
+    *content.MUTATIONS,
     PaymentMutations,
 )
 """Each domain's mutation class; add a domain's here (its fields join the root Mutation)."""
