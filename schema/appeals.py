@@ -750,7 +750,7 @@ def _application_payload(outcome: resolvers.Outcome) -> SubmitApplicationPayload
 
 
 ERROR_TYPES: list[type] = []
-"""This domain reports every problem as an ``InputError`` (code, message, field)."""
+"""This domain reports every problem as an ``AppealInputError`` (code, message, field)."""
 
 PageSize = Annotated[int, strawberry.argument(description="Page size (1–100).")]
 After = Annotated[

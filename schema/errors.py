@@ -4,7 +4,7 @@ Each domain types its errors (issue 19, Saleor's ``XxxErrorCode`` model): an enu
 mutations can return (:func:`error_code_enum`, built from the domain errors the domain's resolvers can reach,
 each value described by its class's docstring), an interface ``XxxError`` whose ``code`` is that enum, a
 default type implementing it and an :class:`ErrorDomain` that turns ``DomainError``s into those types.
-``UserError`` (``code: String``) is the untyped shape, kept for payloads not typed by a domain yet.
+Every payload's ``userErrors`` is typed by its domain's interface (``tests/test_error_codes.py``).
 """
 
 from __future__ import annotations
@@ -21,59 +21,6 @@ import strawberry
 from services import errors as common_errors
 from services import pagination as pagination_service
 from services.errors import DomainError
-
-
-@strawberry.interface(
-    description=(
-        "An expected problem with the input or the state of things, reported in a payload's `userErrors`. "
-        "`code` is stable for programs, `message` is the text to show to the user (Russian), `field` is the "
-        "path of the input it concerns. Specific errors implement this interface and carry more data."
-    )
-)
-class UserError:
-    """Common shape of every user-facing error."""
-
-    code: str = strawberry.field(description="Stable machine-readable code, e.g. `READING_BELOW_PREVIOUS`.")
-    message: str = strawberry.field(description="Human-readable text to show the user, in Russian.")
-    field: list[str] | None = strawberry.field(
-        description='Path of the input field at fault, e.g. `["input", "phone"]`; null for the whole input.'
-    )
-
-
-@strawberry.type(description="A user error with no data beyond code, message and field.")
-class InputError(UserError):
-    """The default implementation of :class:`UserError`."""
-
-
-ErrorFactory = Callable[[DomainError], UserError]
-_factories: dict[type[DomainError], ErrorFactory] = {}
-
-
-def register_user_error(domain_error: type[DomainError]) -> Callable[[ErrorFactory], ErrorFactory]:
-    """Map a domain error class (and its subclasses) to a GraphQL error type with extra fields."""
-
-    def decorator(factory: ErrorFactory) -> ErrorFactory:
-        _factories[domain_error] = factory
-        return factory
-
-    return decorator
-
-
-def user_error(error: DomainError) -> UserError:
-    """The GraphQL error for a domain error: its registered type, else :class:`InputError`."""
-    for cls in type(error).__mro__:
-        factory = _factories.get(cls)  # type: ignore[arg-type]
-        if factory is not None:
-            return factory(error)
-    return InputError(code=error.code, message=error.text, field=error.field)
-
-
-def user_errors(errors: Iterable[DomainError]) -> list[UserError]:
-    """Map several domain errors at once (validation that reports every bad field)."""
-    return [user_error(error) for error in errors]
-
-
-# --- typed per domain (issue 19) ---------------------------------------------------------------------------
 
 
 def domain_errors_in(module: ModuleType) -> list[type[DomainError]]:

@@ -246,14 +246,14 @@ _EMPTY: dict[type, Any] = {bool: False, int: 0, str: ""}
 def error_payload(payload: type, errors: list[DomainError]) -> Any:
     """An instance of a mutation's payload carrying only ``userErrors`` (everything else empty), typed by
     the domain of its ``userErrors`` field (``schema.errors.ErrorDomain``)."""
-    from schema.errors import domain_of, user_errors
+    from schema.errors import domain_of
 
-    convert = user_errors
     values: dict[str, Any] = {}
     for item in payload.__strawberry_definition__.fields:  # type: ignore[attr-defined]
         if item.python_name == "user_errors":
             domain = domain_of(getattr(item.type, "of_type", None))
-            convert = domain.many if domain is not None else user_errors
+            if domain is None:
+                raise TypeError(f"{payload.__name__}.userErrors is not typed by a domain's XxxError")
             continue
         if item.base_resolver is not None:
             continue
@@ -264,7 +264,7 @@ def error_payload(payload: type, errors: list[DomainError]) -> Any:
             values[item.python_name] = []
         else:
             values[item.python_name] = _EMPTY.get(kind)
-    return payload(**values, user_errors=convert(errors))
+    return payload(**values, user_errors=domain.many(errors))
 
 
 class InvalidInput(Exception):

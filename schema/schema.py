@@ -27,7 +27,6 @@ from schema import accounts, appeals, content, identity, notifications, payments
 from schema.accounts import AccountMutations, AccountQueries
 from schema.appeals import AppealMutations, AppealQueries
 from schema.branches import BranchQueries
-from schema.errors import InputError
 from schema.identity import (
     AltLoginMutations,
     ExternalLoginMutations,
@@ -80,7 +79,6 @@ MUTATIONS: tuple[type, ...] = (
 """Each domain's mutation class; add a domain's here (its fields join the root Mutation)."""
 
 ERROR_TYPES: tuple[type, ...] = (
-    InputError,
     readings.ReadingInputError,
     *readings.ERROR_TYPES,
     accounts.AccountInputError,
@@ -91,6 +89,7 @@ ERROR_TYPES: tuple[type, ...] = (
     *payments.ERROR_TYPES,
     appeals.AppealInputError,
     notifications.NotificationInputError,
+    *content.ERROR_TYPES,
 )
 """Every concrete user-error type, so the schema lists each one before a field returns it; a domain with
 its own error types exports them as ``ERROR_TYPES`` and joins here (schema.errors knows no domain)."""

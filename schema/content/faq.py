@@ -13,9 +13,46 @@ from models import content as models
 from resolvers.content import faq as faq_resolvers
 from schema import rules
 from schema.content.common import decode_id, decode_optional_id, int_ids
-from schema.errors import UserError, user_errors
+from schema.errors import error_code_enum, error_domain
 from schema.node import as_node, backed_by
 from services.content import faq as faq_service
+
+FaqErrorCode = error_code_enum(
+    "FaqErrorCode",
+    "Why a FAQ mutation (I3) failed: the `code` of `FaqError`.",
+    "services.content.common",
+)
+
+
+@strawberry.interface(
+    description=(
+        "A problem with a FAQ mutation (I3), "
+        "reported in its payload's `userErrors`. "
+        "`code` (`FaqErrorCode`) is stable for programs, `message` is the text to show the user "
+        "(Russian), `field` is the path of the input it concerns."
+    )
+)
+class FaqError:
+    """Common shape of this domain's user errors; specific ones implement it and carry more data."""
+
+    code: str = strawberry.field(
+        graphql_type=FaqErrorCode,
+        description="Stable machine-readable code, one of `FaqErrorCode`.",
+    )
+    message: str = strawberry.field(description="Human-readable text to show the user, in Russian.")
+    field: list[str] | None = strawberry.field(
+        description='Path of the input field at fault, e.g. `["input", "phone"]`; null for the whole input.'
+    )
+
+
+@strawberry.type(description="A `FaqError` with no data beyond code, message and field.")
+class FaqInputError(FaqError):
+    """The default implementation of :class:`FaqError`."""
+
+
+FAQ_ERRORS = error_domain(FaqError, FaqErrorCode, FaqInputError)
+user_error = FAQ_ERRORS.one
+user_errors = FAQ_ERRORS.many
 
 
 @strawberry.type(description="A frequently asked question and its answer (I2).")
@@ -54,7 +91,7 @@ class SaveFaqEntryPayload:
     """The entry."""
 
     entry: FaqEntry | None = strawberry.field(description="The saved entry.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing was saved, if so.")
+    user_errors: list[FaqError] = strawberry.field(description="Why nothing was saved, if so.")
 
 
 @strawberry.input(description="ADMIN: remove a FAQ entry.")
@@ -69,7 +106,7 @@ class DeleteFaqEntryPayload:
     """Whether it was deleted."""
 
     deleted: bool = strawberry.field(description="True when the entry is gone.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing was deleted, if so.")
+    user_errors: list[FaqError] = strawberry.field(description="Why nothing was deleted, if so.")
 
 
 @strawberry.type

@@ -18,9 +18,51 @@ from resolvers.content import offices as offices_resolvers
 from schema import rules
 from schema.branches import Branch
 from schema.content.common import decode_id, decode_optional_id, encode_id, int_ids
-from schema.errors import UserError, user_errors
+from schema.errors import error_code_enum, error_domain
 from schema.node import as_node, backed_by
 from services.content import offices as offices_service
+
+OfficeErrorCode = error_code_enum(
+    "OfficeErrorCode",
+    "Why an office, appointment or callback mutation (I1) failed: the `code` of `OfficeError`.",
+    "services.content.offices",
+    "services.content.common",
+    "services.accounts",
+    "services.codes",
+    "services.identity.errors",
+    "services.notifications",
+)
+
+
+@strawberry.interface(
+    description=(
+        "A problem with an office, appointment or callback mutation (I1), "
+        "reported in its payload's `userErrors`. "
+        "`code` (`OfficeErrorCode`) is stable for programs, `message` is the text to show the user "
+        "(Russian), `field` is the path of the input it concerns."
+    )
+)
+class OfficeError:
+    """Common shape of this domain's user errors; specific ones implement it and carry more data."""
+
+    code: str = strawberry.field(
+        graphql_type=OfficeErrorCode,
+        description="Stable machine-readable code, one of `OfficeErrorCode`.",
+    )
+    message: str = strawberry.field(description="Human-readable text to show the user, in Russian.")
+    field: list[str] | None = strawberry.field(
+        description='Path of the input field at fault, e.g. `["input", "phone"]`; null for the whole input.'
+    )
+
+
+@strawberry.type(description="An `OfficeError` with no data beyond code, message and field.")
+class OfficeInputError(OfficeError):
+    """The default implementation of :class:`OfficeError`."""
+
+
+OFFICE_ERRORS = error_domain(OfficeError, OfficeErrorCode, OfficeInputError)
+user_error = OFFICE_ERRORS.one
+user_errors = OFFICE_ERRORS.many
 
 
 @strawberry.enum(description="Day of the week.")
@@ -242,7 +284,7 @@ class SaveOfficePayload:
     """The office."""
 
     office: Office | None = strawberry.field(description="The saved office.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing was saved, if so.")
+    user_errors: list[OfficeError] = strawberry.field(description="Why nothing was saved, if so.")
 
 
 @strawberry.input(description="A slot to open.")
@@ -266,7 +308,7 @@ class AddOfficeSlotsPayload:
     """The slots."""
 
     slots: list[OfficeSlot] = strawberry.field(description="The slots at the given start times.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing was added, if so.")
+    user_errors: list[OfficeError] = strawberry.field(description="Why nothing was added, if so.")
 
 
 @strawberry.input(description="I5: book an office slot.")
@@ -285,7 +327,7 @@ class AppointmentPayload:
     """The appointment."""
 
     appointment: Appointment | None = strawberry.field(description="The appointment.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing changed, e.g. SLOT_TAKEN.")
+    user_errors: list[OfficeError] = strawberry.field(description="Why nothing changed, e.g. SLOT_TAKEN.")
 
 
 @strawberry.input(description="I5: cancel one's appointment (the slot becomes free).")
@@ -310,7 +352,7 @@ class RequestCallbackPayload:
     """The request."""
 
     callback_request: CallbackRequest | None = strawberry.field(description="The stored request.")
-    user_errors: list[UserError] = strawberry.field(description="Why it was refused, if so.")
+    user_errors: list[OfficeError] = strawberry.field(description="Why it was refused, if so.")
 
 
 def _opening_hours(days: list[OpeningDayInput] | None) -> dict[str, list[list[str]]] | None:

@@ -16,9 +16,47 @@ from resolvers.content import promotions as promotions_resolvers
 from schema import rules
 from schema.branches import Branch
 from schema.content.common import decode_optional_id, file_url, int_ids
-from schema.errors import UserError, user_errors
+from schema.errors import error_code_enum, error_domain
 from schema.node import as_node, backed_by
 from services.content import promotions as promotions_service
+
+PromotionErrorCode = error_code_enum(
+    "PromotionErrorCode",
+    "Why a promotion mutation (I5) failed: the `code` of `PromotionError`.",
+    "services.content.common",
+    "services.notifications",
+)
+
+
+@strawberry.interface(
+    description=(
+        "A problem with a promotion mutation (I5), "
+        "reported in its payload's `userErrors`. "
+        "`code` (`PromotionErrorCode`) is stable for programs, `message` is the text to show the user "
+        "(Russian), `field` is the path of the input it concerns."
+    )
+)
+class PromotionError:
+    """Common shape of this domain's user errors; specific ones implement it and carry more data."""
+
+    code: str = strawberry.field(
+        graphql_type=PromotionErrorCode,
+        description="Stable machine-readable code, one of `PromotionErrorCode`.",
+    )
+    message: str = strawberry.field(description="Human-readable text to show the user, in Russian.")
+    field: list[str] | None = strawberry.field(
+        description='Path of the input field at fault, e.g. `["input", "phone"]`; null for the whole input.'
+    )
+
+
+@strawberry.type(description="A `PromotionError` with no data beyond code, message and field.")
+class PromotionInputError(PromotionError):
+    """The default implementation of :class:`PromotionError`."""
+
+
+PROMOTION_ERRORS = error_domain(PromotionError, PromotionErrorCode, PromotionInputError)
+user_error = PROMOTION_ERRORS.one
+user_errors = PROMOTION_ERRORS.many
 
 
 @strawberry.type(description="A promotion (акция) with a validity period (I4).")
@@ -84,7 +122,7 @@ class SavePromotionPayload:
     """The promotion."""
 
     promotion: Promotion | None = strawberry.field(description="The saved promotion.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing was saved, if so.")
+    user_errors: list[PromotionError] = strawberry.field(description="Why nothing was saved, if so.")
 
 
 @strawberry.type

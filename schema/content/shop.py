@@ -14,9 +14,51 @@ from models import content as models
 from resolvers.content import shop as shop_resolvers
 from schema import rules
 from schema.content.common import decode_id, decode_optional_id, file_url, int_ids, payload_id
-from schema.errors import UserError, user_errors
+from schema.errors import error_code_enum, error_domain
 from schema.node import as_node, backed_by
 from services.content import shop as shop_service
+
+ShopErrorCode = error_code_enum(
+    "ShopErrorCode",
+    "Why a shop mutation (I2) failed: the `code` of `ShopError`.",
+    "services.content.shop",
+    "services.content.common",
+    "services.accounts",
+    "services.codes",
+    "services.identity.errors",
+    "services.notifications",
+)
+
+
+@strawberry.interface(
+    description=(
+        "A problem with a shop mutation (I2), "
+        "reported in its payload's `userErrors`. "
+        "`code` (`ShopErrorCode`) is stable for programs, `message` is the text to show the user "
+        "(Russian), `field` is the path of the input it concerns."
+    )
+)
+class ShopError:
+    """Common shape of this domain's user errors; specific ones implement it and carry more data."""
+
+    code: str = strawberry.field(
+        graphql_type=ShopErrorCode,
+        description="Stable machine-readable code, one of `ShopErrorCode`.",
+    )
+    message: str = strawberry.field(description="Human-readable text to show the user, in Russian.")
+    field: list[str] | None = strawberry.field(
+        description='Path of the input field at fault, e.g. `["input", "phone"]`; null for the whole input.'
+    )
+
+
+@strawberry.type(description="A `ShopError` with no data beyond code, message and field.")
+class ShopInputError(ShopError):
+    """The default implementation of :class:`ShopError`."""
+
+
+SHOP_ERRORS = error_domain(ShopError, ShopErrorCode, ShopInputError)
+user_error = SHOP_ERRORS.one
+user_errors = SHOP_ERRORS.many
 
 
 @strawberry.type(description="A category of the online shop (I1), e.g. «Приборы учёта».")
@@ -97,7 +139,7 @@ class OrderShopItemPayload:
     application_id: strawberry.ID | None = strawberry.field(
         description="Global ID of the application (kind FREE_FORM) the operators will process."
     )
-    user_errors: list[UserError] = strawberry.field(description="Why nothing was ordered, if so.")
+    user_errors: list[ShopError] = strawberry.field(description="Why nothing was ordered, if so.")
 
 
 @strawberry.input(description="ADMIN: create (no id) or change a shop category.")
@@ -114,7 +156,7 @@ class SaveShopCategoryPayload:
     """The category."""
 
     category: ShopCategory | None = strawberry.field(description="The saved category.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing was saved, if so.")
+    user_errors: list[ShopError] = strawberry.field(description="Why nothing was saved, if so.")
 
 
 @strawberry.input(description="ADMIN: create (no id) or change a shop item.")
@@ -141,7 +183,7 @@ class SaveShopItemPayload:
     """The item."""
 
     item: ShopItem | None = strawberry.field(description="The saved item.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing was saved, if so.")
+    user_errors: list[ShopError] = strawberry.field(description="Why nothing was saved, if so.")
 
 
 @strawberry.type

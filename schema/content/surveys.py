@@ -15,9 +15,48 @@ from models import content as models
 from resolvers.content import surveys as surveys_resolvers
 from schema import rules
 from schema.content.common import decode_id, int_ids
-from schema.errors import UserError, user_errors
+from schema.errors import error_code_enum, error_domain
 from schema.node import as_node, backed_by
 from services.content import surveys as surveys_service
+
+SurveyErrorCode = error_code_enum(
+    "SurveyErrorCode",
+    "Why a survey mutation (I4) failed: the `code` of `SurveyError`.",
+    "services.content.surveys",
+    "services.content.common",
+    "services.notifications",
+)
+
+
+@strawberry.interface(
+    description=(
+        "A problem with a survey mutation (I4), "
+        "reported in its payload's `userErrors`. "
+        "`code` (`SurveyErrorCode`) is stable for programs, `message` is the text to show the user "
+        "(Russian), `field` is the path of the input it concerns."
+    )
+)
+class SurveyError:
+    """Common shape of this domain's user errors; specific ones implement it and carry more data."""
+
+    code: str = strawberry.field(
+        graphql_type=SurveyErrorCode,
+        description="Stable machine-readable code, one of `SurveyErrorCode`.",
+    )
+    message: str = strawberry.field(description="Human-readable text to show the user, in Russian.")
+    field: list[str] | None = strawberry.field(
+        description='Path of the input field at fault, e.g. `["input", "phone"]`; null for the whole input.'
+    )
+
+
+@strawberry.type(description="A `SurveyError` with no data beyond code, message and field.")
+class SurveyInputError(SurveyError):
+    """The default implementation of :class:`SurveyError`."""
+
+
+SURVEY_ERRORS = error_domain(SurveyError, SurveyErrorCode, SurveyInputError)
+user_error = SURVEY_ERRORS.one
+user_errors = SURVEY_ERRORS.many
 
 
 @strawberry.enum(description="How a survey question is answered.")
@@ -151,7 +190,7 @@ class AnswerSurveyPayload:
     """The survey, now answered."""
 
     survey: Survey | None = strawberry.field(description="The survey (`answered` is true).")
-    user_errors: list[UserError] = strawberry.field(description="Why the answers were refused, if so.")
+    user_errors: list[SurveyError] = strawberry.field(description="Why the answers were refused, if so.")
 
 
 @strawberry.input(description="ADMIN: one question of a new survey.")
@@ -186,7 +225,7 @@ class CreateSurveyPayload:
     """The survey."""
 
     survey: Survey | None = strawberry.field(description="The new survey.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing was created, if so.")
+    user_errors: list[SurveyError] = strawberry.field(description="Why nothing was created, if so.")
 
 
 @strawberry.input(description="ADMIN: stop accepting answers to a survey now.")
@@ -201,7 +240,7 @@ class EndSurveyPayload:
     """The survey."""
 
     survey: Survey | None = strawberry.field(description="The survey, now closed.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing changed, if so.")
+    user_errors: list[SurveyError] = strawberry.field(description="Why nothing changed, if so.")
 
 
 @strawberry.type
