@@ -71,7 +71,7 @@ from app.metrics import EXECUTOR
 log = logging.getLogger(__name__)
 
 BACKREF = "strawberry-definition"
-NODE_ID_RESOLVER = Node._id.__func__  # type: ignore[attr-defined]  # Strawberry's resolver of Node.id
+NODE_ID_RESOLVER = Node._id.__func__  # Strawberry's resolver of Node.id
 PLAN_CACHE_SIZE = 256
 STATS = {"fast": 0, "fallback": 0, "skipped": 0}
 """Queries answered by the fast path, handed to graphql-core after it gave up, and sent straight to

@@ -132,7 +132,7 @@ class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     def guard(self) -> SessionGuard:
         guard = self.view.state.sessions  # type: ignore[attr-defined]
         assert guard is not None
-        return guard  # type: ignore[no-any-return]
+        return guard
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         heard = self.guard.generation
@@ -177,7 +177,7 @@ class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             return
         metrics.watch_events()  # observability hook: the operation's task inherits its event slot
         await super().handle_subscribe(message)
-        operation = self.operations.get(message.get("id"))  # type: ignore[arg-type]
+        operation = self.operations.get(message.get("id"))
         if operation is not None and operation_type(operation.query, operation.operation_name) is (
             OperationType.SUBSCRIPTION
         ):
@@ -541,7 +541,7 @@ class KabinetGraphQL(GraphQL[Context, None]):
         bounded_socket = WebSocket(websocket.scope, receive=bounded, send=websocket._send)
         return bounded_socket
 
-    async def execute_operation(  # type: ignore[override]
+    async def execute_operation(
         self,
         request: Any,
         request_adapter: Any,

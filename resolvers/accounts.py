@@ -127,12 +127,12 @@ async def require_account(info: Any, account_id: int) -> Account:
 
 async def link_of(info: Any, account_id: int) -> UserAccount | None:
     """The viewer's link to the account (None for staff viewing an account they are not linked to)."""
-    return await info.context.loader(LinkByAccountId).load(account_id)  # type: ignore[no-any-return]
+    return await info.context.loader(LinkByAccountId).load(account_id)
 
 
 async def autopay_enabled(info: Any, account_id: int) -> bool:
     """Whether the viewer's autopay is on for the account."""
-    return await info.context.loader(AutopayByAccountId).load(account_id)  # type: ignore[no-any-return]
+    return await info.context.loader(AutopayByAccountId).load(account_id)
 
 
 async def branch_of(info: Any, account: Account) -> Any:
@@ -142,7 +142,7 @@ async def branch_of(info: Any, account: Account) -> Any:
 
 async def services_of(info: Any, account_id: int) -> list[AccountService]:
     """C1: the account's services."""
-    return await info.context.loader(ServicesByAccountId).load(account_id)  # type: ignore[no-any-return]
+    return await info.context.loader(ServicesByAccountId).load(account_id)
 
 
 async def reading_window(info: Any, account: Account) -> WindowCountdown:
@@ -233,4 +233,4 @@ async def set_receipt_delivery(info: Any, account_id: int, electronic: bool, ema
 
 def today(info: Any) -> dt.date:
     """The company's today for this request."""
-    return info.context.today  # type: ignore[no-any-return]
+    return info.context.today

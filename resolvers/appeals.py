@@ -119,13 +119,13 @@ _REQUEST_LOADERS: dict[type, tuple[type[EventsByRequestId], type[AttachmentsByRe
 async def timeline(info: Any, row: RequestRow) -> list[Any]:
     """The timeline of an appeal or application (one batched statement per kind per request)."""
     events, _ = _REQUEST_LOADERS[type(row)]
-    return await info.context.loader(events).load(row.id)  # type: ignore[no-any-return]
+    return await info.context.loader(events).load(row.id)
 
 
 async def attachments(info: Any, row: RequestRow) -> list[Any]:
     """(attachment, file) pairs of an appeal or application, both directions."""
     _, files = _REQUEST_LOADERS[type(row)]
-    return await info.context.loader(files).load(row.id)  # type: ignore[no-any-return]
+    return await info.context.loader(files).load(row.id)
 
 
 # ---------------------------------------------------------------- helpers

@@ -114,30 +114,30 @@ def period_range(info: Any, start: dt.date | None, end: dt.date | None) -> Perio
 
 async def balance(info: Any, account_id: int) -> billing.AccountBalance:
     """B4."""
-    return await info.context.loader(BalanceByAccountId).load(account_id)  # type: ignore[no-any-return]
+    return await info.context.loader(BalanceByAccountId).load(account_id)
 
 
 async def current_receipt(info: Any, account_id: int) -> Receipt | None:
     """B4."""
-    return await info.context.loader(LatestReceiptByAccountId).load(account_id)  # type: ignore[no-any-return]
+    return await info.context.loader(LatestReceiptByAccountId).load(account_id)
 
 
 async def receipt(info: Any, account_id: int, period: dt.date) -> Receipt | None:
     """D3: the receipt of a period (inside the D8 range)."""
     period_range(info, period, period)
-    return await info.context.loader(ReceiptByAccountPeriod).load((account_id, period))  # type: ignore[no-any-return]
+    return await info.context.loader(ReceiptByAccountPeriod).load((account_id, period))
 
 
 async def charges(info: Any, account_id: int, period: PeriodRange) -> list[Charge]:
     """D2."""
     loader = info.context.loader(ChargesByAccountRange)
-    return await loader.load((account_id, period.start, period.end))  # type: ignore[no-any-return]
+    return await loader.load((account_id, period.start, period.end))
 
 
 async def payments(info: Any, account_id: int, period: PeriodRange) -> list[billing.PaymentLine]:
     """D4."""
     loader = info.context.loader(PaymentsByAccountRange)
-    return await loader.load((account_id, period.start, period.end))  # type: ignore[no-any-return]
+    return await loader.load((account_id, period.start, period.end))
 
 
 async def events(info: Any, account_id: int, period: PeriodRange) -> list[billing.Event]:
@@ -150,7 +150,7 @@ async def events(info: Any, account_id: int, period: PeriodRange) -> list[billin
 async def balance_history(info: Any, account_id: int, period: PeriodRange) -> list[PeriodBalance]:
     """D7."""
     loader = info.context.loader(BalancesByAccountRange)
-    return await loader.load((account_id, period.start, period.end))  # type: ignore[no-any-return]
+    return await loader.load((account_id, period.start, period.end))
 
 
 async def statistics(
@@ -170,7 +170,7 @@ async def statistics(
 
 async def tariffs(info: Any, account_id: int) -> list[Tariff]:
     """C4."""
-    return await info.context.loader(TariffsByAccountId).load(account_id)  # type: ignore[no-any-return]
+    return await info.context.loader(TariffsByAccountId).load(account_id)
 
 
 def download_url(info: Any, target: str) -> storage.SignedUrl:

@@ -35,9 +35,9 @@ async def list_branches(info: Any) -> list[Branch]:
 
 async def branches_by_ids(info: Any, ids: list[int]) -> list[Branch | None]:
     """Branches by id (public reference data, visible to anybody)."""
-    return await info.context.loader(BranchById).load_many(ids)  # type: ignore[no-any-return]
+    return await info.context.loader(BranchById).load_many(ids)
 
 
 async def suppliers_by_ids(info: Any, ids: list[int]) -> list[Supplier | None]:
     """Suppliers by id (public: their requisites are printed on every receipt)."""
-    return await info.context.loader(SupplierById).load_many(ids)  # type: ignore[no-any-return]
+    return await info.context.loader(SupplierById).load_many(ids)

@@ -85,7 +85,7 @@ class DbScope:
         found = self._loaders.get(cls)
         if found is None:
             found = self._loaders[cls] = cls(self)
-        return found  # type: ignore[no-any-return]
+        return found
 
     async def close(self) -> None:
         """Roll back anything uncommitted and return the connection to the pool, once whatever still uses

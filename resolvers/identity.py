@@ -232,37 +232,37 @@ async def send_email_confirmation(info: Any) -> SentCode:
             session, caller, await common.live_user(session, user_id)
         )
 
-    return await _profile(info, run)  # type: ignore[no-any-return]
+    return await _profile(info, run)
 
 
 async def confirm_email(info: Any, code: str) -> User:
     """A2."""
-    return await _profile(info, lambda s, c, u: registration.confirm_email(s, c, u, code))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: registration.confirm_email(s, c, u, code))
 
 
 async def update_names(info: Any, last: str, first: str, middle: str | None) -> User:
     """J1."""
-    return await _profile(info, lambda s, c, u: profile.update_names(s, c, u, last, first, middle))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: profile.update_names(s, c, u, last, first, middle))
 
 
 async def request_phone_change(info: Any, phone: str) -> SentCode:
     """J2 step 1."""
-    return await _profile(info, lambda s, c, u: profile.request_phone_change(s, c, u, phone))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: profile.request_phone_change(s, c, u, phone))
 
 
 async def confirm_phone_change(info: Any, phone: str, code: str) -> User:
     """J2 step 2."""
-    return await _profile(info, lambda s, c, u: profile.confirm_phone_change(s, c, u, phone, code))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: profile.confirm_phone_change(s, c, u, phone, code))
 
 
 async def request_email_change(info: Any, email: str) -> SentCode:
     """J3 step 1."""
-    return await _profile(info, lambda s, c, u: profile.request_email_change(s, c, u, email))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: profile.request_email_change(s, c, u, email))
 
 
 async def confirm_email_change(info: Any, email: str, code: str) -> User:
     """J3 step 2."""
-    return await _profile(info, lambda s, c, u: profile.confirm_email_change(s, c, u, email, code))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: profile.confirm_email_change(s, c, u, email, code))
 
 
 async def change_password(info: Any, current: str, password: str, repeat: str) -> User:
@@ -274,12 +274,12 @@ async def change_password(info: Any, current: str, password: str, repeat: str) -
     )
     info.context.loader(UserById).prime(user.id, user)
     await _flag(info, ended)
-    return user  # type: ignore[no-any-return]
+    return user
 
 
 async def set_show_hints(info: Any, show: bool) -> User:
     """J9."""
-    return await _profile(info, lambda s, c, u: profile.set_show_hints(s, c, u, show))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: profile.set_show_hints(s, c, u, show))
 
 
 async def delete_cabinet(info: Any, password: str | None, choices: list[profile.ReceiptChoice]) -> None:
@@ -386,7 +386,7 @@ async def qr_login_events(
 
 async def register_device_key(info: Any, public_key: str, name: str | None) -> DeviceCredential:
     """A7: register the device's public key (logged in)."""
-    return await _profile(info, lambda s, c, u: keys.register_device_key(s, c, u, public_key, name))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: keys.register_device_key(s, c, u, public_key, name))
 
 
 def device_challenge(info: Any, credential_id: str) -> tuple[str, dt.datetime]:
@@ -423,7 +423,7 @@ async def device_keys_by_ids(info: Any, ids: list[int]) -> list[DeviceCredential
 
 async def revoke_device_key(info: Any, key_id: int) -> bool:
     """A7: revoke one of the caller's device keys."""
-    return await _profile(info, lambda s, c, u: keys.revoke_device_key(s, c, u, key_id))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: keys.revoke_device_key(s, c, u, key_id))
 
 
 # --- A5 VK and J8 ---------------------------------------------------------------------------------------
@@ -489,7 +489,7 @@ async def connect_vk(info: Any, code: str, state: str, redirect_uri: str) -> Use
             viewer_user_id=user_id,
         )
 
-    return await _profile(info, run)  # type: ignore[no-any-return]
+    return await _profile(info, run)
 
 
 async def login_services(info: Any) -> list[ExternalIdentity]:
@@ -509,4 +509,4 @@ async def login_services_by_ids(info: Any, ids: list[int]) -> list[ExternalIdent
 
 async def unlink_login_service(info: Any, identity_id: int) -> bool:
     """J8: disconnect one."""
-    return await _profile(info, lambda s, c, u: vk.unlink_login_service(s, c, u, identity_id))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: vk.unlink_login_service(s, c, u, identity_id))

@@ -19,7 +19,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-class Loader(DataLoader, Generic[K, V]):  # type: ignore[type-arg]
+class Loader(DataLoader, Generic[K, V]):
     """A DataLoader whose batches run on its scope's (serialized) session."""
 
     def __init__(self, scope: DbScope) -> None:

@@ -62,7 +62,7 @@ def db_gate(state: Any) -> asyncio.Semaphore:
     gate = state.extras.get("subscription_db_gate")
     if gate is None:
         gate = state.extras["subscription_db_gate"] = asyncio.Semaphore(SUBSCRIPTION_DB_CONCURRENCY)
-    return gate  # type: ignore[no-any-return]
+    return gate
 
 
 async def page(

@@ -181,7 +181,7 @@ class Account(relay.Node):
 
     @strawberry.field(description="The branch (филиал) the account belongs to.")
     async def branch(self, root: strawberry.Parent[models.Account], info: strawberry.Info) -> Branch:
-        return await resolvers.branch_of(info, root)  # type: ignore[no-any-return]
+        return await resolvers.branch_of(info, root)
 
     @strawberry.field(description="C1: requisites of the dwelling.")
     def requisites(self, root: strawberry.Parent[models.Account]) -> AccountRequisites:
@@ -207,7 +207,7 @@ class Account(relay.Node):
 
     @strawberry.field(description="C1/B4: meters installed on the account (each with its last readings).")
     async def meters(self, root: strawberry.Parent[models.Account], info: strawberry.Info) -> list[Meter]:
-        return await info.context.loader(MetersByAccountId).load(root.id)  # type: ignore[no-any-return]
+        return await info.context.loader(MetersByAccountId).load(root.id)
 
     @strawberry.field(
         description="B4: balance including this period's payments, with the supplier breakdown."

@@ -279,7 +279,7 @@ class CustomerRequest(relay.Node):
 
     @strawberry.field(description="The account it concerns.")
     async def account(self, root: strawberry.Parent[resolvers.RequestRow], info: strawberry.Info) -> Account:
-        return await info.context.loader(AccountById).load(root.account_id)  # type: ignore[no-any-return]
+        return await info.context.loader(AccountById).load(root.account_id)
 
     @strawberry.field(description="The supplier it is addressed to.")
     async def supplier(
@@ -287,13 +287,13 @@ class CustomerRequest(relay.Node):
     ) -> Supplier | None:
         if root.supplier_id is None:
             return None
-        return await info.context.loader(SupplierById).load(root.supplier_id)  # type: ignore[no-any-return]
+        return await info.context.loader(SupplierById).load(root.supplier_id)
 
     @strawberry.field(description="Timeline, oldest first.")
     async def timeline(
         self, root: strawberry.Parent[resolvers.RequestRow], info: strawberry.Info
     ) -> list[TimelineEvent]:
-        return await resolvers.timeline(info, root)  # type: ignore[return-value]
+        return await resolvers.timeline(info, root)
 
     @strawberry.field(description="Files the customer attached.")
     async def attachments(
@@ -315,8 +315,8 @@ class Appeal(CustomerRequest):
     is_type_of = backed_by(models.Appeal)
 
     topic: str = strawberry.field(description="Topic code (see `appealTopics`).")
-    text: str = strawberry.field(description="Text of the appeal.")  # type: ignore[assignment]
-    full_name: str = strawberry.field(description="Full name given in the appeal.")  # type: ignore[assignment]
+    text: str = strawberry.field(description="Text of the appeal.")
+    full_name: str = strawberry.field(description="Full name given in the appeal.")
     phone: str | None = strawberry.field(description="Phone given in the appeal (E.164).")
     email: str | None = strawberry.field(description="E-mail given in the appeal.")
 
@@ -418,7 +418,7 @@ class Application(CustomerRequest):
     async def meter(self, root: strawberry.Parent[models.Application], info: strawberry.Info) -> Meter | None:
         if root.meter_id is None:
             return None
-        return await info.context.loader(MeterById).load(root.meter_id)  # type: ignore[no-any-return]
+        return await info.context.loader(MeterById).load(root.meter_id)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
@@ -881,7 +881,7 @@ class AppealQueries:
         self,
         info: strawberry.Info,
         statuses: Annotated[  # type: ignore[valid-type]
-            list[RequestStatus] | None,  # type: ignore[valid-type]
+            list[RequestStatus] | None,
             strawberry.argument(description="Statuses to include."),
         ] = None,
         branch_id: Annotated[
@@ -906,7 +906,7 @@ class AppealQueries:
         self,
         info: strawberry.Info,
         statuses: Annotated[  # type: ignore[valid-type]
-            list[RequestStatus] | None,  # type: ignore[valid-type]
+            list[RequestStatus] | None,
             strawberry.argument(description="Statuses to include."),
         ] = None,
         branch_id: Annotated[

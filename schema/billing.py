@@ -59,7 +59,7 @@ class Service(relay.Node):
     async def supplier(
         self, root: strawberry.Parent[branch_models.Service], info: strawberry.Info
     ) -> Supplier:
-        return await info.context.loader(SupplierById).load(root.supplier_id)  # type: ignore[no-any-return]
+        return await info.context.loader(SupplierById).load(root.supplier_id)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
@@ -74,14 +74,14 @@ async def load_service(info: strawberry.Info, service_id: int | None) -> Service
     """A service through the per-request loader."""
     if service_id is None:
         return None
-    return await info.context.loader(ServiceById).load(service_id)  # type: ignore[no-any-return]
+    return await info.context.loader(ServiceById).load(service_id)
 
 
 async def load_supplier(info: strawberry.Info, supplier_id: int | None) -> Supplier | None:
     """A supplier through the per-request loader."""
     if supplier_id is None:
         return None
-    return await info.context.loader(SupplierById).load(supplier_id)  # type: ignore[no-any-return]
+    return await info.context.loader(SupplierById).load(supplier_id)
 
 
 # --- B4 balance ---------------------------------------------------------------------------------------------
@@ -218,12 +218,12 @@ class Charge:
         # sync when ``with_references`` attached the row (a dashboard has ~150 charge lines: one
         # coroutine each costs more than the lookup); otherwise the loader's future, awaited by graphql-core
         attached = getattr(root, ATTACHED_SERVICE, None)
-        return attached if attached is not None else info.context.loader(ServiceById).load(root.service_id)  # type: ignore[no-any-return]
+        return attached if attached is not None else info.context.loader(ServiceById).load(root.service_id)
 
     @strawberry.field(description="The supplier billing it.")
     def supplier(self, root: strawberry.Parent[billing_models.Charge], info: strawberry.Info) -> Supplier:
         attached = getattr(root, ATTACHED_SUPPLIER, None)
-        return attached if attached is not None else info.context.loader(SupplierById).load(root.supplier_id)  # type: ignore[no-any-return]
+        return attached if attached is not None else info.context.loader(SupplierById).load(root.supplier_id)
 
 
 @strawberry.type(description="The charges of one month (D2).")
@@ -323,7 +323,7 @@ class PaymentMonth:
 def payment_months(lines: list[billing.PaymentLine]) -> list[PaymentMonth]:
     """Group payment lines (newest first) into months."""
     return [
-        PaymentMonth(period=period, payments=[PaymentEntry(line=line) for line in items])  # type: ignore[arg-type,misc]
+        PaymentMonth(period=period, payments=[PaymentEntry(line=line) for line in items])  # type: ignore[arg-type]
         for period, items in billing.by_month(lines)
     ]
 
@@ -384,13 +384,13 @@ class EventMonth:
     @strawberry.field(description="The month's receipt, to download; null when none was issued.")
     async def receipt(self, info: strawberry.Info) -> Receipt | None:
         loader = info.context.loader(resolvers.ReceiptByAccountPeriod)
-        return await loader.load((self.account_id, self.period))  # type: ignore[no-any-return]
+        return await loader.load((self.account_id, self.period))
 
 
 def event_months(account_id: int, found: list[billing.Event]) -> list[EventMonth]:
     """Group events (newest first) into months."""
     return [
-        EventMonth(account_id=account_id, period=period, events=[AccountEvent(event=e) for e in items])  # type: ignore[arg-type,misc]
+        EventMonth(account_id=account_id, period=period, events=[AccountEvent(event=e) for e in items])  # type: ignore[arg-type]
         for period, items in billing.by_month(found)
     ]
 
@@ -425,19 +425,19 @@ class BalanceMonth:
 
     @strawberry.field(description="Opening balance over all suppliers.")
     def opening(self) -> Decimal:
-        return sum((row.opening for row in self.suppliers), billing.ZERO)  # type: ignore[attr-defined]
+        return sum((row.opening for row in self.suppliers), billing.ZERO)
 
     @strawberry.field(description="Charged over all suppliers.")
     def charged(self) -> Decimal:
-        return sum((row.charged for row in self.suppliers), billing.ZERO)  # type: ignore[attr-defined]
+        return sum((row.charged for row in self.suppliers), billing.ZERO)
 
     @strawberry.field(description="Paid over all suppliers.")
     def paid(self) -> Decimal:
-        return sum((row.paid for row in self.suppliers), billing.ZERO)  # type: ignore[attr-defined]
+        return sum((row.paid for row in self.suppliers), billing.ZERO)
 
     @strawberry.field(description="Closing balance over all suppliers.")
     def closing(self) -> Decimal:
-        return sum((row.closing for row in self.suppliers), billing.ZERO)  # type: ignore[attr-defined]
+        return sum((row.closing for row in self.suppliers), billing.ZERO)
 
 
 def balance_months(rows: list[billing_models.PeriodBalance]) -> list[BalanceMonth]:

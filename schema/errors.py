@@ -57,7 +57,7 @@ def error_code_enum(name: str, description: str, *modules: str) -> type[enum.Enu
     registered = strawberry.enum(codes, name=name, description=description)
     for value in registered.__strawberry_definition__.values:  # type: ignore[attr-defined]
         value.description = described[value.name]
-    return registered  # type: ignore[no-any-return]
+    return registered
 
 
 class DomainUserError(Protocol):

@@ -153,7 +153,7 @@ class _ArgumentChecker(Visitor):
         field = self.type_info.get_field_def()
         in_directive = self.type_info.get_directive() is not None
         if self.found is None and not in_directive and argument and parent is not None and field is not None:
-            field_name = next((n for n, f in parent.fields.items() if f is field), "?")  # type: ignore[union-attr]
+            field_name = next((n for n, f in parent.fields.items() if f is field), "?")
             position = f"{parent.name}.{field_name}({node.name.value})"
             self.found = _check_node(node.value, argument.type, position, self.variables)
 

@@ -300,7 +300,7 @@ class NotificationQueries:
             unread_only=unread_only,
             category=models.NotificationCategory(category.value) if category else None,
         )
-        return Connection[Notification].from_page(found, lambda row: row)  # type: ignore[return-value]
+        return Connection[Notification].from_page(found, lambda row: row)
 
     @strawberry.field(description="How many of the caller's notifications are unread (the badge).")
     async def unread_notification_count(self, info: strawberry.Info) -> int:

@@ -93,13 +93,13 @@ class PaymentAllocation:
     async def account(
         self, root: strawberry.Parent[models.PaymentAllocation], info: strawberry.Info
     ) -> Account:
-        return await info.context.loader(AccountById).load(root.account_id)  # type: ignore[no-any-return]
+        return await info.context.loader(AccountById).load(root.account_id)
 
     @strawberry.field(description="The supplier.")
     async def supplier(
         self, root: strawberry.Parent[models.PaymentAllocation], info: strawberry.Info
     ) -> Supplier:
-        return await info.context.loader(SupplierById).load(root.supplier_id)  # type: ignore[no-any-return]
+        return await info.context.loader(SupplierById).load(root.supplier_id)
 
 
 @strawberry.type(description="One step of a payment's status, with its time.")
@@ -162,13 +162,13 @@ class Payment(relay.Node):
     async def allocations(
         self, root: strawberry.Parent[models.Payment], info: strawberry.Info
     ) -> list[PaymentAllocation]:
-        return await info.context.loader(resolvers.AllocationsByPaymentId).load(root.id)  # type: ignore[no-any-return]
+        return await info.context.loader(resolvers.AllocationsByPaymentId).load(root.id)
 
     @strawberry.field(description="Every status step with its time, oldest first.")
     async def status_history(
         self, root: strawberry.Parent[models.Payment], info: strawberry.Info
     ) -> list[PaymentStatusStep]:
-        return await info.context.loader(resolvers.StatusChangesByPaymentId).load(root.id)  # type: ignore[no-any-return]
+        return await info.context.loader(resolvers.StatusChangesByPaymentId).load(root.id)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
@@ -217,7 +217,7 @@ class PaymentFormLine:
 
     @strawberry.field(description="The supplier.")
     async def supplier(self, info: strawberry.Info) -> Supplier:
-        return await info.context.loader(SupplierById).load(self.line.supplier_id)  # type: ignore[no-any-return]
+        return await info.context.loader(SupplierById).load(self.line.supplier_id)
 
     @strawberry.field(
         description="Balance with the supplier: debt positive, overpayment negative, neither zero."
@@ -242,12 +242,12 @@ class PaymentFormAccount:
 
     @strawberry.field(description="The account.")
     async def account(self, info: strawberry.Info) -> Account:
-        return await info.context.loader(AccountById).load(self.account_id)  # type: ignore[no-any-return]
+        return await info.context.loader(AccountById).load(self.account_id)
 
     @strawberry.field(description="Its suppliers with what is due to each.")
     async def lines(self, info: strawberry.Info) -> list[PaymentFormLine]:
         found = await info.context.loader(resolvers.DueLinesByAccountId).load(self.account_id)
-        return [PaymentFormLine(line=line) for line in found]  # type: ignore[call-arg]
+        return [PaymentFormLine(line=line) for line in found]
 
 
 @strawberry.type(description="What the payment form shows (D5) and the limits it must respect (H1).")
@@ -427,7 +427,7 @@ class PaymentQueries:
         found, pay_all = await resolvers.checkout(info, ids)
         limits = resolvers.limits(info)
         return PaymentForm(
-            accounts=[PaymentFormAccount(account_id=account_id) for account_id in found],  # type: ignore[call-arg]
+            accounts=[PaymentFormAccount(account_id=account_id) for account_id in found],
             pay_all_available=pay_all,
             min_amount=service.MIN_AMOUNT,
             max_accounts=limits.max_accounts,

@@ -158,7 +158,7 @@ class Meter(relay.Node):
     async def service(
         self, root: strawberry.Parent[meter_models.Meter], info: strawberry.Info
     ) -> MeterService:
-        return await info.context.loader(ServiceById).load(root.service_id)  # type: ignore[no-any-return]
+        return await info.context.loader(ServiceById).load(root.service_id)
 
     @strawberry.field(
         description="The latest reading of every zone (any source, any period; replaced readings excluded)."
@@ -166,7 +166,7 @@ class Meter(relay.Node):
     async def last_readings(
         self, root: strawberry.Parent[meter_models.Meter], info: strawberry.Info
     ) -> list[MeterReading]:
-        return await info.context.loader(resolvers.LastReadingsByMeterId).load(root.id)  # type: ignore[no-any-return]
+        return await info.context.loader(resolvers.LastReadingsByMeterId).load(root.id)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
@@ -221,7 +221,7 @@ class MeterReading(relay.Node):
 
     @strawberry.field(description="The meter.")
     async def meter(self, root: strawberry.Parent[models.Reading], info: strawberry.Info) -> Meter:
-        return await info.context.loader(resolvers.MeterById).load(root.meter_id)  # type: ignore[no-any-return]
+        return await info.context.loader(resolvers.MeterById).load(root.meter_id)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
@@ -395,11 +395,11 @@ class SubmittedReading:
 
     @strawberry.field(description="The meter.")
     async def meter(self, info: strawberry.Info) -> Meter:
-        return await info.context.loader(resolvers.MeterById).load(self.meter_id)  # type: ignore[no-any-return]
+        return await info.context.loader(resolvers.MeterById).load(self.meter_id)
 
     @strawberry.field(description="The stored reading.")
     async def reading(self, info: strawberry.Info) -> MeterReading:
-        return await info.context.loader(resolvers.ReadingById).load(self.reading_id)  # type: ignore[no-any-return]
+        return await info.context.loader(resolvers.ReadingById).load(self.reading_id)
 
 
 def _decimal(value: str | None) -> Decimal | None:
@@ -675,7 +675,7 @@ class ReadingQueries:
             group = groups.get(meter.service_id)
             if group is None:
                 group = groups[meter.service_id] = MeterServiceGroup(
-                    service=found.services[meter.service_id],  # type: ignore[arg-type]
+                    service=found.services[meter.service_id],
                     meters=[],
                 )
             group.meters.append(meter)  # type: ignore[arg-type]

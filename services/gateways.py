@@ -317,7 +317,7 @@ class YooKassaGateway:
             raise GatewayError(f"YooKassa unreachable: {error}") from error
         if response.status_code >= 400:
             raise GatewayError(f"YooKassa answered {response.status_code}: {response.text[:300]}")
-        return response.json()  # type: ignore[no-any-return]
+        return response.json()
 
     @staticmethod
     def _amount(amount: Decimal) -> dict[str, str]:
@@ -501,4 +501,4 @@ def gateways_of(state: Any) -> Gateways:
     found = state.extras.get("gateways")
     if found is None:
         found = state.extras["gateways"] = install(from_settings(state.settings))
-    return found  # type: ignore[no-any-return]
+    return found

@@ -100,4 +100,4 @@ def counters_of(state: Any) -> Counters:
     found = state.extras.get("counters")
     if found is None:
         found = state.extras["counters"] = Counters(state.settings.redis_url, state.settings.redis_prefix)
-    return found  # type: ignore[no-any-return]
+    return found

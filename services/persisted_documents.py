@@ -173,7 +173,7 @@ async def store(session: AsyncSession, documents: Sequence[Document]) -> None:
 
 async def lookup(session: AsyncSession, hash_: str) -> str | None:
     """The stored document with this hash, or None."""
-    return (  # type: ignore[no-any-return]
+    return (
         await session.execute(select(PersistedDocument.document).where(PersistedDocument.hash == hash_))
     ).scalar_one_or_none()
 

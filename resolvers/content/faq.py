@@ -31,7 +31,7 @@ async def faq_categories(info: Any) -> list[str]:
 
 async def faq_entries_by_ids(info: Any, ids: list[int]) -> list[FaqEntry | None]:
     """FAQ entries by id (public)."""
-    return await info.context.loader(FaqEntryById).load_many(ids)  # type: ignore[no-any-return]
+    return await info.context.loader(FaqEntryById).load_many(ids)
 
 
 async def save_faq_entry(info: Any, form: faq_service.FaqForm) -> tuple[Any, list[DomainError]]:

@@ -59,12 +59,12 @@ async def offices(info: Any, branch_id: int | None) -> list[Office]:
 
 async def offices_by_ids(info: Any, ids: list[int]) -> list[Office | None]:
     """Offices by id (public)."""
-    return await info.context.loader(OfficeById).load_many(ids)  # type: ignore[no-any-return]
+    return await info.context.loader(OfficeById).load_many(ids)
 
 
 async def office(info: Any, office_id: int) -> Office:
     """An office (batched)."""
-    return await info.context.loader(OfficeById).load(office_id)  # type: ignore[no-any-return]
+    return await info.context.loader(OfficeById).load(office_id)
 
 
 async def office_slots(info: Any, office_id: int, start: dt.datetime, end: dt.datetime) -> list[OfficeSlot]:
@@ -74,17 +74,17 @@ async def office_slots(info: Any, office_id: int, start: dt.datetime, end: dt.da
 
 async def slots_by_ids(info: Any, ids: list[int]) -> list[OfficeSlot | None]:
     """Slots by id (public)."""
-    return await info.context.loader(OfficeSlotById).load_many(ids)  # type: ignore[no-any-return]
+    return await info.context.loader(OfficeSlotById).load_many(ids)
 
 
 async def slot(info: Any, slot_id: int) -> OfficeSlot:
     """An appointment's slot (batched)."""
-    return await info.context.loader(OfficeSlotById).load(slot_id)  # type: ignore[no-any-return]
+    return await info.context.loader(OfficeSlotById).load(slot_id)
 
 
 async def slot_booked(info: Any, slot_id: int) -> bool:
     """Whether a slot is taken (batched)."""
-    return await info.context.loader(SlotBookedBySlotId).load(slot_id)  # type: ignore[no-any-return]
+    return await info.context.loader(SlotBookedBySlotId).load(slot_id)
 
 
 async def my_appointments(info: Any) -> list[Appointment]:

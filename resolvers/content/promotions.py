@@ -38,7 +38,7 @@ async def all_promotions(info: Any) -> list[Promotion]:
 
 async def promotions_by_ids(info: Any, ids: list[int]) -> list[Promotion | None]:
     """Promotions by id (public)."""
-    return await info.context.loader(PromotionById).load_many(ids)  # type: ignore[no-any-return]
+    return await info.context.loader(PromotionById).load_many(ids)
 
 
 async def save_promotion(info: Any, form: promotions_service.PromotionForm) -> tuple[Any, list[DomainError]]:

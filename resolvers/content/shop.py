@@ -60,7 +60,7 @@ async def shop_items_by_ids(info: Any, ids: list[int]) -> list[ShopItem | None]:
 
 async def shop_categories_by_ids(info: Any, ids: list[int]) -> list[ShopCategory | None]:
     """Categories by id (public)."""
-    return await info.context.loader(ShopCategoryById).load_many(ids)  # type: ignore[no-any-return]
+    return await info.context.loader(ShopCategoryById).load_many(ids)
 
 
 async def order_shop_item(info: Any, order: shop_service.OrderRequest) -> tuple[Any, list[DomainError]]:
@@ -85,9 +85,9 @@ async def save_shop_item(info: Any, form: shop_service.ShopItemForm) -> tuple[An
 
 async def items_of_category(info: Any, category_id: int) -> list[ShopItem]:
     """Items on sale of one category (batched)."""
-    return await info.context.loader(ShopItemsByCategoryId).load(category_id)  # type: ignore[no-any-return]
+    return await info.context.loader(ShopItemsByCategoryId).load(category_id)
 
 
 async def category(info: Any, category_id: int) -> ShopCategory:
     """An item's category (batched)."""
-    return await info.context.loader(ShopCategoryById).load(category_id)  # type: ignore[no-any-return]
+    return await info.context.loader(ShopCategoryById).load(category_id)

@@ -65,17 +65,17 @@ async def surveys(info: Any) -> list[Survey]:
 
 async def surveys_by_ids(info: Any, ids: list[int]) -> list[Survey | None]:
     """Surveys by id, as the caller may see them."""
-    return await info.context.loader(VisibleSurveyById).load_many(ids)  # type: ignore[no-any-return]
+    return await info.context.loader(VisibleSurveyById).load_many(ids)
 
 
 async def questions(info: Any, survey_id: int) -> list[SurveyQuestion]:
     """A survey's questions (batched)."""
-    return await info.context.loader(SurveyQuestionsBySurveyId).load(survey_id)  # type: ignore[no-any-return]
+    return await info.context.loader(SurveyQuestionsBySurveyId).load(survey_id)
 
 
 async def options(info: Any, question_id: int) -> list[SurveyOption]:
     """A question's options (batched)."""
-    return await info.context.loader(SurveyOptionsByQuestionId).load(question_id)  # type: ignore[no-any-return]
+    return await info.context.loader(SurveyOptionsByQuestionId).load(question_id)
 
 
 async def answer_survey(
@@ -106,4 +106,4 @@ async def end_survey(info: Any, survey_id: int) -> tuple[Any, list[DomainError]]
 
 async def my_response(info: Any, survey_id: int) -> SurveyResponse | None:
     """The caller's response to a survey (batched)."""
-    return await info.context.loader(ViewerResponseBySurveyId).load(survey_id)  # type: ignore[no-any-return]
+    return await info.context.loader(ViewerResponseBySurveyId).load(survey_id)

@@ -155,7 +155,7 @@ class FaqMutations:
             position=input.position,
         )
         result, errors = await faq_resolvers.save_faq_entry(info, form)
-        return SaveFaqEntryPayload(entry=result, user_errors=user_errors(errors))  # type: ignore[arg-type]
+        return SaveFaqEntryPayload(entry=result, user_errors=user_errors(errors))
 
     @strawberry.mutation(description="ADMIN: remove a FAQ entry.")
     async def delete_faq_entry(

@@ -443,7 +443,7 @@ class OfficesMutations:
             active=input.active,
         )
         result, errors = await offices_resolvers.save_office(info, form)
-        return SaveOfficePayload(office=result, user_errors=user_errors(errors))  # type: ignore[arg-type]
+        return SaveOfficePayload(office=result, user_errors=user_errors(errors))
 
     @strawberry.mutation(description="ADMIN: open bookable slots of an office.")
     async def add_office_slots(

@@ -169,4 +169,4 @@ class PromotionsMutations:
             image_file_id=input.image_file_id,
         )
         result, errors = await promotions_resolvers.save_promotion(info, form)
-        return SavePromotionPayload(promotion=result, user_errors=user_errors(errors))  # type: ignore[arg-type]
+        return SavePromotionPayload(promotion=result, user_errors=user_errors(errors))

@@ -250,7 +250,7 @@ class ShopMutations:
             id=decode_optional_id(input.id, "ShopCategory"), name=input.name, position=input.position
         )
         result, errors = await shop_resolvers.save_shop_category(info, form)
-        return SaveShopCategoryPayload(category=result, user_errors=user_errors(errors))  # type: ignore[arg-type]
+        return SaveShopCategoryPayload(category=result, user_errors=user_errors(errors))
 
     @strawberry.mutation(description="ADMIN: create or change a shop item (active=false takes it off sale).")
     async def save_shop_item(
@@ -273,4 +273,4 @@ class ShopMutations:
             position=input.position,
         )
         result, errors = await shop_resolvers.save_shop_item(info, form)
-        return SaveShopItemPayload(item=result, user_errors=user_errors(errors))  # type: ignore[arg-type]
+        return SaveShopItemPayload(item=result, user_errors=user_errors(errors))

@@ -308,7 +308,7 @@ class SurveysMutations:
             ),
         )
         result, errors = await surveys_resolvers.create_survey(info, form)
-        return CreateSurveyPayload(survey=result, user_errors=user_errors(errors))  # type: ignore[arg-type]
+        return CreateSurveyPayload(survey=result, user_errors=user_errors(errors))
 
     @strawberry.mutation(description="ADMIN: close a survey now.")
     async def end_survey(
@@ -319,4 +319,4 @@ class SurveysMutations:
         ],
     ) -> EndSurveyPayload:
         result, errors = await surveys_resolvers.end_survey(info, decode_id(input.survey_id, "Survey"))
-        return EndSurveyPayload(survey=result, user_errors=user_errors(errors))  # type: ignore[arg-type]
+        return EndSurveyPayload(survey=result, user_errors=user_errors(errors))

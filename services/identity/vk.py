@@ -218,7 +218,7 @@ async def _vk_profile(caller: Caller, vk: VkSettings, code: str, state: str, flo
     user = data.get("user", data) if isinstance(data, dict) else {}
     if not user.get("user_id") and not user.get("id"):
         raise VkUnavailable()
-    return user  # type: ignore[no-any-return]
+    return user
 
 
 async def complete_vk_login(
