@@ -81,7 +81,8 @@ APPEAL_ERRORS = error_domain(AppealError, AppealErrorCode, AppealInputError)
 user_error = APPEAL_ERRORS.one
 user_errors = APPEAL_ERRORS.many
 
-RequestStatus = model_enum(
+
+model_enum(
     models.RequestStatus,
     name="RequestStatus",
     description="State of an appeal or application.",
@@ -93,7 +94,9 @@ RequestStatus = model_enum(
         models.RequestStatus.REJECTED: "Refused; the reason is in the timeline.",
     },
 )
-RequestEventKind = model_enum(
+RequestStatus = models.RequestStatus
+
+model_enum(
     models.RequestEventKind,
     name="RequestEventKind",
     description="What happened on a timeline.",
@@ -104,7 +107,9 @@ RequestEventKind = model_enum(
         models.RequestEventKind.ANSWER: "The operator answered.",
     },
 )
-AttachmentDirection = model_enum(
+RequestEventKind = models.RequestEventKind
+
+model_enum(
     models.AttachmentDirection,
     name="AttachmentDirection",
     description="Who attached a file.",
@@ -113,6 +118,7 @@ AttachmentDirection = model_enum(
         models.AttachmentDirection.FROM_OPERATOR: "An operator, with the answer.",
     },
 )
+AttachmentDirection = models.AttachmentDirection
 
 _K = models.ApplicationKind
 
@@ -137,18 +143,21 @@ APPLICATION_KIND_NAMES: dict[models.ApplicationKind, str] = {
     _K.TARIFF_CHANGE_REDUCTION_COEFFICIENT: ("Заявление на смену тарифа (понижающий коэффициент)"),
 }
 
-ApplicationKind = model_enum(
+model_enum(
     models.ApplicationKind,
     name="ApplicationKind",
     description="G3: the 18 kinds of application (заявление); see `applicationKinds` for names and fields.",
     values=APPLICATION_KIND_NAMES,
 )
-DocumentType = model_enum(
+ApplicationKind = models.ApplicationKind
+
+model_enum(
     models.DocumentType,
     name="DocumentType",
     description="G1/G2: type of a document.",
     values=service.DOCUMENT_TITLES,
 )
+DocumentType = models.DocumentType
 
 
 @strawberry.enum(description="C2: a requisite of the account a customer may ask to change.")
@@ -179,7 +188,7 @@ class AttachedFile:
     """Metadata of a file and a short-lived download link."""
 
     file: strawberry.Private[StoredFile]
-    direction: AttachmentDirection | None = strawberry.field(  # type: ignore[valid-type]
+    direction: AttachmentDirection | None = strawberry.field(
         description="Who attached it (null for documents)."
     )
 
@@ -222,8 +231,8 @@ class TimelineEvent:
 
     is_type_of = backed_by(models.RequestEvent)
 
-    kind: RequestEventKind = strawberry.field(description="What happened.")  # type: ignore[valid-type]
-    status: RequestStatus | None = strawberry.field(  # type: ignore[valid-type]
+    kind: RequestEventKind = strawberry.field(description="What happened.")
+    status: RequestStatus | None = strawberry.field(
         description="The status it moved to, if it changed."
     )
     text: str | None = strawberry.field(description="The answer, the reason of a rejection, or a comment.")
@@ -267,7 +276,7 @@ class CustomerRequest(relay.Node):
     full_name: str | None = strawberry.field(description="Full name given in it.")
     phone: str | None = strawberry.field(description="Contact phone given in it (E.164).")
     email: str | None = strawberry.field(description="Contact e-mail given in it.")
-    status: RequestStatus = strawberry.field(description="Current status.")  # type: ignore[valid-type]
+    status: RequestStatus = strawberry.field(description="Current status.")
     answer: str | None = strawberry.field(description="The operator's answer; null until answered.")
     answered_at: dt.datetime | None = strawberry.field(description="When it was answered.")
     closed_at: dt.datetime | None = strawberry.field(description="When it was closed or rejected.")
@@ -365,7 +374,7 @@ class AppealDraft(RequestDraft):
 class ApplicationKindInfo:
     """From ``services.appeals.KINDS``."""
 
-    kind: ApplicationKind = strawberry.field(description="The kind.")  # type: ignore[valid-type]
+    kind: ApplicationKind = strawberry.field(description="The kind.")
     name: str = strawberry.field(description="Name shown in the list.")
     required_fields: list[str] = strawberry.field(
         description="Required fields of `ApplicationFieldsInput` (and `meterId`); `text` and `consent` always"
@@ -387,7 +396,7 @@ class Application(CustomerRequest):
 
     is_type_of = backed_by(models.Application)
 
-    kind: ApplicationKind = strawberry.field(description="The kind.")  # type: ignore[valid-type]
+    kind: ApplicationKind = strawberry.field(description="The kind.")
     text: str | None = strawberry.field(description="Text of the application.")
     full_name: str | None = strawberry.field(description="Full name given in the application (§2.11).")
     phone: str | None = strawberry.field(description="Contact phone given in the application (E.164).")
@@ -440,7 +449,7 @@ class Document(relay.Node):
     is_type_of = backed_by(models.Document)
 
     id: relay.NodeID[int]
-    type: DocumentType = strawberry.field(description="Type of the document.")  # type: ignore[valid-type]
+    type: DocumentType = strawberry.field(description="Type of the document.")
     title: str = strawberry.field(description="Title shown in the list.")
     uploaded_by_customer: bool = strawberry.field(description="True when the customer uploaded it (G2).")
     created_at: dt.datetime = strawberry.field(description="When it was issued or uploaded.")
@@ -574,7 +583,7 @@ class ApplicationFieldsInput:
     installments: int | None = strawberry.field(
         default=None, description="Restructuring: number of monthly installments (2–36)."
     )
-    zone_scheme: ZoneScheme | None = strawberry.field(  # type: ignore[valid-type]
+    zone_scheme: ZoneScheme | None = strawberry.field(
         default=None, description="Tariff change (day zones): the wanted zone scheme."
     )
     reason: str | None = rules.field(
@@ -609,7 +618,7 @@ class ApplicationFieldsInput:
 class SubmitApplicationInput:
     """Missing fields are reported at their paths; the 152-FZ consent is required."""
 
-    kind: ApplicationKind = strawberry.field(description="The kind.")  # type: ignore[valid-type]
+    kind: ApplicationKind = strawberry.field(description="The kind.")
     account_id: strawberry.ID | None = strawberry.field(default=None, description="Global ID of the account.")
     supplier_id: strawberry.ID | None = strawberry.field(
         default=None,
@@ -682,7 +691,7 @@ class UploadDocumentInput:
     """One file, same limits as attachments."""
 
     account_id: strawberry.ID | None = strawberry.field(default=None, description="Global ID of the account.")
-    type: DocumentType | None = strawberry.field(default=None, description="Type of the document.")  # type: ignore[valid-type]
+    type: DocumentType | None = strawberry.field(default=None, description="Type of the document.")
     title: str | None = rules.field("Title (default: the type's name).", rules.TITLE)
     file: Upload | None = strawberry.field(default=None, description="The file (≤ 7 MB).")
 
@@ -880,7 +889,7 @@ class AppealQueries:
     async def appeal_queue(
         self,
         info: strawberry.Info,
-        statuses: Annotated[  # type: ignore[valid-type]
+        statuses: Annotated[
             list[RequestStatus] | None,
             strawberry.argument(description="Statuses to include."),
         ] = None,
@@ -905,7 +914,7 @@ class AppealQueries:
     async def application_queue(
         self,
         info: strawberry.Info,
-        statuses: Annotated[  # type: ignore[valid-type]
+        statuses: Annotated[
             list[RequestStatus] | None,
             strawberry.argument(description="Statuses to include."),
         ] = None,
@@ -998,7 +1007,7 @@ class AppealMutations:
         info: strawberry.Info,
         input: Annotated[SubmitApplicationInput, strawberry.argument(description="The application.")],
     ) -> SubmitApplicationPayload:
-        kind = models.ApplicationKind(input.kind.value)  # type: ignore[attr-defined]
+        kind = models.ApplicationKind(input.kind.value)
         if kind is models.ApplicationKind.CHANGE_OF_ACCOUNT_DATA:  # C2's checks and old/new values
             changes = input.fields.changes if input.fields is not None else None
             outcome = await resolvers.request_requisites_change(info, input, changes, in_fields=True)

@@ -64,7 +64,8 @@ READING_ERRORS = error_domain(ReadingError, ReadingErrorCode, ReadingInputError)
 user_error = READING_ERRORS.one
 user_errors = READING_ERRORS.many
 
-Zone = model_enum(
+
+model_enum(
     tariff_models.Zone,
     name="Zone",
     description="A time-of-day zone of a meter register, reading, tariff or charge.",
@@ -76,7 +77,9 @@ Zone = model_enum(
         tariff_models.Zone.HALF_PEAK: "Half-peak zone of a three-zone meter.",
     },
 )
-ZoneScheme = model_enum(
+Zone = tariff_models.Zone
+
+model_enum(
     meter_models.ZoneScheme,
     name="ZoneScheme",
     description="Which zones a meter has.",
@@ -86,7 +89,9 @@ ZoneScheme = model_enum(
         meter_models.ZoneScheme.THREE_ZONE: "Three zones: PEAK, HALF_PEAK and NIGHT.",
     },
 )
-ReadingSource = model_enum(
+ZoneScheme = meter_models.ZoneScheme
+
+model_enum(
     models.ReadingSource,
     name="ReadingSource",
     description="Where a reading came from.",
@@ -97,6 +102,7 @@ ReadingSource = model_enum(
         models.ReadingSource.AMI: "Sent by the automatic meter reading system (АСКУЭ).",
     },
 )
+ReadingSource = models.ReadingSource
 
 
 @strawberry.enum(description="The channel a customer submits readings through.")
@@ -151,7 +157,7 @@ class Meter(relay.Node):
     sealed_at: dt.date | None = strawberry.field(description="When the seal was put on.")
 
     @strawberry.field(description="The meter's zones, in display order; a submission needs a value for each.")
-    def zones(self, root: strawberry.Parent[meter_models.Meter]) -> list[Zone]:  # type: ignore[valid-type]
+    def zones(self, root: strawberry.Parent[meter_models.Meter]) -> list[Zone]:
         return list(service.zones_of(root.zone_scheme))
 
     @strawberry.field(description="The service the meter measures.")
@@ -204,10 +210,10 @@ class MeterReading(relay.Node):
     is_type_of = backed_by(models.Reading)
 
     id: relay.NodeID[int]
-    zone: Zone = strawberry.field(description="Zone (register) of the meter.")  # type: ignore[valid-type]
+    zone: Zone = strawberry.field(description="Zone (register) of the meter.")
     period: YearMonth = strawberry.field(description="Month the reading belongs to.")
     value: Decimal = strawberry.field(description="The value shown by the meter.")
-    source: ReadingSource = strawberry.field(description="Where the reading came from.")  # type: ignore[valid-type]
+    source: ReadingSource = strawberry.field(description="Where the reading came from.")
     submitted_at: dt.datetime = strawberry.field(description="When it was submitted.")
     accepted: bool = strawberry.field(description="Accepted for billing (принято к расчету).")
     accepted_at: dt.datetime | None = strawberry.field(description="When it was accepted for billing.")
@@ -300,7 +306,7 @@ class ReadingWindowStatus:
 class ReadingsFormZone:
     """The previous value and this window's submitted value of a zone."""
 
-    zone: Zone = strawberry.field(description="The zone.")  # type: ignore[valid-type]
+    zone: Zone = strawberry.field(description="The zone.")
     previous: Decimal | None = strawberry.field(
         description="The last value of an earlier month (последние переданные); null when there is none."
     )
@@ -382,7 +388,7 @@ class SubmittedReading:
 
     meter_id: strawberry.Private[int]
     reading_id: strawberry.Private[int]
-    zone: Zone = strawberry.field(description="The zone.")  # type: ignore[valid-type]
+    zone: Zone = strawberry.field(description="The zone.")
     value: Decimal = strawberry.field(description="The value submitted.")
     previous: Decimal | None = strawberry.field(description="The previous value it was compared with.")
     consumption: Decimal | None = strawberry.field(description="Consumption: value − previous.")
@@ -414,7 +420,7 @@ class ReadingSubmission(relay.Node):
 
     id: relay.NodeID[int]
     period: YearMonth = strawberry.field(description="Month the readings belong to.")
-    source: ReadingSource = strawberry.field(description="Where it was submitted.")  # type: ignore[valid-type]
+    source: ReadingSource = strawberry.field(description="Where it was submitted.")
 
     @strawberry.field(description="Global ID of the account.")
     def account_id(self, root: strawberry.Parent[models.ReadingSubmission]) -> strawberry.ID:
@@ -470,7 +476,7 @@ class ReadingBelowPreviousError(ReadingError):
     """READING_BELOW_PREVIOUS."""
 
     meter_id: strawberry.ID = strawberry.field(description="Global ID of the meter.")
-    zone: Zone = strawberry.field(description="The zone.")  # type: ignore[valid-type]
+    zone: Zone = strawberry.field(description="The zone.")
     previous: Decimal = strawberry.field(description="The previous value the new one may not be below.")
 
 
@@ -479,7 +485,7 @@ class ReadingDoesNotFitMeterError(ReadingError):
     """READING_DOES_NOT_FIT_METER."""
 
     meter_id: strawberry.ID = strawberry.field(description="Global ID of the meter.")
-    zone: Zone = strawberry.field(description="The zone.")  # type: ignore[valid-type]
+    zone: Zone = strawberry.field(description="The zone.")
     digits: int = strawberry.field(description="Digits before the decimal point the meter shows.")
     decimals: int = strawberry.field(description="Digits after the decimal point the meter shows.")
 
@@ -489,7 +495,7 @@ class ReadingZonesMissingError(ReadingError):
     """READING_ZONES_MISSING."""
 
     meter_id: strawberry.ID = strawberry.field(description="Global ID of the meter.")
-    missing_zones: list[Zone] = strawberry.field(description="The zones without a value.")  # type: ignore[valid-type]
+    missing_zones: list[Zone] = strawberry.field(description="The zones without a value.")
 
 
 @READING_ERRORS.register(service.ReadingWindowClosed)
@@ -555,7 +561,7 @@ ERROR_TYPES: list[type] = [
 class ZoneReadingInput:
     """One field «Текущие показания»."""
 
-    zone: Zone = strawberry.field(description="The zone (see `Meter.zones`).")  # type: ignore[valid-type]
+    zone: Zone = strawberry.field(description="The zone (see `Meter.zones`).")
     value: Decimal = strawberry.field(description='The value shown by the meter, e.g. "12345" or "12345.6".')
 
 
