@@ -347,14 +347,14 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
             resolver is not None
             and not definition.extensions
             and not field_def.args
-            and not self.schema._strawberry_schema.schema_converter._exception_handler_specs
+            and not self.schema._strawberry_schema.schema_converter._exception_handler_specs  # type: ignore[attr-defined]
         )
         is_node_id = (
             resolver is not None and getattr(resolver.wrapped_func, "__func__", None) is NODE_ID_RESOLVER
         )
         if simple and is_node_id:
             origin = parent.extensions[BACKREF].origin
-            if origin.resolve_id.__func__ is Node.resolve_id.__func__:
+            if origin.resolve_id.__func__ is Node.resolve_id.__func__:  # type: ignore[attr-defined]
                 return FieldPlan(
                     key=key,
                     kind=NODE_ID,

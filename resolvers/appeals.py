@@ -387,7 +387,7 @@ async def request_requisites_change(
             )
         except service.Rejected as rejected:
             for error in rejected.errors:
-                if in_fields and error.field[:2] == ["input", "changes"]:
+                if in_fields and error.field is not None and error.field[:2] == ["input", "changes"]:
                     error.field = ["input", "fields", *error.field[1:]]
             return Outcome(row=None, errors=rejected.errors)
     names = ", ".join(change["name"] for change in fields["changes"])

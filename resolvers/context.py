@@ -15,7 +15,7 @@ import contextvars
 import datetime as dt
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -84,7 +84,7 @@ class DbScope:
         """The instance of loader class ``cls`` for this scope (created on first use)."""
         found = self._loaders.get(cls)
         if found is None:
-            found = self._loaders[cls] = cls(self)
+            found = self._loaders[cls] = cast(Any, cls)(self)  # every loader class takes its scope
         return found
 
     async def close(self) -> None:

@@ -51,7 +51,7 @@ class ById(Loader[int, Any]):
         return cls._statement
 
     async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[Any]:
-        rows = (await session.execute(self.statement(), {"ids": keys})).scalars()
+        rows: Any = (await session.execute(self.statement(), {"ids": keys})).scalars()
         found = {row.id: row for row in rows}
         return [found.get(key) for key in keys]
 

@@ -326,7 +326,7 @@ class Account(relay.Node):
             ]
         zones = [ModelZone(zone.value) for zone in filter.zones] if filter.zones else None
         found = await billing_resolvers.statistics(
-            info, root.id, period, billing.StatisticsKind(filter.kind.value), service_ids, zones
+            info, root.id, period, billing.StatisticsKind(filter.kind.name), service_ids, zones
         )
         return series_of(found)
 

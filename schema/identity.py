@@ -336,7 +336,7 @@ class LoginSession(relay.Node):
 
 
 def _client(value: ClientKind | None) -> ClientKindModel:
-    return ClientKindModel(value.value) if value is not None else ClientKindModel.WEB
+    return ClientKindModel(value.name) if value is not None else ClientKindModel.WEB
 
 
 @strawberry.input(

@@ -24,7 +24,6 @@ from graphql import (
     GraphQLInputObjectType,
     GraphQLInputType,
     GraphQLList,
-    GraphQLNamedType,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
@@ -149,7 +148,7 @@ class _ArgumentChecker(Visitor):
 
     def enter_argument(self, node: ArgumentNode, *_: Any) -> None:
         argument = self.type_info.get_argument()
-        parent: GraphQLNamedType | None = self.type_info.get_parent_type()
+        parent: Any = self.type_info.get_parent_type()  # an object or interface type: it has fields
         field = self.type_info.get_field_def()
         in_directive = self.type_info.get_directive() is not None
         if self.found is None and not in_directive and argument and parent is not None and field is not None:

@@ -8,6 +8,7 @@ and applies the same visibility rule as every other path to that type.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 from typing import Any
@@ -66,7 +67,7 @@ def parse_global_id(value: str, *, expected_type: str | None = None) -> relay.Gl
     try:
         global_id = relay.GlobalID.from_id(value)
     except (ValueError, TypeError) as error:
-        raise InvalidId(value) from error
+        raise InvalidId(str(value)) from error
     if expected_type is not None and global_id.type_name != expected_type:
         raise InvalidId(value)
     return canonical(global_id)
@@ -78,5 +79,6 @@ async def resolve_global_id(info: Any, value: str | relay.GlobalID) -> Any:
     try:
         node_type = global_id.resolve_type(info)
     except (ValueError, TypeError) as error:
-        raise InvalidId(value) from error
-    return await node_type.resolve_node(global_id.node_id, info=info, required=False)
+        raise InvalidId(str(value)) from error
+    found = node_type.resolve_node(global_id.node_id, info=info, required=False)
+    return await found if inspect.isawaitable(found) else found

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import MISSING
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import strawberry
 from strawberry import relay
@@ -145,7 +145,7 @@ class Notification(relay.Node):
         )
     )
     def data(self, root: strawberry.Parent[models.Notification]) -> JSON | None:
-        return deep_links(root.data)
+        return cast("JSON | None", deep_links(root.data))
 
     @strawberry.field(description="What it is about.")
     def category(self, root: strawberry.Parent[models.Notification]) -> NotificationCategory:
@@ -298,7 +298,7 @@ class NotificationQueries:
             first=first,
             after=after,
             unread_only=unread_only,
-            category=models.NotificationCategory(category.value) if category else None,
+            category=models.NotificationCategory(category.name) if category else None,
         )
         return Connection[Notification].from_page(found, lambda row: row)
 
@@ -348,8 +348,8 @@ class NotificationMutations:
     ) -> UpdateNotificationSettingsPayload:
         changes = [
             service.Preference(
-                models.NotificationCategory(item.category.value),
-                models.NotificationChannel(item.channel.value),
+                models.NotificationCategory(item.category.name),
+                models.NotificationChannel(item.channel.name),
                 item.enabled,
             )
             for item in input.settings
@@ -368,7 +368,7 @@ class NotificationMutations:
         ],
     ) -> PushDevicePayload:
         errors = await resolvers.register_push_device(
-            info, identity_models.PushPlatform(input.platform.value), input.token
+            info, identity_models.PushPlatform(input.platform.name), input.token
         )
         return PushDevicePayload(registered=not errors, user_errors=user_errors(errors))
 

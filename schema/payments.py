@@ -467,7 +467,7 @@ class PaymentMutations:
         payment, errors = await resolvers.create_payment(
             info,
             lines=lines,
-            method=models.PaymentMethodKind(input.method.value),
+            method=models.PaymentMethodKind(input.method.name),
             accept_rules=input.accept_rules,
             receipt_email=input.receipt_email,
             idempotency_key=input.idempotency_key,
@@ -503,7 +503,7 @@ class PaymentMutations:
         payment, errors = await resolvers.create_payment(
             info,
             lines=lines,
-            method=models.PaymentMethodKind(input.method.value),
+            method=models.PaymentMethodKind(input.method.name),
             accept_rules=input.accept_rules,
             receipt_email=input.receipt_email,
             idempotency_key=input.idempotency_key,

@@ -212,7 +212,7 @@ def check_value(value: Any, rule: Rule, path: list[str]) -> list[DomainError]:
         return errors
     if has_object_definition(value):
         errors = []
-        for item in type(value).__strawberry_definition__.fields:
+        for item in value.__strawberry_definition__.fields:
             name = item.graphql_name or to_camel_case(item.python_name)
             errors.extend(
                 check_value(getattr(value, item.python_name, None), _rule_of(item.metadata), [*path, name])
@@ -249,11 +249,10 @@ def error_payload(payload: type, errors: list[DomainError]) -> Any:
     from schema.errors import domain_of
 
     values: dict[str, Any] = {}
+    domain = None
     for item in payload.__strawberry_definition__.fields:  # type: ignore[attr-defined]
         if item.python_name == "user_errors":
             domain = domain_of(getattr(item.type, "of_type", None))
-            if domain is None:
-                raise TypeError(f"{payload.__name__}.userErrors is not typed by a domain's XxxError")
             continue
         if item.base_resolver is not None:
             continue
@@ -264,6 +263,8 @@ def error_payload(payload: type, errors: list[DomainError]) -> Any:
             values[item.python_name] = []
         else:
             values[item.python_name] = _EMPTY.get(kind)
+    if domain is None:
+        raise TypeError(f"{payload.__name__}.userErrors is not typed by a domain's XxxError")
     return payload(**values, user_errors=domain.many(errors))
 
 

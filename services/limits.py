@@ -33,6 +33,8 @@ class Counters:
         if self._redis is None:
             import redis.asyncio as redis
 
+            if self._redis_url is None:
+                raise RuntimeError("counters without a Redis URL keep to memory")
             self._redis = redis.from_url(self._redis_url)
         return self._redis
 

@@ -68,7 +68,7 @@ def operation_name(text: str) -> str | None:
     return None
 
 
-def _checked(hash_: str, text: str) -> Document:
+def _checked(hash_: str, text: object) -> Document:
     if not isinstance(text, str) or not isinstance(hash_, str):
         raise ManifestError("a manifest maps hashes (strings) to documents (strings)")
     if document_hash(text) != hash_.lower():

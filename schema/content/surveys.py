@@ -294,7 +294,7 @@ class SurveysMutations:
             ends_at=input.ends_at,
             questions=[
                 surveys_service.QuestionForm(
-                    kind=models.QuestionKind(question.kind.value),
+                    kind=models.QuestionKind(question.kind.name),
                     text=question.text,
                     required=question.required,
                     options=list(question.options),

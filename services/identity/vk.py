@@ -269,18 +269,18 @@ async def complete_vk_login(
             )
         return user
     if found is not None:
-        user = await session.get(User, found.user_id)
-        if user is not None and user.deleted_at is None:
+        known = await session.get(User, found.user_id)
+        if known is not None and known.deleted_at is None:
             found.profile = profile
             audit(
                 session,
                 caller,
                 "user.login",
-                actor_user_id=user.id,
-                user_id=user.id,
+                actor_user_id=known.id,
+                user_id=known.id,
                 changes={"method": "vk"},
             )
-            return user
+            return known
     raw_phone = str(profile.get("phone") or "").strip()
     if not raw_phone:
         raise VkPhoneMissing()
