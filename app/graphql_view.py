@@ -396,7 +396,9 @@ class KabinetGraphQL(GraphQL[Context, None]):
             raise PermissionError("session ended")
         return viewer
 
-    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
+    async def get_context(
+        self, request: Request | WebSocket, response: Request | Response | WebSocket
+    ) -> Context:
         """A fresh context for an HTTP request, or for a websocket connection (authenticated later)."""
         viewer: Viewer | None = None
         if isinstance(request, Request):
@@ -562,7 +564,8 @@ class KabinetGraphQL(GraphQL[Context, None]):
         viewer = context.viewer
         client = f"user:{viewer.user_id}" if viewer is not None else f"address:{context.client_ip}"
         requested = requested_cost(
-            self.schema._schema, request_data.query, request_data.variables, request_data.operation_name
+            self.schema._schema,  # type: ignore[attr-defined]  # graphql-core schema of our strawberry.Schema
+            request_data.query, request_data.variables, request_data.operation_name
         )
         refusal = await self._refuse_costly(client, requested, sub_response)
         if refusal is not None:
@@ -669,7 +672,7 @@ class KabinetGraphQL(GraphQL[Context, None]):
         """Strawberry's response body with at most :data:`MAX_ERRORS` errors (then one ``TOO_MANY_ERRORS``),
         shaped by content negotiation (``app.http_negotiation``): a request that failed before execution has
         no ``data`` for ``application/graphql-response+json`` clients."""
-        response = dict(await super().process_result(request, result))
+        response: dict[str, Any] = dict(await super().process_result(request, result))
         errors = response.get("errors")
         if errors and len(errors) > MAX_ERRORS:
             last = errors[-1].get("extensions") or {}

@@ -11,7 +11,7 @@ from strawberry import relay
 from resolvers.pagination import decode_cursor, encode_cursor
 from services.pagination import Page
 
-NodeType = TypeVar("NodeType")
+NodeType = TypeVar("NodeType", bound=relay.Node)
 
 __all__ = ["Connection", "decode_cursor", "encode_cursor"]
 

@@ -179,10 +179,11 @@ class KabinetSchema(strawberry.Schema):
 
 
 def build_schema(
-    settings: Any = None, *, execution_context_class: type[ExecutionContext] | None = None
+    settings: Any = None, *, execution_context_class: Any = None
 ) -> KabinetSchema:
     """The schema with the protection extensions configured from ``settings`` (a :class:`SchemaSettings`
-    or the app's settings); the app passes its executor (``app.execution.KabinetExecutor``)."""
+    or the app's settings); the app passes its executor (``app.execution.KabinetExecutor``, a graphql-core
+    execution context class; typed Any because Strawberry's stubs name that class differently by version)."""
     from schema.extensions import MaskUnexpectedErrors, StaffOnlyIntrospection
     from schema.limits import BoundedValidationCache, ListLengthLimiter, document_list_limits
 

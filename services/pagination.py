@@ -28,7 +28,7 @@ class InvalidCursor(DomainError):
     message = "Invalid cursor"
 
 
-def _fits(value: Any, column: ColumnElement[Any]) -> bool:
+def _fits(value: Any, column: ColumnElement[Any] | InstrumentedAttribute[Any]) -> bool:
     """Whether a cursor value can be compared with ``column`` (same Python type, bigint range)."""
     try:
         expected = column.type.python_type
