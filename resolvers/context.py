@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 from zoneinfo import ZoneInfo
 
+import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import clock
@@ -171,3 +172,7 @@ class Context:
         """Close every scope's session (end of the HTTP request or websocket connection)."""
         for scope in self._scopes:
             await scope.close()
+
+
+Info = strawberry.Info[Context, None]
+"""What a resolver's ``info`` is: Strawberry's, with our :class:`Context` (issue 19: typed, not ``Any``)."""

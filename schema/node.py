@@ -17,6 +17,8 @@ import strawberry
 from graphql import GraphQLError
 from strawberry import relay
 
+from resolvers.context import Info
+
 
 def backed_by(*models: type) -> Callable[..., bool]:
     """An ``is_type_of`` for a Strawberry type whose values may be rows of ``models``.
@@ -73,7 +75,7 @@ def parse_global_id(value: str, *, expected_type: str | None = None) -> relay.Gl
     return canonical(global_id)
 
 
-async def resolve_global_id(info: Any, value: str | relay.GlobalID) -> Any:
+async def resolve_global_id(info: Info, value: str | relay.GlobalID) -> Any:
     """The node behind a global ID (or an already parsed one) if the caller may see it, else None."""
     global_id = value if isinstance(value, relay.GlobalID) else parse_global_id(value)
     try:
