@@ -17,6 +17,7 @@ from models import accounts as models
 from models.tariffs import Zone as ModelZone
 from resolvers import accounts as resolvers
 from resolvers import billing as billing_resolvers
+from resolvers.context import Info
 from resolvers.readings import MetersByAccountId
 from schema import rules
 from schema.billing import (
@@ -136,7 +137,7 @@ class AccountService:
     ended_on: dt.date | None = strawberry.field(description="Delivered until; null while delivered.")
 
     @strawberry.field(description="The service.")
-    async def service(self, root: strawberry.Parent[models.AccountService], info: strawberry.Info) -> Service:
+    async def service(self, root: strawberry.Parent[models.AccountService], info: Info) -> Service:
         return await load_service(info, root.service_id)  # type: ignore[return-value]
 
     @strawberry.field(description="Tariff zone scheme: SINGLE, DAY_NIGHT or THREE_ZONE; null without zones.")
@@ -175,12 +176,12 @@ class Account(relay.Node):
         return " ".join(p for p in (root.owner_last_name, root.owner_first_name, root.owner_middle_name) if p)
 
     @strawberry.field(description="Name the user gave the account (B3); the number when none was given.")
-    async def display_name(self, root: strawberry.Parent[models.Account], info: strawberry.Info) -> str:
+    async def display_name(self, root: strawberry.Parent[models.Account], info: Info) -> str:
         link = await resolvers.link_of(info, root.id)
         return (link.display_name if link is not None else None) or root.number
 
     @strawberry.field(description="The branch (филиал) the account belongs to.")
-    async def branch(self, root: strawberry.Parent[models.Account], info: strawberry.Info) -> Branch:
+    async def branch(self, root: strawberry.Parent[models.Account], info: Info) -> Branch:
         return await resolvers.branch_of(info, root)
 
     @strawberry.field(description="C1: requisites of the dwelling.")
@@ -201,23 +202,23 @@ class Account(relay.Node):
 
     @strawberry.field(description="C1: services delivered to the account.")
     async def services(
-        self, root: strawberry.Parent[models.Account], info: strawberry.Info
+        self, root: strawberry.Parent[models.Account], info: Info
     ) -> list[AccountService]:
         return await resolvers.services_of(info, root.id)  # type: ignore[return-value]
 
     @strawberry.field(description="C1/B4: meters installed on the account (each with its last readings).")
-    async def meters(self, root: strawberry.Parent[models.Account], info: strawberry.Info) -> list[Meter]:
+    async def meters(self, root: strawberry.Parent[models.Account], info: Info) -> list[Meter]:
         return await info.context.loader(MetersByAccountId).load(root.id)
 
     @strawberry.field(
         description="B4: balance including this period's payments, with the supplier breakdown."
     )
-    async def balance(self, root: strawberry.Parent[models.Account], info: strawberry.Info) -> AccountBalance:
+    async def balance(self, root: strawberry.Parent[models.Account], info: Info) -> AccountBalance:
         return AccountBalance.of(await billing_resolvers.balance(info, root.id))
 
     @strawberry.field(description="B4: days until the reading window opens or closes.")
     async def reading_window(
-        self, root: strawberry.Parent[models.Account], info: strawberry.Info
+        self, root: strawberry.Parent[models.Account], info: Info
     ) -> ReadingWindowCountdown:
         found = await resolvers.reading_window(info, root)
         return ReadingWindowCountdown(
@@ -229,11 +230,11 @@ class Account(relay.Node):
         )
 
     @strawberry.field(description="B4/J7: whether the viewer's autopay is on for this account.")
-    async def autopay_enabled(self, root: strawberry.Parent[models.Account], info: strawberry.Info) -> bool:
+    async def autopay_enabled(self, root: strawberry.Parent[models.Account], info: Info) -> bool:
         return await resolvers.autopay_enabled(info, root.id)
 
     @strawberry.field(description="B4/J5: whether the viewer gets this account's receipts by e-mail.")
-    async def e_receipt_enabled(self, root: strawberry.Parent[models.Account], info: strawberry.Info) -> bool:
+    async def e_receipt_enabled(self, root: strawberry.Parent[models.Account], info: Info) -> bool:
         link = await resolvers.link_of(info, root.id)
         return bool(link and link.e_receipt_enabled)
 
@@ -242,13 +243,13 @@ class Account(relay.Node):
         "e-mail; null for paper receipts."
     )
     async def receipt_email(
-        self, root: strawberry.Parent[models.Account], info: strawberry.Info
+        self, root: strawberry.Parent[models.Account], info: Info
     ) -> str | None:
         return await resolvers.effective_receipt_email(info, await resolvers.link_of(info, root.id))
 
     @strawberry.field(description="B4: the current (latest) receipt; null before the first one.")
     async def current_receipt(
-        self, root: strawberry.Parent[models.Account], info: strawberry.Info
+        self, root: strawberry.Parent[models.Account], info: Info
     ) -> Receipt | None:
         return await billing_resolvers.current_receipt(info, root.id)  # type: ignore[return-value]
 
@@ -256,7 +257,7 @@ class Account(relay.Node):
     async def receipt(
         self,
         root: strawberry.Parent[models.Account],
-        info: strawberry.Info,
+        info: Info,
         period: Annotated[YearMonth, strawberry.argument(description="The billing month.")],
     ) -> Receipt | None:
         return await billing_resolvers.receipt(info, root.id, period)  # type: ignore[return-value]
@@ -265,7 +266,7 @@ class Account(relay.Node):
     async def charges(
         self,
         root: strawberry.Parent[models.Account],
-        info: strawberry.Info,
+        info: Info,
         from_: FromArg = None,
         to: ToArg = None,
     ) -> list[ChargeMonth]:
@@ -278,7 +279,7 @@ class Account(relay.Node):
     async def payments(
         self,
         root: strawberry.Parent[models.Account],
-        info: strawberry.Info,
+        info: Info,
         from_: FromArg = None,
         to: ToArg = None,
     ) -> list[PaymentMonth]:
@@ -289,7 +290,7 @@ class Account(relay.Node):
     async def events(
         self,
         root: strawberry.Parent[models.Account],
-        info: strawberry.Info,
+        info: Info,
         from_: FromArg = None,
         to: ToArg = None,
     ) -> list[EventMonth]:
@@ -302,7 +303,7 @@ class Account(relay.Node):
     async def balance_history(
         self,
         root: strawberry.Parent[models.Account],
-        info: strawberry.Info,
+        info: Info,
         from_: FromArg = None,
         to: ToArg = None,
     ) -> list[BalanceMonth]:
@@ -313,7 +314,7 @@ class Account(relay.Node):
     async def statistics(
         self,
         root: strawberry.Parent[models.Account],
-        info: strawberry.Info,
+        info: Info,
         filter: Annotated[
             StatisticsFilter, strawberry.argument(description="What to measure, period, services, zones.")
         ],
@@ -338,7 +339,7 @@ class Account(relay.Node):
     async def tariffs(
         self,
         root: strawberry.Parent[models.Account],
-        info: strawberry.Info,
+        info: Info,
         zone: Annotated[Zone | None, strawberry.argument(description="Only this zone.")] = None,
     ) -> list[Tariff]:
         rows = await billing_resolvers.tariffs(info, root.id)
@@ -348,7 +349,7 @@ class Account(relay.Node):
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Account | None]:
         """A customer sees only accounts linked to them; staff see every account."""
         return as_node(cls, await resolvers.accounts_by_ids(info, [int(node_id) for node_id in node_ids]))
@@ -397,7 +398,7 @@ class AccountQueries:
     )
     async def accounts(
         self,
-        info: strawberry.Info,
+        info: Info,
         first: Annotated[int, strawberry.argument(description="Page size (1–100).")] = 20,
         after: Annotated[
             str | None, strawberry.argument(description="Cursor of the last account seen.")
@@ -492,7 +493,7 @@ class AccountMutations:
     @strawberry.mutation(description="B1: link an account by branch, number and proof of ownership.")
     async def link_account(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[LinkAccountInput, strawberry.argument(description="The LinkAccount input.")],
     ) -> LinkAccountPayload:
         try:
@@ -514,7 +515,7 @@ class AccountMutations:
     )
     async def unlink_account(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[UnlinkAccountInput, strawberry.argument(description="The UnlinkAccount input.")],
     ) -> UnlinkAccountPayload:
         try:
@@ -540,7 +541,7 @@ class AccountMutations:
     @strawberry.mutation(description="B3: rename an account in the cabinet.")
     async def rename_account(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[RenameAccountInput, strawberry.argument(description="The RenameAccount input.")],
     ) -> AccountPayload:
         try:
@@ -554,7 +555,7 @@ class AccountMutations:
     @strawberry.mutation(description="J5: paper or electronic receipts for one account.")
     async def set_receipt_delivery(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             SetReceiptDeliveryInput, strawberry.argument(description="The SetReceiptDelivery input.")
         ],

@@ -24,6 +24,7 @@ from resolvers import appeals as resolvers
 from resolvers.accounts import AccountById
 from resolvers.billing import download_url
 from resolvers.branches import SupplierById
+from resolvers.context import Info
 from resolvers.readings import MeterById
 from schema import rules
 from schema.accounts import Account
@@ -213,7 +214,7 @@ class AttachedFile:
         return self.file.created_at
 
     @strawberry.field(description="A short-lived signed link to download the file.")
-    def download(self, info: strawberry.Info) -> FileDownload:
+    def download(self, info: Info) -> FileDownload:
         return FileDownload.of(download_url(info, storage.file_target(self.file.id)))
 
 
@@ -287,12 +288,12 @@ class CustomerRequest(relay.Node):
         return month_of(root.created_at)  # type: ignore[return-value]
 
     @strawberry.field(description="The account it concerns.")
-    async def account(self, root: strawberry.Parent[resolvers.RequestRow], info: strawberry.Info) -> Account:
+    async def account(self, root: strawberry.Parent[resolvers.RequestRow], info: Info) -> Account:
         return await info.context.loader(AccountById).load(root.account_id)
 
     @strawberry.field(description="The supplier it is addressed to.")
     async def supplier(
-        self, root: strawberry.Parent[resolvers.RequestRow], info: strawberry.Info
+        self, root: strawberry.Parent[resolvers.RequestRow], info: Info
     ) -> Supplier | None:
         if root.supplier_id is None:
             return None
@@ -300,19 +301,19 @@ class CustomerRequest(relay.Node):
 
     @strawberry.field(description="Timeline, oldest first.")
     async def timeline(
-        self, root: strawberry.Parent[resolvers.RequestRow], info: strawberry.Info
+        self, root: strawberry.Parent[resolvers.RequestRow], info: Info
     ) -> list[TimelineEvent]:
         return await resolvers.timeline(info, root)
 
     @strawberry.field(description="Files the customer attached.")
     async def attachments(
-        self, root: strawberry.Parent[resolvers.RequestRow], info: strawberry.Info
+        self, root: strawberry.Parent[resolvers.RequestRow], info: Info
     ) -> list[AttachedFile]:
         return _files(await resolvers.attachments(info, root), models.AttachmentDirection.FROM_CUSTOMER)
 
     @strawberry.field(description="Files the operator attached to the answer.")
     async def answer_attachments(
-        self, root: strawberry.Parent[resolvers.RequestRow], info: strawberry.Info
+        self, root: strawberry.Parent[resolvers.RequestRow], info: Info
     ) -> list[AttachedFile]:
         return _files(await resolvers.attachments(info, root), models.AttachmentDirection.FROM_OPERATOR)
 
@@ -339,7 +340,7 @@ class Appeal(CustomerRequest):
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Appeal | None]:
         """Appeals the caller filed (staff: all)."""
         return as_node(cls, await resolvers.appeals_by_ids(info, [int(node_id) for node_id in node_ids]))
@@ -424,14 +425,14 @@ class Application(CustomerRequest):
         return root.consent_id is not None
 
     @strawberry.field(description="The meter it concerns (meter kinds, C3).")
-    async def meter(self, root: strawberry.Parent[models.Application], info: strawberry.Info) -> Meter | None:
+    async def meter(self, root: strawberry.Parent[models.Application], info: Info) -> Meter | None:
         if root.meter_id is None:
             return None
         return await info.context.loader(MeterById).load(root.meter_id)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Application | None]:
         """Applications the caller filed (staff: all)."""
         return as_node(cls, await resolvers.applications_by_ids(info, [int(node_id) for node_id in node_ids]))
@@ -455,13 +456,13 @@ class Document(relay.Node):
     created_at: dt.datetime = strawberry.field(description="When it was issued or uploaded.")
 
     @strawberry.field(description="The file, with a short-lived download link.")
-    async def file(self, root: strawberry.Parent[models.Document], info: strawberry.Info) -> AttachedFile:
+    async def file(self, root: strawberry.Parent[models.Document], info: Info) -> AttachedFile:
         row = await info.context.loader(resolvers.StoredFileById).load(root.file_id)
         return AttachedFile(file=row, direction=None)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Document | None]:
         """Documents of accounts the caller may see."""
         return as_node(cls, await resolvers.documents_by_ids(info, [int(node_id) for node_id in node_ids]))
@@ -808,7 +809,7 @@ class AppealQueries:
             "the account is not yours."
         )
     )
-    async def appeal_draft(self, info: strawberry.Info, account_id: AccountArg = None) -> AppealDraft | None:
+    async def appeal_draft(self, info: Info, account_id: AccountArg = None) -> AppealDraft | None:
         draft = await resolvers.appeal_draft(info, account_id)
         if draft is None:
             return None
@@ -822,7 +823,7 @@ class AppealQueries:
     )
     async def appeals(
         self,
-        info: strawberry.Info,
+        info: Info,
         account_id: AccountArg = None,
         from_: Annotated[
             YearMonth | None, strawberry.argument(name="from", description="First month.")
@@ -845,7 +846,7 @@ class AppealQueries:
         )
     )
     async def application_draft(
-        self, info: strawberry.Info, account_id: AccountArg = None
+        self, info: Info, account_id: AccountArg = None
     ) -> ApplicationDraft | None:
         draft = await resolvers.appeal_draft(info, account_id)  # the same pre-filled contact block
         if draft is None:
@@ -855,7 +856,7 @@ class AppealQueries:
     @strawberry.field(description="G3: your applications, newest first (staff: everybody's); D8 range.")
     async def applications(
         self,
-        info: strawberry.Info,
+        info: Info,
         account_id: AccountArg = None,
         from_: Annotated[
             YearMonth | None, strawberry.argument(name="from", description="First month.")
@@ -872,7 +873,7 @@ class AppealQueries:
     )
     async def documents(
         self,
-        info: strawberry.Info,
+        info: Info,
         account_id: Annotated[strawberry.ID, strawberry.argument(description="Global ID of the account.")],
         first: PageSize = 20,
         after: After = None,
@@ -888,7 +889,7 @@ class AppealQueries:
     )
     async def appeal_queue(
         self,
-        info: strawberry.Info,
+        info: Info,
         statuses: Annotated[
             list[RequestStatus] | None,
             strawberry.argument(description="Statuses to include."),
@@ -913,7 +914,7 @@ class AppealQueries:
     )
     async def application_queue(
         self,
-        info: strawberry.Info,
+        info: Info,
         statuses: Annotated[
             list[RequestStatus] | None,
             strawberry.argument(description="Statuses to include."),
@@ -940,7 +941,7 @@ class AppealQueries:
     )
     async def ask_assistant(
         self,
-        info: strawberry.Info,
+        info: Info,
         question: Annotated[str, strawberry.argument(description="The question, in Russian.")],
         account_id: AccountArg = None,
     ) -> AssistantAnswer:
@@ -971,7 +972,7 @@ class AppealQueries:
     )
     async def video_call(
         self,
-        info: strawberry.Info,
+        info: Info,
         account_id: Annotated[strawberry.ID, strawberry.argument(description="Global ID of the account.")],
     ) -> VideoCallLink | None:
         found = await resolvers.video_call(info, account_id)
@@ -989,7 +990,7 @@ class AppealMutations:
     )
     async def create_appeal(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[CreateAppealInput, strawberry.argument(description="The appeal.")],
     ) -> CreateAppealPayload:
         outcome = await resolvers.create_appeal(info, input)
@@ -1004,7 +1005,7 @@ class AppealMutations:
     )
     async def submit_application(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[SubmitApplicationInput, strawberry.argument(description="The application.")],
     ) -> SubmitApplicationPayload:
         kind = models.ApplicationKind(input.kind.value)
@@ -1024,7 +1025,7 @@ class AppealMutations:
     )
     async def request_requisites_change(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[RequestRequisitesChangeInput, strawberry.argument(description="The changes.")],
     ) -> SubmitApplicationPayload:
         return _application_payload(await resolvers.request_requisites_change(info, input, input.changes))
@@ -1032,7 +1033,7 @@ class AppealMutations:
     @strawberry.mutation(description="C3: report a meter malfunction (a meter-check application about it).")
     async def report_meter_malfunction(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[ReportMeterMalfunctionInput, strawberry.argument(description="The report.")],
     ) -> SubmitApplicationPayload:
         return _application_payload(await resolvers.report_meter_malfunction(info, input))
@@ -1040,7 +1041,7 @@ class AppealMutations:
     @strawberry.mutation(description="G2: upload a document of a type from the list.")
     async def upload_document(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[UploadDocumentInput, strawberry.argument(description="The document.")],
     ) -> UploadDocumentPayload:
         outcome = await resolvers.upload_document(info, input)
@@ -1049,7 +1050,7 @@ class AppealMutations:
     @strawberry.mutation(description="Operator: take an appeal or application into work (IN_PROGRESS).")
     async def take_request(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[RequestRefInput, strawberry.argument(description="Which.")],
     ) -> RequestActionPayload:
         async def action(session: Any, sink: Any, row: Any, operator_id: int) -> None:
@@ -1060,7 +1061,7 @@ class AppealMutations:
     @strawberry.mutation(description="Operator: answer an appeal or application, with files (ANSWERED).")
     async def answer_request(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[AnswerRequestInput, strawberry.argument(description="The answer.")],
     ) -> RequestActionPayload:
         async def action(session: Any, sink: Any, row: Any, operator_id: int) -> None:
@@ -1079,7 +1080,7 @@ class AppealMutations:
     @strawberry.mutation(description="Operator: close an appeal or application (CLOSED).")
     async def close_request(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[RequestRefInput, strawberry.argument(description="Which.")],
     ) -> RequestActionPayload:
         async def action(session: Any, sink: Any, row: Any, operator_id: int) -> None:
@@ -1090,7 +1091,7 @@ class AppealMutations:
     @strawberry.mutation(description="Operator: reject an appeal or application with a reason (REJECTED).")
     async def reject_request(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[RejectRequestInput, strawberry.argument(description="Which and why.")],
     ) -> RequestActionPayload:
         async def action(session: Any, sink: Any, row: Any, operator_id: int) -> None:

@@ -15,6 +15,7 @@ from strawberry.scalars import JSON
 from models import identity as identity_models
 from models import notifications as models
 from resolvers import notifications as resolvers
+from resolvers.context import Info
 from resolvers.permissions import require_viewer
 from schema import rules
 from schema.errors import error_code_enum, error_domain
@@ -163,7 +164,7 @@ class Notification(relay.Node):
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Notification | None]:
         """Only the owner sees a notification."""
         return as_node(
@@ -285,7 +286,7 @@ class NotificationQueries:
     @strawberry.field(description="The caller's notifications, newest first (I6).")
     async def notifications(
         self,
-        info: strawberry.Info,
+        info: Info,
         first: Annotated[int, strawberry.argument(description="Page size, 1–100.")] = 20,
         after: Annotated[str | None, strawberry.argument(description="Cursor of the last item seen.")] = None,
         unread_only: Annotated[bool, strawberry.argument(description="Only unread ones.")] = False,
@@ -303,13 +304,13 @@ class NotificationQueries:
         return Connection[Notification].from_page(found, lambda row: row)
 
     @strawberry.field(description="How many of the caller's notifications are unread (the badge).")
-    async def unread_notification_count(self, info: strawberry.Info) -> int:
+    async def unread_notification_count(self, info: Info) -> int:
         return await resolvers.unread_count(info)
 
     @strawberry.field(
         description="Notification and advertising subscriptions: every category × channel (J6)."
     )
-    async def notification_settings(self, info: strawberry.Info) -> list[NotificationPreference]:
+    async def notification_settings(self, info: Info) -> list[NotificationPreference]:
         return [NotificationPreference.from_domain(p) for p in await resolvers.settings(info)]
 
 
@@ -320,7 +321,7 @@ class NotificationMutations:
     @strawberry.mutation(description="Mark one notification read.")
     async def mark_notification_read(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             MarkNotificationReadInput, strawberry.argument(description="The notification to mark as read.")
         ],
@@ -334,13 +335,13 @@ class NotificationMutations:
         )
 
     @strawberry.mutation(description="Mark every notification read.")
-    async def mark_all_notifications_read(self, info: strawberry.Info) -> MarkAllNotificationsReadPayload:
+    async def mark_all_notifications_read(self, info: Info) -> MarkAllNotificationsReadPayload:
         return MarkAllNotificationsReadPayload(changed=await resolvers.mark_all_read(info), user_errors=[])
 
     @strawberry.mutation(description="Change notification and advertising subscriptions (J6).")
     async def update_notification_settings(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             UpdateNotificationSettingsInput,
             strawberry.argument(description="Which categories and channels the user wants notifications in."),
@@ -362,7 +363,7 @@ class NotificationMutations:
     @strawberry.mutation(description="Register this mobile device for push notifications.")
     async def register_push_device(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             RegisterPushDeviceInput, strawberry.argument(description="The device's push token and platform.")
         ],
@@ -375,7 +376,7 @@ class NotificationMutations:
     @strawberry.mutation(description="Stop push notifications to a device.")
     async def unregister_push_device(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             UnregisterPushDeviceInput, strawberry.argument(description="The push token to forget.")
         ],
@@ -397,7 +398,7 @@ class NotificationSubscriptions:
     )
     async def notifications(
         self,
-        info: strawberry.Info,
+        info: Info,
         after: Annotated[
             str | None, strawberry.argument(description="Cursor of the last event received.")
         ] = None,

@@ -17,6 +17,7 @@ from models import payments as models
 from resolvers import payments as resolvers
 from resolvers.accounts import AccountById
 from resolvers.branches import SupplierById
+from resolvers.context import Info
 from schema import rules
 from schema.accounts import Account
 from schema.billing import PaymentMethod
@@ -91,13 +92,13 @@ class PaymentAllocation:
 
     @strawberry.field(description="The account.")
     async def account(
-        self, root: strawberry.Parent[models.PaymentAllocation], info: strawberry.Info
+        self, root: strawberry.Parent[models.PaymentAllocation], info: Info
     ) -> Account:
         return await info.context.loader(AccountById).load(root.account_id)
 
     @strawberry.field(description="The supplier.")
     async def supplier(
-        self, root: strawberry.Parent[models.PaymentAllocation], info: strawberry.Info
+        self, root: strawberry.Parent[models.PaymentAllocation], info: Info
     ) -> Supplier:
         return await info.context.loader(SupplierById).load(root.supplier_id)
 
@@ -151,7 +152,7 @@ class Payment(relay.Node):
         return PaymentMethod(root.method.value)
 
     @strawberry.field(description="SBP: URL of a PNG image of the QR code.")
-    def sbp_qr_image_url(self, root: strawberry.Parent[models.Payment], info: strawberry.Info) -> str | None:
+    def sbp_qr_image_url(self, root: strawberry.Parent[models.Payment], info: Info) -> str | None:
         if not root.sbp_payload or not root.gateway_payment_id:
             return None
         settings = info.context.settings
@@ -160,19 +161,19 @@ class Payment(relay.Node):
 
     @strawberry.field(description="Amounts per account and supplier.")
     async def allocations(
-        self, root: strawberry.Parent[models.Payment], info: strawberry.Info
+        self, root: strawberry.Parent[models.Payment], info: Info
     ) -> list[PaymentAllocation]:
         return await info.context.loader(resolvers.AllocationsByPaymentId).load(root.id)
 
     @strawberry.field(description="Every status step with its time, oldest first.")
     async def status_history(
-        self, root: strawberry.Parent[models.Payment], info: strawberry.Info
+        self, root: strawberry.Parent[models.Payment], info: Info
     ) -> list[PaymentStatusStep]:
         return await info.context.loader(resolvers.StatusChangesByPaymentId).load(root.id)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Payment | None]:
         """Only the payer (and staff) see a payment."""
         return as_node(cls, await resolvers.payments_by_ids(info, [int(node_id) for node_id in node_ids]))
@@ -192,7 +193,7 @@ class SavedCard(relay.Node):
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[SavedCard | None]:
         """Only the owner sees a card."""
         viewer = info.context.viewer
@@ -216,7 +217,7 @@ class PaymentFormLine:
     line: strawberry.Private[service.DueLine]
 
     @strawberry.field(description="The supplier.")
-    async def supplier(self, info: strawberry.Info) -> Supplier:
+    async def supplier(self, info: Info) -> Supplier:
         return await info.context.loader(SupplierById).load(self.line.supplier_id)
 
     @strawberry.field(
@@ -241,11 +242,11 @@ class PaymentFormAccount:
     account_id: strawberry.Private[int]
 
     @strawberry.field(description="The account.")
-    async def account(self, info: strawberry.Info) -> Account:
+    async def account(self, info: Info) -> Account:
         return await info.context.loader(AccountById).load(self.account_id)
 
     @strawberry.field(description="Its suppliers with what is due to each.")
-    async def lines(self, info: strawberry.Info) -> list[PaymentFormLine]:
+    async def lines(self, info: Info) -> list[PaymentFormLine]:
         found = await info.context.loader(resolvers.DueLinesByAccountId).load(self.account_id)
         return [PaymentFormLine(line=line) for line in found]
 
@@ -416,7 +417,7 @@ class PaymentQueries:
     )
     async def payment_form(
         self,
-        info: strawberry.Info,
+        info: Info,
         account_ids: Annotated[
             list[relay.GlobalID] | None, strawberry.argument(description="Global IDs of linked accounts.")
         ] = None,
@@ -435,7 +436,7 @@ class PaymentQueries:
         )
 
     @strawberry.field(description="J7: the caller's cards saved for autopay.")
-    async def saved_cards(self, info: strawberry.Info) -> list[SavedCard]:
+    async def saved_cards(self, info: Info) -> list[SavedCard]:
         return await resolvers.saved_cards(info)  # type: ignore[return-value]
 
 
@@ -449,7 +450,7 @@ class PaymentMutations:
     )
     async def create_payment(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             CreatePaymentInput,
             strawberry.argument(
@@ -482,7 +483,7 @@ class PaymentMutations:
     )
     async def create_payment_for_all_accounts(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             CreatePaymentForAllAccountsInput,
             strawberry.argument(
@@ -515,7 +516,7 @@ class PaymentMutations:
     @strawberry.mutation(description="J7: connect, change or switch off autopay of a linked account.")
     async def set_autopay(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             SetAutopayInput,
             strawberry.argument(
@@ -555,7 +556,7 @@ class PaymentSubscriptions:
     )
     async def payment_status(
         self,
-        info: strawberry.Info,
+        info: Info,
         payment_id: Annotated[strawberry.ID, strawberry.argument(description="Global ID of the payment.")],
     ) -> AsyncGenerator[PaymentStatusEvent, None]:
         global_id = parse_global_id(payment_id, expected_type="Payment")

@@ -17,6 +17,7 @@ from models import readings as models
 from models import tariffs as tariff_models
 from resolvers import readings as resolvers
 from resolvers.branches import ServiceById
+from resolvers.context import Info
 from schema.enums import model_enum
 from schema.errors import error_code_enum, error_domain
 from schema.node import as_node, backed_by
@@ -162,7 +163,7 @@ class Meter(relay.Node):
 
     @strawberry.field(description="The service the meter measures.")
     async def service(
-        self, root: strawberry.Parent[meter_models.Meter], info: strawberry.Info
+        self, root: strawberry.Parent[meter_models.Meter], info: Info
     ) -> MeterService:
         return await info.context.loader(ServiceById).load(root.service_id)
 
@@ -170,13 +171,13 @@ class Meter(relay.Node):
         description="The latest reading of every zone (any source, any period; replaced readings excluded)."
     )
     async def last_readings(
-        self, root: strawberry.Parent[meter_models.Meter], info: strawberry.Info
+        self, root: strawberry.Parent[meter_models.Meter], info: Info
     ) -> list[MeterReading]:
         return await info.context.loader(resolvers.LastReadingsByMeterId).load(root.id)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Meter | None]:
         """Meters of accounts the caller may see."""
         return as_node(cls, await resolvers.meters_by_ids(info, [int(node_id) for node_id in node_ids]))
@@ -226,12 +227,12 @@ class MeterReading(relay.Node):
         return root.superseded_by_id is not None
 
     @strawberry.field(description="The meter.")
-    async def meter(self, root: strawberry.Parent[models.Reading], info: strawberry.Info) -> Meter:
+    async def meter(self, root: strawberry.Parent[models.Reading], info: Info) -> Meter:
         return await info.context.loader(resolvers.MeterById).load(root.meter_id)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[MeterReading | None]:
         """Readings of accounts the caller may see."""
         return as_node(cls, await resolvers.readings_by_ids(info, [int(node_id) for node_id in node_ids]))
@@ -400,11 +401,11 @@ class SubmittedReading:
     )
 
     @strawberry.field(description="The meter.")
-    async def meter(self, info: strawberry.Info) -> Meter:
+    async def meter(self, info: Info) -> Meter:
         return await info.context.loader(resolvers.MeterById).load(self.meter_id)
 
     @strawberry.field(description="The stored reading.")
-    async def reading(self, info: strawberry.Info) -> MeterReading:
+    async def reading(self, info: Info) -> MeterReading:
         return await info.context.loader(resolvers.ReadingById).load(self.reading_id)
 
 
@@ -452,7 +453,7 @@ class ReadingSubmission(relay.Node):
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[ReadingSubmission | None]:
         """Submissions of accounts the caller may see."""
         return as_node(cls, await resolvers.submissions_by_ids(info, [int(node_id) for node_id in node_ids]))
@@ -670,7 +671,7 @@ class ReadingQueries:
     )
     async def meters(
         self,
-        info: strawberry.Info,
+        info: Info,
         account_id: Annotated[strawberry.ID, strawberry.argument(description="Global ID of the account.")],
     ) -> AccountMeters | None:
         found = await resolvers.account_meters(info, account_id)
@@ -700,7 +701,7 @@ class ReadingQueries:
     )
     async def readings_form(
         self,
-        info: strawberry.Info,
+        info: Info,
         account_id: Annotated[strawberry.ID, strawberry.argument(description="Global ID of the account.")],
     ) -> ReadingsForm | None:
         form = await resolvers.readings_form(info, account_id)
@@ -715,7 +716,7 @@ class ReadingQueries:
     )
     async def reading_history(
         self,
-        info: strawberry.Info,
+        info: Info,
         account_id: Annotated[strawberry.ID, strawberry.argument(description="Global ID of the account.")],
         from_: Annotated[
             YearMonth | None, strawberry.argument(name="from", description="First month.")
@@ -740,7 +741,7 @@ class ReadingQueries:
             "with more than one linked account."
         )
     )
-    async def readings_for_all_accounts(self, info: strawberry.Info) -> ReadingsForAllAccounts:
+    async def readings_for_all_accounts(self, info: Info) -> ReadingsForAllAccounts:
         found = await resolvers.readings_for_all_accounts(info)
         available = found.linked > 1
         return ReadingsForAllAccounts(
@@ -762,7 +763,7 @@ class ReadingMutations:
     )
     async def submit_readings(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[SubmitReadingsInput, strawberry.argument(description="The account and its values.")],
     ) -> SubmitReadingsPayload:
         result = await resolvers.submit_readings(info, input)
@@ -778,7 +779,7 @@ class ReadingMutations:
     )
     async def submit_readings_for_all_accounts(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             SubmitReadingsForAllAccountsInput,
             strawberry.argument(description="The accounts and their values."),

@@ -22,6 +22,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from resolvers.context import Info
 from resolvers.permissions import require_viewer
 from schema import accounts, appeals, content, identity, notifications, payments, readings
 from schema.accounts import AccountMutations, AccountQueries
@@ -107,7 +108,7 @@ class Query(*QUERIES):  # type: ignore[misc]
     )
     async def node(
         self,
-        info: strawberry.Info,
+        info: Info,
         id: Annotated[strawberry.ID, strawberry.argument(description="A global ID.")],
     ) -> relay.Node | None:
         return await resolve_global_id(info, id)
@@ -117,7 +118,7 @@ class Query(*QUERIES):  # type: ignore[misc]
     )
     async def nodes(
         self,
-        info: strawberry.Info,
+        info: Info,
         ids: Annotated[list[strawberry.ID], strawberry.argument(description="Global IDs.")],
     ) -> list[relay.Node | None]:
         # Every ID is parsed before any is looked up: a malformed one fails the field while no lookup is
@@ -138,7 +139,7 @@ class Subscription(*SUBSCRIPTIONS):  # type: ignore[misc]
     )
     async def server_time(
         self,
-        info: strawberry.Info,
+        info: Info,
         count: Annotated[int, strawberry.argument(description="How many messages to send (0–1000).")] = 5,
         interval_seconds: Annotated[
             float, strawberry.argument(description="Seconds between two messages (0.01–60).")

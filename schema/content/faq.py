@@ -11,6 +11,7 @@ from strawberry import relay
 
 from models import content as models
 from resolvers.content import faq as faq_resolvers
+from resolvers.context import Info
 from schema import rules
 from schema.content.common import decode_id, decode_optional_id, int_ids
 from schema.errors import error_code_enum, error_domain
@@ -69,7 +70,7 @@ class FaqEntry(relay.Node):
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[FaqEntry | None]:
         """The FAQ is public."""
         return as_node(cls, await faq_resolvers.faq_entries_by_ids(info, int_ids(node_ids)))
@@ -121,14 +122,14 @@ class FaqQueries:
     )
     async def faq_entries(
         self,
-        info: strawberry.Info,
+        info: Info,
         search: Annotated[str | None, strawberry.argument(description="Words to look for.")] = None,
         category: Annotated[str | None, strawberry.argument(description="Only this category.")] = None,
     ) -> list[FaqEntry]:
         return await faq_resolvers.faq_entries(info, search, category)  # type: ignore[return-value]
 
     @strawberry.field(description="I2: FAQ categories, in display order (public).")
-    async def faq_categories(self, info: strawberry.Info) -> list[str]:
+    async def faq_categories(self, info: Info) -> list[str]:
         return await faq_resolvers.faq_categories(info)
 
 
@@ -139,7 +140,7 @@ class FaqMutations:
     @strawberry.mutation(description="ADMIN: create or change a FAQ entry.")
     async def save_faq_entry(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             SaveFaqEntryInput,
             strawberry.argument(
@@ -160,7 +161,7 @@ class FaqMutations:
     @strawberry.mutation(description="ADMIN: remove a FAQ entry.")
     async def delete_faq_entry(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             DeleteFaqEntryInput, strawberry.argument(description="ADMIN: the FAQ entry to delete.")
         ],

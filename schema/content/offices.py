@@ -15,6 +15,7 @@ from strawberry import relay
 from models import content as models
 from resolvers import branches as branch_resolvers
 from resolvers.content import offices as offices_resolvers
+from resolvers.context import Info
 from schema import rules
 from schema.branches import Branch
 from schema.content.common import decode_id, decode_optional_id, encode_id, int_ids
@@ -132,12 +133,12 @@ class Office(relay.Node):
         ]
 
     @strawberry.field(description="The branch the office belongs to.")
-    async def branch(self, info: strawberry.Info, root: strawberry.Parent[models.Office]) -> Branch:
+    async def branch(self, info: Info, root: strawberry.Parent[models.Office]) -> Branch:
         return (await branch_resolvers.branches_by_ids(info, [root.branch_id]))[0]  # type: ignore[return-value]
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Office | None]:
         """Offices are public."""
         return as_node(cls, await offices_resolvers.offices_by_ids(info, int_ids(node_ids)))
@@ -154,16 +155,16 @@ class OfficeSlot(relay.Node):
     ends_at: dt.datetime = strawberry.field(description="End of the appointment.")
 
     @strawberry.field(description="Whether it can still be booked (nobody holds it).")
-    async def available(self, info: strawberry.Info, root: strawberry.Parent[models.OfficeSlot]) -> bool:
+    async def available(self, info: Info, root: strawberry.Parent[models.OfficeSlot]) -> bool:
         return not await offices_resolvers.slot_booked(info, root.id)
 
     @strawberry.field(description="The office.")
-    async def office(self, info: strawberry.Info, root: strawberry.Parent[models.OfficeSlot]) -> Office:
+    async def office(self, info: Info, root: strawberry.Parent[models.OfficeSlot]) -> Office:
         return await offices_resolvers.office(info, root.office_id)  # type: ignore[return-value]
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[OfficeSlot | None]:
         """Slots are public (who booked one is not)."""
         return as_node(cls, await offices_resolvers.slots_by_ids(info, int_ids(node_ids)))
@@ -197,12 +198,12 @@ class Appointment(relay.Node):
         return encode_id("Account", root.account_id)
 
     @strawberry.field(description="The booked slot (time and office).")
-    async def slot(self, info: strawberry.Info, root: strawberry.Parent[models.Appointment]) -> OfficeSlot:
+    async def slot(self, info: Info, root: strawberry.Parent[models.Appointment]) -> OfficeSlot:
         return await offices_resolvers.slot(info, root.slot_id)  # type: ignore[return-value]
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Appointment | None]:
         """Only the owner sees an appointment."""
         return as_node(cls, await offices_resolvers.appointments_by_ids(info, int_ids(node_ids)))
@@ -236,7 +237,7 @@ class CallbackRequest(relay.Node):
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[CallbackRequest | None]:
         """Only the owner sees a callback request."""
         return as_node(cls, await offices_resolvers.callbacks_by_ids(info, int_ids(node_ids)))
@@ -382,7 +383,7 @@ class OfficesQueries:
     @strawberry.field(description="I5: customer service offices for the map and the list (public).")
     async def offices(
         self,
-        info: strawberry.Info,
+        info: Info,
         branch_id: Annotated[
             strawberry.ID | None, strawberry.argument(description="Only this Branch.")
         ] = None,
@@ -394,7 +395,7 @@ class OfficesQueries:
     )
     async def office_slots(
         self,
-        info: strawberry.Info,
+        info: Info,
         office_id: Annotated[strawberry.ID, strawberry.argument(description="Global ID of the Office.")],
         from_: Annotated[
             dt.datetime | None,
@@ -407,11 +408,11 @@ class OfficesQueries:
         return await offices_resolvers.office_slots(info, decode_id(office_id, "Office"), start, end)  # type: ignore[return-value]
 
     @strawberry.field(description="I5: the caller's appointments, latest first.")
-    async def my_appointments(self, info: strawberry.Info) -> list[Appointment]:
+    async def my_appointments(self, info: Info) -> list[Appointment]:
         return await offices_resolvers.my_appointments(info)  # type: ignore[return-value]
 
     @strawberry.field(description="I5: the caller's callback requests, newest first.")
-    async def my_callback_requests(self, info: strawberry.Info) -> list[CallbackRequest]:
+    async def my_callback_requests(self, info: Info) -> list[CallbackRequest]:
         return await offices_resolvers.my_callbacks(info)  # type: ignore[return-value]
 
 
@@ -422,7 +423,7 @@ class OfficesMutations:
     @strawberry.mutation(description="ADMIN: create or change an office.")
     async def save_office(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             SaveOfficeInput,
             strawberry.argument(
@@ -448,7 +449,7 @@ class OfficesMutations:
     @strawberry.mutation(description="ADMIN: open bookable slots of an office.")
     async def add_office_slots(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             AddOfficeSlotsInput,
             strawberry.argument(description="ADMIN: the office and the appointment slots to open in it."),
@@ -463,7 +464,7 @@ class OfficesMutations:
     @strawberry.mutation(description="I5: book a free office slot; a slot taken meanwhile gives SLOT_TAKEN.")
     async def book_appointment(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             BookAppointmentInput,
             strawberry.argument(description="The slot to book, the topic and optionally the account (I5)."),
@@ -480,7 +481,7 @@ class OfficesMutations:
     @strawberry.mutation(description="I5: cancel one's appointment; the slot is free again at once.")
     async def cancel_appointment(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             CancelAppointmentInput, strawberry.argument(description="The appointment to cancel.")
         ],
@@ -493,7 +494,7 @@ class OfficesMutations:
     @strawberry.mutation(description="I5: ask the contact centre to call back at a preferred time.")
     async def request_callback(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             RequestCallbackInput,
             strawberry.argument(

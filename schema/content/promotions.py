@@ -13,6 +13,7 @@ from strawberry import relay
 from models import content as models
 from resolvers import branches as branch_resolvers
 from resolvers.content import promotions as promotions_resolvers
+from resolvers.context import Info
 from schema import rules
 from schema.branches import Branch
 from schema.content.common import decode_optional_id, file_url, int_ids
@@ -73,18 +74,18 @@ class Promotion(relay.Node):
     ends_on: dt.date | None = strawberry.field(description="Last day it is valid (inclusive); null: no end.")
 
     @strawberry.field(description="The branch it is limited to; null: everywhere.")
-    async def branch(self, info: strawberry.Info, root: strawberry.Parent[models.Promotion]) -> Branch | None:
+    async def branch(self, info: Info, root: strawberry.Parent[models.Promotion]) -> Branch | None:
         if root.branch_id is None:
             return None
         return (await branch_resolvers.branches_by_ids(info, [root.branch_id]))[0]  # type: ignore[return-value]
 
     @strawberry.field(description="A short-lived signed URL of its picture; null when it has none.")
-    def image_url(self, info: strawberry.Info, root: strawberry.Parent[models.Promotion]) -> str | None:
+    def image_url(self, info: Info, root: strawberry.Parent[models.Promotion]) -> str | None:
         return file_url(info, root.image_file_id)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Promotion | None]:
         """Promotions are public."""
         return as_node(cls, await promotions_resolvers.promotions_by_ids(info, int_ids(node_ids)))
@@ -135,11 +136,11 @@ class PromotionsQueries:
             "whether the section is active (public)."
         )
     )
-    async def promotion_section(self, info: strawberry.Info) -> PromotionSection:
+    async def promotion_section(self, info: Info) -> PromotionSection:
         return PromotionSection(promotions=await promotions_resolvers.current_promotions(info))  # type: ignore[arg-type]
 
     @strawberry.field(description="ADMIN: every promotion, past and future included.")
-    async def all_promotions(self, info: strawberry.Info) -> list[Promotion]:
+    async def all_promotions(self, info: Info) -> list[Promotion]:
         return await promotions_resolvers.all_promotions(info)  # type: ignore[return-value]
 
 
@@ -150,7 +151,7 @@ class PromotionsMutations:
     @strawberry.mutation(description="ADMIN: create or change a promotion (a new current one is announced).")
     async def save_promotion(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             SavePromotionInput,
             strawberry.argument(

@@ -12,6 +12,7 @@ from strawberry import relay
 
 from models import content as models
 from resolvers.content import shop as shop_resolvers
+from resolvers.context import Info
 from schema import rules
 from schema.content.common import decode_id, decode_optional_id, file_url, int_ids, payload_id
 from schema.errors import error_code_enum, error_domain
@@ -73,13 +74,13 @@ class ShopCategory(relay.Node):
 
     @strawberry.field(description="Goods and services on sale in this category, in display order.")
     async def items(
-        self, info: strawberry.Info, root: strawberry.Parent[models.ShopCategory]
+        self, info: Info, root: strawberry.Parent[models.ShopCategory]
     ) -> list[ShopItem]:
         return await shop_resolvers.items_of_category(info, root.id)  # type: ignore[return-value]
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[ShopCategory | None]:
         """Categories are public."""
         return as_node(cls, await shop_resolvers.shop_categories_by_ids(info, int_ids(node_ids)))
@@ -102,16 +103,16 @@ class ShopItem(relay.Node):
     position: int = strawberry.field(description="Display order inside its category (ascending).")
 
     @strawberry.field(description="The category it belongs to.")
-    async def category(self, info: strawberry.Info, root: strawberry.Parent[models.ShopItem]) -> ShopCategory:
+    async def category(self, info: Info, root: strawberry.Parent[models.ShopItem]) -> ShopCategory:
         return await shop_resolvers.category(info, root.category_id)  # type: ignore[return-value]
 
     @strawberry.field(description="A short-lived signed URL of the item's picture; null when it has none.")
-    def image_url(self, info: strawberry.Info, root: strawberry.Parent[models.ShopItem]) -> str | None:
+    def image_url(self, info: Info, root: strawberry.Parent[models.ShopItem]) -> str | None:
         return file_url(info, root.image_file_id)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[ShopItem | None]:
         """Items on sale are public; the ADMIN also sees the ones taken off sale."""
         return as_node(cls, await shop_resolvers.shop_items_by_ids(info, int_ids(node_ids)))
@@ -191,13 +192,13 @@ class ShopQueries:
     """Queries of I1 (shop); merged into Query."""
 
     @strawberry.field(description="I1: shop categories, each with its goods and services on sale (public).")
-    async def shop_categories(self, info: strawberry.Info) -> list[ShopCategory]:
+    async def shop_categories(self, info: Info) -> list[ShopCategory]:
         return await shop_resolvers.shop_categories(info)  # type: ignore[return-value]
 
     @strawberry.field(description="I1: goods and services on sale, optionally of one category (public).")
     async def shop_items(
         self,
-        info: strawberry.Info,
+        info: Info,
         category_id: Annotated[
             strawberry.ID | None, strawberry.argument(description="Only this ShopCategory.")
         ] = None,
@@ -217,7 +218,7 @@ class ShopMutations:
     @strawberry.mutation(description="I1: order goods or a service; operators get it as an application.")
     async def order_shop_item(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             OrderShopItemInput,
             strawberry.argument(
@@ -240,7 +241,7 @@ class ShopMutations:
     @strawberry.mutation(description="ADMIN: create or change a shop category.")
     async def save_shop_category(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             SaveShopCategoryInput,
             strawberry.argument(description="ADMIN: the category to create (no id) or rename (with its id)."),
@@ -255,7 +256,7 @@ class ShopMutations:
     @strawberry.mutation(description="ADMIN: create or change a shop item (active=false takes it off sale).")
     async def save_shop_item(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             SaveShopItemInput,
             strawberry.argument(description="ADMIN: the item to create (no id) or change (with its id)."),

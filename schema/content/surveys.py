@@ -13,6 +13,7 @@ from strawberry import relay
 
 from models import content as models
 from resolvers.content import surveys as surveys_resolvers
+from resolvers.context import Info
 from schema import rules
 from schema.content.common import decode_id, int_ids
 from schema.errors import error_code_enum, error_domain
@@ -79,7 +80,7 @@ class SurveyOption(relay.Node):
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[SurveyOption | None]:
         """Options are reached through their survey only."""
         return [None for _ in node_ids]
@@ -101,13 +102,13 @@ class SurveyQuestion(relay.Node):
 
     @strawberry.field(description="Options to choose from (empty for TEXT questions).")
     async def options(
-        self, info: strawberry.Info, root: strawberry.Parent[models.SurveyQuestion]
+        self, info: Info, root: strawberry.Parent[models.SurveyQuestion]
     ) -> list[SurveyOption]:
         return await surveys_resolvers.options(info, root.id)  # type: ignore[return-value]
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[SurveyQuestion | None]:
         """Questions are reached through their survey only."""
         return [None for _ in node_ids]
@@ -126,29 +127,29 @@ class Survey(relay.Node):
     ends_at: dt.datetime | None = strawberry.field(description="When it closes; null: open until ended.")
 
     @strawberry.field(description="Whether answers are accepted now.")
-    def open(self, info: strawberry.Info, root: strawberry.Parent[models.Survey]) -> bool:
+    def open(self, info: Info, root: strawberry.Parent[models.Survey]) -> bool:
         return surveys_service.is_open(root, info.context.now)
 
     @strawberry.field(description="Whether the caller has answered it.")
-    async def answered(self, info: strawberry.Info, root: strawberry.Parent[models.Survey]) -> bool:
+    async def answered(self, info: Info, root: strawberry.Parent[models.Survey]) -> bool:
         return await surveys_resolvers.my_response(info, root.id) is not None
 
     @strawberry.field(description="When the caller answered it; null if not yet.")
     async def answered_at(
-        self, info: strawberry.Info, root: strawberry.Parent[models.Survey]
+        self, info: Info, root: strawberry.Parent[models.Survey]
     ) -> dt.datetime | None:
         response = await surveys_resolvers.my_response(info, root.id)
         return response.submitted_at if response else None
 
     @strawberry.field(description="Its questions, in order.")
     async def questions(
-        self, info: strawberry.Info, root: strawberry.Parent[models.Survey]
+        self, info: Info, root: strawberry.Parent[models.Survey]
     ) -> list[SurveyQuestion]:
         return await surveys_resolvers.questions(info, root.id)  # type: ignore[return-value]
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Survey | None]:
         """A customer sees the surveys sent to them; staff see all."""
         return as_node(cls, await surveys_resolvers.surveys_by_ids(info, int_ids(node_ids)))
@@ -248,7 +249,7 @@ class SurveysQueries:
     """Queries of I3 (surveys); merged into Query."""
 
     @strawberry.field(description="I3: the surveys sent to the caller and whether the section is active.")
-    async def survey_section(self, info: strawberry.Info) -> SurveySection:
+    async def survey_section(self, info: Info) -> SurveySection:
         return SurveySection(surveys=await surveys_resolvers.surveys(info))  # type: ignore[arg-type]
 
 
@@ -259,7 +260,7 @@ class SurveysMutations:
     @strawberry.mutation(description="I3: answer a survey sent to the caller; a second answer is refused.")
     async def answer_survey(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             AnswerSurveyInput,
             strawberry.argument(description="The survey and the answers to its questions (I3)."),
@@ -281,7 +282,7 @@ class SurveysMutations:
     @strawberry.mutation(description="ADMIN: create a survey for everybody or for chosen users.")
     async def create_survey(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             CreateSurveyInput,
             strawberry.argument(description="ADMIN: the survey's title, period, recipients and questions."),
@@ -313,7 +314,7 @@ class SurveysMutations:
     @strawberry.mutation(description="ADMIN: close a survey now.")
     async def end_survey(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             EndSurveyInput, strawberry.argument(description="ADMIN: the survey to stop accepting answers.")
         ],
