@@ -73,7 +73,7 @@ from schema.policy import GUARDED
 log = logging.getLogger(__name__)
 
 BACKREF = "strawberry-definition"
-NODE_ID_RESOLVER = Node._id.__func__  # type: ignore[attr-defined]  # Strawberry's resolver of Node.id
+NODE_ID_RESOLVER = Node._id.__func__  # Strawberry's resolver of Node.id
 PLAN_CACHE_SIZE = 256
 STATS = {"fast": 0, "fallback": 0, "skipped": 0}
 """Queries answered by the fast path, handed to graphql-core after it gave up, and sent straight to
@@ -353,14 +353,14 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
             resolver is not None
             and not definition.extensions
             and not field_def.args
-            and not self.schema._strawberry_schema.schema_converter._exception_handler_specs
+            and not self.schema._strawberry_schema.schema_converter._exception_handler_specs  # type: ignore[attr-defined]
         )
         is_node_id = (
             resolver is not None and getattr(resolver.wrapped_func, "__func__", None) is NODE_ID_RESOLVER
         )
         if simple and is_node_id:
             origin = parent.extensions[BACKREF].origin
-            if origin.resolve_id.__func__ is Node.resolve_id.__func__:
+            if origin.resolve_id.__func__ is Node.resolve_id.__func__:  # type: ignore[attr-defined]
                 return FieldPlan(
                     key=key,
                     kind=NODE_ID,

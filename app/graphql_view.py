@@ -132,7 +132,7 @@ class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     def guard(self) -> SessionGuard:
         guard = self.view.state.sessions  # type: ignore[attr-defined]
         assert guard is not None
-        return guard  # type: ignore[no-any-return]
+        return guard
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         heard = self.guard.generation
@@ -186,7 +186,7 @@ class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             )
         metrics.watch_events()  # observability hook: the operation's task inherits its event slot
         await super().handle_subscribe(message)
-        operation = self.operations.get(message.get("id"))  # type: ignore[arg-type]
+        operation = self.operations.get(message.get("id"))
         if operation is not None and operation_type(operation.query, operation.operation_name) is (
             OperationType.SUBSCRIPTION
         ):
@@ -439,7 +439,9 @@ class KabinetGraphQL(GraphQL[Context, None]):
             raise PermissionError("session ended")
         return viewer
 
-    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
+    async def get_context(
+        self, request: Request | WebSocket, response: Request | Response | WebSocket
+    ) -> Context:
         """A fresh context for an HTTP request, or for a websocket connection (authenticated later)."""
         viewer: Viewer | None = None
         if isinstance(request, Request):
@@ -584,7 +586,7 @@ class KabinetGraphQL(GraphQL[Context, None]):
         bounded_socket = WebSocket(websocket.scope, receive=bounded, send=websocket._send)
         return bounded_socket
 
-    async def execute_operation(  # type: ignore[override]
+    async def execute_operation(
         self,
         request: Any,
         request_adapter: Any,
@@ -614,7 +616,8 @@ class KabinetGraphQL(GraphQL[Context, None]):
             )
         client = f"user:{viewer.user_id}" if viewer is not None else f"address:{context.client_ip}"
         requested = requested_cost(
-            self.schema._schema, request_data.query, request_data.variables, request_data.operation_name
+            self.schema._schema,  # type: ignore[attr-defined]  # graphql-core schema of our strawberry.Schema
+            request_data.query, request_data.variables, request_data.operation_name
         )
         refusal = await self._refuse_costly(client, requested, sub_response)
         if refusal is not None:
@@ -723,7 +726,7 @@ class KabinetGraphQL(GraphQL[Context, None]):
         """Strawberry's response body with at most :data:`MAX_ERRORS` errors (then one ``TOO_MANY_ERRORS``),
         shaped by content negotiation (``app.http_negotiation``): a request that failed before execution has
         no ``data`` for ``application/graphql-response+json`` clients."""
-        response = dict(await super().process_result(request, result))
+        response: dict[str, Any] = dict(await super().process_result(request, result))
         errors = response.get("errors")
         if errors and len(errors) > MAX_ERRORS:
             last = errors[-1].get("extensions") or {}

@@ -23,6 +23,7 @@ from app.config_check import UnsafeConfiguration, problems
 from app.db import Database
 from app.downloads import download
 from app.exchange_api import routes as exchange_routes
+from app.execution import KabinetExecutor
 from app.graphiql import GRAPHIQL_STATIC_DIR, GRAPHIQL_STATIC_PREFIX
 from app.graphql_view import KabinetGraphQL
 from app.logging import configure_logging
@@ -94,7 +95,8 @@ def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -
         db.publish_after_commit(publish, touched)
     else:
         db.publish_after_commit(publish)
-    graphql = KabinetGraphQL(build_schema(settings), state)
+    executor = KabinetExecutor if settings.fast_execution else None
+    graphql = KabinetGraphQL(build_schema(settings, execution_context_class=executor), state)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -102,8 +104,10 @@ def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -
         await guard.start()
         scheduler = None
         if settings.scheduler_enabled:
+            from services.gateways import gateways_of
             from services.scheduler import DEFAULT_JOBS, Scheduler
 
+            gateways_of(state)  # the payment jobs use the installed registry (services.gateways.installed)
             scheduler = Scheduler(
                 db,
                 DEFAULT_JOBS,

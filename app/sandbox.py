@@ -36,19 +36,9 @@ from models.payments import Payment, PaymentMethodKind, PaymentStatus
 from services import clock, payments
 from services import gateways as gateway_service
 from services.billing import display_amount
-from services.gateways import SANDBOX, Gateways, SandboxGateway, SavedCard, WebhookRejected
+from services.gateways import SANDBOX, SandboxGateway, SavedCard, WebhookRejected, gateways_of
 
 log = logging.getLogger("kabinet.sandbox")
-
-
-def gateways_of(state: AppState) -> Gateways:
-    """The app's gateway registry (built from its settings once, and installed for scheduled jobs)."""
-    found = state.extras.get("gateways")
-    if found is None:
-        found = state.extras["gateways"] = gateway_service.install(
-            gateway_service.from_settings(state.settings)
-        )
-    return found  # type: ignore[return-value]
 
 
 _PAGE = """<!doctype html>

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from logging.config import fileConfig
+from typing import Any
 
 from alembic import context
 from sqlalchemy import pool
@@ -29,7 +30,7 @@ if config.config_file_name is not None:
 
 target_metadata = models.Base.metadata
 
-CONFIGURE_OPTIONS = {
+CONFIGURE_OPTIONS: dict[str, Any] = {
     "target_metadata": target_metadata,
     "compare_type": True,
     "compare_server_default": False,

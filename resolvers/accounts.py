@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models.accounts import Account, AccountService, UserAccount
 from models.payments import AutopaySetting
 from resolvers.branches import BranchById
+from resolvers.context import Info
 from resolvers.loaders import ById, Loader, grouped
-from schema.permissions import require_viewer
+from resolvers.permissions import require_viewer
 from services import accounts
 from services.accounts import WindowCountdown
 from services.pagination import Page, keyset_page
@@ -81,7 +82,7 @@ class ServicesByAccountId(Loader[int, list[AccountService]]):
         return grouped(rows, keys, "account_id")
 
 
-async def linked_accounts(info: Any, *, first: int, after: tuple[Any, ...] | None) -> Page[Account]:
+async def linked_accounts(info: Info, *, first: int, after: tuple[Any, ...] | None) -> Page[Account]:
     """B4: the caller's accounts in the order they were linked, a page at a time (links primed)."""
     viewer = require_viewer(info)
     async with info.context.session() as session:
@@ -106,7 +107,7 @@ async def linked_accounts(info: Any, *, first: int, after: tuple[Any, ...] | Non
     return page
 
 
-async def accounts_by_ids(info: Any, ids: list[int]) -> list[Account | None]:
+async def accounts_by_ids(info: Info, ids: list[int]) -> list[Account | None]:
     """Accounts by id, None where missing or not visible (customers: linked only; OPERATOR, ADMIN: all)."""
     viewer = info.context.viewer
     if viewer is None:
@@ -118,7 +119,7 @@ async def accounts_by_ids(info: Any, ids: list[int]) -> list[Account | None]:
     return [row if link is not None else None for row, link in zip(rows, links, strict=True)]
 
 
-async def require_account(info: Any, account_id: int) -> Account:
+async def require_account(info: Info, account_id: int) -> Account:
     """An account the caller may see, else :class:`services.accounts.AccountNotFound`."""
     found = (await accounts_by_ids(info, [account_id]))[0]
     if found is None:
@@ -126,34 +127,34 @@ async def require_account(info: Any, account_id: int) -> Account:
     return found
 
 
-async def link_of(info: Any, account_id: int) -> UserAccount | None:
+async def link_of(info: Info, account_id: int) -> UserAccount | None:
     """The viewer's link to the account (None for staff viewing an account they are not linked to)."""
-    return await info.context.loader(LinkByAccountId).load(account_id)  # type: ignore[no-any-return]
+    return await info.context.loader(LinkByAccountId).load(account_id)
 
 
-async def autopay_enabled(info: Any, account_id: int) -> bool:
+async def autopay_enabled(info: Info, account_id: int) -> bool:
     """Whether the viewer's autopay is on for the account."""
-    return await info.context.loader(AutopayByAccountId).load(account_id)  # type: ignore[no-any-return]
+    return await info.context.loader(AutopayByAccountId).load(account_id)
 
 
-async def branch_of(info: Any, account: Account) -> Any:
+async def branch_of(info: Info, account: Account) -> Any:
     """The account's branch."""
     return await info.context.loader(BranchById).load(account.branch_id)
 
 
-async def services_of(info: Any, account_id: int) -> list[AccountService]:
+async def services_of(info: Info, account_id: int) -> list[AccountService]:
     """C1: the account's services."""
-    return await info.context.loader(ServicesByAccountId).load(account_id)  # type: ignore[no-any-return]
+    return await info.context.loader(ServicesByAccountId).load(account_id)
 
 
-async def reading_window(info: Any, account: Account) -> WindowCountdown:
+async def reading_window(info: Info, account: Account) -> WindowCountdown:
     """B4: the reading-window countdown in the account's branch's time zone."""
     branch = await branch_of(info, account)
     today = accounts.local_today(info.context.now, branch.time_zone)
     return accounts.window_countdown(today, branch.reading_window_start_day, branch.reading_window_end_day)
 
 
-async def effective_receipt_email(info: Any, link: UserAccount | None) -> str | None:
+async def effective_receipt_email(info: Info, link: UserAccount | None) -> str | None:
     """J5: the address e-receipts go to: the link's own, else the confirmed profile e-mail."""
     if link is None or not link.e_receipt_enabled:
         return None
@@ -169,7 +170,7 @@ async def effective_receipt_email(info: Any, link: UserAccount | None) -> str | 
 
 
 async def link_account(
-    info: Any, *, branch_id: int, number: str, proof: str, e_receipt: bool
+    info: Info, *, branch_id: int, number: str, proof: str, e_receipt: bool
 ) -> tuple[Account, UserAccount]:
     """B1 (the caller commits even on failure, so failed attempts count)."""
     viewer = require_viewer(info)
@@ -195,7 +196,7 @@ async def link_account(
     return account, link
 
 
-async def unlink_account(info: Any, account_id: int) -> accounts.Unlinked:
+async def unlink_account(info: Info, account_id: int) -> accounts.Unlinked:
     """B2."""
     viewer = require_viewer(info)
     async with info.context.session() as session:
@@ -204,7 +205,7 @@ async def unlink_account(info: Any, account_id: int) -> accounts.Unlinked:
     return result
 
 
-async def rename_account(info: Any, account_id: int, name: str | None) -> Account:
+async def rename_account(info: Info, account_id: int, name: str | None) -> Account:
     """B3."""
     viewer = require_viewer(info)
     async with info.context.session() as session:
@@ -218,7 +219,7 @@ async def rename_account(info: Any, account_id: int, name: str | None) -> Accoun
     return account
 
 
-async def set_receipt_delivery(info: Any, account_id: int, electronic: bool, email: str | None) -> Account:
+async def set_receipt_delivery(info: Info, account_id: int, electronic: bool, email: str | None) -> Account:
     """J5."""
     viewer = require_viewer(info)
     async with info.context.session() as session:
@@ -232,6 +233,6 @@ async def set_receipt_delivery(info: Any, account_id: int, electronic: bool, ema
     return account
 
 
-def today(info: Any) -> dt.date:
+def today(info: Info) -> dt.date:
     """The company's today for this request."""
-    return info.context.today  # type: ignore[no-any-return]
+    return info.context.today

@@ -11,21 +11,18 @@ import base64
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from graphql import GraphQLError
 from sqlalchemy import select
 
 from models.identity import User
-from schema.permissions import require_role
+from resolvers.context import AppParts
+from resolvers.permissions import require_role
 from services import clock, storage
 from services.analytics import catalog
 from services.analytics import query as analytics
 from services.analytics.catalog import Dimension, Granularity, Measure
-
-if TYPE_CHECKING:
-    from app.db import Database
-    from app.state import AppState
 
 ANALYTICS_ROLES = ("ANALYST", "ADMIN")
 """Who may read analytics."""
@@ -46,13 +43,13 @@ class AnalyticsRefused(GraphQLError):
         )
 
 
-def analytics_database(state: AppState) -> Database:
+def analytics_database(state: AppParts) -> Any:
     """The read replica when configured, else the primary database."""
     return state.analytics_db or state.db
 
 
 async def answer(
-    state: AppState, viewer: Any, query: analytics.AnalyticsQuery
+    state: AppParts, viewer: Any, query: analytics.AnalyticsQuery
 ) -> tuple[analytics.Result, dict[Dimension, dict[Any, str]]]:
     """Run one analytics query for ``viewer`` (already checked to be ANALYST or ADMIN); the one place an
     analytics answer is computed (audit hooks go here)."""
@@ -122,7 +119,7 @@ async def export_link(info: Any, query: analytics.AnalyticsQuery) -> storage.Sig
     )
 
 
-async def stream_export(state: AppState, rest: str) -> AsyncIterator[bytes] | None:
+async def stream_export(state: AppParts, rest: str) -> AsyncIterator[bytes] | None:
     """The CSV of a verified export target (``user_id:query``), or None when its user may no longer read
     analytics. Streams from the analytics database through a server-side cursor."""
     user_id, _, encoded = rest.partition(":")
@@ -140,7 +137,7 @@ async def stream_export(state: AppState, rest: str) -> AsyncIterator[bytes] | No
     return _stream(analytics_database(state), query)
 
 
-async def _stream(db: Database, query: analytics.AnalyticsQuery) -> AsyncIterator[bytes]:
+async def _stream(db: Any, query: analytics.AnalyticsQuery) -> AsyncIterator[bytes]:
     async with db.engine.connect() as connection:
         async for chunk in analytics.export_csv(connection, query):
             yield chunk

@@ -10,16 +10,17 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.appeals import Appeal, Application, ApplicationKind, Document, DocumentType, RequestStatus
 from models.files import StoredFile
+from resolvers.context import Info
 from resolvers.loaders import ById, Loader
+from resolvers.pagination import decode_cursor
+from resolvers.permissions import require_role, require_viewer
 from resolvers.readings import parse_id, require_customer, visible_account_ids
-from schema.pagination import decode_cursor
-from schema.permissions import require_role, require_viewer
 from services import accounts, storage
 from services import appeals as service
 from services.errors import DomainError, FieldRequired, PeriodOutOfRange
@@ -61,40 +62,72 @@ def _customer_view(loader: Loader[Any, Any]) -> bool:
     return viewer is None or not reads_customer_data(viewer.role)
 
 
-class EventsByAppealId(Loader[int, list[Any]]):
-    """Timeline of each appeal, oldest first (internal notes only for staff)."""
+RequestRow = Appeal | Application
+"""A row behind ``schema.appeals.CustomerRequest``: an appeal or an application."""
+
+
+class EventsByRequestId(Loader[int, list[Any]]):
+    """Timeline of each appeal or application (by ``column``), oldest first (internal notes only for
+    staff)."""
+
+    column: ClassVar[str]
 
     async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[Any]]:
-        found = await service.events_by_request(
-            session, "appeal_id", keys, customer_view=_customer_view(self)
-        )
+        customer_view = _customer_view(self)
+        found = await service.events_by_request(session, self.column, keys, customer_view=customer_view)
         return [found[key] for key in keys]
 
 
-class EventsByApplicationId(Loader[int, list[Any]]):
-    """Timeline of each application, oldest first (internal notes only for staff)."""
+class EventsByAppealId(EventsByRequestId):
+    """Timeline of each appeal."""
+
+    column = "appeal_id"
+
+
+class EventsByApplicationId(EventsByRequestId):
+    """Timeline of each application."""
+
+    column = "application_id"
+
+
+class AttachmentsByRequestId(Loader[int, list[Any]]):
+    """(attachment, file) pairs of each appeal or application (by ``column``), both directions."""
+
+    column: ClassVar[str]
 
     async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[Any]]:
-        found = await service.events_by_request(
-            session, "application_id", keys, customer_view=_customer_view(self)
-        )
+        found = await service.attachments_by_request(session, self.column, keys)
         return [found[key] for key in keys]
 
 
-class AttachmentsByAppealId(Loader[int, list[Any]]):
-    """(attachment, file) pairs of each appeal, both directions."""
+class AttachmentsByAppealId(AttachmentsByRequestId):
+    """Attachments of each appeal."""
 
-    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[Any]]:
-        found = await service.attachments_by_request(session, "appeal_id", keys)
-        return [found[key] for key in keys]
+    column = "appeal_id"
 
 
-class AttachmentsByApplicationId(Loader[int, list[Any]]):
-    """(attachment, file) pairs of each application, both directions."""
+class AttachmentsByApplicationId(AttachmentsByRequestId):
+    """Attachments of each application."""
 
-    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[Any]]:
-        found = await service.attachments_by_request(session, "application_id", keys)
-        return [found[key] for key in keys]
+    column = "application_id"
+
+
+_REQUEST_LOADERS: dict[type, tuple[type[EventsByRequestId], type[AttachmentsByRequestId]]] = {
+    Appeal: (EventsByAppealId, AttachmentsByAppealId),
+    Application: (EventsByApplicationId, AttachmentsByApplicationId),
+}
+
+
+async def timeline(info: Info, row: RequestRow) -> list[Any]:
+    """The timeline of an appeal or application (one batched statement per kind per request)."""
+    events, _ = _REQUEST_LOADERS[type(row)]
+    return await info.context.loader(events).load(row.id)
+
+
+async def attachments(info: Info, row: RequestRow) -> list[Any]:
+    """(attachment, file) pairs of an appeal or application, both directions."""
+    _, files = _REQUEST_LOADERS[type(row)]
+    return await info.context.loader(files).load(row.id)
 
 
 # ---------------------------------------------------------------- helpers
@@ -126,12 +159,12 @@ def _period(today: dt.date, start: dt.date | None, end: dt.date | None) -> Perio
     return PeriodRange(found.start, current if through_current else found.end)
 
 
-def _sink(info: Any, prefix: str) -> service.FileSink:
+def _sink(info: Info, prefix: str) -> service.FileSink:
     settings = info.context.settings
     return service.FileSink(
         storage=storage.local_storage(settings.data_dir),
         limits=service.UploadLimits(settings.upload_max_file_bytes, settings.upload_max_total_bytes),
-        owner_user_id=info.context.viewer.user_id,
+        owner_user_id=require_viewer(info).user_id,
         prefix=prefix,
     )
 
@@ -145,7 +178,7 @@ class Outcome:
 
 
 async def _transaction(
-    info: Any, prefix: str, work: Callable[[AsyncSession, service.FileSink], Awaitable[Any]]
+    info: Info, prefix: str, work: Callable[[AsyncSession, service.FileSink], Awaitable[Any]]
 ) -> Outcome:
     """Run ``work`` in the request's session: commit on success; on any failure roll back and delete the
     files it already stored."""
@@ -169,7 +202,7 @@ async def _transaction(
     return Outcome(row, [])
 
 
-async def _account_ids(info: Any, account_global_id: Any) -> list[int] | None:
+async def _account_ids(info: Info, account_global_id: Any) -> list[int] | None:
     """None: every account the caller may see (staff: all); else the one account if visible (else [])."""
     if account_global_id is None:
         return None
@@ -179,7 +212,7 @@ async def _account_ids(info: Any, account_global_id: Any) -> list[int] | None:
     return sorted(await visible_account_ids(info, [account_id]))
 
 
-async def _linked_filter(info: Any, account_global_id: Any) -> list[int] | None:
+async def _linked_filter(info: Info, account_global_id: Any) -> list[int] | None:
     viewer = require_viewer(info)
     chosen = await _account_ids(info, account_global_id)
     if reads_customer_data(viewer.role):
@@ -193,7 +226,7 @@ async def _linked_filter(info: Any, account_global_id: Any) -> list[int] | None:
 # ---------------------------------------------------------------- F1, F2 appeals
 
 
-async def appeal_draft(info: Any, account_global_id: Any) -> service.AppealDraft | None:
+async def appeal_draft(info: Info, account_global_id: Any) -> service.AppealDraft | None:
     """F2 pre-filled form; None when the chosen account is not the caller's."""
     viewer = require_customer(info)
     account_id = parse_id(account_global_id, "Account") if account_global_id is not None else None
@@ -206,7 +239,7 @@ async def appeal_draft(info: Any, account_global_id: Any) -> service.AppealDraft
             return None
 
 
-async def create_appeal(info: Any, data: Any) -> Outcome:
+async def create_appeal(info: Info, data: Any) -> Outcome:
     """F2."""
     viewer = require_customer(info)
     values = service.NewAppeal(
@@ -229,7 +262,7 @@ async def create_appeal(info: Any, data: Any) -> Outcome:
 
 
 async def appeals(
-    info: Any,
+    info: Info,
     account_global_id: Any,
     start: dt.date | None,
     end: dt.date | None,
@@ -252,7 +285,7 @@ async def appeals(
         )
 
 
-async def _visible(info: Any, rows: list[Any]) -> list[Any]:
+async def _visible(info: Info, rows: list[Any]) -> list[Any]:
     viewer = info.context.viewer
     if viewer is None:
         return [None for _ in rows]
@@ -267,17 +300,17 @@ async def _visible(info: Any, rows: list[Any]) -> list[Any]:
     ]
 
 
-async def appeals_by_ids(info: Any, ids: list[int]) -> list[Appeal | None]:
+async def appeals_by_ids(info: Info, ids: list[int]) -> list[Appeal | None]:
     """Appeals by id, None where missing or not visible."""
     return await _visible(info, await info.context.loader(AppealById).load_many(ids))
 
 
-async def applications_by_ids(info: Any, ids: list[int]) -> list[Application | None]:
+async def applications_by_ids(info: Info, ids: list[int]) -> list[Application | None]:
     """Applications by id, None where missing or not visible."""
     return await _visible(info, await info.context.loader(ApplicationById).load_many(ids))
 
 
-async def documents_by_ids(info: Any, ids: list[int]) -> list[Document | None]:
+async def documents_by_ids(info: Info, ids: list[int]) -> list[Document | None]:
     """Documents by id, None where missing or on an account the caller may not see."""
     rows = await info.context.loader(DocumentById).load_many(ids)
     visible = await visible_account_ids(info, [row.account_id for row in rows if row is not None])
@@ -287,7 +320,7 @@ async def documents_by_ids(info: Any, ids: list[int]) -> list[Document | None]:
 # ---------------------------------------------------------------- G3, C2, C3 applications
 
 
-def _consent_context(info: Any) -> service.ConsentContext:
+def _consent_context(info: Info) -> service.ConsentContext:
     return service.ConsentContext(
         policy_version=info.context.settings.personal_data_policy_version,
         client_ip=info.context.client_ip,
@@ -295,7 +328,7 @@ def _consent_context(info: Any) -> service.ConsentContext:
     )
 
 
-async def _create_application(info: Any, values: service.NewApplication) -> Outcome:
+async def _create_application(info: Info, values: service.NewApplication) -> Outcome:
     viewer = require_customer(info)
 
     async def work(session: AsyncSession, sink: service.FileSink) -> Application:
@@ -311,7 +344,7 @@ async def _create_application(info: Any, values: service.NewApplication) -> Outc
     return await _transaction(info, "applications", work)
 
 
-async def create_application(info: Any, data: Any, kind: ApplicationKind, fields: dict[str, Any]) -> Outcome:
+async def create_application(info: Info, data: Any, kind: ApplicationKind, fields: dict[str, Any]) -> Outcome:
     """G3."""
     return await _create_application(
         info,
@@ -340,7 +373,7 @@ def _contacts(data: Any) -> dict[str, Any]:
 
 
 async def request_requisites_change(
-    info: Any, data: Any, changes: Any, *, in_fields: bool = False
+    info: Info, data: Any, changes: Any, *, in_fields: bool = False
 ) -> Outcome:
     """C2: a «change of account data» application with the old and new values (``requestRequisitesChange``,
     or ``submitApplication`` of that kind with ``fields.changes``: ``in_fields`` puts the errors there)."""
@@ -356,7 +389,7 @@ async def request_requisites_change(
             )
         except service.Rejected as rejected:
             for error in rejected.errors:
-                if in_fields and error.field[:2] == ["input", "changes"]:
+                if in_fields and error.field is not None and error.field[:2] == ["input", "changes"]:
                     error.field = ["input", "fields", *error.field[1:]]
             return Outcome(row=None, errors=rejected.errors)
     names = ", ".join(change["name"] for change in fields["changes"])
@@ -376,7 +409,7 @@ async def request_requisites_change(
     )
 
 
-async def report_meter_malfunction(info: Any, data: Any) -> Outcome:
+async def report_meter_malfunction(info: Info, data: Any) -> Outcome:
     """C3: a meter-check application about that meter (its account is the meter's)."""
     viewer = require_customer(info)
     meter_id = parse_id(data.meter_id, "Meter") if data.meter_id else None
@@ -417,7 +450,7 @@ async def report_meter_malfunction(info: Any, data: Any) -> Outcome:
 
 
 async def applications(
-    info: Any,
+    info: Info,
     account_global_id: Any,
     start: dt.date | None,
     end: dt.date | None,
@@ -444,7 +477,7 @@ async def applications(
 
 
 async def documents(
-    info: Any, account_global_id: Any, first: int, after: str | None
+    info: Info, account_global_id: Any, first: int, after: str | None
 ) -> Page[Document] | None:
     """G1: documents of a visible account; None when not visible."""
     require_viewer(info)
@@ -455,7 +488,7 @@ async def documents(
         return await service.document_page(session, account_ids, first=first, after=decode_cursor(after))
 
 
-async def upload_document(info: Any, data: Any) -> Outcome:
+async def upload_document(info: Info, data: Any) -> Outcome:
     """G2."""
     viewer = require_customer(info)
     account_id = parse_id(data.account_id, "Account") if data.account_id else None
@@ -479,13 +512,13 @@ async def upload_document(info: Any, data: Any) -> Outcome:
 # ---------------------------------------------------------------- operator side
 
 
-def require_operator(info: Any) -> Any:
+def require_operator(info: Info) -> Any:
     """Operators (and admins) handle appeals and applications."""
     return require_role(info, "OPERATOR", "ADMIN")
 
 
 async def queue(
-    info: Any,
+    info: Info,
     model: type[Appeal] | type[Application],
     statuses: list[RequestStatus] | None,
     branch_global_id: Any,
@@ -520,7 +553,7 @@ def _request_ref(value: Any) -> tuple[type[Appeal] | type[Application], int] | N
 
 
 async def operator_action(
-    info: Any,
+    info: Info,
     request_global_id: Any,
     action: Callable[[AsyncSession, service.FileSink, Any, int], Awaitable[None]],
 ) -> Outcome:
@@ -542,7 +575,9 @@ async def operator_action(
 # ---------------------------------------------------------------- F3, F4
 
 
-async def ask_assistant(info: Any, question: str, account_global_id: Any) -> service.AssistantReply | Outcome:
+async def ask_assistant(
+    info: Info, question: str, account_global_id: Any
+) -> service.AssistantReply | Outcome:
     """F3."""
     viewer = require_customer(info)
     account_id = parse_id(account_global_id, "Account") if account_global_id else None
@@ -561,7 +596,7 @@ async def ask_assistant(info: Any, question: str, account_global_id: Any) -> ser
             return Outcome(None, rejected.errors)
 
 
-async def video_call(info: Any, account_global_id: Any) -> service.VideoCall | Outcome:
+async def video_call(info: Info, account_global_id: Any) -> service.VideoCall | Outcome:
     """F4."""
     viewer = require_customer(info)
     account_id = parse_id(account_global_id, "Account")

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.billing import Charge, PeriodBalance, Receipt
 from models.tariffs import Tariff, Zone
+from resolvers.context import Info
 from resolvers.loaders import Loader
 from services import billing, storage
 from services.errors import PeriodOutOfRange
@@ -96,7 +97,7 @@ class TariffsByAccountId(Loader[int, list[Tariff]]):
         return [found[key] for key in keys]
 
 
-def period_range(info: Any, start: dt.date | None, end: dt.date | None) -> PeriodRange:
+def period_range(info: Info, start: dt.date | None, end: dt.date | None) -> PeriodRange:
     """D8: the requested range or a clear top-level error (queries have no userErrors)."""
     try:
         return history_range(info.context.today, start, end)
@@ -112,49 +113,49 @@ def period_range(info: Any, start: dt.date | None, end: dt.date | None) -> Perio
         ) from None
 
 
-async def balance(info: Any, account_id: int) -> billing.AccountBalance:
+async def balance(info: Info, account_id: int) -> billing.AccountBalance:
     """B4."""
-    return await info.context.loader(BalanceByAccountId).load(account_id)  # type: ignore[no-any-return]
+    return await info.context.loader(BalanceByAccountId).load(account_id)
 
 
-async def current_receipt(info: Any, account_id: int) -> Receipt | None:
+async def current_receipt(info: Info, account_id: int) -> Receipt | None:
     """B4."""
-    return await info.context.loader(LatestReceiptByAccountId).load(account_id)  # type: ignore[no-any-return]
+    return await info.context.loader(LatestReceiptByAccountId).load(account_id)
 
 
-async def receipt(info: Any, account_id: int, period: dt.date) -> Receipt | None:
+async def receipt(info: Info, account_id: int, period: dt.date) -> Receipt | None:
     """D3: the receipt of a period (inside the D8 range)."""
     period_range(info, period, period)
-    return await info.context.loader(ReceiptByAccountPeriod).load((account_id, period))  # type: ignore[no-any-return]
+    return await info.context.loader(ReceiptByAccountPeriod).load((account_id, period))
 
 
-async def charges(info: Any, account_id: int, period: PeriodRange) -> list[Charge]:
+async def charges(info: Info, account_id: int, period: PeriodRange) -> list[Charge]:
     """D2."""
     loader = info.context.loader(ChargesByAccountRange)
-    return await loader.load((account_id, period.start, period.end))  # type: ignore[no-any-return]
+    return await loader.load((account_id, period.start, period.end))
 
 
-async def payments(info: Any, account_id: int, period: PeriodRange) -> list[billing.PaymentLine]:
+async def payments(info: Info, account_id: int, period: PeriodRange) -> list[billing.PaymentLine]:
     """D4."""
     loader = info.context.loader(PaymentsByAccountRange)
-    return await loader.load((account_id, period.start, period.end))  # type: ignore[no-any-return]
+    return await loader.load((account_id, period.start, period.end))
 
 
-async def events(info: Any, account_id: int, period: PeriodRange) -> list[billing.Event]:
+async def events(info: Info, account_id: int, period: PeriodRange) -> list[billing.Event]:
     """D1: charges, recalculations and payments of the range."""
     charge_rows = await charges(info, account_id, period)
     payment_lines = await payments(info, account_id, period)
     return billing.events_of(charge_rows, payment_lines)
 
 
-async def balance_history(info: Any, account_id: int, period: PeriodRange) -> list[PeriodBalance]:
+async def balance_history(info: Info, account_id: int, period: PeriodRange) -> list[PeriodBalance]:
     """D7."""
     loader = info.context.loader(BalancesByAccountRange)
-    return await loader.load((account_id, period.start, period.end))  # type: ignore[no-any-return]
+    return await loader.load((account_id, period.start, period.end))
 
 
 async def statistics(
-    info: Any,
+    info: Info,
     account_id: int,
     period: PeriodRange,
     kind: billing.StatisticsKind,
@@ -168,12 +169,12 @@ async def statistics(
         )
 
 
-async def tariffs(info: Any, account_id: int) -> list[Tariff]:
+async def tariffs(info: Info, account_id: int) -> list[Tariff]:
     """C4."""
-    return await info.context.loader(TariffsByAccountId).load(account_id)  # type: ignore[no-any-return]
+    return await info.context.loader(TariffsByAccountId).load(account_id)
 
 
-def download_url(info: Any, target: str) -> storage.SignedUrl:
+def download_url(info: Info, target: str) -> storage.SignedUrl:
     """A short-lived signed URL for a download target (no database access)."""
     context = info.context
     return storage.sign_download(

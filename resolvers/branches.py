@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from models.branches import Branch, Service, Supplier
+from resolvers.context import Info
 from resolvers.loaders import ById
 from services import branches
 
@@ -27,17 +26,17 @@ class ServiceById(ById):
     model = Service
 
 
-async def list_branches(info: Any) -> list[Branch]:
+async def list_branches(info: Info) -> list[Branch]:
     """All branches (public)."""
     async with info.context.session() as session:
         return await branches.list_branches(session)
 
 
-async def branches_by_ids(info: Any, ids: list[int]) -> list[Branch | None]:
+async def branches_by_ids(info: Info, ids: list[int]) -> list[Branch | None]:
     """Branches by id (public reference data, visible to anybody)."""
-    return await info.context.loader(BranchById).load_many(ids)  # type: ignore[no-any-return]
+    return await info.context.loader(BranchById).load_many(ids)
 
 
-async def suppliers_by_ids(info: Any, ids: list[int]) -> list[Supplier | None]:
+async def suppliers_by_ids(info: Info, ids: list[int]) -> list[Supplier | None]:
     """Suppliers by id (public: their requisites are printed on every receipt)."""
-    return await info.context.loader(SupplierById).load_many(ids)  # type: ignore[no-any-return]
+    return await info.context.loader(SupplierById).load_many(ids)

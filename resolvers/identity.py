@@ -18,8 +18,9 @@ from models.identity import (
     QrLoginStatus,
     User,
 )
+from resolvers.context import Info
 from resolvers.loaders import ById
-from schema.permissions import require_viewer, viewer
+from resolvers.permissions import require_viewer, viewer
 from services import sessions
 from services.codes import SentCode
 from services.errors import DomainError
@@ -36,13 +37,13 @@ class UserById(ById):
     model = User
 
 
-def may_see_user(info: Any, user_id: int) -> bool:
+def may_see_user(info: Info, user_id: int) -> bool:
     """A customer sees only themself; operators and admins see anybody (analysts see no personal data)."""
     found = viewer(info)
     return found is not None and (found.user_id == user_id or found.role in ("OPERATOR", "ADMIN"))
 
 
-async def me(info: Any) -> User | None:
+async def me(info: Info) -> User | None:
     """The caller's user row; None when anonymous or the cabinet was deleted."""
     found = viewer(info)
     if found is None:
@@ -51,7 +52,7 @@ async def me(info: Any) -> User | None:
     return user if user is not None and user.deleted_at is None else None
 
 
-async def users_by_ids(info: Any, ids: list[int]) -> list[User | None]:
+async def users_by_ids(info: Info, ids: list[int]) -> list[User | None]:
     """Users by id, None where missing or not visible to the caller."""
     rows = await info.context.loader(UserById).load_many(ids)
     return [row if row is not None and may_see_user(info, row.id) else None for row in rows]
@@ -60,7 +61,7 @@ async def users_by_ids(info: Any, ids: list[int]) -> list[User | None]:
 # --- identity flows (A1–A9, J1–J10) -------------------------------------------------------------------------
 
 
-def caller_of(info: Any) -> common.Caller:
+def caller_of(info: Info) -> common.Caller:
     """The request as the identity service sees it."""
     context = info.context
     return common.Caller(
@@ -74,7 +75,7 @@ def caller_of(info: Any) -> common.Caller:
 
 
 @contextlib.asynccontextmanager
-async def _tx(info: Any) -> AsyncIterator[Any]:
+async def _tx(info: Info) -> AsyncIterator[Any]:
     """The request's session; commits on success AND after a domain error (wrong code tries count)."""
     async with info.context.session() as session:
         try:
@@ -85,11 +86,11 @@ async def _tx(info: Any) -> AsyncIterator[Any]:
         await session.commit()
 
 
-async def _flag(info: Any, ended: list[int]) -> None:
+async def _flag(info: Info, ended: list[int]) -> None:
     await sessions.flag_revoked(counters_of(info.context.state), ended)
 
 
-async def _start(info: Any, session: Any, user: User, client: ClientKind, device_name: str | None) -> Tokens:
+async def _start(info: Info, session: Any, user: User, client: ClientKind, device_name: str | None) -> Tokens:
     return await sessions.start_session(
         session,
         info.context.settings.secret_key,
@@ -103,7 +104,7 @@ async def _start(info: Any, session: Any, user: User, client: ClientKind, device
 
 
 async def _login(
-    info: Any,
+    info: Info,
     authenticate: Callable[[Any, common.Caller], Awaitable[User]],
     client: ClientKind,
     device: str | None,
@@ -115,14 +116,14 @@ async def _login(
     return tokens, user
 
 
-async def start_registration(info: Any, form: registration.Registration) -> SentCode:
+async def start_registration(info: Info, form: registration.Registration) -> SentCode:
     """A1 step 1."""
     async with _tx(info) as session:
         return await registration.start_registration(session, caller_of(info), form)
 
 
 async def register(
-    info: Any, phone: str, code: str, client: ClientKind, device: str | None
+    info: Info, phone: str, code: str, client: ClientKind, device: str | None
 ) -> tuple[Tokens, User]:
     """A1 step 2: creates the cabinet and logs in."""
     return await _login(
@@ -131,7 +132,7 @@ async def register(
 
 
 async def login_with_password(
-    info: Any, login: str, password: str, client: ClientKind, device: str | None
+    info: Info, login: str, password: str, client: ClientKind, device: str | None
 ) -> tuple[Tokens, User]:
     """A3."""
     return await _login(
@@ -139,27 +140,27 @@ async def login_with_password(
     )
 
 
-async def request_code(info: Any, login: str, purpose: CodePurpose) -> SentCode:
+async def request_code(info: Info, login: str, purpose: CodePurpose) -> SentCode:
     """A4 / A8: a code to an existing cabinet's phone or confirmed e-mail."""
     async with _tx(info) as session:
         return await logins.request_code(session, caller_of(info), login, purpose)
 
 
 async def login_with_code(
-    info: Any, login: str, code: str, client: ClientKind, device: str | None
+    info: Info, login: str, code: str, client: ClientKind, device: str | None
 ) -> tuple[Tokens, User]:
     """A4."""
     return await _login(info, lambda s, c: logins.login_with_code(s, c, login, code), client, device)
 
 
-async def reset_password(info: Any, login: str, code: str, password: str, repeat: str) -> None:
+async def reset_password(info: Info, login: str, code: str, password: str, repeat: str) -> None:
     """A8."""
     async with _tx(info) as session:
         _, ended = await logins.reset_password(session, caller_of(info), login, code, password, repeat)
     await _flag(info, ended)
 
 
-async def refresh(info: Any, refresh_token: str) -> tuple[Tokens, User]:
+async def refresh(info: Info, refresh_token: str) -> tuple[Tokens, User]:
     """Rotate a refresh token; a reused one ends its session at once."""
     try:
         async with _tx(info) as session:
@@ -173,7 +174,7 @@ async def refresh(info: Any, refresh_token: str) -> tuple[Tokens, User]:
     return tokens, user
 
 
-async def logout(info: Any) -> int:
+async def logout(info: Info) -> int:
     """A9: end the caller's session."""
     viewer = require_viewer(info)
     async with _tx(info) as session:
@@ -184,14 +185,14 @@ async def logout(info: Any) -> int:
     return len(ended)
 
 
-async def active_sessions(info: Any) -> list[AuthSession]:
+async def active_sessions(info: Info) -> list[AuthSession]:
     """The caller's sessions."""
     viewer = require_viewer(info)
     async with info.context.session() as session:
         return await sessions.active_sessions(session, viewer.user_id, now=info.context.now)
 
 
-async def sessions_by_ids(info: Any, ids: list[int]) -> list[AuthSession | None]:
+async def sessions_by_ids(info: Info, ids: list[int]) -> list[AuthSession | None]:
     """Sessions by id, only the caller's own."""
     viewer = info.context.viewer
     if viewer is None:
@@ -200,7 +201,7 @@ async def sessions_by_ids(info: Any, ids: list[int]) -> list[AuthSession | None]
     return [found.get(key) for key in ids]
 
 
-async def end_sessions(info: Any, *, only: int | None = None, others: bool = False) -> int:
+async def end_sessions(info: Info, *, only: int | None = None, others: bool = False) -> int:
     """End one of the caller's sessions, or all but the current one."""
     viewer = require_viewer(info)
     async with _tx(info) as session:
@@ -215,7 +216,7 @@ async def end_sessions(info: Any, *, only: int | None = None, others: bool = Fal
     return len(ended)
 
 
-async def _profile(info: Any, change: Callable[[Any, common.Caller, int], Awaitable[Any]]) -> Any:
+async def _profile(info: Info, change: Callable[[Any, common.Caller, int], Awaitable[Any]]) -> Any:
     viewer = require_viewer(info)
     async with _tx(info) as session:
         result = await change(session, caller_of(info), viewer.user_id)
@@ -224,7 +225,7 @@ async def _profile(info: Any, change: Callable[[Any, common.Caller, int], Awaita
     return result
 
 
-async def send_email_confirmation(info: Any) -> SentCode:
+async def send_email_confirmation(info: Info) -> SentCode:
     """A2: a code to the caller's unconfirmed e-mail."""
 
     async def run(session: Any, caller: common.Caller, user_id: int) -> SentCode:
@@ -232,40 +233,40 @@ async def send_email_confirmation(info: Any) -> SentCode:
             session, caller, await common.live_user(session, user_id)
         )
 
-    return await _profile(info, run)  # type: ignore[no-any-return]
+    return await _profile(info, run)
 
 
-async def confirm_email(info: Any, code: str) -> User:
+async def confirm_email(info: Info, code: str) -> User:
     """A2."""
-    return await _profile(info, lambda s, c, u: registration.confirm_email(s, c, u, code))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: registration.confirm_email(s, c, u, code))
 
 
-async def update_names(info: Any, last: str, first: str, middle: str | None) -> User:
+async def update_names(info: Info, last: str, first: str, middle: str | None) -> User:
     """J1."""
-    return await _profile(info, lambda s, c, u: profile.update_names(s, c, u, last, first, middle))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: profile.update_names(s, c, u, last, first, middle))
 
 
-async def request_phone_change(info: Any, phone: str) -> SentCode:
+async def request_phone_change(info: Info, phone: str) -> SentCode:
     """J2 step 1."""
-    return await _profile(info, lambda s, c, u: profile.request_phone_change(s, c, u, phone))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: profile.request_phone_change(s, c, u, phone))
 
 
-async def confirm_phone_change(info: Any, phone: str, code: str) -> User:
+async def confirm_phone_change(info: Info, phone: str, code: str) -> User:
     """J2 step 2."""
-    return await _profile(info, lambda s, c, u: profile.confirm_phone_change(s, c, u, phone, code))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: profile.confirm_phone_change(s, c, u, phone, code))
 
 
-async def request_email_change(info: Any, email: str) -> SentCode:
+async def request_email_change(info: Info, email: str) -> SentCode:
     """J3 step 1."""
-    return await _profile(info, lambda s, c, u: profile.request_email_change(s, c, u, email))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: profile.request_email_change(s, c, u, email))
 
 
-async def confirm_email_change(info: Any, email: str, code: str) -> User:
+async def confirm_email_change(info: Info, email: str, code: str) -> User:
     """J3 step 2."""
-    return await _profile(info, lambda s, c, u: profile.confirm_email_change(s, c, u, email, code))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: profile.confirm_email_change(s, c, u, email, code))
 
 
-async def change_password(info: Any, current: str, password: str, repeat: str) -> User:
+async def change_password(info: Info, current: str, password: str, repeat: str) -> User:
     """J4: the other sessions end."""
     viewer = require_viewer(info)
     user, ended = await _profile(
@@ -274,15 +275,15 @@ async def change_password(info: Any, current: str, password: str, repeat: str) -
     )
     info.context.loader(UserById).prime(user.id, user)
     await _flag(info, ended)
-    return user  # type: ignore[no-any-return]
+    return user
 
 
-async def set_show_hints(info: Any, show: bool) -> User:
+async def set_show_hints(info: Info, show: bool) -> User:
     """J9."""
-    return await _profile(info, lambda s, c, u: profile.set_show_hints(s, c, u, show))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: profile.set_show_hints(s, c, u, show))
 
 
-async def delete_cabinet(info: Any, password: str | None, choices: list[profile.ReceiptChoice]) -> None:
+async def delete_cabinet(info: Info, password: str | None, choices: list[profile.ReceiptChoice]) -> None:
     """J10."""
     ended = await _profile(info, lambda s, c, u: profile.delete_cabinet(s, c, u, password, choices))
     await _flag(info, ended)
@@ -294,20 +295,20 @@ QR_RECHECK_SECONDS = 2.0
 """The subscription re-reads the challenge at least this often (covers an event sent before it listened)."""
 
 
-async def start_qr_login(info: Any) -> qr.QrStarted:
+async def start_qr_login(info: Info) -> qr.QrStarted:
     """A6: the web client's challenge."""
     async with _tx(info) as session:
         return await qr.start_qr_login(session, caller_of(info))
 
 
-async def qr_login_request(info: Any, qr_payload: str) -> QrLoginChallenge:
+async def qr_login_request(info: Info, qr_payload: str) -> QrLoginChallenge:
     """A6: what the mobile app shows before approving."""
     require_viewer(info)
     async with info.context.session() as session:
         return await qr.qr_challenge(session, caller_of(info), qr_payload)
 
 
-async def decide_qr_login(info: Any, qr_payload: str, approve: bool) -> None:
+async def decide_qr_login(info: Info, qr_payload: str, approve: bool) -> None:
     """A6: approve or reject; the waiting web client hears it at once."""
     viewer = require_viewer(info)
     async with _tx(info) as session:
@@ -317,7 +318,7 @@ async def decide_qr_login(info: Any, qr_payload: str, approve: bool) -> None:
 
 
 async def qr_login_events(
-    info: Any, web_secret: str
+    info: Info, web_secret: str
 ) -> AsyncIterator[tuple[str, Tokens | None, dt.datetime | None]]:
     """A6: (status, tokens, expires_at): PENDING first, then the outcome; tokens come only once."""
     context = info.context
@@ -384,18 +385,18 @@ async def qr_login_events(
 # --- A7 device keys -----------------------------------------------------------------------------------------
 
 
-async def register_device_key(info: Any, public_key: str, name: str | None) -> DeviceCredential:
+async def register_device_key(info: Info, public_key: str, name: str | None) -> DeviceCredential:
     """A7: register the device's public key (logged in)."""
-    return await _profile(info, lambda s, c, u: keys.register_device_key(s, c, u, public_key, name))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: keys.register_device_key(s, c, u, public_key, name))
 
 
-def device_challenge(info: Any, credential_id: str) -> tuple[str, dt.datetime]:
+def device_challenge(info: Info, credential_id: str) -> tuple[str, dt.datetime]:
     """A7: a challenge to sign."""
     return keys.device_challenge(caller_of(info), credential_id)
 
 
 async def login_with_device_key(
-    info: Any, credential_id: str, challenge: str, signature: str, device: str | None
+    info: Info, credential_id: str, challenge: str, signature: str, device: str | None
 ) -> tuple[Tokens, User]:
     """A7: log in with the device's signature."""
     return await _login(
@@ -406,14 +407,14 @@ async def login_with_device_key(
     )
 
 
-async def device_keys(info: Any) -> list[DeviceCredential]:
+async def device_keys(info: Info) -> list[DeviceCredential]:
     """A7: the caller's device keys."""
     viewer = require_viewer(info)
     async with info.context.session() as session:
         return await keys.device_keys(session, viewer.user_id)
 
 
-async def device_keys_by_ids(info: Any, ids: list[int]) -> list[DeviceCredential | None]:
+async def device_keys_by_ids(info: Info, ids: list[int]) -> list[DeviceCredential | None]:
     """Device keys by id, only the caller's own."""
     if info.context.viewer is None:
         return [None for _ in ids]
@@ -421,15 +422,15 @@ async def device_keys_by_ids(info: Any, ids: list[int]) -> list[DeviceCredential
     return [found.get(key) for key in ids]
 
 
-async def revoke_device_key(info: Any, key_id: int) -> bool:
+async def revoke_device_key(info: Info, key_id: int) -> bool:
     """A7: revoke one of the caller's device keys."""
-    return await _profile(info, lambda s, c, u: keys.revoke_device_key(s, c, u, key_id))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: keys.revoke_device_key(s, c, u, key_id))
 
 
 # --- A5 VK and J8 ---------------------------------------------------------------------------------------
 
 
-def vk_settings(info: Any) -> vk.VkSettings:
+def vk_settings(info: Info) -> vk.VkSettings:
     """VK endpoints from the settings."""
     settings = info.context.settings
     return vk.VkSettings(
@@ -441,7 +442,7 @@ def vk_settings(info: Any) -> vk.VkSettings:
     )
 
 
-async def start_vk_login(info: Any, redirect_uri: str) -> tuple[str, str]:
+async def start_vk_login(info: Info, redirect_uri: str) -> tuple[str, str]:
     """A5 step 1 (anonymous: a login) or J8 step 1 (logged in: connecting VK to the caller's cabinet)."""
     found = viewer(info)
     async with _tx(info) as session:
@@ -455,7 +456,13 @@ async def start_vk_login(info: Any, redirect_uri: str) -> tuple[str, str]:
 
 
 async def complete_vk_login(
-    info: Any, code: str, state: str, redirect_uri: str, consent: bool, client: ClientKind, device: str | None
+    info: Info,
+    code: str,
+    state: str,
+    redirect_uri: str,
+    consent: bool,
+    client: ClientKind,
+    device: str | None,
 ) -> tuple[Tokens, User]:
     """A5 step 2: tokens for the VK user (registering them with consent when new)."""
 
@@ -474,7 +481,7 @@ async def complete_vk_login(
     return await _login(info, run, client, device)
 
 
-async def connect_vk(info: Any, code: str, state: str, redirect_uri: str) -> User:
+async def connect_vk(info: Info, code: str, state: str, redirect_uri: str) -> User:
     """J8: connect VK to the logged-in cabinet."""
 
     async def run(session: Any, caller: common.Caller, user_id: int) -> User:
@@ -489,17 +496,17 @@ async def connect_vk(info: Any, code: str, state: str, redirect_uri: str) -> Use
             viewer_user_id=user_id,
         )
 
-    return await _profile(info, run)  # type: ignore[no-any-return]
+    return await _profile(info, run)
 
 
-async def login_services(info: Any) -> list[ExternalIdentity]:
+async def login_services(info: Info) -> list[ExternalIdentity]:
     """J8: the caller's connected login services."""
     viewer = require_viewer(info)
     async with info.context.session() as session:
         return await vk.login_services(session, viewer.user_id)
 
 
-async def login_services_by_ids(info: Any, ids: list[int]) -> list[ExternalIdentity | None]:
+async def login_services_by_ids(info: Info, ids: list[int]) -> list[ExternalIdentity | None]:
     """Connected services by id, only the caller's own."""
     if info.context.viewer is None:
         return [None for _ in ids]
@@ -507,6 +514,6 @@ async def login_services_by_ids(info: Any, ids: list[int]) -> list[ExternalIdent
     return [found.get(key) for key in ids]
 
 
-async def unlink_login_service(info: Any, identity_id: int) -> bool:
+async def unlink_login_service(info: Info, identity_id: int) -> bool:
     """J8: disconnect one."""
-    return await _profile(info, lambda s, c, u: vk.unlink_login_service(s, c, u, identity_id))  # type: ignore[no-any-return]
+    return await _profile(info, lambda s, c, u: vk.unlink_login_service(s, c, u, identity_id))

@@ -13,13 +13,13 @@ from aiodataloader import DataLoader
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.context import DbScope
+from resolvers.context import DbScope
 
 K = TypeVar("K")
 V = TypeVar("V")
 
 
-class Loader(DataLoader, Generic[K, V]):  # type: ignore[type-arg]
+class Loader(DataLoader, Generic[K, V]):
     """A DataLoader whose batches run on its scope's (serialized) session."""
 
     def __init__(self, scope: DbScope) -> None:
@@ -51,7 +51,7 @@ class ById(Loader[int, Any]):
         return cls._statement
 
     async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[Any]:
-        rows = (await session.execute(self.statement(), {"ids": keys})).scalars()
+        rows: Any = (await session.execute(self.statement(), {"ids": keys})).scalars()
         found = {row.id: row for row in rows}
         return [found.get(key) for key in keys]
 

@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from models.notifications import Notification, NotificationCategory
+from resolvers.context import Info
 from resolvers.loaders import ById
-from schema.pagination import decode_cursor
-from schema.permissions import require_viewer
+from resolvers.pagination import decode_cursor
+from resolvers.permissions import require_viewer
 from services import notifications
 from services.errors import DomainError
 from services.events import user_channel
@@ -38,7 +39,7 @@ class NotificationById(ById):
     model = Notification
 
 
-async def notifications_by_ids(info: Any, ids: list[int]) -> list[Notification | None]:
+async def notifications_by_ids(info: Info, ids: list[int]) -> list[Notification | None]:
     """Notifications by id; None where missing or someone else's."""
     viewer = info.context.viewer
     rows = await info.context.loader(NotificationById).load_many(ids)
@@ -62,11 +63,11 @@ def db_gate(state: Any) -> asyncio.Semaphore:
     gate = state.extras.get("subscription_db_gate")
     if gate is None:
         gate = state.extras["subscription_db_gate"] = asyncio.Semaphore(SUBSCRIPTION_DB_CONCURRENCY)
-    return gate  # type: ignore[no-any-return]
+    return gate
 
 
 async def page(
-    info: Any, *, first: int, after: str | None, unread_only: bool, category: NotificationCategory | None
+    info: Info, *, first: int, after: str | None, unread_only: bool, category: NotificationCategory | None
 ) -> Page[Notification]:
     """The caller's notifications, newest first."""
     viewer = require_viewer(info)
@@ -81,14 +82,14 @@ async def page(
         )
 
 
-async def unread_count(info: Any) -> int:
+async def unread_count(info: Info) -> int:
     """How many of the caller's notifications are unread."""
     viewer = require_viewer(info)
     async with info.context.session() as session:
         return (await notifications.unread_counts(session, [viewer.user_id]))[viewer.user_id]
 
 
-async def mark_read(info: Any, notification_id: int) -> tuple[Notification | None, list[DomainError]]:
+async def mark_read(info: Info, notification_id: int) -> tuple[Notification | None, list[DomainError]]:
     """Mark one notification read."""
     viewer = require_viewer(info)
     async with info.context.session() as session:
@@ -102,7 +103,7 @@ async def mark_read(info: Any, notification_id: int) -> tuple[Notification | Non
         return row, []
 
 
-async def mark_all_read(info: Any) -> int:
+async def mark_all_read(info: Info) -> int:
     """Mark every notification of the caller read."""
     viewer = require_viewer(info)
     async with info.context.session() as session:
@@ -111,7 +112,7 @@ async def mark_all_read(info: Any) -> int:
         return changed
 
 
-async def settings(info: Any) -> list[notifications.Preference]:
+async def settings(info: Info) -> list[notifications.Preference]:
     """The caller's J6 matrix."""
     viewer = require_viewer(info)
     async with info.context.session() as session:
@@ -119,7 +120,7 @@ async def settings(info: Any) -> list[notifications.Preference]:
 
 
 async def update_settings(
-    info: Any, changes: list[notifications.Preference]
+    info: Info, changes: list[notifications.Preference]
 ) -> list[notifications.Preference]:
     """Apply the caller's J6 choices."""
     viewer = require_viewer(info)
@@ -137,7 +138,7 @@ async def update_settings(
         return result
 
 
-async def register_push_device(info: Any, platform: Any, token: str) -> list[DomainError]:
+async def register_push_device(info: Info, platform: Any, token: str) -> list[DomainError]:
     """Register the caller's device for push messages."""
     viewer = require_viewer(info)
     async with info.context.session() as session:
@@ -156,7 +157,7 @@ async def register_push_device(info: Any, platform: Any, token: str) -> list[Dom
         return []
 
 
-async def unregister_push_device(info: Any, token: str) -> bool:
+async def unregister_push_device(info: Info, token: str) -> bool:
     """Forget one of the caller's push tokens."""
     viewer = require_viewer(info)
     async with info.context.session() as session:
@@ -165,7 +166,7 @@ async def unregister_push_device(info: Any, token: str) -> bool:
         return removed
 
 
-async def live(info: Any, after: str | None) -> AsyncIterator[Notification]:
+async def live(info: Info, after: str | None) -> AsyncIterator[Notification]:
     """Replay what the caller missed after ``after``, then stream new notifications: no gap, no duplicate.
 
     The bus subscription opens *before* the replay query, and every doorbell (or resync) re-reads the

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.sandbox import gateways_of
 from models.payments import Payment, PaymentAllocation, PaymentMethod, PaymentMethodKind, PaymentStatusChange
+from resolvers.context import Info
 from resolvers.loaders import Loader, grouped
-from schema.permissions import require_viewer
+from resolvers.permissions import require_viewer
 from services import payments
 from services.accounts import linked_account_ids
 from services.errors import DomainError
+from services.gateways import gateways_of
 from services.roles import reads_customer_data
 
 
@@ -59,7 +59,7 @@ class CardById(Loader[int, PaymentMethod | None]):
         return [found.get(key) for key in keys]
 
 
-def _visible(info: Any, payment: Payment | None) -> Payment | None:
+def _visible(info: Info, payment: Payment | None) -> Payment | None:
     viewer = info.context.viewer
     if payment is None or viewer is None:
         return None
@@ -68,13 +68,13 @@ def _visible(info: Any, payment: Payment | None) -> Payment | None:
     return None
 
 
-async def payments_by_ids(info: Any, ids: list[int]) -> list[Payment | None]:
+async def payments_by_ids(info: Info, ids: list[int]) -> list[Payment | None]:
     """Payments by id; None where missing or someone else's (staff see all)."""
     rows = await info.context.loader(PaymentById).load_many(ids)
     return [_visible(info, row) for row in rows]
 
 
-async def checkout(info: Any, account_ids: list[int] | None) -> tuple[list[int], bool]:
+async def checkout(info: Info, account_ids: list[int] | None) -> tuple[list[int], bool]:
     """The accounts to show in the payment form (all linked ones when None) and whether H1 is offered."""
     viewer = require_viewer(info)
     async with info.context.session() as session:
@@ -83,7 +83,7 @@ async def checkout(info: Any, account_ids: list[int] | None) -> tuple[list[int],
     return wanted, len(linked) > 1
 
 
-def limits(info: Any) -> payments.Limits:
+def limits(info: Info) -> payments.Limits:
     """H1 limits and the return URL from the settings."""
     settings = info.context.settings
     public = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
@@ -95,7 +95,7 @@ def limits(info: Any) -> payments.Limits:
 
 
 async def create_payment(
-    info: Any,
+    info: Info,
     *,
     lines: Sequence[payments.Line],
     method: PaymentMethodKind,
@@ -135,7 +135,7 @@ async def create_payment(
         return payment, []
 
 
-async def saved_cards(info: Any) -> list[PaymentMethod]:
+async def saved_cards(info: Info) -> list[PaymentMethod]:
     """J7: the caller's saved cards."""
     viewer = require_viewer(info)
     async with info.context.session() as session:
@@ -143,7 +143,7 @@ async def saved_cards(info: Any) -> list[PaymentMethod]:
 
 
 async def set_autopay(
-    info: Any,
+    info: Info,
     *,
     account_id: int,
     card_id: int | None,
@@ -173,7 +173,7 @@ async def set_autopay(
 
 
 async def live_status(
-    info: Any, payment_id: int
+    info: Info, payment_id: int
 ) -> AsyncIterator[tuple[Payment, PaymentStatusChange | None]]:
     """K2: the payment's current state at once, then every status change, until a final status.
 

@@ -19,8 +19,9 @@ from strawberry.relay import GlobalID
 from models.meters import Meter
 from models.readings import Reading, ReadingSource, ReadingSubmission
 from resolvers.branches import ServiceById
+from resolvers.context import Info
 from resolvers.loaders import ById, Loader
-from schema.permissions import Forbidden, require_viewer
+from resolvers.permissions import Forbidden, require_viewer
 from services import accounts, readings
 from services.errors import DomainError, PeriodOutOfRange
 from services.periods import PeriodRange, history_range
@@ -81,7 +82,7 @@ def parse_id(value: Any, type_name: str) -> int | None:
         return None
 
 
-async def visible_account(info: Any, account_global_id: Any) -> int | None:
+async def visible_account(info: Info, account_global_id: Any) -> int | None:
     """The account id if the caller may see the account (linked, or staff); else None."""
     viewer = require_viewer(info)
     account_id = parse_id(account_global_id, "Account")
@@ -92,7 +93,7 @@ async def visible_account(info: Any, account_global_id: Any) -> int | None:
     return account_id if account_id in visible else None
 
 
-async def visible_account_ids(info: Any, account_ids: list[int]) -> set[int]:
+async def visible_account_ids(info: Info, account_ids: list[int]) -> set[int]:
     """The subset of ``account_ids`` the caller may see."""
     viewer = info.context.viewer
     if viewer is None:
@@ -101,7 +102,7 @@ async def visible_account_ids(info: Any, account_ids: list[int]) -> set[int]:
         return await accounts.visible_account_ids(session, viewer.user_id, viewer.role, account_ids)
 
 
-def require_customer(info: Any) -> Any:
+def require_customer(info: Info) -> Any:
     """Only customers submit readings for their own accounts."""
     viewer = require_viewer(info)
     if viewer.role != "CUSTOMER":
@@ -121,7 +122,7 @@ class AccountMeters:
     services: dict[int, Any]
 
 
-async def account_meters(info: Any, account_global_id: Any) -> AccountMeters | None:
+async def account_meters(info: Info, account_global_id: Any) -> AccountMeters | None:
     """E1 meters of a visible account (None when not found or not visible)."""
     account_id = await visible_account(info, account_global_id)
     if account_id is None:
@@ -131,7 +132,7 @@ async def account_meters(info: Any, account_global_id: Any) -> AccountMeters | N
     return AccountMeters(account_id, meters, {service.id: service for service in services if service})
 
 
-async def readings_form(info: Any, account_global_id: Any) -> readings.ReadingsForm | None:
+async def readings_form(info: Info, account_global_id: Any) -> readings.ReadingsForm | None:
     """E3 form of a visible account (None when not found or not visible)."""
     account_id = await visible_account(info, account_global_id)
     if account_id is None:
@@ -150,7 +151,7 @@ class History:
 
 
 async def reading_history(
-    info: Any, account_global_id: Any, start: dt.date | None, end: dt.date | None
+    info: Info, account_global_id: Any, start: dt.date | None, end: dt.date | None
 ) -> History | None:
     """E2 history of a visible account; a range outside D8 is a PERIOD_OUT_OF_RANGE error."""
     account_id = await visible_account(info, account_global_id)
@@ -181,7 +182,7 @@ class AllAccounts:
     forms: list[readings.ReadingsForm]
 
 
-async def readings_for_all_accounts(info: Any) -> AllAccounts:
+async def readings_for_all_accounts(info: Info) -> AllAccounts:
     """H2: forms of the caller's linked accounts whose window is open now (only with >1 linked)."""
     viewer = require_viewer(info)
     async with info.context.session() as session:
@@ -192,21 +193,21 @@ async def readings_for_all_accounts(info: Any) -> AllAccounts:
     return AllAccounts(len(linked), [form for form in forms if form.window.is_open])
 
 
-async def meters_by_ids(info: Any, ids: list[int]) -> list[Meter | None]:
+async def meters_by_ids(info: Info, ids: list[int]) -> list[Meter | None]:
     """Meters by id, None where missing or on an account the caller may not see."""
     rows = await info.context.loader(MeterById).load_many(ids)
     visible = await visible_account_ids(info, [row.account_id for row in rows if row is not None])
     return [row if row is not None and row.account_id in visible else None for row in rows]
 
 
-async def readings_by_ids(info: Any, ids: list[int]) -> list[Reading | None]:
+async def readings_by_ids(info: Info, ids: list[int]) -> list[Reading | None]:
     """Readings by id, None where missing or not visible."""
     rows = await info.context.loader(ReadingById).load_many(ids)
     visible = await visible_account_ids(info, [row.account_id for row in rows if row is not None])
     return [row if row is not None and row.account_id in visible else None for row in rows]
 
 
-async def submissions_by_ids(info: Any, ids: list[int]) -> list[ReadingSubmission | None]:
+async def submissions_by_ids(info: Info, ids: list[int]) -> list[ReadingSubmission | None]:
     """Submissions by id, None where missing or not visible."""
     rows = await info.context.loader(ReadingSubmissionById).load_many(ids)
     visible = await visible_account_ids(info, [row.account_id for row in rows if row is not None])
@@ -237,7 +238,7 @@ def _meter_values(meters: list[Any]) -> list[readings.MeterValues]:
 
 async def _submit_one(
     session: AsyncSession,
-    info: Any,
+    info: Info,
     user_id: int,
     account_global_id: Any,
     meters: list[Any],
@@ -273,7 +274,7 @@ async def _submit_one(
     return SubmitResult(account_global_id, submission, [])
 
 
-async def submit_readings(info: Any, data: Any) -> SubmitResult:
+async def submit_readings(info: Info, data: Any) -> SubmitResult:
     """E3: one account's readings; commits on success, rolls back on any user error."""
     viewer = require_customer(info)
     async with info.context.session() as session:
@@ -303,7 +304,7 @@ class AllAccountsUnavailable(DomainError):
 
 
 async def submit_readings_for_all_accounts(
-    info: Any, data: Any
+    info: Info, data: Any
 ) -> tuple[list[SubmitResult], list[DomainError]]:
     """H2: each account in its own savepoint, so each succeeds or fails on its own; one commit."""
     viewer = require_customer(info)

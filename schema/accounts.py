@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import MISSING
 from decimal import Decimal
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from strawberry import relay
@@ -17,6 +17,7 @@ from models import accounts as models
 from models.tariffs import Zone as ModelZone
 from resolvers import accounts as resolvers
 from resolvers import billing as billing_resolvers
+from resolvers.context import Info
 from resolvers.readings import MetersByAccountId
 from schema import rules
 from schema.billing import (
@@ -40,7 +41,7 @@ from schema.billing import (
     with_references,
 )
 from schema.branches import Branch
-from schema.errors import UserError, register_user_error, user_error
+from schema.errors import error_code_enum, error_domain
 from schema.node import as_node, backed_by, canonical
 from schema.pagination import Connection, decode_cursor
 from schema.readings import Meter
@@ -49,6 +50,49 @@ from services import accounts as service
 from services import billing
 from services.errors import DomainError
 from services.periods import history_range
+
+AccountErrorCode = error_code_enum(
+    "AccountErrorCode",
+    "Why an account mutation (B1–B3, C1) failed: the `code` of `AccountError`.",
+    "services.accounts",
+    "services.codes",
+    "services.identity.errors",
+    "services.identity.device_keys",
+    "services.identity.qr",
+    "services.identity.vk",
+    "services.sessions",
+)
+
+
+@strawberry.interface(
+    description=(
+        "A problem with an account mutation (B1–B3, C1), "
+        "reported in its payload's `userErrors`. "
+        "`code` (`AccountErrorCode`) is stable for programs, `message` is the text to show the user "
+        "(Russian), `field` is the path of the input it concerns."
+    )
+)
+class AccountError:
+    """Common shape of this domain's user errors; specific ones implement it and carry more data."""
+
+    code: str = strawberry.field(
+        graphql_type=AccountErrorCode,
+        description="Stable machine-readable code, one of `AccountErrorCode`.",
+    )
+    message: str = strawberry.field(description="Human-readable text to show the user, in Russian.")
+    field: list[str] | None = strawberry.field(
+        description='Path of the input field at fault, e.g. `["input", "phone"]`; null for the whole input.'
+    )
+
+
+@strawberry.type(description="An `AccountError` with no data beyond code, message and field.")
+class AccountInputError(AccountError):
+    """The default implementation of :class:`AccountError`."""
+
+
+ACCOUNT_ERRORS = error_domain(AccountError, AccountErrorCode, AccountInputError)
+user_error = ACCOUNT_ERRORS.one
+user_errors = ACCOUNT_ERRORS.many
 
 FromArg = Annotated[
     YearMonth | None,
@@ -93,7 +137,7 @@ class AccountService:
     ended_on: dt.date | None = strawberry.field(description="Delivered until; null while delivered.")
 
     @strawberry.field(description="The service.")
-    async def service(self, root: strawberry.Parent[models.AccountService], info: strawberry.Info) -> Service:
+    async def service(self, root: strawberry.Parent[models.AccountService], info: Info) -> Service:
         return await load_service(info, root.service_id)  # type: ignore[return-value]
 
     @strawberry.field(description="Tariff zone scheme: SINGLE, DAY_NIGHT or THREE_ZONE; null without zones.")
@@ -132,13 +176,13 @@ class Account(relay.Node):
         return " ".join(p for p in (root.owner_last_name, root.owner_first_name, root.owner_middle_name) if p)
 
     @strawberry.field(description="Name the user gave the account (B3); the number when none was given.")
-    async def display_name(self, root: strawberry.Parent[models.Account], info: strawberry.Info) -> str:
+    async def display_name(self, root: strawberry.Parent[models.Account], info: Info) -> str:
         link = await resolvers.link_of(info, root.id)
         return (link.display_name if link is not None else None) or root.number
 
     @strawberry.field(description="The branch (филиал) the account belongs to.")
-    async def branch(self, root: strawberry.Parent[models.Account], info: strawberry.Info) -> Branch:
-        return await resolvers.branch_of(info, root)  # type: ignore[no-any-return]
+    async def branch(self, root: strawberry.Parent[models.Account], info: Info) -> Branch:
+        return await resolvers.branch_of(info, root)
 
     @strawberry.field(description="C1: requisites of the dwelling.")
     def requisites(self, root: strawberry.Parent[models.Account]) -> AccountRequisites:
@@ -158,23 +202,23 @@ class Account(relay.Node):
 
     @strawberry.field(description="C1: services delivered to the account.")
     async def services(
-        self, root: strawberry.Parent[models.Account], info: strawberry.Info
+        self, root: strawberry.Parent[models.Account], info: Info
     ) -> list[AccountService]:
         return await resolvers.services_of(info, root.id)  # type: ignore[return-value]
 
     @strawberry.field(description="C1/B4: meters installed on the account (each with its last readings).")
-    async def meters(self, root: strawberry.Parent[models.Account], info: strawberry.Info) -> list[Meter]:
-        return await info.context.loader(MetersByAccountId).load(root.id)  # type: ignore[no-any-return]
+    async def meters(self, root: strawberry.Parent[models.Account], info: Info) -> list[Meter]:
+        return await info.context.loader(MetersByAccountId).load(root.id)
 
     @strawberry.field(
         description="B4: balance including this period's payments, with the supplier breakdown."
     )
-    async def balance(self, root: strawberry.Parent[models.Account], info: strawberry.Info) -> AccountBalance:
+    async def balance(self, root: strawberry.Parent[models.Account], info: Info) -> AccountBalance:
         return AccountBalance.of(await billing_resolvers.balance(info, root.id))
 
     @strawberry.field(description="B4: days until the reading window opens or closes.")
     async def reading_window(
-        self, root: strawberry.Parent[models.Account], info: strawberry.Info
+        self, root: strawberry.Parent[models.Account], info: Info
     ) -> ReadingWindowCountdown:
         found = await resolvers.reading_window(info, root)
         return ReadingWindowCountdown(
@@ -186,11 +230,11 @@ class Account(relay.Node):
         )
 
     @strawberry.field(description="B4/J7: whether the viewer's autopay is on for this account.")
-    async def autopay_enabled(self, root: strawberry.Parent[models.Account], info: strawberry.Info) -> bool:
+    async def autopay_enabled(self, root: strawberry.Parent[models.Account], info: Info) -> bool:
         return await resolvers.autopay_enabled(info, root.id)
 
     @strawberry.field(description="B4/J5: whether the viewer gets this account's receipts by e-mail.")
-    async def e_receipt_enabled(self, root: strawberry.Parent[models.Account], info: strawberry.Info) -> bool:
+    async def e_receipt_enabled(self, root: strawberry.Parent[models.Account], info: Info) -> bool:
         link = await resolvers.link_of(info, root.id)
         return bool(link and link.e_receipt_enabled)
 
@@ -199,13 +243,13 @@ class Account(relay.Node):
         "e-mail; null for paper receipts."
     )
     async def receipt_email(
-        self, root: strawberry.Parent[models.Account], info: strawberry.Info
+        self, root: strawberry.Parent[models.Account], info: Info
     ) -> str | None:
         return await resolvers.effective_receipt_email(info, await resolvers.link_of(info, root.id))
 
     @strawberry.field(description="B4: the current (latest) receipt; null before the first one.")
     async def current_receipt(
-        self, root: strawberry.Parent[models.Account], info: strawberry.Info
+        self, root: strawberry.Parent[models.Account], info: Info
     ) -> Receipt | None:
         return await billing_resolvers.current_receipt(info, root.id)  # type: ignore[return-value]
 
@@ -213,7 +257,7 @@ class Account(relay.Node):
     async def receipt(
         self,
         root: strawberry.Parent[models.Account],
-        info: strawberry.Info,
+        info: Info,
         period: Annotated[YearMonth, strawberry.argument(description="The billing month.")],
     ) -> Receipt | None:
         return await billing_resolvers.receipt(info, root.id, period)  # type: ignore[return-value]
@@ -222,7 +266,7 @@ class Account(relay.Node):
     async def charges(
         self,
         root: strawberry.Parent[models.Account],
-        info: strawberry.Info,
+        info: Info,
         from_: FromArg = None,
         to: ToArg = None,
     ) -> list[ChargeMonth]:
@@ -235,7 +279,7 @@ class Account(relay.Node):
     async def payments(
         self,
         root: strawberry.Parent[models.Account],
-        info: strawberry.Info,
+        info: Info,
         from_: FromArg = None,
         to: ToArg = None,
     ) -> list[PaymentMonth]:
@@ -246,7 +290,7 @@ class Account(relay.Node):
     async def events(
         self,
         root: strawberry.Parent[models.Account],
-        info: strawberry.Info,
+        info: Info,
         from_: FromArg = None,
         to: ToArg = None,
     ) -> list[EventMonth]:
@@ -259,7 +303,7 @@ class Account(relay.Node):
     async def balance_history(
         self,
         root: strawberry.Parent[models.Account],
-        info: strawberry.Info,
+        info: Info,
         from_: FromArg = None,
         to: ToArg = None,
     ) -> list[BalanceMonth]:
@@ -270,7 +314,7 @@ class Account(relay.Node):
     async def statistics(
         self,
         root: strawberry.Parent[models.Account],
-        info: strawberry.Info,
+        info: Info,
         filter: Annotated[
             StatisticsFilter, strawberry.argument(description="What to measure, period, services, zones.")
         ],
@@ -283,7 +327,7 @@ class Account(relay.Node):
             ]
         zones = [ModelZone(zone.value) for zone in filter.zones] if filter.zones else None
         found = await billing_resolvers.statistics(
-            info, root.id, period, billing.StatisticsKind(filter.kind.value), service_ids, zones
+            info, root.id, period, billing.StatisticsKind(filter.kind.name), service_ids, zones
         )
         return series_of(found)
 
@@ -295,7 +339,7 @@ class Account(relay.Node):
     async def tariffs(
         self,
         root: strawberry.Parent[models.Account],
-        info: strawberry.Info,
+        info: Info,
         zone: Annotated[Zone | None, strawberry.argument(description="Only this zone.")] = None,
     ) -> list[Tariff]:
         rows = await billing_resolvers.tariffs(info, root.id)
@@ -305,7 +349,7 @@ class Account(relay.Node):
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Account | None]:
         """A customer sees only accounts linked to them; staff see every account."""
         return as_node(cls, await resolvers.accounts_by_ids(info, [int(node_id) for node_id in node_ids]))
@@ -325,16 +369,16 @@ def account_id_of(value: relay.GlobalID, field: list[str]) -> int:
 
 
 @strawberry.type(description="B1: too many failed attempts to link an account; try again later.")
-class TooManyLinkAttemptsError(UserError):
+class TooManyLinkAttemptsError(AccountError):
     """Carries when the next attempt will be accepted."""
 
     retry_after: dt.datetime = strawberry.field(description="When linking may be tried again (UTC).")
 
 
-@register_user_error(service.TooManyLinkAttempts)
-def _too_many(error: DomainError) -> UserError:
+@ACCOUNT_ERRORS.register(service.TooManyLinkAttempts)
+def _too_many(error: DomainError, code: Any) -> AccountError:
     return TooManyLinkAttemptsError(
-        code=error.code, message=error.text, field=error.field, retry_after=error.data["retry_after"]
+        code=code, message=error.text, field=error.field, retry_after=error.data["retry_after"]
     )
 
 
@@ -354,7 +398,7 @@ class AccountQueries:
     )
     async def accounts(
         self,
-        info: strawberry.Info,
+        info: Info,
         first: Annotated[int, strawberry.argument(description="Page size (1–100).")] = 20,
         after: Annotated[
             str | None, strawberry.argument(description="Cursor of the last account seen.")
@@ -390,7 +434,7 @@ class LinkAccountPayload:
     """The linked account, or why not."""
 
     account: Account | None = strawberry.field(description="The linked account; null on error.")
-    user_errors: list[UserError] = strawberry.field(description="What went wrong.")
+    user_errors: list[AccountError] = strawberry.field(description="What went wrong.")
 
 
 @strawberry.input(description="B2: unlink an account from the cabinet.")
@@ -410,7 +454,7 @@ class UnlinkAccountPayload:
         description="Whether e-receipt delivery was on: it continues until support cancels it."
     )
     notice: str | None = strawberry.field(description="What to tell the user (Russian), null on error.")
-    user_errors: list[UserError] = strawberry.field(description="What went wrong.")
+    user_errors: list[AccountError] = strawberry.field(description="What went wrong.")
 
 
 @strawberry.input(description="B3: rename an account in the cabinet.")
@@ -428,7 +472,7 @@ class AccountPayload:
     """The changed account, or why not."""
 
     account: Account | None = strawberry.field(description="The account after the change; null on error.")
-    user_errors: list[UserError] = strawberry.field(description="What went wrong.")
+    user_errors: list[AccountError] = strawberry.field(description="What went wrong.")
 
 
 @strawberry.input(description="J5: how the receipts of one account are delivered.")
@@ -449,7 +493,7 @@ class AccountMutations:
     @strawberry.mutation(description="B1: link an account by branch, number and proof of ownership.")
     async def link_account(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[LinkAccountInput, strawberry.argument(description="The LinkAccount input.")],
     ) -> LinkAccountPayload:
         try:
@@ -471,7 +515,7 @@ class AccountMutations:
     )
     async def unlink_account(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[UnlinkAccountInput, strawberry.argument(description="The UnlinkAccount input.")],
     ) -> UnlinkAccountPayload:
         try:
@@ -497,7 +541,7 @@ class AccountMutations:
     @strawberry.mutation(description="B3: rename an account in the cabinet.")
     async def rename_account(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[RenameAccountInput, strawberry.argument(description="The RenameAccount input.")],
     ) -> AccountPayload:
         try:
@@ -511,7 +555,7 @@ class AccountMutations:
     @strawberry.mutation(description="J5: paper or electronic receipts for one account.")
     async def set_receipt_delivery(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             SetReceiptDeliveryInput, strawberry.argument(description="The SetReceiptDelivery input.")
         ],

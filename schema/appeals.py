@@ -24,13 +24,14 @@ from resolvers import appeals as resolvers
 from resolvers.accounts import AccountById
 from resolvers.billing import download_url
 from resolvers.branches import SupplierById
+from resolvers.context import Info
 from resolvers.readings import MeterById
 from schema import rules
 from schema.accounts import Account
 from schema.billing import FileDownload
 from schema.branches import Supplier
 from schema.enums import model_enum
-from schema.errors import UserError, user_errors
+from schema.errors import error_code_enum, error_domain
 from schema.node import as_node, backed_by
 from schema.pagination import Connection
 from schema.readings import Meter, ZoneScheme
@@ -39,7 +40,50 @@ from services import appeals as service
 from services import storage
 from services.periods import month_of
 
-RequestStatus = model_enum(
+AppealErrorCode = error_code_enum(
+    "AppealErrorCode",
+    "Why an appeals mutation (F1–F4, G1–G3, C2, C3) failed: the `code` of `AppealError`.",
+    "services.appeals",
+    "services.accounts",
+    "services.readings",
+    "services.codes",
+    "services.identity.errors",
+    "services.notifications",
+)
+
+
+@strawberry.interface(
+    description=(
+        "A problem with an appeals mutation (F1–F4, G1–G3, C2, C3), "
+        "reported in its payload's `userErrors`. "
+        "`code` (`AppealErrorCode`) is stable for programs, `message` is the text to show the user "
+        "(Russian), `field` is the path of the input it concerns."
+    )
+)
+class AppealError:
+    """Common shape of this domain's user errors; specific ones implement it and carry more data."""
+
+    code: str = strawberry.field(
+        graphql_type=AppealErrorCode,
+        description="Stable machine-readable code, one of `AppealErrorCode`.",
+    )
+    message: str = strawberry.field(description="Human-readable text to show the user, in Russian.")
+    field: list[str] | None = strawberry.field(
+        description='Path of the input field at fault, e.g. `["input", "phone"]`; null for the whole input.'
+    )
+
+
+@strawberry.type(description="An `AppealError` with no data beyond code, message and field.")
+class AppealInputError(AppealError):
+    """The default implementation of :class:`AppealError`."""
+
+
+APPEAL_ERRORS = error_domain(AppealError, AppealErrorCode, AppealInputError)
+user_error = APPEAL_ERRORS.one
+user_errors = APPEAL_ERRORS.many
+
+
+model_enum(
     models.RequestStatus,
     name="RequestStatus",
     description="State of an appeal or application.",
@@ -51,7 +95,9 @@ RequestStatus = model_enum(
         models.RequestStatus.REJECTED: "Refused; the reason is in the timeline.",
     },
 )
-RequestEventKind = model_enum(
+RequestStatus = models.RequestStatus
+
+model_enum(
     models.RequestEventKind,
     name="RequestEventKind",
     description="What happened on a timeline.",
@@ -62,7 +108,9 @@ RequestEventKind = model_enum(
         models.RequestEventKind.ANSWER: "The operator answered.",
     },
 )
-AttachmentDirection = model_enum(
+RequestEventKind = models.RequestEventKind
+
+model_enum(
     models.AttachmentDirection,
     name="AttachmentDirection",
     description="Who attached a file.",
@@ -71,6 +119,7 @@ AttachmentDirection = model_enum(
         models.AttachmentDirection.FROM_OPERATOR: "An operator, with the answer.",
     },
 )
+AttachmentDirection = models.AttachmentDirection
 
 _K = models.ApplicationKind
 
@@ -95,18 +144,21 @@ APPLICATION_KIND_NAMES: dict[models.ApplicationKind, str] = {
     _K.TARIFF_CHANGE_REDUCTION_COEFFICIENT: ("Заявление на смену тарифа (понижающий коэффициент)"),
 }
 
-ApplicationKind = model_enum(
+model_enum(
     models.ApplicationKind,
     name="ApplicationKind",
     description="G3: the 18 kinds of application (заявление); see `applicationKinds` for names and fields.",
     values=APPLICATION_KIND_NAMES,
 )
-DocumentType = model_enum(
+ApplicationKind = models.ApplicationKind
+
+model_enum(
     models.DocumentType,
     name="DocumentType",
     description="G1/G2: type of a document.",
     values=service.DOCUMENT_TITLES,
 )
+DocumentType = models.DocumentType
 
 
 @strawberry.enum(description="C2: a requisite of the account a customer may ask to change.")
@@ -137,7 +189,7 @@ class AttachedFile:
     """Metadata of a file and a short-lived download link."""
 
     file: strawberry.Private[StoredFile]
-    direction: AttachmentDirection | None = strawberry.field(  # type: ignore[valid-type]
+    direction: AttachmentDirection | None = strawberry.field(
         description="Who attached it (null for documents)."
     )
 
@@ -162,7 +214,7 @@ class AttachedFile:
         return self.file.created_at
 
     @strawberry.field(description="A short-lived signed link to download the file.")
-    def download(self, info: strawberry.Info) -> FileDownload:
+    def download(self, info: Info) -> FileDownload:
         return FileDownload.of(download_url(info, storage.file_target(self.file.id)))
 
 
@@ -180,8 +232,8 @@ class TimelineEvent:
 
     is_type_of = backed_by(models.RequestEvent)
 
-    kind: RequestEventKind = strawberry.field(description="What happened.")  # type: ignore[valid-type]
-    status: RequestStatus | None = strawberry.field(  # type: ignore[valid-type]
+    kind: RequestEventKind = strawberry.field(description="What happened.")
+    status: RequestStatus | None = strawberry.field(
         description="The status it moved to, if it changed."
     )
     text: str | None = strawberry.field(description="The answer, the reason of a rejection, or a comment.")
@@ -210,23 +262,73 @@ class AppealTopic:
 TOPIC_LIST = [AppealTopic(code=code, name=name) for code, name in service.TOPICS.items()]
 
 
+@strawberry.interface(
+    description=(
+        "F1/G3: what an appeal and an application share — status, answer, account, supplier, timeline and "
+        "files. Query the common fields once with `... on CustomerRequest`."
+    )
+)
+class CustomerRequest(relay.Node):
+    """Backed by ``models.appeals.Appeal`` or ``models.appeals.Application`` rows; every shared field is
+    resolved once, here, through :mod:`resolvers.appeals` (its loaders are picked by the row's model)."""
+
+    id: relay.NodeID[int]
+    text: str | None = strawberry.field(description="Text of the appeal or application.")
+    full_name: str | None = strawberry.field(description="Full name given in it.")
+    phone: str | None = strawberry.field(description="Contact phone given in it (E.164).")
+    email: str | None = strawberry.field(description="Contact e-mail given in it.")
+    status: RequestStatus = strawberry.field(description="Current status.")
+    answer: str | None = strawberry.field(description="The operator's answer; null until answered.")
+    answered_at: dt.datetime | None = strawberry.field(description="When it was answered.")
+    closed_at: dt.datetime | None = strawberry.field(description="When it was closed or rejected.")
+    created_at: dt.datetime = strawberry.field(description="When it was sent.")
+
+    @strawberry.field(description="The month it belongs to in the history.")
+    def period(self, root: strawberry.Parent[resolvers.RequestRow]) -> YearMonth:
+        return month_of(root.created_at)  # type: ignore[return-value]
+
+    @strawberry.field(description="The account it concerns.")
+    async def account(self, root: strawberry.Parent[resolvers.RequestRow], info: Info) -> Account:
+        return await info.context.loader(AccountById).load(root.account_id)
+
+    @strawberry.field(description="The supplier it is addressed to.")
+    async def supplier(
+        self, root: strawberry.Parent[resolvers.RequestRow], info: Info
+    ) -> Supplier | None:
+        if root.supplier_id is None:
+            return None
+        return await info.context.loader(SupplierById).load(root.supplier_id)
+
+    @strawberry.field(description="Timeline, oldest first.")
+    async def timeline(
+        self, root: strawberry.Parent[resolvers.RequestRow], info: Info
+    ) -> list[TimelineEvent]:
+        return await resolvers.timeline(info, root)
+
+    @strawberry.field(description="Files the customer attached.")
+    async def attachments(
+        self, root: strawberry.Parent[resolvers.RequestRow], info: Info
+    ) -> list[AttachedFile]:
+        return _files(await resolvers.attachments(info, root), models.AttachmentDirection.FROM_CUSTOMER)
+
+    @strawberry.field(description="Files the operator attached to the answer.")
+    async def answer_attachments(
+        self, root: strawberry.Parent[resolvers.RequestRow], info: Info
+    ) -> list[AttachedFile]:
+        return _files(await resolvers.attachments(info, root), models.AttachmentDirection.FROM_OPERATOR)
+
+
 @strawberry.type(description="F1: an appeal (обращение) with its status, timeline, answer and files.")
-class Appeal(relay.Node):
-    """Backed by ``models.appeals.Appeal`` rows."""
+class Appeal(CustomerRequest):
+    """Backed by ``models.appeals.Appeal`` rows; the shared fields come from :class:`CustomerRequest`."""
 
     is_type_of = backed_by(models.Appeal)
 
-    id: relay.NodeID[int]
     topic: str = strawberry.field(description="Topic code (see `appealTopics`).")
     text: str = strawberry.field(description="Text of the appeal.")
     full_name: str = strawberry.field(description="Full name given in the appeal.")
     phone: str | None = strawberry.field(description="Phone given in the appeal (E.164).")
     email: str | None = strawberry.field(description="E-mail given in the appeal.")
-    status: RequestStatus = strawberry.field(description="Current status.")  # type: ignore[valid-type]
-    answer: str | None = strawberry.field(description="The operator's answer; null until answered.")
-    answered_at: dt.datetime | None = strawberry.field(description="When it was answered.")
-    closed_at: dt.datetime | None = strawberry.field(description="When it was closed or rejected.")
-    created_at: dt.datetime = strawberry.field(description="When it was sent.")
 
     @strawberry.field(description="Name of the topic.")
     def topic_name(self, root: strawberry.Parent[models.Appeal]) -> str:
@@ -236,41 +338,9 @@ class Appeal(relay.Node):
     def period(self, root: strawberry.Parent[models.Appeal]) -> YearMonth:
         return month_of(root.created_at)  # type: ignore[return-value]
 
-    @strawberry.field(description="The account it concerns.")
-    async def account(self, root: strawberry.Parent[models.Appeal], info: strawberry.Info) -> Account:
-        return await info.context.loader(AccountById).load(root.account_id)  # type: ignore[no-any-return]
-
-    @strawberry.field(description="The supplier it is addressed to.")
-    async def supplier(
-        self, root: strawberry.Parent[models.Appeal], info: strawberry.Info
-    ) -> Supplier | None:
-        if root.supplier_id is None:
-            return None
-        return await info.context.loader(SupplierById).load(root.supplier_id)  # type: ignore[no-any-return]
-
-    @strawberry.field(description="Timeline, oldest first.")
-    async def timeline(
-        self, root: strawberry.Parent[models.Appeal], info: strawberry.Info
-    ) -> list[TimelineEvent]:
-        return await info.context.loader(resolvers.EventsByAppealId).load(root.id)  # type: ignore[no-any-return]
-
-    @strawberry.field(description="Files the customer attached.")
-    async def attachments(
-        self, root: strawberry.Parent[models.Appeal], info: strawberry.Info
-    ) -> list[AttachedFile]:
-        pairs = await info.context.loader(resolvers.AttachmentsByAppealId).load(root.id)
-        return _files(pairs, models.AttachmentDirection.FROM_CUSTOMER)
-
-    @strawberry.field(description="Files the operator attached to the answer.")
-    async def answer_attachments(
-        self, root: strawberry.Parent[models.Appeal], info: strawberry.Info
-    ) -> list[AttachedFile]:
-        pairs = await info.context.loader(resolvers.AttachmentsByAppealId).load(root.id)
-        return _files(pairs, models.AttachmentDirection.FROM_OPERATOR)
-
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Appeal | None]:
         """Appeals the caller filed (staff: all)."""
         return as_node(cls, await resolvers.appeals_by_ids(info, [int(node_id) for node_id in node_ids]))
@@ -305,7 +375,7 @@ class AppealDraft(RequestDraft):
 class ApplicationKindInfo:
     """From ``services.appeals.KINDS``."""
 
-    kind: ApplicationKind = strawberry.field(description="The kind.")  # type: ignore[valid-type]
+    kind: ApplicationKind = strawberry.field(description="The kind.")
     name: str = strawberry.field(description="Name shown in the list.")
     required_fields: list[str] = strawberry.field(
         description="Required fields of `ApplicationFieldsInput` (and `meterId`); `text` and `consent` always"
@@ -322,30 +392,16 @@ class ApplicationDraft(RequestDraft):
 
 
 @strawberry.type(description="G3: an application (заявление) with its fields, status, timeline and files.")
-class Application(relay.Node):
-    """Backed by ``models.appeals.Application`` rows."""
+class Application(CustomerRequest):
+    """Backed by ``models.appeals.Application`` rows; the shared fields come from :class:`CustomerRequest`."""
 
     is_type_of = backed_by(models.Application)
 
-    id: relay.NodeID[int]
-    kind: ApplicationKind = strawberry.field(description="The kind.")  # type: ignore[valid-type]
+    kind: ApplicationKind = strawberry.field(description="The kind.")
     text: str | None = strawberry.field(description="Text of the application.")
-    status: RequestStatus = strawberry.field(description="Current status.")  # type: ignore[valid-type]
-    answer: str | None = strawberry.field(description="The operator's answer; null until answered.")
-    answered_at: dt.datetime | None = strawberry.field(description="When it was answered.")
-    closed_at: dt.datetime | None = strawberry.field(description="When it was closed or rejected.")
-    created_at: dt.datetime = strawberry.field(description="When it was sent.")
     full_name: str | None = strawberry.field(description="Full name given in the application (§2.11).")
     phone: str | None = strawberry.field(description="Contact phone given in the application (E.164).")
     email: str | None = strawberry.field(description="Contact e-mail given in the application.")
-
-    @strawberry.field(description="The supplier it is addressed to.")
-    async def supplier(
-        self, root: strawberry.Parent[models.Application], info: strawberry.Info
-    ) -> Supplier | None:
-        if root.supplier_id is None:
-            return None
-        return await info.context.loader(SupplierById).load(root.supplier_id)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Name of the kind.")
     def kind_name(self, root: strawberry.Parent[models.Application]) -> str:
@@ -368,39 +424,15 @@ class Application(relay.Node):
     def consent_given(self, root: strawberry.Parent[models.Application]) -> bool:
         return root.consent_id is not None
 
-    @strawberry.field(description="The account it concerns.")
-    async def account(self, root: strawberry.Parent[models.Application], info: strawberry.Info) -> Account:
-        return await info.context.loader(AccountById).load(root.account_id)  # type: ignore[no-any-return]
-
     @strawberry.field(description="The meter it concerns (meter kinds, C3).")
-    async def meter(self, root: strawberry.Parent[models.Application], info: strawberry.Info) -> Meter | None:
+    async def meter(self, root: strawberry.Parent[models.Application], info: Info) -> Meter | None:
         if root.meter_id is None:
             return None
-        return await info.context.loader(MeterById).load(root.meter_id)  # type: ignore[no-any-return]
-
-    @strawberry.field(description="Timeline, oldest first.")
-    async def timeline(
-        self, root: strawberry.Parent[models.Application], info: strawberry.Info
-    ) -> list[TimelineEvent]:
-        return await info.context.loader(resolvers.EventsByApplicationId).load(root.id)  # type: ignore[no-any-return]
-
-    @strawberry.field(description="Files the customer attached.")
-    async def attachments(
-        self, root: strawberry.Parent[models.Application], info: strawberry.Info
-    ) -> list[AttachedFile]:
-        pairs = await info.context.loader(resolvers.AttachmentsByApplicationId).load(root.id)
-        return _files(pairs, models.AttachmentDirection.FROM_CUSTOMER)
-
-    @strawberry.field(description="Files the operator attached to the answer.")
-    async def answer_attachments(
-        self, root: strawberry.Parent[models.Application], info: strawberry.Info
-    ) -> list[AttachedFile]:
-        pairs = await info.context.loader(resolvers.AttachmentsByApplicationId).load(root.id)
-        return _files(pairs, models.AttachmentDirection.FROM_OPERATOR)
+        return await info.context.loader(MeterById).load(root.meter_id)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Application | None]:
         """Applications the caller filed (staff: all)."""
         return as_node(cls, await resolvers.applications_by_ids(info, [int(node_id) for node_id in node_ids]))
@@ -418,19 +450,19 @@ class Document(relay.Node):
     is_type_of = backed_by(models.Document)
 
     id: relay.NodeID[int]
-    type: DocumentType = strawberry.field(description="Type of the document.")  # type: ignore[valid-type]
+    type: DocumentType = strawberry.field(description="Type of the document.")
     title: str = strawberry.field(description="Title shown in the list.")
     uploaded_by_customer: bool = strawberry.field(description="True when the customer uploaded it (G2).")
     created_at: dt.datetime = strawberry.field(description="When it was issued or uploaded.")
 
     @strawberry.field(description="The file, with a short-lived download link.")
-    async def file(self, root: strawberry.Parent[models.Document], info: strawberry.Info) -> AttachedFile:
+    async def file(self, root: strawberry.Parent[models.Document], info: Info) -> AttachedFile:
         row = await info.context.loader(resolvers.StoredFileById).load(root.file_id)
         return AttachedFile(file=row, direction=None)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Document | None]:
         """Documents of accounts the caller may see."""
         return as_node(cls, await resolvers.documents_by_ids(info, [int(node_id) for node_id in node_ids]))
@@ -457,7 +489,7 @@ class AssistantAnswer:
     facts: list[str] = strawberry.field(description="Facts from the account data used in the answer.")
     faq: list[AssistantFaqAnswer] = strawberry.field(description="Matching FAQ entries, best first.")
     suggest_appeal: bool = strawberry.field(description="True when the customer should write an appeal.")
-    user_errors: list[UserError] = strawberry.field(
+    user_errors: list[AppealError] = strawberry.field(
         description="Problems with the question; empty on success."
     )
 
@@ -503,7 +535,7 @@ class CreateAppealPayload:
 
     appeal: Appeal | None = strawberry.field(description="The stored appeal; null on errors.")
     message: str | None = strawberry.field(description="«Ваше обращение принято в работу» on success.")
-    user_errors: list[UserError] = strawberry.field(description="Problems; empty on success.")
+    user_errors: list[AppealError] = strawberry.field(description="Problems; empty on success.")
 
 
 @strawberry.input(description="C2: one requisite and the value it should have.")
@@ -552,7 +584,7 @@ class ApplicationFieldsInput:
     installments: int | None = strawberry.field(
         default=None, description="Restructuring: number of monthly installments (2–36)."
     )
-    zone_scheme: ZoneScheme | None = strawberry.field(  # type: ignore[valid-type]
+    zone_scheme: ZoneScheme | None = strawberry.field(
         default=None, description="Tariff change (day zones): the wanted zone scheme."
     )
     reason: str | None = rules.field(
@@ -587,7 +619,7 @@ class ApplicationFieldsInput:
 class SubmitApplicationInput:
     """Missing fields are reported at their paths; the 152-FZ consent is required."""
 
-    kind: ApplicationKind = strawberry.field(description="The kind.")  # type: ignore[valid-type]
+    kind: ApplicationKind = strawberry.field(description="The kind.")
     account_id: strawberry.ID | None = strawberry.field(default=None, description="Global ID of the account.")
     supplier_id: strawberry.ID | None = strawberry.field(
         default=None,
@@ -652,7 +684,7 @@ class SubmitApplicationPayload:
 
     application: Application | None = strawberry.field(description="The stored application; null on errors.")
     message: str | None = strawberry.field(description="«Ваше обращение принято в работу» on success.")
-    user_errors: list[UserError] = strawberry.field(description="Problems; empty on success.")
+    user_errors: list[AppealError] = strawberry.field(description="Problems; empty on success.")
 
 
 @strawberry.input(description="G2: upload a document of a type from the list.")
@@ -660,7 +692,7 @@ class UploadDocumentInput:
     """One file, same limits as attachments."""
 
     account_id: strawberry.ID | None = strawberry.field(default=None, description="Global ID of the account.")
-    type: DocumentType | None = strawberry.field(default=None, description="Type of the document.")  # type: ignore[valid-type]
+    type: DocumentType | None = strawberry.field(default=None, description="Type of the document.")
     title: str | None = rules.field("Title (default: the type's name).", rules.TITLE)
     file: Upload | None = strawberry.field(default=None, description="The file (≤ 7 MB).")
 
@@ -670,7 +702,7 @@ class UploadDocumentPayload:
     """The document, or why nothing was stored."""
 
     document: Document | None = strawberry.field(description="The stored document; null on errors.")
-    user_errors: list[UserError] = strawberry.field(description="Problems; empty on success.")
+    user_errors: list[AppealError] = strawberry.field(description="Problems; empty on success.")
 
 
 @strawberry.input(description="Operator: an appeal or application to act on.")
@@ -707,7 +739,7 @@ class RequestActionPayload:
 
     appeal: Appeal | None = strawberry.field(description="The appeal acted on.")
     application: Application | None = strawberry.field(description="The application acted on.")
-    user_errors: list[UserError] = strawberry.field(description="Problems; empty on success.")
+    user_errors: list[AppealError] = strawberry.field(description="Problems; empty on success.")
 
 
 def _action_payload(outcome: resolvers.Outcome) -> RequestActionPayload:
@@ -728,7 +760,7 @@ def _application_payload(outcome: resolvers.Outcome) -> SubmitApplicationPayload
 
 
 ERROR_TYPES: list[type] = []
-"""This domain reports every problem as an ``InputError`` (code, message, field)."""
+"""This domain reports every problem as an ``AppealInputError`` (code, message, field)."""
 
 PageSize = Annotated[int, strawberry.argument(description="Page size (1–100).")]
 After = Annotated[
@@ -777,7 +809,7 @@ class AppealQueries:
             "the account is not yours."
         )
     )
-    async def appeal_draft(self, info: strawberry.Info, account_id: AccountArg = None) -> AppealDraft | None:
+    async def appeal_draft(self, info: Info, account_id: AccountArg = None) -> AppealDraft | None:
         draft = await resolvers.appeal_draft(info, account_id)
         if draft is None:
             return None
@@ -791,7 +823,7 @@ class AppealQueries:
     )
     async def appeals(
         self,
-        info: strawberry.Info,
+        info: Info,
         account_id: AccountArg = None,
         from_: Annotated[
             YearMonth | None, strawberry.argument(name="from", description="First month.")
@@ -814,7 +846,7 @@ class AppealQueries:
         )
     )
     async def application_draft(
-        self, info: strawberry.Info, account_id: AccountArg = None
+        self, info: Info, account_id: AccountArg = None
     ) -> ApplicationDraft | None:
         draft = await resolvers.appeal_draft(info, account_id)  # the same pre-filled contact block
         if draft is None:
@@ -824,7 +856,7 @@ class AppealQueries:
     @strawberry.field(description="G3: your applications, newest first (staff: everybody's); D8 range.")
     async def applications(
         self,
-        info: strawberry.Info,
+        info: Info,
         account_id: AccountArg = None,
         from_: Annotated[
             YearMonth | None, strawberry.argument(name="from", description="First month.")
@@ -841,7 +873,7 @@ class AppealQueries:
     )
     async def documents(
         self,
-        info: strawberry.Info,
+        info: Info,
         account_id: Annotated[strawberry.ID, strawberry.argument(description="Global ID of the account.")],
         first: PageSize = 20,
         after: After = None,
@@ -857,9 +889,9 @@ class AppealQueries:
     )
     async def appeal_queue(
         self,
-        info: strawberry.Info,
-        statuses: Annotated[  # type: ignore[valid-type]
-            list[RequestStatus] | None,  # type: ignore[valid-type]
+        info: Info,
+        statuses: Annotated[
+            list[RequestStatus] | None,
             strawberry.argument(description="Statuses to include."),
         ] = None,
         branch_id: Annotated[
@@ -882,9 +914,9 @@ class AppealQueries:
     )
     async def application_queue(
         self,
-        info: strawberry.Info,
-        statuses: Annotated[  # type: ignore[valid-type]
-            list[RequestStatus] | None,  # type: ignore[valid-type]
+        info: Info,
+        statuses: Annotated[
+            list[RequestStatus] | None,
             strawberry.argument(description="Statuses to include."),
         ] = None,
         branch_id: Annotated[
@@ -909,7 +941,7 @@ class AppealQueries:
     )
     async def ask_assistant(
         self,
-        info: strawberry.Info,
+        info: Info,
         question: Annotated[str, strawberry.argument(description="The question, in Russian.")],
         account_id: AccountArg = None,
     ) -> AssistantAnswer:
@@ -940,7 +972,7 @@ class AppealQueries:
     )
     async def video_call(
         self,
-        info: strawberry.Info,
+        info: Info,
         account_id: Annotated[strawberry.ID, strawberry.argument(description="Global ID of the account.")],
     ) -> VideoCallLink | None:
         found = await resolvers.video_call(info, account_id)
@@ -958,7 +990,7 @@ class AppealMutations:
     )
     async def create_appeal(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[CreateAppealInput, strawberry.argument(description="The appeal.")],
     ) -> CreateAppealPayload:
         outcome = await resolvers.create_appeal(info, input)
@@ -973,10 +1005,10 @@ class AppealMutations:
     )
     async def submit_application(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[SubmitApplicationInput, strawberry.argument(description="The application.")],
     ) -> SubmitApplicationPayload:
-        kind = models.ApplicationKind(input.kind.value)  # type: ignore[attr-defined]
+        kind = models.ApplicationKind(input.kind.value)
         if kind is models.ApplicationKind.CHANGE_OF_ACCOUNT_DATA:  # C2's checks and old/new values
             changes = input.fields.changes if input.fields is not None else None
             outcome = await resolvers.request_requisites_change(info, input, changes, in_fields=True)
@@ -993,7 +1025,7 @@ class AppealMutations:
     )
     async def request_requisites_change(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[RequestRequisitesChangeInput, strawberry.argument(description="The changes.")],
     ) -> SubmitApplicationPayload:
         return _application_payload(await resolvers.request_requisites_change(info, input, input.changes))
@@ -1001,7 +1033,7 @@ class AppealMutations:
     @strawberry.mutation(description="C3: report a meter malfunction (a meter-check application about it).")
     async def report_meter_malfunction(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[ReportMeterMalfunctionInput, strawberry.argument(description="The report.")],
     ) -> SubmitApplicationPayload:
         return _application_payload(await resolvers.report_meter_malfunction(info, input))
@@ -1009,7 +1041,7 @@ class AppealMutations:
     @strawberry.mutation(description="G2: upload a document of a type from the list.")
     async def upload_document(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[UploadDocumentInput, strawberry.argument(description="The document.")],
     ) -> UploadDocumentPayload:
         outcome = await resolvers.upload_document(info, input)
@@ -1018,7 +1050,7 @@ class AppealMutations:
     @strawberry.mutation(description="Operator: take an appeal or application into work (IN_PROGRESS).")
     async def take_request(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[RequestRefInput, strawberry.argument(description="Which.")],
     ) -> RequestActionPayload:
         async def action(session: Any, sink: Any, row: Any, operator_id: int) -> None:
@@ -1029,7 +1061,7 @@ class AppealMutations:
     @strawberry.mutation(description="Operator: answer an appeal or application, with files (ANSWERED).")
     async def answer_request(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[AnswerRequestInput, strawberry.argument(description="The answer.")],
     ) -> RequestActionPayload:
         async def action(session: Any, sink: Any, row: Any, operator_id: int) -> None:
@@ -1048,7 +1080,7 @@ class AppealMutations:
     @strawberry.mutation(description="Operator: close an appeal or application (CLOSED).")
     async def close_request(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[RequestRefInput, strawberry.argument(description="Which.")],
     ) -> RequestActionPayload:
         async def action(session: Any, sink: Any, row: Any, operator_id: int) -> None:
@@ -1059,7 +1091,7 @@ class AppealMutations:
     @strawberry.mutation(description="Operator: reject an appeal or application with a reason (REJECTED).")
     async def reject_request(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[RejectRequestInput, strawberry.argument(description="Which and why.")],
     ) -> RequestActionPayload:
         async def action(session: Any, sink: Any, row: Any, operator_id: int) -> None:

@@ -19,6 +19,7 @@ from models import branches as branch_models
 from models import tariffs as tariff_models
 from resolvers import billing as resolvers
 from resolvers.branches import ServiceById, SupplierById
+from resolvers.context import Info
 from schema.branches import Supplier
 from schema.node import as_node, backed_by
 from schema.readings import Zone
@@ -57,31 +58,31 @@ class Service(relay.Node):
 
     @strawberry.field(description="The supplier that bills this service.")
     async def supplier(
-        self, root: strawberry.Parent[branch_models.Service], info: strawberry.Info
+        self, root: strawberry.Parent[branch_models.Service], info: Info
     ) -> Supplier:
-        return await info.context.loader(SupplierById).load(root.supplier_id)  # type: ignore[no-any-return]
+        return await info.context.loader(SupplierById).load(root.supplier_id)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Service | None]:
         """Services are public reference data."""
         rows = await info.context.loader(ServiceById).load_many([int(node_id) for node_id in node_ids])
         return as_node(cls, rows)
 
 
-async def load_service(info: strawberry.Info, service_id: int | None) -> Service | None:
+async def load_service(info: Info, service_id: int | None) -> Service | None:
     """A service through the per-request loader."""
     if service_id is None:
         return None
-    return await info.context.loader(ServiceById).load(service_id)  # type: ignore[no-any-return]
+    return await info.context.loader(ServiceById).load(service_id)
 
 
-async def load_supplier(info: strawberry.Info, supplier_id: int | None) -> Supplier | None:
+async def load_supplier(info: Info, supplier_id: int | None) -> Supplier | None:
     """A supplier through the per-request loader."""
     if supplier_id is None:
         return None
-    return await info.context.loader(SupplierById).load(supplier_id)  # type: ignore[no-any-return]
+    return await info.context.loader(SupplierById).load(supplier_id)
 
 
 # --- B4 balance ---------------------------------------------------------------------------------------------
@@ -112,7 +113,7 @@ class SupplierBalance:
         return BalanceStatus(billing.balance_status(self.amount).value)
 
     @strawberry.field(description="The supplier.")
-    async def supplier(self, info: strawberry.Info) -> Supplier:
+    async def supplier(self, info: Info) -> Supplier:
         return await load_supplier(info, self.supplier_id)  # type: ignore[return-value]
 
 
@@ -180,7 +181,7 @@ class Receipt:
 
     @strawberry.field(description="A short-lived signed link to the receipt's PDF (with payment QR codes).")
     def download(
-        self, root: strawberry.Parent[billing_models.Receipt], info: strawberry.Info
+        self, root: strawberry.Parent[billing_models.Receipt], info: Info
     ) -> FileDownload:
         return FileDownload.of(
             resolvers.download_url(info, storage.receipt_target(root.account_id, root.period))
@@ -214,16 +215,16 @@ class Charge:
         return billing.charge_total(root)
 
     @strawberry.field(description="The service charged.")
-    def service(self, root: strawberry.Parent[billing_models.Charge], info: strawberry.Info) -> Service:
+    def service(self, root: strawberry.Parent[billing_models.Charge], info: Info) -> Service:
         # sync when ``with_references`` attached the row (a dashboard has ~150 charge lines: one
         # coroutine each costs more than the lookup); otherwise the loader's future, awaited by graphql-core
         attached = getattr(root, ATTACHED_SERVICE, None)
-        return attached if attached is not None else info.context.loader(ServiceById).load(root.service_id)  # type: ignore[no-any-return]
+        return attached if attached is not None else info.context.loader(ServiceById).load(root.service_id)  # type: ignore[return-value]
 
     @strawberry.field(description="The supplier billing it.")
-    def supplier(self, root: strawberry.Parent[billing_models.Charge], info: strawberry.Info) -> Supplier:
+    def supplier(self, root: strawberry.Parent[billing_models.Charge], info: Info) -> Supplier:
         attached = getattr(root, ATTACHED_SUPPLIER, None)
-        return attached if attached is not None else info.context.loader(SupplierById).load(root.supplier_id)  # type: ignore[no-any-return]
+        return attached if attached is not None else info.context.loader(SupplierById).load(root.supplier_id)  # type: ignore[return-value]
 
 
 @strawberry.type(description="The charges of one month (D2).")
@@ -243,7 +244,7 @@ ATTACHED_SUPPLIER = "_kabinet_supplier"
 
 
 async def with_references(
-    info: strawberry.Info, rows: list[billing_models.Charge]
+    info: Info, rows: list[billing_models.Charge]
 ) -> list[billing_models.Charge]:
     """Attach each charge's service and supplier rows (through the request's loaders, batched with every
     other account's) so ``Charge.service`` / ``Charge.supplier`` resolve without a coroutine per line."""
@@ -302,7 +303,7 @@ class PaymentEntry:
         return self.line.is_autopay
 
     @strawberry.field(description="The supplier credited.")
-    async def supplier(self, info: strawberry.Info) -> Supplier:
+    async def supplier(self, info: Info) -> Supplier:
         return await load_supplier(info, self.line.supplier_id)  # type: ignore[return-value]
 
 
@@ -323,7 +324,7 @@ class PaymentMonth:
 def payment_months(lines: list[billing.PaymentLine]) -> list[PaymentMonth]:
     """Group payment lines (newest first) into months."""
     return [
-        PaymentMonth(period=period, payments=[PaymentEntry(line=line) for line in items])  # type: ignore[arg-type,misc]
+        PaymentMonth(period=period, payments=[PaymentEntry(line=line) for line in items])  # type: ignore[arg-type]
         for period, items in billing.by_month(lines)
     ]
 
@@ -365,11 +366,11 @@ class AccountEvent:
         return self.event.occurred_at
 
     @strawberry.field(description="The service (charges and recalculations).")
-    async def service(self, info: strawberry.Info) -> Service | None:
+    async def service(self, info: Info) -> Service | None:
         return await load_service(info, self.event.service_id)
 
     @strawberry.field(description="The supplier.")
-    async def supplier(self, info: strawberry.Info) -> Supplier | None:
+    async def supplier(self, info: Info) -> Supplier | None:
         return await load_supplier(info, self.event.supplier_id)
 
 
@@ -382,15 +383,15 @@ class EventMonth:
     events: list[AccountEvent] = strawberry.field(description="Charges, recalculations and payments.")
 
     @strawberry.field(description="The month's receipt, to download; null when none was issued.")
-    async def receipt(self, info: strawberry.Info) -> Receipt | None:
+    async def receipt(self, info: Info) -> Receipt | None:
         loader = info.context.loader(resolvers.ReceiptByAccountPeriod)
-        return await loader.load((self.account_id, self.period))  # type: ignore[no-any-return]
+        return await loader.load((self.account_id, self.period))
 
 
 def event_months(account_id: int, found: list[billing.Event]) -> list[EventMonth]:
     """Group events (newest first) into months."""
     return [
-        EventMonth(account_id=account_id, period=period, events=[AccountEvent(event=e) for e in items])  # type: ignore[arg-type,misc]
+        EventMonth(account_id=account_id, period=period, events=[AccountEvent(event=e) for e in items])  # type: ignore[arg-type]
         for period, items in billing.by_month(found)
     ]
 
@@ -411,7 +412,7 @@ class PeriodBalance:
 
     @strawberry.field(description="The supplier.")
     async def supplier(
-        self, root: strawberry.Parent[billing_models.PeriodBalance], info: strawberry.Info
+        self, root: strawberry.Parent[billing_models.PeriodBalance], info: Info
     ) -> Supplier:
         return await load_supplier(info, root.supplier_id)  # type: ignore[return-value]
 
@@ -425,19 +426,19 @@ class BalanceMonth:
 
     @strawberry.field(description="Opening balance over all suppliers.")
     def opening(self) -> Decimal:
-        return sum((row.opening for row in self.suppliers), billing.ZERO)  # type: ignore[attr-defined]
+        return sum((row.opening for row in self.suppliers), billing.ZERO)
 
     @strawberry.field(description="Charged over all suppliers.")
     def charged(self) -> Decimal:
-        return sum((row.charged for row in self.suppliers), billing.ZERO)  # type: ignore[attr-defined]
+        return sum((row.charged for row in self.suppliers), billing.ZERO)
 
     @strawberry.field(description="Paid over all suppliers.")
     def paid(self) -> Decimal:
-        return sum((row.paid for row in self.suppliers), billing.ZERO)  # type: ignore[attr-defined]
+        return sum((row.paid for row in self.suppliers), billing.ZERO)
 
     @strawberry.field(description="Closing balance over all suppliers.")
     def closing(self) -> Decimal:
-        return sum((row.closing for row in self.suppliers), billing.ZERO)  # type: ignore[attr-defined]
+        return sum((row.closing for row in self.suppliers), billing.ZERO)
 
 
 def balance_months(rows: list[billing_models.PeriodBalance]) -> list[BalanceMonth]:
@@ -492,11 +493,11 @@ class StatisticsSeries:
     points: list[StatisticsPoint] = strawberry.field(description="Every month of the range, oldest first.")
 
     @strawberry.field(description="The service; null for payments.")
-    async def service(self, info: strawberry.Info) -> Service | None:
+    async def service(self, info: Info) -> Service | None:
         return await load_service(info, self.service_id)
 
     @strawberry.field(description="The supplier (payments); null otherwise.")
-    async def supplier(self, info: strawberry.Info) -> Supplier | None:
+    async def supplier(self, info: Info) -> Supplier | None:
         return await load_supplier(info, self.supplier_id)
 
 
@@ -528,7 +529,7 @@ class TariffDocument:
     @strawberry.field(
         description="A short-lived signed link to the document; null when no file is on record."
     )
-    def download(self, info: strawberry.Info) -> FileDownload | None:
+    def download(self, info: Info) -> FileDownload | None:
         if self.tariff.document_file_id is None:
             return None
         return FileDownload.of(
@@ -554,11 +555,11 @@ class Tariff:
         return Zone(root.zone.value)
 
     @strawberry.field(description="Whether the tariff is in force today.")
-    def is_current(self, root: strawberry.Parent[tariff_models.Tariff], info: strawberry.Info) -> bool:
+    def is_current(self, root: strawberry.Parent[tariff_models.Tariff], info: Info) -> bool:
         return billing.tariff_is_current(root, info.context.today)
 
     @strawberry.field(description="The service.")
-    async def service(self, root: strawberry.Parent[tariff_models.Tariff], info: strawberry.Info) -> Service:
+    async def service(self, root: strawberry.Parent[tariff_models.Tariff], info: Info) -> Service:
         return await load_service(info, root.service_id)  # type: ignore[return-value]
 
     @strawberry.field(description="The approving document; null when none is on record.")

@@ -9,6 +9,7 @@ from strawberry import relay
 
 from models import branches as models
 from resolvers import branches as resolvers
+from resolvers.context import Info
 from schema.node import as_node, backed_by
 
 
@@ -45,7 +46,7 @@ class Branch(relay.Node):
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Branch | None]:
         """Branches are public reference data: anybody may fetch them by id."""
         return as_node(cls, await resolvers.branches_by_ids(info, [int(node_id) for node_id in node_ids]))
@@ -68,7 +69,7 @@ class Supplier(relay.Node):
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Supplier | None]:
         """Suppliers are public (their requisites are printed on every receipt)."""
         return as_node(cls, await resolvers.suppliers_by_ids(info, [int(node_id) for node_id in node_ids]))
@@ -81,5 +82,5 @@ class BranchQueries:
     @strawberry.field(
         description="Every branch, in the order customers see them when linking an account (B1)."
     )
-    async def branches(self, info: strawberry.Info) -> list[Branch]:
+    async def branches(self, info: Info) -> list[Branch]:
         return await resolvers.list_branches(info)  # type: ignore[return-value]

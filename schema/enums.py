@@ -18,7 +18,7 @@ E = TypeVar("E", bound=type[Enum])
 
 def model_enum(cls: E, *, name: str, description: str, values: Mapping[Any, str]) -> E:
     """``strawberry.enum(cls)`` with ``values`` (member → description) as the values' descriptions."""
-    missing = [member.name for member in cls if member not in values]  # type: ignore[attr-defined]
+    missing = [member.name for member in cls if member not in values]
     if missing:
         raise TypeError(f"{name}: no description for {', '.join(missing)}")
     registered = strawberry.enum(cls, name=name, description=description)

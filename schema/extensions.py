@@ -6,11 +6,11 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from graphql import GraphQLError, ValidationRule
+from graphql import ASTValidationRule, GraphQLError
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import MaskErrors, SchemaExtension
 
-from schema.permissions import STAFF_ROLES
+from resolvers.permissions import STAFF_ROLES
 from schema.scalars import InvalidScalarValue
 from services.errors import DomainError
 
@@ -73,7 +73,7 @@ class StaffOnlyIntrospection(SchemaExtension):
         context = self.execution_context.context
         viewer = getattr(context, "viewer", None)
         if viewer is None or viewer.role not in STAFF_ROLES:
-            rules: list[type[ValidationRule]] = list(self.execution_context.validation_rules)
+            rules: list[type[ASTValidationRule]] = list(self.execution_context.validation_rules)
             rules.append(NoSchemaIntrospectionCustomRule)
             self.execution_context.validation_rules = tuple(rules)
         yield

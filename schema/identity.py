@@ -14,8 +14,9 @@ from models import identity as models
 from models.identity import AuthSession, CodePurpose, DeviceCredential, ExternalIdentity, QrLoginChallenge
 from models.identity import ClientKind as ClientKindModel
 from resolvers import identity as resolvers
+from resolvers.context import Info
 from schema import rules
-from schema.errors import UserError, register_user_error, user_error, user_errors
+from schema.errors import error_code_enum, error_domain
 from schema.node import as_node, backed_by, canonical
 from services import codes as codes_service
 from services.codes import SentCode
@@ -26,6 +27,48 @@ from services.identity import errors as identity_errors
 from services.identity import profile as identity_profile
 from services.identity import registration as identity_registration
 from services.sessions import Tokens
+
+IdentityErrorCode = error_code_enum(
+    "IdentityErrorCode",
+    "Why an identity mutation (login, profile, devices: A1–A10, J8) failed: the `code` of `IdentityError`.",
+    "services.identity.errors",
+    "services.identity.device_keys",
+    "services.identity.qr",
+    "services.identity.vk",
+    "services.codes",
+    "services.sessions",
+)
+
+
+@strawberry.interface(
+    description=(
+        "A problem with an identity mutation (login, profile, devices: A1–A10, J8), "
+        "reported in its payload's `userErrors`. "
+        "`code` (`IdentityErrorCode`) is stable for programs, `message` is the text to show the user "
+        "(Russian), `field` is the path of the input it concerns."
+    )
+)
+class IdentityError:
+    """Common shape of this domain's user errors; specific ones implement it and carry more data."""
+
+    code: str = strawberry.field(
+        graphql_type=IdentityErrorCode,
+        description="Stable machine-readable code, one of `IdentityErrorCode`.",
+    )
+    message: str = strawberry.field(description="Human-readable text to show the user, in Russian.")
+    field: list[str] | None = strawberry.field(
+        description='Path of the input field at fault, e.g. `["input", "phone"]`; null for the whole input.'
+    )
+
+
+@strawberry.type(description="An `IdentityError` with no data beyond code, message and field.")
+class IdentityInputError(IdentityError):
+    """The default implementation of :class:`IdentityError`."""
+
+
+IDENTITY_ERRORS = error_domain(IdentityError, IdentityErrorCode, IdentityInputError)
+user_error = IDENTITY_ERRORS.one
+user_errors = IDENTITY_ERRORS.many
 
 
 @strawberry.enum(description="What a user may do.")
@@ -76,7 +119,7 @@ class User(relay.Node):
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[User | None]:
         """A customer may fetch only themself; operators and admins anybody."""
         return as_node(cls, await resolvers.users_by_ids(info, [int(node_id) for node_id in node_ids]))
@@ -87,15 +130,15 @@ class IdentityQueries:
     """Queries of this module (merged into Query)."""
 
     @strawberry.field(description="The logged-in user; null when the request carries no access token.")
-    async def me(self, info: strawberry.Info) -> User | None:
+    async def me(self, info: Info) -> User | None:
         return await resolvers.me(info)  # type: ignore[return-value]
 
     @strawberry.field(description="The caller's active login sessions, most recently used first.")
-    async def sessions(self, info: strawberry.Info) -> list[LoginSession]:
+    async def sessions(self, info: Info) -> list[LoginSession]:
         return await resolvers.active_sessions(info)  # type: ignore[return-value]
 
     @strawberry.field(description="A7: the caller's registered device keys (biometric login).")
-    async def device_keys(self, info: strawberry.Info) -> list[DeviceKey]:
+    async def device_keys(self, info: Info) -> list[DeviceKey]:
         return await resolvers.device_keys(info)  # type: ignore[return-value]
 
     @strawberry.field(
@@ -103,7 +146,7 @@ class IdentityQueries:
     )
     async def qr_login_request(
         self,
-        info: strawberry.Info,
+        info: Info,
         qr_payload: Annotated[str, strawberry.argument(description="The text read from the QR code.")],
     ) -> QrLoginRequest | None:
         try:
@@ -117,33 +160,33 @@ class IdentityQueries:
 
 
 @strawberry.type(description="A wrong verification code; the code is void when `attemptsLeft` reaches 0.")
-class WrongCodeError(UserError):
+class WrongCodeError(IdentityError):
     """CODE_INVALID with the number of tries left."""
 
     attempts_left: int = strawberry.field(description="Wrong tries left before the code is void.")
 
 
 @strawberry.type(description="Too soon or too many attempts: try again after `retryAfterSeconds`.")
-class RetryLaterError(UserError):
+class RetryLaterError(IdentityError):
     """RATE_LIMITED / CODE_RESEND_TOO_SOON."""
 
     retry_after_seconds: int = strawberry.field(description="Seconds until the next attempt is accepted.")
 
 
-@register_user_error(codes_service.WrongCode)
-def _wrong_code(error: DomainError) -> UserError:
+@IDENTITY_ERRORS.register(codes_service.WrongCode)
+def _wrong_code(error: DomainError, code: Any) -> IdentityError:
     return WrongCodeError(
-        code=error.code,
+        code=code,
         message=error.text,
         field=error.field,
         attempts_left=int(error.data.get("attempts_left", 0)),
     )
 
 
-@register_user_error(codes_service.RetryLater)
-def _retry_later(error: DomainError) -> UserError:
+@IDENTITY_ERRORS.register(codes_service.RetryLater)
+def _retry_later(error: DomainError, code: Any) -> IdentityError:
     return RetryLaterError(
-        code=error.code,
+        code=code,
         message=error.text,
         field=error.field,
         retry_after_seconds=int(error.data.get("retry_after_seconds", 60)),
@@ -153,7 +196,7 @@ def _retry_later(error: DomainError) -> UserError:
 ERROR_TYPES: list[type] = [WrongCodeError, RetryLaterError]
 
 
-def errors_of(error: DomainError) -> list[UserError]:
+def errors_of(error: DomainError) -> list[IdentityError]:
     """Every user error a domain error stands for (validation reports each bad field)."""
     if isinstance(error, identity_errors.InvalidInput):
         return user_errors(error.errors)
@@ -200,7 +243,7 @@ class CodeRequestPayload:
     """A sent code or why not."""
 
     code_sent: CodeSent | None = strawberry.field(description="Where the code went; null on error.")
-    user_errors: list[UserError] = strawberry.field(description="Why no code was sent.")
+    user_errors: list[IdentityError] = strawberry.field(description="Why no code was sent.")
 
 
 @strawberry.type(description="Tokens of a login session. Send `accessToken` as `Authorization: Bearer …`.")
@@ -232,7 +275,7 @@ class LoginPayload:
 
     tokens: AuthTokens | None = strawberry.field(description="The new tokens; null on error.")
     user: User | None = strawberry.field(description="The logged-in user; null on error.")
-    user_errors: list[UserError] = strawberry.field(description="Why the login failed.")
+    user_errors: list[IdentityError] = strawberry.field(description="Why the login failed.")
 
 
 @strawberry.type(description="The result of a profile change.")
@@ -240,7 +283,7 @@ class UserPayload:
     """The user after the change, or why not."""
 
     user: User | None = strawberry.field(description="The user after the change; null on error.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing changed.")
+    user_errors: list[IdentityError] = strawberry.field(description="Why nothing changed.")
 
 
 @strawberry.type(description="The result of an operation that only succeeds or fails.")
@@ -248,7 +291,7 @@ class DonePayload:
     """Success flag and errors."""
 
     ok: bool = strawberry.field(description="True when done.")
-    user_errors: list[UserError] = strawberry.field(description="Why not.")
+    user_errors: list[IdentityError] = strawberry.field(description="Why not.")
 
 
 @strawberry.type(description="The result of ending sessions.")
@@ -256,7 +299,7 @@ class EndSessionsPayload:
     """How many sessions ended."""
 
     ended_count: int = strawberry.field(description="Sessions ended by this call.")
-    user_errors: list[UserError] = strawberry.field(description="Why not.")
+    user_errors: list[IdentityError] = strawberry.field(description="Why not.")
 
 
 @strawberry.type(description="A login session on one device (A9): what the user sees in the session list.")
@@ -281,20 +324,20 @@ class LoginSession(relay.Node):
         return str(root.client_ip) if root.client_ip is not None else None
 
     @strawberry.field(description="True for the session of this request.")
-    def current(self, root: strawberry.Parent[AuthSession], info: strawberry.Info) -> bool:
+    def current(self, root: strawberry.Parent[AuthSession], info: Info) -> bool:
         found = info.context.viewer
         return found is not None and found.session_id == root.id
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[LoginSession | None]:
         """Only the caller's own active sessions."""
         return as_node(cls, await resolvers.sessions_by_ids(info, [int(node_id) for node_id in node_ids]))
 
 
 def _client(value: ClientKind | None) -> ClientKindModel:
-    return ClientKindModel(value.value) if value is not None else ClientKindModel.WEB
+    return ClientKindModel(value.name) if value is not None else ClientKindModel.WEB
 
 
 @strawberry.input(
@@ -497,7 +540,7 @@ class IdentityMutations:
     @strawberry.mutation(description="A1 step 1: check the registration form and send a code by SMS.")
     async def start_registration(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[StartRegistrationInput, strawberry.argument(description="The form.")],
     ) -> CodeRequestPayload:
         form = identity_registration.Registration(
@@ -517,7 +560,7 @@ class IdentityMutations:
     )
     async def register(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[RegisterInput, strawberry.argument(description="Phone and code.")],
     ) -> LoginPayload:
         return await _login(
@@ -525,13 +568,13 @@ class IdentityMutations:
         )
 
     @strawberry.mutation(description="A2: send a code to the caller's unconfirmed e-mail.")
-    async def request_email_confirmation(self, info: strawberry.Info) -> CodeRequestPayload:
+    async def request_email_confirmation(self, info: Info) -> CodeRequestPayload:
         return await _code(resolvers.send_email_confirmation(info))
 
     @strawberry.mutation(description="A2: confirm the e-mail with the code.")
     async def confirm_email(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[ConfirmEmailInput, strawberry.argument(description="The code.")],
     ) -> UserPayload:
         return await _user(resolvers.confirm_email(info, input.code))
@@ -539,7 +582,7 @@ class IdentityMutations:
     @strawberry.mutation(description="A3: log in by phone or confirmed e-mail and password.")
     async def login_with_password(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[LoginWithPasswordInput, strawberry.argument(description="Credentials.")],
     ) -> LoginPayload:
         return await _login(
@@ -551,7 +594,7 @@ class IdentityMutations:
     @strawberry.mutation(description="A4: send a login code to a registered phone or confirmed e-mail.")
     async def request_login_code(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[RequestCodeInput, strawberry.argument(description="The login.")],
     ) -> CodeRequestPayload:
         return await _code(resolvers.request_code(info, input.login, CodePurpose.LOGIN))
@@ -559,7 +602,7 @@ class IdentityMutations:
     @strawberry.mutation(description="A4: log in with the code.")
     async def login_with_code(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[LoginWithCodeInput, strawberry.argument(description="Login and code.")],
     ) -> LoginPayload:
         return await _login(
@@ -571,7 +614,7 @@ class IdentityMutations:
     )
     async def request_password_reset(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[RequestCodeInput, strawberry.argument(description="The login.")],
     ) -> CodeRequestPayload:
         return await _code(resolvers.request_code(info, input.login, CodePurpose.PASSWORD_RESET))
@@ -579,7 +622,7 @@ class IdentityMutations:
     @strawberry.mutation(description="A8: set a new password with the code; every session ends.")
     async def reset_password(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[ResetPasswordInput, strawberry.argument(description="Code and password.")],
     ) -> DonePayload:
         try:
@@ -593,20 +636,20 @@ class IdentityMutations:
     @strawberry.mutation(description="Rotate the refresh token; a reused one ends the whole session.")
     async def refresh_tokens(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[RefreshTokensInput, strawberry.argument(description="The token.")],
     ) -> LoginPayload:
         return await _login(resolvers.refresh(info, input.refresh_token))
 
     @strawberry.mutation(description="A9: log out: the caller's session ends and its tokens stop working.")
-    async def logout(self, info: strawberry.Info) -> DonePayload:
+    async def logout(self, info: Info) -> DonePayload:
         await resolvers.logout(info)
         return DonePayload(ok=True, user_errors=[])
 
     @strawberry.mutation(description="End one of the caller's sessions (see `sessions`).")
     async def end_session(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[EndSessionInput, strawberry.argument(description="The session.")],
     ) -> EndSessionsPayload:
         if input.session_id.type_name != "LoginSession":
@@ -621,13 +664,13 @@ class IdentityMutations:
         return EndSessionsPayload(ended_count=count, user_errors=[])
 
     @strawberry.mutation(description="End every session of the caller except the current one.")
-    async def end_other_sessions(self, info: strawberry.Info) -> EndSessionsPayload:
+    async def end_other_sessions(self, info: Info) -> EndSessionsPayload:
         return EndSessionsPayload(ended_count=await resolvers.end_sessions(info, others=True), user_errors=[])
 
     @strawberry.mutation(description="J1: change last, first and middle name.")
     async def update_personal_data(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[UpdatePersonalDataInput, strawberry.argument(description="Names.")],
     ) -> UserPayload:
         return await _user(resolvers.update_names(info, input.last_name, input.first_name, input.middle_name))
@@ -635,7 +678,7 @@ class IdentityMutations:
     @strawberry.mutation(description="J2: send a code to the new phone.")
     async def request_phone_change(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[RequestPhoneChangeInput, strawberry.argument(description="New phone.")],
     ) -> CodeRequestPayload:
         return await _code(resolvers.request_phone_change(info, input.phone))
@@ -643,7 +686,7 @@ class IdentityMutations:
     @strawberry.mutation(description="J2: switch to the new phone with its code.")
     async def confirm_phone_change(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[ConfirmPhoneChangeInput, strawberry.argument(description="Phone and code.")],
     ) -> UserPayload:
         return await _user(resolvers.confirm_phone_change(info, input.phone, input.code))
@@ -651,7 +694,7 @@ class IdentityMutations:
     @strawberry.mutation(description="J3: send a code to the new e-mail.")
     async def request_email_change(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[RequestEmailChangeInput, strawberry.argument(description="New e-mail.")],
     ) -> CodeRequestPayload:
         return await _code(resolvers.request_email_change(info, input.email))
@@ -659,7 +702,7 @@ class IdentityMutations:
     @strawberry.mutation(description="J3: switch to the new, confirmed e-mail with its code.")
     async def confirm_email_change(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[ConfirmEmailChangeInput, strawberry.argument(description="E-mail and code.")],
     ) -> UserPayload:
         return await _user(resolvers.confirm_email_change(info, input.email, input.code))
@@ -667,7 +710,7 @@ class IdentityMutations:
     @strawberry.mutation(description="J4: change the password; the other sessions end.")
     async def change_password(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[ChangePasswordInput, strawberry.argument(description="Passwords.")],
     ) -> UserPayload:
         return await _user(
@@ -677,7 +720,7 @@ class IdentityMutations:
     @strawberry.mutation(description="J9: show hints on or off.")
     async def set_show_hints(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[SetShowHintsInput, strawberry.argument(description="The switch.")],
     ) -> UserPayload:
         return await _user(resolvers.set_show_hints(info, input.show_hints))
@@ -687,7 +730,7 @@ class IdentityMutations:
     )
     async def delete_cabinet(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             DeleteCabinetInput, strawberry.argument(description="Password and receipt choices.")
         ],
@@ -747,7 +790,7 @@ class StartQrLoginPayload:
     """The challenge or why not."""
 
     qr_login: QrLoginStarted | None = strawberry.field(description="The challenge; null on error.")
-    user_errors: list[UserError] = strawberry.field(description="Why not.")
+    user_errors: list[IdentityError] = strawberry.field(description="Why not.")
 
 
 @strawberry.type(description="A6: what the mobile app shows before the user approves a QR-code login.")
@@ -803,7 +846,7 @@ class DeviceKey(relay.Node):
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[DeviceKey | None]:
         """Only the caller's own active keys."""
         return as_node(cls, await resolvers.device_keys_by_ids(info, [int(node_id) for node_id in node_ids]))
@@ -824,7 +867,7 @@ class RegisterDeviceKeyPayload:
     """The key or why not."""
 
     device_key: DeviceKey | None = strawberry.field(description="The registered key; null on error.")
-    user_errors: list[UserError] = strawberry.field(description="Why not.")
+    user_errors: list[IdentityError] = strawberry.field(description="Why not.")
 
 
 @strawberry.input(description="A7: which key will sign.")
@@ -840,7 +883,7 @@ class DeviceChallengePayload:
 
     challenge: str | None = strawberry.field(description="Sign its UTF-8 bytes with ECDSA-SHA256.")
     expires_at: dt.datetime | None = strawberry.field(description="Sign and send before this moment.")
-    user_errors: list[UserError] = strawberry.field(description="Why not.")
+    user_errors: list[IdentityError] = strawberry.field(description="Why not.")
 
 
 @strawberry.input(description="A7: the signed challenge.")
@@ -871,7 +914,7 @@ class AltLoginMutations:
     """QR and device-key mutations (merged into Mutation via IdentityMutations)."""
 
     @strawberry.mutation(description="A6: the web client starts a QR-code login (no token needed).")
-    async def start_qr_login(self, info: strawberry.Info) -> StartQrLoginPayload:
+    async def start_qr_login(self, info: Info) -> StartQrLoginPayload:
         try:
             started = await resolvers.start_qr_login(info)
         except DomainError as error:
@@ -889,7 +932,7 @@ class AltLoginMutations:
     @strawberry.mutation(description="A6: the logged-in mobile app approves or rejects a scanned QR code.")
     async def decide_qr_login(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[DecideQrLoginInput, strawberry.argument(description="QR text and decision.")],
     ) -> DonePayload:
         try:
@@ -901,7 +944,7 @@ class AltLoginMutations:
     @strawberry.mutation(description="A7: register this device's public key (after a normal login).")
     async def register_device_key(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[RegisterDeviceKeyInput, strawberry.argument(description="The key.")],
     ) -> RegisterDeviceKeyPayload:
         try:
@@ -913,7 +956,7 @@ class AltLoginMutations:
     @strawberry.mutation(description="A7: get a challenge for the device key to sign.")
     def start_device_login(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[StartDeviceLoginInput, strawberry.argument(description="The credential.")],
     ) -> DeviceChallengePayload:
         challenge, expires_at = resolvers.device_challenge(info, input.credential_id)
@@ -922,7 +965,7 @@ class AltLoginMutations:
     @strawberry.mutation(description="A7: log in with the device's signature of the challenge.")
     async def login_with_device_key(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[LoginWithDeviceKeyInput, strawberry.argument(description="Signed challenge.")],
     ) -> LoginPayload:
         return await _login(
@@ -934,7 +977,7 @@ class AltLoginMutations:
     @strawberry.mutation(description="A7: revoke a device key.")
     async def revoke_device_key(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[RevokeDeviceKeyInput, strawberry.argument(description="The key.")],
     ) -> DonePayload:
         found = input.device_key_id.type_name == "DeviceKey" and await resolvers.revoke_device_key(
@@ -959,7 +1002,7 @@ class IdentitySubscriptions:
     )
     async def qr_login(
         self,
-        info: strawberry.Info,
+        info: Info,
         web_secret: Annotated[str, strawberry.argument(description="`QrLoginStarted.webSecret`.")],
     ) -> AsyncGenerator[QrLoginEvent, None]:
         async for status, tokens, expires_at in resolvers.qr_login_events(info, web_secret):
@@ -1001,7 +1044,7 @@ class LoginService(relay.Node):
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[LoginService | None]:
         """Only the caller's own."""
         return as_node(
@@ -1027,7 +1070,7 @@ class StartVkLoginPayload:
         description="Random, single-use state (10 minutes); VK sends it back unchanged. Keep it (e.g. in "
         "sessionStorage) and finish the flow only when the state VK returns equals it."
     )
-    user_errors: list[UserError] = strawberry.field(description="Why not.")
+    user_errors: list[IdentityError] = strawberry.field(description="Why not.")
 
 
 @strawberry.input(description="A5: what VK returned to the redirect URI.")
@@ -1066,7 +1109,7 @@ class ExternalLoginQueries:
     """J8 queries (merged into Query)."""
 
     @strawberry.field(description="J8: the caller's connected login services.")
-    async def login_services(self, info: strawberry.Info) -> list[LoginService]:
+    async def login_services(self, info: Info) -> list[LoginService]:
         return await resolvers.login_services(info)  # type: ignore[return-value]
 
 
@@ -1082,7 +1125,7 @@ class ExternalLoginMutations:
     )
     async def start_vk_login(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[StartVkLoginInput, strawberry.argument(description="The redirect URI.")],
     ) -> StartVkLoginPayload:
         try:
@@ -1098,7 +1141,7 @@ class ExternalLoginMutations:
     )
     async def complete_vk_login(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[CompleteVkLoginInput, strawberry.argument(description="What VK returned.")],
     ) -> LoginPayload:
         return await _login(
@@ -1119,7 +1162,7 @@ class ExternalLoginMutations:
     )
     async def connect_vk(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[ConnectVkInput, strawberry.argument(description="What VK returned.")],
     ) -> UserPayload:
         return await _user(resolvers.connect_vk(info, input.code, input.state, input.redirect_uri))
@@ -1127,7 +1170,7 @@ class ExternalLoginMutations:
     @strawberry.mutation(description="J8: disconnect a login service.")
     async def unlink_login_service(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[UnlinkLoginServiceInput, strawberry.argument(description="The service.")],
     ) -> DonePayload:
         found = input.login_service_id.type_name == "LoginService" and await resolvers.unlink_login_service(

@@ -24,7 +24,6 @@ from graphql import (
     GraphQLInputObjectType,
     GraphQLInputType,
     GraphQLList,
-    GraphQLNamedType,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
@@ -152,7 +151,7 @@ class _ArgumentCollector(Visitor):
 
     def enter_argument(self, node: ArgumentNode, *_: Any) -> None:
         argument = self.type_info.get_argument()
-        parent: GraphQLNamedType | None = self.type_info.get_parent_type()
+        parent: Any = self.type_info.get_parent_type()  # an object or interface type: it has fields
         field = self.type_info.get_field_def()
         in_directive = self.type_info.get_directive() is not None
         if not in_directive and argument and parent is not None and field is not None:

@@ -8,6 +8,7 @@ and applies the same visibility rule as every other path to that type.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry import relay
 
+from resolvers.context import Info
 from schema.policy import node_allowed
 
 
@@ -68,20 +70,21 @@ def parse_global_id(value: str, *, expected_type: str | None = None) -> relay.Gl
     try:
         global_id = relay.GlobalID.from_id(value)
     except (ValueError, TypeError) as error:
-        raise InvalidId(value) from error
+        raise InvalidId(str(value)) from error
     if expected_type is not None and global_id.type_name != expected_type:
         raise InvalidId(value)
     return canonical(global_id)
 
 
-async def resolve_global_id(info: Any, value: str | relay.GlobalID) -> Any:
+async def resolve_global_id(info: Info, value: str | relay.GlobalID) -> Any:
     """The node behind a global ID (or an already parsed one) if the caller may see it, else None."""
     global_id = value if isinstance(value, relay.GlobalID) else parse_global_id(value)
     try:
         node_type = global_id.resolve_type(info)
     except (ValueError, TypeError) as error:
-        raise InvalidId(value) from error
+        raise InvalidId(str(value)) from error
     viewer = info.context.viewer
     if viewer is not None and not node_allowed(global_id.type_name, viewer.role):
         return None  # per-customer objects are not for ANALYST (schema.policy, issue 17)
-    return await node_type.resolve_node(global_id.node_id, info=info, required=False)
+    found = node_type.resolve_node(global_id.node_id, info=info, required=False)
+    return await found if inspect.isawaitable(found) else found

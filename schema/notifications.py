@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import MISSING
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import strawberry
 from strawberry import relay
@@ -15,12 +15,50 @@ from strawberry.scalars import JSON
 from models import identity as identity_models
 from models import notifications as models
 from resolvers import notifications as resolvers
+from resolvers.context import Info
+from resolvers.permissions import require_viewer
 from schema import rules
-from schema.errors import UserError, user_errors
+from schema.errors import error_code_enum, error_domain
 from schema.node import as_node, backed_by, parse_global_id
 from schema.pagination import Connection, encode_cursor
-from schema.permissions import require_viewer
 from services import notifications as service
+
+NotificationErrorCode = error_code_enum(
+    "NotificationErrorCode",
+    "Why a notification mutation (I1–I3) failed: the `code` of `NotificationError`.",
+    "services.notifications",
+)
+
+
+@strawberry.interface(
+    description=(
+        "A problem with a notification mutation (I1–I3), "
+        "reported in its payload's `userErrors`. "
+        "`code` (`NotificationErrorCode`) is stable for programs, `message` is the text to show the user "
+        "(Russian), `field` is the path of the input it concerns."
+    )
+)
+class NotificationError:
+    """Common shape of this domain's user errors; specific ones implement it and carry more data."""
+
+    code: str = strawberry.field(
+        graphql_type=NotificationErrorCode,
+        description="Stable machine-readable code, one of `NotificationErrorCode`.",
+    )
+    message: str = strawberry.field(description="Human-readable text to show the user, in Russian.")
+    field: list[str] | None = strawberry.field(
+        description='Path of the input field at fault, e.g. `["input", "phone"]`; null for the whole input.'
+    )
+
+
+@strawberry.type(description="A `NotificationError` with no data beyond code, message and field.")
+class NotificationInputError(NotificationError):
+    """The default implementation of :class:`NotificationError`."""
+
+
+NOTIFICATION_ERRORS = error_domain(NotificationError, NotificationErrorCode, NotificationInputError)
+user_error = NOTIFICATION_ERRORS.one
+user_errors = NOTIFICATION_ERRORS.many
 
 
 @strawberry.enum(description="What a notification is about; settings are chosen per category (J6).")
@@ -108,7 +146,7 @@ class Notification(relay.Node):
         )
     )
     def data(self, root: strawberry.Parent[models.Notification]) -> JSON | None:
-        return deep_links(root.data)
+        return cast("JSON | None", deep_links(root.data))
 
     @strawberry.field(description="What it is about.")
     def category(self, root: strawberry.Parent[models.Notification]) -> NotificationCategory:
@@ -126,7 +164,7 @@ class Notification(relay.Node):
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Notification | None]:
         """Only the owner sees a notification."""
         return as_node(
@@ -175,7 +213,7 @@ class MarkNotificationReadPayload:
 
     notification: Notification | None = strawberry.field(description="The notification, now read.")
     unread_count: int = strawberry.field(description="Unread notifications left.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing changed, if so.")
+    user_errors: list[NotificationError] = strawberry.field(description="Why nothing changed, if so.")
 
 
 @strawberry.type(description="Result of markAllNotificationsRead.")
@@ -183,7 +221,7 @@ class MarkAllNotificationsReadPayload:
     """How many notifications changed."""
 
     changed: int = strawberry.field(description="Notifications that were unread and are read now.")
-    user_errors: list[UserError] = strawberry.field(
+    user_errors: list[NotificationError] = strawberry.field(
         description="Always empty; kept for the payload convention."
     )
 
@@ -211,7 +249,7 @@ class UpdateNotificationSettingsPayload:
     """The whole matrix after the change."""
 
     settings: list[NotificationPreference] = strawberry.field(description="Every category × channel now.")
-    user_errors: list[UserError] = strawberry.field(
+    user_errors: list[NotificationError] = strawberry.field(
         description="Always empty; kept for the payload convention."
     )
 
@@ -238,7 +276,7 @@ class PushDevicePayload:
     """Whether the device is registered now."""
 
     registered: bool = strawberry.field(description="Whether the token is registered to the user now.")
-    user_errors: list[UserError] = strawberry.field(description="Why the token was refused, if so.")
+    user_errors: list[NotificationError] = strawberry.field(description="Why the token was refused, if so.")
 
 
 @strawberry.type
@@ -248,7 +286,7 @@ class NotificationQueries:
     @strawberry.field(description="The caller's notifications, newest first (I6).")
     async def notifications(
         self,
-        info: strawberry.Info,
+        info: Info,
         first: Annotated[int, strawberry.argument(description="Page size, 1–100.")] = 20,
         after: Annotated[str | None, strawberry.argument(description="Cursor of the last item seen.")] = None,
         unread_only: Annotated[bool, strawberry.argument(description="Only unread ones.")] = False,
@@ -261,18 +299,18 @@ class NotificationQueries:
             first=first,
             after=after,
             unread_only=unread_only,
-            category=models.NotificationCategory(category.value) if category else None,
+            category=models.NotificationCategory(category.name) if category else None,
         )
-        return Connection[Notification].from_page(found, lambda row: row)  # type: ignore[return-value]
+        return Connection[Notification].from_page(found, lambda row: row)
 
     @strawberry.field(description="How many of the caller's notifications are unread (the badge).")
-    async def unread_notification_count(self, info: strawberry.Info) -> int:
+    async def unread_notification_count(self, info: Info) -> int:
         return await resolvers.unread_count(info)
 
     @strawberry.field(
         description="Notification and advertising subscriptions: every category × channel (J6)."
     )
-    async def notification_settings(self, info: strawberry.Info) -> list[NotificationPreference]:
+    async def notification_settings(self, info: Info) -> list[NotificationPreference]:
         return [NotificationPreference.from_domain(p) for p in await resolvers.settings(info)]
 
 
@@ -283,7 +321,7 @@ class NotificationMutations:
     @strawberry.mutation(description="Mark one notification read.")
     async def mark_notification_read(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             MarkNotificationReadInput, strawberry.argument(description="The notification to mark as read.")
         ],
@@ -297,13 +335,13 @@ class NotificationMutations:
         )
 
     @strawberry.mutation(description="Mark every notification read.")
-    async def mark_all_notifications_read(self, info: strawberry.Info) -> MarkAllNotificationsReadPayload:
+    async def mark_all_notifications_read(self, info: Info) -> MarkAllNotificationsReadPayload:
         return MarkAllNotificationsReadPayload(changed=await resolvers.mark_all_read(info), user_errors=[])
 
     @strawberry.mutation(description="Change notification and advertising subscriptions (J6).")
     async def update_notification_settings(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             UpdateNotificationSettingsInput,
             strawberry.argument(description="Which categories and channels the user wants notifications in."),
@@ -311,8 +349,8 @@ class NotificationMutations:
     ) -> UpdateNotificationSettingsPayload:
         changes = [
             service.Preference(
-                models.NotificationCategory(item.category.value),
-                models.NotificationChannel(item.channel.value),
+                models.NotificationCategory(item.category.name),
+                models.NotificationChannel(item.channel.name),
                 item.enabled,
             )
             for item in input.settings
@@ -325,20 +363,20 @@ class NotificationMutations:
     @strawberry.mutation(description="Register this mobile device for push notifications.")
     async def register_push_device(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             RegisterPushDeviceInput, strawberry.argument(description="The device's push token and platform.")
         ],
     ) -> PushDevicePayload:
         errors = await resolvers.register_push_device(
-            info, identity_models.PushPlatform(input.platform.value), input.token
+            info, identity_models.PushPlatform(input.platform.name), input.token
         )
         return PushDevicePayload(registered=not errors, user_errors=user_errors(errors))
 
     @strawberry.mutation(description="Stop push notifications to a device.")
     async def unregister_push_device(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             UnregisterPushDeviceInput, strawberry.argument(description="The push token to forget.")
         ],
@@ -360,7 +398,7 @@ class NotificationSubscriptions:
     )
     async def notifications(
         self,
-        info: strawberry.Info,
+        info: Info,
         after: Annotated[
             str | None, strawberry.argument(description="Cursor of the last event received.")
         ] = None,

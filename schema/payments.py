@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, Iterable
 from dataclasses import MISSING
 from decimal import Decimal
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from strawberry import relay
@@ -17,15 +17,55 @@ from models import payments as models
 from resolvers import payments as resolvers
 from resolvers.accounts import AccountById
 from resolvers.branches import SupplierById
+from resolvers.context import Info
 from schema import rules
 from schema.accounts import Account
 from schema.billing import PaymentMethod
 from schema.branches import Supplier
-from schema.errors import UserError, register_user_error, user_errors
+from schema.errors import error_code_enum, error_domain
 from schema.node import as_node, backed_by, canonical, parse_global_id
 from schema.scalars import YearMonthScalar as YearMonth
 from services import payments as service
 from services.errors import DomainError
+
+PaymentErrorCode = error_code_enum(
+    "PaymentErrorCode",
+    "Why a payment mutation (D5, H1, J7) failed: the `code` of `PaymentError`.",
+    "services.payments",
+    "services.accounts",
+    "services.notifications",
+)
+
+
+@strawberry.interface(
+    description=(
+        "A problem with a payment mutation (D5, H1, J7), "
+        "reported in its payload's `userErrors`. "
+        "`code` (`PaymentErrorCode`) is stable for programs, `message` is the text to show the user "
+        "(Russian), `field` is the path of the input it concerns."
+    )
+)
+class PaymentError:
+    """Common shape of this domain's user errors; specific ones implement it and carry more data."""
+
+    code: str = strawberry.field(
+        graphql_type=PaymentErrorCode,
+        description="Stable machine-readable code, one of `PaymentErrorCode`.",
+    )
+    message: str = strawberry.field(description="Human-readable text to show the user, in Russian.")
+    field: list[str] | None = strawberry.field(
+        description='Path of the input field at fault, e.g. `["input", "phone"]`; null for the whole input.'
+    )
+
+
+@strawberry.type(description="A `PaymentError` with no data beyond code, message and field.")
+class PaymentInputError(PaymentError):
+    """The default implementation of :class:`PaymentError`."""
+
+
+PAYMENT_ERRORS = error_domain(PaymentError, PaymentErrorCode, PaymentInputError)
+user_error = PAYMENT_ERRORS.one
+user_errors = PAYMENT_ERRORS.many
 
 
 @strawberry.enum(
@@ -52,15 +92,15 @@ class PaymentAllocation:
 
     @strawberry.field(description="The account.")
     async def account(
-        self, root: strawberry.Parent[models.PaymentAllocation], info: strawberry.Info
+        self, root: strawberry.Parent[models.PaymentAllocation], info: Info
     ) -> Account:
-        return await info.context.loader(AccountById).load(root.account_id)  # type: ignore[no-any-return]
+        return await info.context.loader(AccountById).load(root.account_id)
 
     @strawberry.field(description="The supplier.")
     async def supplier(
-        self, root: strawberry.Parent[models.PaymentAllocation], info: strawberry.Info
+        self, root: strawberry.Parent[models.PaymentAllocation], info: Info
     ) -> Supplier:
-        return await info.context.loader(SupplierById).load(root.supplier_id)  # type: ignore[no-any-return]
+        return await info.context.loader(SupplierById).load(root.supplier_id)
 
 
 @strawberry.type(description="One step of a payment's status, with its time.")
@@ -112,7 +152,7 @@ class Payment(relay.Node):
         return PaymentMethod(root.method.value)
 
     @strawberry.field(description="SBP: URL of a PNG image of the QR code.")
-    def sbp_qr_image_url(self, root: strawberry.Parent[models.Payment], info: strawberry.Info) -> str | None:
+    def sbp_qr_image_url(self, root: strawberry.Parent[models.Payment], info: Info) -> str | None:
         if not root.sbp_payload or not root.gateway_payment_id:
             return None
         settings = info.context.settings
@@ -121,19 +161,19 @@ class Payment(relay.Node):
 
     @strawberry.field(description="Amounts per account and supplier.")
     async def allocations(
-        self, root: strawberry.Parent[models.Payment], info: strawberry.Info
+        self, root: strawberry.Parent[models.Payment], info: Info
     ) -> list[PaymentAllocation]:
-        return await info.context.loader(resolvers.AllocationsByPaymentId).load(root.id)  # type: ignore[no-any-return]
+        return await info.context.loader(resolvers.AllocationsByPaymentId).load(root.id)
 
     @strawberry.field(description="Every status step with its time, oldest first.")
     async def status_history(
-        self, root: strawberry.Parent[models.Payment], info: strawberry.Info
+        self, root: strawberry.Parent[models.Payment], info: Info
     ) -> list[PaymentStatusStep]:
-        return await info.context.loader(resolvers.StatusChangesByPaymentId).load(root.id)  # type: ignore[no-any-return]
+        return await info.context.loader(resolvers.StatusChangesByPaymentId).load(root.id)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Payment | None]:
         """Only the payer (and staff) see a payment."""
         return as_node(cls, await resolvers.payments_by_ids(info, [int(node_id) for node_id in node_ids]))
@@ -153,7 +193,7 @@ class SavedCard(relay.Node):
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[SavedCard | None]:
         """Only the owner sees a card."""
         viewer = info.context.viewer
@@ -177,8 +217,8 @@ class PaymentFormLine:
     line: strawberry.Private[service.DueLine]
 
     @strawberry.field(description="The supplier.")
-    async def supplier(self, info: strawberry.Info) -> Supplier:
-        return await info.context.loader(SupplierById).load(self.line.supplier_id)  # type: ignore[no-any-return]
+    async def supplier(self, info: Info) -> Supplier:
+        return await info.context.loader(SupplierById).load(self.line.supplier_id)
 
     @strawberry.field(
         description="Balance with the supplier: debt positive, overpayment negative, neither zero."
@@ -202,13 +242,13 @@ class PaymentFormAccount:
     account_id: strawberry.Private[int]
 
     @strawberry.field(description="The account.")
-    async def account(self, info: strawberry.Info) -> Account:
-        return await info.context.loader(AccountById).load(self.account_id)  # type: ignore[no-any-return]
+    async def account(self, info: Info) -> Account:
+        return await info.context.loader(AccountById).load(self.account_id)
 
     @strawberry.field(description="Its suppliers with what is due to each.")
-    async def lines(self, info: strawberry.Info) -> list[PaymentFormLine]:
+    async def lines(self, info: Info) -> list[PaymentFormLine]:
         found = await info.context.loader(resolvers.DueLinesByAccountId).load(self.account_id)
-        return [PaymentFormLine(line=line) for line in found]  # type: ignore[call-arg]
+        return [PaymentFormLine(line=line) for line in found]
 
 
 @strawberry.type(description="What the payment form shows (D5) and the limits it must respect (H1).")
@@ -287,7 +327,7 @@ class CreatePaymentPayload:
     """The PENDING payment to confirm, or why there is none."""
 
     payment: Payment | None = strawberry.field(description="The payment (the first one for a retried key).")
-    user_errors: list[UserError] = strawberry.field(description="What is wrong with the input.")
+    user_errors: list[PaymentError] = strawberry.field(description="What is wrong with the input.")
 
 
 @strawberry.input(description="J7: connect, change or switch off autopay of one account.")
@@ -310,7 +350,7 @@ class SetAutopayPayload:
     """Whether autopay is on now."""
 
     enabled: bool = strawberry.field(description="Autopay of the account is on.")
-    user_errors: list[UserError] = strawberry.field(description="What is wrong with the input.")
+    user_errors: list[PaymentError] = strawberry.field(description="What is wrong with the input.")
 
 
 @strawberry.type(description="A change of a payment's status, pushed by `paymentStatus`.")
@@ -324,16 +364,16 @@ class PaymentStatusEvent:
 
 
 @strawberry.type(description="D5: an amount below the minimum.")
-class AmountTooSmallError(UserError):
+class AmountTooSmallError(PaymentError):
     """Carries the minimum."""
 
     minimum: Decimal = strawberry.field(description='The smallest amount allowed, "10.00".')
 
 
-@register_user_error(service.AmountTooSmall)
-def _too_small(error: DomainError) -> UserError:
+@PAYMENT_ERRORS.register(service.AmountTooSmall)
+def _too_small(error: DomainError, code: Any) -> PaymentError:
     return AmountTooSmallError(
-        code=error.code,
+        code=code,
         message=error.text,
         field=error.field,
         minimum=error.data.get("minimum", service.MIN_AMOUNT),
@@ -377,7 +417,7 @@ class PaymentQueries:
     )
     async def payment_form(
         self,
-        info: strawberry.Info,
+        info: Info,
         account_ids: Annotated[
             list[relay.GlobalID] | None, strawberry.argument(description="Global IDs of linked accounts.")
         ] = None,
@@ -388,7 +428,7 @@ class PaymentQueries:
         found, pay_all = await resolvers.checkout(info, ids)
         limits = resolvers.limits(info)
         return PaymentForm(
-            accounts=[PaymentFormAccount(account_id=account_id) for account_id in found],  # type: ignore[call-arg]
+            accounts=[PaymentFormAccount(account_id=account_id) for account_id in found],
             pay_all_available=pay_all,
             min_amount=service.MIN_AMOUNT,
             max_accounts=limits.max_accounts,
@@ -396,7 +436,7 @@ class PaymentQueries:
         )
 
     @strawberry.field(description="J7: the caller's cards saved for autopay.")
-    async def saved_cards(self, info: strawberry.Info) -> list[SavedCard]:
+    async def saved_cards(self, info: Info) -> list[SavedCard]:
         return await resolvers.saved_cards(info)  # type: ignore[return-value]
 
 
@@ -410,7 +450,7 @@ class PaymentMutations:
     )
     async def create_payment(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             CreatePaymentInput,
             strawberry.argument(
@@ -428,7 +468,7 @@ class PaymentMutations:
         payment, errors = await resolvers.create_payment(
             info,
             lines=lines,
-            method=models.PaymentMethodKind(input.method.value),
+            method=models.PaymentMethodKind(input.method.name),
             accept_rules=input.accept_rules,
             receipt_email=input.receipt_email,
             idempotency_key=input.idempotency_key,
@@ -443,7 +483,7 @@ class PaymentMutations:
     )
     async def create_payment_for_all_accounts(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             CreatePaymentForAllAccountsInput,
             strawberry.argument(
@@ -464,7 +504,7 @@ class PaymentMutations:
         payment, errors = await resolvers.create_payment(
             info,
             lines=lines,
-            method=models.PaymentMethodKind(input.method.value),
+            method=models.PaymentMethodKind(input.method.name),
             accept_rules=input.accept_rules,
             receipt_email=input.receipt_email,
             idempotency_key=input.idempotency_key,
@@ -476,7 +516,7 @@ class PaymentMutations:
     @strawberry.mutation(description="J7: connect, change or switch off autopay of a linked account.")
     async def set_autopay(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             SetAutopayInput,
             strawberry.argument(
@@ -516,7 +556,7 @@ class PaymentSubscriptions:
     )
     async def payment_status(
         self,
-        info: strawberry.Info,
+        info: Info,
         payment_id: Annotated[strawberry.ID, strawberry.argument(description="Global ID of the payment.")],
     ) -> AsyncGenerator[PaymentStatusEvent, None]:
         global_id = parse_global_id(payment_id, expected_type="Payment")

@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from graphql import GraphQLObjectType, GraphQLSchema, default_field_resolver
 
-from schema.permissions import Forbidden
+from resolvers.permissions import Forbidden
 from services.roles import reads_customer_data, reads_personal_data
 
 PER_CUSTOMER_TYPES: Final = frozenset(

@@ -17,14 +17,56 @@ from models import readings as models
 from models import tariffs as tariff_models
 from resolvers import readings as resolvers
 from resolvers.branches import ServiceById
+from resolvers.context import Info
 from schema.enums import model_enum
-from schema.errors import UserError, register_user_error, user_errors
+from schema.errors import error_code_enum, error_domain
 from schema.node import as_node, backed_by
 from schema.scalars import YearMonthScalar as YearMonth
 from services import readings as service
 from services.periods import month_start
 
-Zone = model_enum(
+ReadingErrorCode = error_code_enum(
+    "ReadingErrorCode",
+    "Why a meter-reading mutation (E3, E4) failed: the `code` of `ReadingError`.",
+    "services.readings",
+    "services.accounts",
+    "services.notifications",
+    "resolvers.readings",
+)
+
+
+@strawberry.interface(
+    description=(
+        "A problem with a meter-reading mutation (E3, E4), "
+        "reported in its payload's `userErrors`. "
+        "`code` (`ReadingErrorCode`) is stable for programs, `message` is the text to show the user "
+        "(Russian), `field` is the path of the input it concerns."
+    )
+)
+class ReadingError:
+    """Common shape of this domain's user errors; specific ones implement it and carry more data."""
+
+    code: str = strawberry.field(
+        graphql_type=ReadingErrorCode,
+        description="Stable machine-readable code, one of `ReadingErrorCode`.",
+    )
+    message: str = strawberry.field(description="Human-readable text to show the user, in Russian.")
+    field: list[str] | None = strawberry.field(
+        description='Path of the input field at fault, e.g. `["input", "phone"]`; null for the whole input.'
+    )
+
+
+@strawberry.type(description="A `ReadingError` with no data beyond code, message and field.")
+class ReadingInputError(ReadingError):
+    """The default implementation of :class:`ReadingError`."""
+
+
+READING_ERRORS = error_domain(ReadingError, ReadingErrorCode, ReadingInputError)
+user_error = READING_ERRORS.one
+user_errors = READING_ERRORS.many
+
+
+model_enum(
     tariff_models.Zone,
     name="Zone",
     description="A time-of-day zone of a meter register, reading, tariff or charge.",
@@ -36,7 +78,9 @@ Zone = model_enum(
         tariff_models.Zone.HALF_PEAK: "Half-peak zone of a three-zone meter.",
     },
 )
-ZoneScheme = model_enum(
+Zone = tariff_models.Zone
+
+model_enum(
     meter_models.ZoneScheme,
     name="ZoneScheme",
     description="Which zones a meter has.",
@@ -46,7 +90,9 @@ ZoneScheme = model_enum(
         meter_models.ZoneScheme.THREE_ZONE: "Three zones: PEAK, HALF_PEAK and NIGHT.",
     },
 )
-ReadingSource = model_enum(
+ZoneScheme = meter_models.ZoneScheme
+
+model_enum(
     models.ReadingSource,
     name="ReadingSource",
     description="Where a reading came from.",
@@ -57,6 +103,7 @@ ReadingSource = model_enum(
         models.ReadingSource.AMI: "Sent by the automatic meter reading system (АСКУЭ).",
     },
 )
+ReadingSource = models.ReadingSource
 
 
 @strawberry.enum(description="The channel a customer submits readings through.")
@@ -111,26 +158,26 @@ class Meter(relay.Node):
     sealed_at: dt.date | None = strawberry.field(description="When the seal was put on.")
 
     @strawberry.field(description="The meter's zones, in display order; a submission needs a value for each.")
-    def zones(self, root: strawberry.Parent[meter_models.Meter]) -> list[Zone]:  # type: ignore[valid-type]
+    def zones(self, root: strawberry.Parent[meter_models.Meter]) -> list[Zone]:
         return list(service.zones_of(root.zone_scheme))
 
     @strawberry.field(description="The service the meter measures.")
     async def service(
-        self, root: strawberry.Parent[meter_models.Meter], info: strawberry.Info
+        self, root: strawberry.Parent[meter_models.Meter], info: Info
     ) -> MeterService:
-        return await info.context.loader(ServiceById).load(root.service_id)  # type: ignore[no-any-return]
+        return await info.context.loader(ServiceById).load(root.service_id)
 
     @strawberry.field(
         description="The latest reading of every zone (any source, any period; replaced readings excluded)."
     )
     async def last_readings(
-        self, root: strawberry.Parent[meter_models.Meter], info: strawberry.Info
+        self, root: strawberry.Parent[meter_models.Meter], info: Info
     ) -> list[MeterReading]:
-        return await info.context.loader(resolvers.LastReadingsByMeterId).load(root.id)  # type: ignore[no-any-return]
+        return await info.context.loader(resolvers.LastReadingsByMeterId).load(root.id)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Meter | None]:
         """Meters of accounts the caller may see."""
         return as_node(cls, await resolvers.meters_by_ids(info, [int(node_id) for node_id in node_ids]))
@@ -164,10 +211,10 @@ class MeterReading(relay.Node):
     is_type_of = backed_by(models.Reading)
 
     id: relay.NodeID[int]
-    zone: Zone = strawberry.field(description="Zone (register) of the meter.")  # type: ignore[valid-type]
+    zone: Zone = strawberry.field(description="Zone (register) of the meter.")
     period: YearMonth = strawberry.field(description="Month the reading belongs to.")
     value: Decimal = strawberry.field(description="The value shown by the meter.")
-    source: ReadingSource = strawberry.field(description="Where the reading came from.")  # type: ignore[valid-type]
+    source: ReadingSource = strawberry.field(description="Where the reading came from.")
     submitted_at: dt.datetime = strawberry.field(description="When it was submitted.")
     accepted: bool = strawberry.field(description="Accepted for billing (принято к расчету).")
     accepted_at: dt.datetime | None = strawberry.field(description="When it was accepted for billing.")
@@ -180,12 +227,12 @@ class MeterReading(relay.Node):
         return root.superseded_by_id is not None
 
     @strawberry.field(description="The meter.")
-    async def meter(self, root: strawberry.Parent[models.Reading], info: strawberry.Info) -> Meter:
-        return await info.context.loader(resolvers.MeterById).load(root.meter_id)  # type: ignore[no-any-return]
+    async def meter(self, root: strawberry.Parent[models.Reading], info: Info) -> Meter:
+        return await info.context.loader(resolvers.MeterById).load(root.meter_id)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[MeterReading | None]:
         """Readings of accounts the caller may see."""
         return as_node(cls, await resolvers.readings_by_ids(info, [int(node_id) for node_id in node_ids]))
@@ -260,7 +307,7 @@ class ReadingWindowStatus:
 class ReadingsFormZone:
     """The previous value and this window's submitted value of a zone."""
 
-    zone: Zone = strawberry.field(description="The zone.")  # type: ignore[valid-type]
+    zone: Zone = strawberry.field(description="The zone.")
     previous: Decimal | None = strawberry.field(
         description="The last value of an earlier month (последние переданные); null when there is none."
     )
@@ -342,7 +389,7 @@ class SubmittedReading:
 
     meter_id: strawberry.Private[int]
     reading_id: strawberry.Private[int]
-    zone: Zone = strawberry.field(description="The zone.")  # type: ignore[valid-type]
+    zone: Zone = strawberry.field(description="The zone.")
     value: Decimal = strawberry.field(description="The value submitted.")
     previous: Decimal | None = strawberry.field(description="The previous value it was compared with.")
     consumption: Decimal | None = strawberry.field(description="Consumption: value − previous.")
@@ -354,12 +401,12 @@ class SubmittedReading:
     )
 
     @strawberry.field(description="The meter.")
-    async def meter(self, info: strawberry.Info) -> Meter:
-        return await info.context.loader(resolvers.MeterById).load(self.meter_id)  # type: ignore[no-any-return]
+    async def meter(self, info: Info) -> Meter:
+        return await info.context.loader(resolvers.MeterById).load(self.meter_id)
 
     @strawberry.field(description="The stored reading.")
-    async def reading(self, info: strawberry.Info) -> MeterReading:
-        return await info.context.loader(resolvers.ReadingById).load(self.reading_id)  # type: ignore[no-any-return]
+    async def reading(self, info: Info) -> MeterReading:
+        return await info.context.loader(resolvers.ReadingById).load(self.reading_id)
 
 
 def _decimal(value: str | None) -> Decimal | None:
@@ -374,7 +421,7 @@ class ReadingSubmission(relay.Node):
 
     id: relay.NodeID[int]
     period: YearMonth = strawberry.field(description="Month the readings belong to.")
-    source: ReadingSource = strawberry.field(description="Where it was submitted.")  # type: ignore[valid-type]
+    source: ReadingSource = strawberry.field(description="Where it was submitted.")
 
     @strawberry.field(description="Global ID of the account.")
     def account_id(self, root: strawberry.Parent[models.ReadingSubmission]) -> strawberry.ID:
@@ -406,7 +453,7 @@ class ReadingSubmission(relay.Node):
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[ReadingSubmission | None]:
         """Submissions of accounts the caller may see."""
         return as_node(cls, await resolvers.submissions_by_ids(info, [int(node_id) for node_id in node_ids]))
@@ -416,7 +463,7 @@ class ReadingSubmission(relay.Node):
 
 
 @strawberry.type(description="E3: today is outside the monthly window; carries the next window's dates.")
-class ReadingWindowClosedError(UserError):
+class ReadingWindowClosedError(ReadingError):
     """READING_WINDOW_CLOSED."""
 
     next_opens_on: dt.date = strawberry.field(description="First day of the next window.")
@@ -426,36 +473,36 @@ class ReadingWindowClosedError(UserError):
 @strawberry.type(
     description="E3: a value below the previous one; carries the meter, zone and previous value."
 )
-class ReadingBelowPreviousError(UserError):
+class ReadingBelowPreviousError(ReadingError):
     """READING_BELOW_PREVIOUS."""
 
     meter_id: strawberry.ID = strawberry.field(description="Global ID of the meter.")
-    zone: Zone = strawberry.field(description="The zone.")  # type: ignore[valid-type]
+    zone: Zone = strawberry.field(description="The zone.")
     previous: Decimal = strawberry.field(description="The previous value the new one may not be below.")
 
 
 @strawberry.type(description="E3: a value that does not fit the meter's display (digits and decimals).")
-class ReadingDoesNotFitMeterError(UserError):
+class ReadingDoesNotFitMeterError(ReadingError):
     """READING_DOES_NOT_FIT_METER."""
 
     meter_id: strawberry.ID = strawberry.field(description="Global ID of the meter.")
-    zone: Zone = strawberry.field(description="The zone.")  # type: ignore[valid-type]
+    zone: Zone = strawberry.field(description="The zone.")
     digits: int = strawberry.field(description="Digits before the decimal point the meter shows.")
     decimals: int = strawberry.field(description="Digits after the decimal point the meter shows.")
 
 
 @strawberry.type(description="E3: some zones of a meter have no value; every zone is required.")
-class ReadingZonesMissingError(UserError):
+class ReadingZonesMissingError(ReadingError):
     """READING_ZONES_MISSING."""
 
     meter_id: strawberry.ID = strawberry.field(description="Global ID of the meter.")
-    missing_zones: list[Zone] = strawberry.field(description="The zones without a value.")  # type: ignore[valid-type]
+    missing_zones: list[Zone] = strawberry.field(description="The zones without a value.")
 
 
-@register_user_error(service.ReadingWindowClosed)
-def _window_closed(error: Any) -> UserError:
+@READING_ERRORS.register(service.ReadingWindowClosed)
+def _window_closed(error: Any, code: Any) -> ReadingError:
     return ReadingWindowClosedError(
-        code=error.code,
+        code=code,
         message=error.text,
         field=error.field,
         next_opens_on=error.data["next_opens"],
@@ -463,10 +510,10 @@ def _window_closed(error: Any) -> UserError:
     )
 
 
-@register_user_error(service.ReadingBelowPrevious)
-def _below_previous(error: Any) -> UserError:
+@READING_ERRORS.register(service.ReadingBelowPrevious)
+def _below_previous(error: Any, code: Any) -> ReadingError:
     return ReadingBelowPreviousError(
-        code=error.code,
+        code=code,
         message=error.text,
         field=error.field,
         meter_id=meter_gid(error.data["meter_id"]),
@@ -475,10 +522,10 @@ def _below_previous(error: Any) -> UserError:
     )
 
 
-@register_user_error(service.ReadingOverflow)
-def _overflow(error: Any) -> UserError:
+@READING_ERRORS.register(service.ReadingOverflow)
+def _overflow(error: Any, code: Any) -> ReadingError:
     return ReadingDoesNotFitMeterError(
-        code=error.code,
+        code=code,
         message=error.text,
         field=error.field,
         meter_id=meter_gid(error.data["meter_id"]),
@@ -488,10 +535,10 @@ def _overflow(error: Any) -> UserError:
     )
 
 
-@register_user_error(service.ReadingZonesMissing)
-def _zones_missing(error: Any) -> UserError:
+@READING_ERRORS.register(service.ReadingZonesMissing)
+def _zones_missing(error: Any, code: Any) -> ReadingError:
     return ReadingZonesMissingError(
-        code=error.code,
+        code=code,
         message=error.text,
         field=error.field,
         meter_id=meter_gid(error.data["meter_id"]),
@@ -515,7 +562,7 @@ ERROR_TYPES: list[type] = [
 class ZoneReadingInput:
     """One field «Текущие показания»."""
 
-    zone: Zone = strawberry.field(description="The zone (see `Meter.zones`).")  # type: ignore[valid-type]
+    zone: Zone = strawberry.field(description="The zone (see `Meter.zones`).")
     value: Decimal = strawberry.field(description='The value shown by the meter, e.g. "12345" or "12345.6".')
 
 
@@ -553,7 +600,7 @@ class SubmitReadingsPayload:
     submission: ReadingSubmission | None = strawberry.field(
         description="The stored submission; null on errors."
     )
-    user_errors: list[UserError] = strawberry.field(description="Problems; empty on success.")
+    user_errors: list[ReadingError] = strawberry.field(description="Problems; empty on success.")
 
 
 @strawberry.input(description="H2: readings of one account among several.")
@@ -588,7 +635,9 @@ class AccountReadingsResult:
     submission: ReadingSubmission | None = strawberry.field(
         description="The stored submission; null on errors."
     )
-    user_errors: list[UserError] = strawberry.field(description="This account's problems; empty on success.")
+    user_errors: list[ReadingError] = strawberry.field(
+        description="This account's problems; empty on success."
+    )
 
 
 @strawberry.type(description="Result of `submitReadingsForAllAccounts`.")
@@ -596,7 +645,7 @@ class SubmitReadingsForAllAccountsPayload:
     """Per-account results, in input order."""
 
     results: list[AccountReadingsResult] = strawberry.field(description="One result per account given.")
-    user_errors: list[UserError] = strawberry.field(description="Problems with the request as a whole.")
+    user_errors: list[ReadingError] = strawberry.field(description="Problems with the request as a whole.")
 
 
 def _result(result: resolvers.SubmitResult) -> AccountReadingsResult:
@@ -622,7 +671,7 @@ class ReadingQueries:
     )
     async def meters(
         self,
-        info: strawberry.Info,
+        info: Info,
         account_id: Annotated[strawberry.ID, strawberry.argument(description="Global ID of the account.")],
     ) -> AccountMeters | None:
         found = await resolvers.account_meters(info, account_id)
@@ -633,7 +682,7 @@ class ReadingQueries:
             group = groups.get(meter.service_id)
             if group is None:
                 group = groups[meter.service_id] = MeterServiceGroup(
-                    service=found.services[meter.service_id],  # type: ignore[arg-type]
+                    service=found.services[meter.service_id],
                     meters=[],
                 )
             group.meters.append(meter)  # type: ignore[arg-type]
@@ -652,7 +701,7 @@ class ReadingQueries:
     )
     async def readings_form(
         self,
-        info: strawberry.Info,
+        info: Info,
         account_id: Annotated[strawberry.ID, strawberry.argument(description="Global ID of the account.")],
     ) -> ReadingsForm | None:
         form = await resolvers.readings_form(info, account_id)
@@ -667,7 +716,7 @@ class ReadingQueries:
     )
     async def reading_history(
         self,
-        info: strawberry.Info,
+        info: Info,
         account_id: Annotated[strawberry.ID, strawberry.argument(description="Global ID of the account.")],
         from_: Annotated[
             YearMonth | None, strawberry.argument(name="from", description="First month.")
@@ -692,7 +741,7 @@ class ReadingQueries:
             "with more than one linked account."
         )
     )
-    async def readings_for_all_accounts(self, info: strawberry.Info) -> ReadingsForAllAccounts:
+    async def readings_for_all_accounts(self, info: Info) -> ReadingsForAllAccounts:
         found = await resolvers.readings_for_all_accounts(info)
         available = found.linked > 1
         return ReadingsForAllAccounts(
@@ -714,7 +763,7 @@ class ReadingMutations:
     )
     async def submit_readings(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[SubmitReadingsInput, strawberry.argument(description="The account and its values.")],
     ) -> SubmitReadingsPayload:
         result = await resolvers.submit_readings(info, input)
@@ -730,7 +779,7 @@ class ReadingMutations:
     )
     async def submit_readings_for_all_accounts(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             SubmitReadingsForAllAccountsInput,
             strawberry.argument(description="The accounts and their values."),

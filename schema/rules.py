@@ -212,7 +212,7 @@ def check_value(value: Any, rule: Rule, path: list[str]) -> list[DomainError]:
         return errors
     if has_object_definition(value):
         errors = []
-        for item in type(value).__strawberry_definition__.fields:
+        for item in value.__strawberry_definition__.fields:
             name = item.graphql_name or to_camel_case(item.python_name)
             errors.extend(
                 check_value(getattr(value, item.python_name, None), _rule_of(item.metadata), [*path, name])
@@ -244,12 +244,17 @@ _EMPTY: dict[type, Any] = {bool: False, int: 0, str: ""}
 
 
 def error_payload(payload: type, errors: list[DomainError]) -> Any:
-    """An instance of a mutation's payload carrying only ``userErrors`` (everything else empty)."""
-    from schema.errors import user_errors
+    """An instance of a mutation's payload carrying only ``userErrors`` (everything else empty), typed by
+    the domain of its ``userErrors`` field (``schema.errors.ErrorDomain``)."""
+    from schema.errors import domain_of
 
     values: dict[str, Any] = {}
+    domain = None
     for item in payload.__strawberry_definition__.fields:  # type: ignore[attr-defined]
-        if item.python_name == "user_errors" or item.base_resolver is not None:
+        if item.python_name == "user_errors":
+            domain = domain_of(getattr(item.type, "of_type", None))
+            continue
+        if item.base_resolver is not None:
             continue
         kind: Any = item.type
         if isinstance(kind, StrawberryOptional):
@@ -258,7 +263,9 @@ def error_payload(payload: type, errors: list[DomainError]) -> Any:
             values[item.python_name] = []
         else:
             values[item.python_name] = _EMPTY.get(kind)
-    return payload(**values, user_errors=user_errors(errors))
+    if domain is None:
+        raise TypeError(f"{payload.__name__}.userErrors is not typed by a domain's XxxError")
+    return payload(**values, user_errors=domain.many(errors))
 
 
 class InvalidInput(Exception):

@@ -8,6 +8,7 @@ import re
 from typing import NewType
 
 import strawberry
+from strawberry.types.scalar import ScalarDefinition
 
 _YEAR_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
@@ -67,5 +68,5 @@ DECIMAL = strawberry.scalar(
 YearMonthScalar = YearMonth
 """Annotate fields and arguments with this (or ``YearMonth``): the schema maps it to the scalar."""
 
-SCALAR_MAP = {YearMonth: YEAR_MONTH, decimal.Decimal: DECIMAL}
+SCALAR_MAP: dict[object, ScalarDefinition] = {YearMonth: YEAR_MONTH, decimal.Decimal: DECIMAL}
 """Python types → GraphQL scalars, given to ``StrawberryConfig(scalar_map=...)``."""

@@ -6,7 +6,8 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import AsyncGenerator
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
@@ -21,14 +22,13 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from app.execution import KabinetExecutor
-from app.settings import Settings
-from schema import content
+from resolvers.context import Info
+from resolvers.permissions import require_viewer
+from schema import accounts, appeals, content, identity, notifications, payments, readings
 from schema.accounts import AccountMutations, AccountQueries
 from schema.analytics import AnalyticsQueries
 from schema.appeals import AppealMutations, AppealQueries
 from schema.branches import BranchQueries
-from schema.errors import error_types
 from schema.identity import (
     AltLoginMutations,
     ExternalLoginMutations,
@@ -40,7 +40,6 @@ from schema.identity import (
 from schema.node import parse_global_id, resolve_global_id
 from schema.notifications import NotificationMutations, NotificationQueries, NotificationSubscriptions
 from schema.payments import PaymentMutations, PaymentQueries, PaymentSubscriptions
-from schema.permissions import require_viewer
 from schema.policy import apply_policy
 from schema.readings import ReadingMutations, ReadingQueries
 from schema.rules import document_text_limits, enforce_on
@@ -83,6 +82,22 @@ MUTATIONS: tuple[type, ...] = (
 )
 """Each domain's mutation class; add a domain's here (its fields join the root Mutation)."""
 
+ERROR_TYPES: tuple[type, ...] = (
+    readings.ReadingInputError,
+    *readings.ERROR_TYPES,
+    accounts.AccountInputError,
+    *accounts.ERROR_TYPES,
+    identity.IdentityInputError,
+    *identity.ERROR_TYPES,
+    payments.PaymentInputError,
+    *payments.ERROR_TYPES,
+    appeals.AppealInputError,
+    notifications.NotificationInputError,
+    *content.ERROR_TYPES,
+)
+"""Every concrete user-error type, so the schema lists each one before a field returns it; a domain with
+its own error types exports them as ``ERROR_TYPES`` and joins here (schema.errors knows no domain)."""
+
 SUBSCRIPTIONS: tuple[type, ...] = (IdentitySubscriptions, NotificationSubscriptions, PaymentSubscriptions)
 """Each domain's subscription class; add a domain's here (its fields join the root Subscription)."""
 
@@ -96,7 +111,7 @@ class Query(*QUERIES):  # type: ignore[misc]
     )
     async def node(
         self,
-        info: strawberry.Info,
+        info: Info,
         id: Annotated[strawberry.ID, strawberry.argument(description="A global ID.")],
     ) -> relay.Node | None:
         return await resolve_global_id(info, id)
@@ -106,7 +121,7 @@ class Query(*QUERIES):  # type: ignore[misc]
     )
     async def nodes(
         self,
-        info: strawberry.Info,
+        info: Info,
         ids: Annotated[list[strawberry.ID], strawberry.argument(description="Global IDs.")],
     ) -> list[relay.Node | None]:
         # Every ID is parsed before any is looked up: a malformed one fails the field while no lookup is
@@ -127,7 +142,7 @@ class Subscription(*SUBSCRIPTIONS):  # type: ignore[misc]
     )
     async def server_time(
         self,
-        info: strawberry.Info,
+        info: Info,
         count: Annotated[int, strawberry.argument(description="How many messages to send (0–1000).")] = 5,
         interval_seconds: Annotated[
             float, strawberry.argument(description="Seconds between two messages (0.01–60).")
@@ -139,6 +154,17 @@ class Subscription(*SUBSCRIPTIONS):  # type: ignore[misc]
             if index:
                 await asyncio.sleep(interval)
             yield clock.now()
+
+
+@dataclass(frozen=True)
+class SchemaSettings:
+    """What the schema needs of the settings. The app passes its ``app.settings.Settings`` (same names);
+    these defaults equal those settings' defaults (a test compares them) and serve the SDL export."""
+
+    max_query_depth: int = 12
+    max_query_aliases: int = 30
+    max_query_tokens: int = 4000
+    is_production: bool = False
 
 
 class KabinetSchema(strawberry.Schema):
@@ -156,12 +182,16 @@ class KabinetSchema(strawberry.Schema):
             log.debug("graphql error at %s: %s", error.path, error.message)
 
 
-def build_schema(settings: Settings | None = None) -> KabinetSchema:
-    """The schema with the protection extensions configured from ``settings``."""
+def build_schema(
+    settings: Any = None, *, execution_context_class: Any = None
+) -> KabinetSchema:
+    """The schema with the protection extensions configured from ``settings`` (a :class:`SchemaSettings`
+    or the app's settings); the app passes its executor (``app.execution.KabinetExecutor``, a graphql-core
+    execution context class; typed Any because Strawberry's stubs name that class differently by version)."""
     from schema.extensions import MaskUnexpectedErrors, StaffOnlyIntrospection
     from schema.limits import BoundedValidationCache, ListLengthLimiter, document_list_limits
 
-    settings = settings or Settings()
+    settings = settings or SchemaSettings()
     # The limit rules are built once, so every request validates with the same rule classes and
     # ValidationCache can serve a document it has validated before (clients repeat a few documents).
     limit_rules = [
@@ -194,9 +224,9 @@ def build_schema(settings: Settings | None = None) -> KabinetSchema:
         query=Query,
         mutation=mutation,
         subscription=Subscription,
-        types=[*error_types()],
+        types=list(ERROR_TYPES),
         extensions=extensions,  # type: ignore[arg-type]
-        execution_context_class=KabinetExecutor if settings.fast_execution else None,
+        execution_context_class=execution_context_class,
         config=StrawberryConfig(
             auto_camel_case=True,
             scalar_map=SCALAR_MAP,

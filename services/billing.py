@@ -354,17 +354,17 @@ async def statistics(
         measure = (
             Charge.volume if kind is StatisticsKind.CONSUMPTION else Charge.amount + Charge.recalculation
         )
-        stmt = (
+        charges = (
             select(Charge.service_id, Charge.zone, Charge.period, func.coalesce(func.sum(measure), 0))
             .where(Charge.account_id == account_id, Charge.period.between(period.start, period.end))
             .group_by(Charge.service_id, Charge.zone, Charge.period)
         )
         if service_ids:
-            stmt = stmt.where(Charge.service_id.in_(service_ids))
+            charges = charges.where(Charge.service_id.in_(service_ids))
         if zones:
-            stmt = stmt.where(Charge.zone.in_(zones))
+            charges = charges.where(Charge.zone.in_(zones))
         values = defaultdict(dict)
-        for service_id, zone, month, total in await session.execute(stmt):
+        for service_id, zone, month, total in await session.execute(charges):
             values[(service_id, zone, None)][month] = total
     zero = Decimal("0.000") if kind is StatisticsKind.CONSUMPTION else ZERO
     return [

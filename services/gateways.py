@@ -317,7 +317,7 @@ class YooKassaGateway:
             raise GatewayError(f"YooKassa unreachable: {error}") from error
         if response.status_code >= 400:
             raise GatewayError(f"YooKassa answered {response.status_code}: {response.text[:300]}")
-        return response.json()  # type: ignore[no-any-return]
+        return response.json()
 
     @staticmethod
     def _amount(amount: Decimal) -> dict[str, str]:
@@ -488,9 +488,17 @@ def install(gateways: Gateways) -> Gateways:
 
 
 def installed() -> Gateways:
-    """The process's registry (built from the environment's settings if the app never installed one)."""
+    """The process's registry, installed by the app (:func:`gateways_of` at start-up); services never
+    read the settings themselves (issue 19: settings are passed in)."""
     if _installed is None:
-        from app.settings import get_settings
-
-        return install(from_settings(get_settings()))
+        raise RuntimeError("no payment gateways installed: the app installs them with gateways_of(state)")
     return _installed
+
+
+def gateways_of(state: Any) -> Gateways:
+    """The app's gateway registry: built from ``state.settings`` once, kept in ``state.extras`` and
+    installed for the scheduled jobs."""
+    found = state.extras.get("gateways")
+    if found is None:
+        found = state.extras["gateways"] = install(from_settings(state.settings))
+    return found

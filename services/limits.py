@@ -33,6 +33,8 @@ class Counters:
         if self._redis is None:
             import redis.asyncio as redis
 
+            if self._redis_url is None:
+                raise RuntimeError("counters without a Redis URL keep to memory")
             self._redis = redis.from_url(self._redis_url)
         return self._redis
 
@@ -100,4 +102,4 @@ def counters_of(state: Any) -> Counters:
     found = state.extras.get("counters")
     if found is None:
         found = state.extras["counters"] = Counters(state.settings.redis_url, state.settings.redis_prefix)
-    return found  # type: ignore[no-any-return]
+    return found

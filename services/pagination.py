@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.errors import DomainError
@@ -27,7 +28,7 @@ class InvalidCursor(DomainError):
     message = "Invalid cursor"
 
 
-def _fits(value: Any, column: ColumnElement[Any]) -> bool:
+def _fits(value: Any, column: ColumnElement[Any] | InstrumentedAttribute[Any]) -> bool:
     """Whether a cursor value can be compared with ``column`` (same Python type, bigint range)."""
     try:
         expected = column.type.python_type
@@ -42,7 +43,9 @@ def _fits(value: Any, column: ColumnElement[Any]) -> bool:
     return True
 
 
-def check_after(after: tuple[Any, ...], order_by: Sequence[ColumnElement[Any]]) -> None:
+def check_after(
+    after: tuple[Any, ...], order_by: Sequence[ColumnElement[Any] | InstrumentedAttribute[Any]]
+) -> None:
     """Raise :class:`InvalidCursor` unless ``after`` is a sort key of ``order_by`` (issue 16)."""
     if len(after) != len(order_by) or not all(_fits(v, c) for v, c in zip(after, order_by, strict=True)):
         raise InvalidCursor()
@@ -60,9 +63,9 @@ class Page(Generic[T]):
 
 async def keyset_page(
     session: AsyncSession,
-    stmt: Select[Any],
+    stmt: Select,  # any row shape (SQLAlchemy types a Select by its columns)
     *,
-    order_by: Sequence[ColumnElement[Any]],
+    order_by: Sequence[ColumnElement[Any] | InstrumentedAttribute[Any]],
     key: Callable[[Any], tuple[Any, ...]],
     first: int,
     after: tuple[Any, ...] | None = None,

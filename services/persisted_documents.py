@@ -68,7 +68,7 @@ def operation_name(text: str) -> str | None:
     return None
 
 
-def _checked(hash_: str, text: str) -> Document:
+def _checked(hash_: str, text: object) -> Document:
     if not isinstance(text, str) or not isinstance(hash_, str):
         raise ManifestError("a manifest maps hashes (strings) to documents (strings)")
     if document_hash(text) != hash_.lower():
@@ -173,7 +173,7 @@ async def store(session: AsyncSession, documents: Sequence[Document]) -> None:
 
 async def lookup(session: AsyncSession, hash_: str) -> str | None:
     """The stored document with this hash, or None."""
-    return (  # type: ignore[no-any-return]
+    return (
         await session.execute(select(PersistedDocument.document).where(PersistedDocument.hash == hash_))
     ).scalar_one_or_none()
 

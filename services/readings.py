@@ -241,6 +241,7 @@ async def last_readings(session: AsyncSession, meter_ids: Sequence[int]) -> dict
     """The latest value of every zone of each meter (any period, any source), in one statement."""
     rows = await session.execute(_LAST_READINGS, {"ids": list(meter_ids)})
     found: dict[int, list[Reading]] = {meter_id: [] for meter_id in meter_ids}
+    reading: Reading
     for reading in rows.scalars():
         found.setdefault(reading.meter_id, []).append(reading)
     return found
@@ -260,6 +261,7 @@ async def _previous_and_current(
     # one statement each for "before" and "in" (periods differ only across branches, usually one)
     before = or_(*(and_(Reading.meter_id.in_(ids), Reading.period < p) for p, ids in by_period.items()))
     within = or_(*(and_(Reading.meter_id.in_(ids), Reading.period == p) for p, ids in by_period.items()))
+    reading: Reading
     for reading in (await session.execute(_latest_per_zone(before))).scalars():
         previous[(reading.meter_id, reading.zone)] = reading
     for reading in (await session.execute(_latest_per_zone(within))).scalars():
@@ -557,7 +559,9 @@ async def submit(
             consumption = item.value - before.value if before is not None else None
             usual = _usual_consumption(monthly.get((meter.id, zone), {}))
             flagged = bool(
-                consumption is not None and usual is not None and consumption > max(usual * JUMP_FACTOR, 1)
+                consumption is not None
+                and usual is not None
+                and consumption > max(usual * JUMP_FACTOR, Decimal(1))
             )
             row = Reading(
                 meter_id=meter.id,

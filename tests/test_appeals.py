@@ -752,3 +752,37 @@ async def test_G3_application_form_has_the_manuals_contact_block_pre_filled(
     refused = (await api.data(CONTACTS, token=customer_token, input=wrong))["submitApplication"]
     assert refused["application"] is None
     assert sorted(e["field"][-1] for e in refused["userErrors"]) == ["email", "phone", "supplierId"]
+
+
+# ---------------------------------------------------------------- issue 19: one shape for both
+
+
+SHARED = """query($ids: [ID!]!) { nodes(ids: $ids) { __typename
+  ... on CustomerRequest { id status createdAt period account { number } supplier { name } timeline { kind }
+    attachments { filename } answerAttachments { filename } }
+  ... on Appeal { topic } ... on Application { kind } } }"""
+
+
+async def test_19_appeal_and_application_share_the_CustomerRequest_interface(
+    api: Api, customer_token: str, sql_counter: Any
+) -> None:
+    variables = await appeal_input(api, customer_token, 0)
+    appeal = await api.data(CREATE_APPEAL, token=customer_token, **variables)
+    application = await api.data(
+        SUBMIT,
+        token=customer_token,
+        input={"kind": "FREE_FORM", "accountId": variables["input"]["accountId"], "text": "Заявление"}
+        | {"consent": True},
+    )
+    ids = [appeal["createAppeal"]["appeal"]["id"], application["submitApplication"]["application"]["id"]]
+    with sql_counter() as counted:
+        nodes = (await api.data(SHARED, token=customer_token, ids=ids))["nodes"]
+    assert [node["__typename"] for node in nodes] == ["Appeal", "Application"]
+    assert [node["id"] for node in nodes] == ids
+    for node in nodes:  # the shared fields resolve the same way for both kinds
+        assert node["status"] == "NEW"
+        assert [event["kind"] for event in node["timeline"]] == ["CREATED"]
+        assert node["answerAttachments"] == []
+        assert node["account"]["number"]
+    assert nodes[0]["topic"] and nodes[1]["kind"] == "FREE_FORM"
+    assert counted.statements <= 12  # batched per kind, not per field

@@ -195,3 +195,29 @@ def test_K1_every_type_field_argument_and_enum_value_is_documented() -> None:
                 f"enum value {name}.{value}" for value, spec in kind.values.items() if not spec.description
             ]
     assert missing == []
+
+
+def test_19_schema_settings_defaults_equal_the_apps_settings() -> None:
+    """schema/ never imports app (issue 19): its stand-in for the settings must not drift from them."""
+    import dataclasses
+
+    from app.settings import Settings
+    from schema.schema import SchemaSettings
+
+    app_settings = Settings()
+    for field in dataclasses.fields(SchemaSettings):
+        assert getattr(SchemaSettings(), field.name) == getattr(app_settings, field.name), field.name
+
+
+def test_19_import_contracts_hold() -> None:
+    """The layers point one way (pyproject.toml [tool.importlinter], docs/architecture.md)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    script = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stdout[-3000:]

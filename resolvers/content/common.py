@@ -7,24 +7,25 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schema.permissions import require_role
+from resolvers.context import Info
+from resolvers.permissions import require_role
 from services.errors import DomainError
 
 T = TypeVar("T")
 
 
-def require_admin(info: Any) -> Any:
+def require_admin(info: Info) -> Any:
     """Content is managed by the ADMIN role only (others get FORBIDDEN)."""
     return require_role(info, "ADMIN")
 
 
-async def read(info: Any, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+async def read(info: Info, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     async with info.context.session() as session:
         return await work(session)
 
 
 async def write(
-    info: Any, work: Callable[[AsyncSession], Awaitable[T]]
+    info: Info, work: Callable[[AsyncSession], Awaitable[T]]
 ) -> tuple[T | None, list[DomainError]]:
     """Run ``work`` and commit; a domain error rolls everything back and is returned instead."""
     async with info.context.session() as session:
@@ -37,7 +38,7 @@ async def write(
         return result, []
 
 
-def owned_only(info: Any, rows: list[Any]) -> list[Any]:
+def owned_only(info: Info, rows: list[Any]) -> list[Any]:
     viewer = info.context.viewer
     return [
         row if row is not None and viewer is not None and row.user_id == viewer.user_id else None

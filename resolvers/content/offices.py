@@ -14,8 +14,9 @@ from models.content import (
     OfficeSlot,
 )
 from resolvers.content.common import owned_only, read, require_admin, write
+from resolvers.context import Info
 from resolvers.loaders import ById, Loader
-from schema.permissions import require_viewer
+from resolvers.permissions import require_viewer
 from services.content import offices as offices_service
 from services.errors import DomainError
 
@@ -52,54 +53,54 @@ class CallbackRequestById(ById):
     model = CallbackRequest
 
 
-async def offices(info: Any, branch_id: int | None) -> list[Office]:
+async def offices(info: Info, branch_id: int | None) -> list[Office]:
     """I5: open offices (public)."""
     return await read(info, lambda s: offices_service.offices(s, branch_id=branch_id))
 
 
-async def offices_by_ids(info: Any, ids: list[int]) -> list[Office | None]:
+async def offices_by_ids(info: Info, ids: list[int]) -> list[Office | None]:
     """Offices by id (public)."""
-    return await info.context.loader(OfficeById).load_many(ids)  # type: ignore[no-any-return]
+    return await info.context.loader(OfficeById).load_many(ids)
 
 
-async def office(info: Any, office_id: int) -> Office:
+async def office(info: Info, office_id: int) -> Office:
     """An office (batched)."""
-    return await info.context.loader(OfficeById).load(office_id)  # type: ignore[no-any-return]
+    return await info.context.loader(OfficeById).load(office_id)
 
 
-async def office_slots(info: Any, office_id: int, start: dt.datetime, end: dt.datetime) -> list[OfficeSlot]:
+async def office_slots(info: Info, office_id: int, start: dt.datetime, end: dt.datetime) -> list[OfficeSlot]:
     """I5: an office's slots in a time range (public)."""
     return await read(info, lambda s: offices_service.office_slots(s, office_id, start=start, end=end))
 
 
-async def slots_by_ids(info: Any, ids: list[int]) -> list[OfficeSlot | None]:
+async def slots_by_ids(info: Info, ids: list[int]) -> list[OfficeSlot | None]:
     """Slots by id (public)."""
-    return await info.context.loader(OfficeSlotById).load_many(ids)  # type: ignore[no-any-return]
+    return await info.context.loader(OfficeSlotById).load_many(ids)
 
 
-async def slot(info: Any, slot_id: int) -> OfficeSlot:
+async def slot(info: Info, slot_id: int) -> OfficeSlot:
     """An appointment's slot (batched)."""
-    return await info.context.loader(OfficeSlotById).load(slot_id)  # type: ignore[no-any-return]
+    return await info.context.loader(OfficeSlotById).load(slot_id)
 
 
-async def slot_booked(info: Any, slot_id: int) -> bool:
+async def slot_booked(info: Info, slot_id: int) -> bool:
     """Whether a slot is taken (batched)."""
-    return await info.context.loader(SlotBookedBySlotId).load(slot_id)  # type: ignore[no-any-return]
+    return await info.context.loader(SlotBookedBySlotId).load(slot_id)
 
 
-async def my_appointments(info: Any) -> list[Appointment]:
+async def my_appointments(info: Info) -> list[Appointment]:
     """I5: the caller's appointments."""
     viewer = require_viewer(info)
     return await read(info, lambda s: offices_service.appointments_of(s, viewer.user_id))
 
 
-async def appointments_by_ids(info: Any, ids: list[int]) -> list[Appointment | None]:
+async def appointments_by_ids(info: Info, ids: list[int]) -> list[Appointment | None]:
     """Appointments by id: only the owner's."""
     return owned_only(info, await info.context.loader(AppointmentById).load_many(ids))
 
 
 async def book_appointment(
-    info: Any, slot_id: int, topic: str | None, account_id: int | None
+    info: Info, slot_id: int, topic: str | None, account_id: int | None
 ) -> tuple[Any, list[DomainError]]:
     """I5: book a slot."""
     viewer = require_viewer(info)
@@ -111,7 +112,7 @@ async def book_appointment(
     )
 
 
-async def cancel_appointment(info: Any, appointment_id: int) -> tuple[Any, list[DomainError]]:
+async def cancel_appointment(info: Info, appointment_id: int) -> tuple[Any, list[DomainError]]:
     """I5: cancel one's booking."""
     viewer = require_viewer(info)
     return await write(
@@ -120,14 +121,14 @@ async def cancel_appointment(info: Any, appointment_id: int) -> tuple[Any, list[
     )
 
 
-async def save_office(info: Any, form: offices_service.OfficeForm) -> tuple[Any, list[DomainError]]:
+async def save_office(info: Info, form: offices_service.OfficeForm) -> tuple[Any, list[DomainError]]:
     """ADMIN."""
     require_admin(info)
     return await write(info, lambda s: offices_service.save_office(s, form))
 
 
 async def add_office_slots(
-    info: Any, office_id: int, slots: list[tuple[dt.datetime, dt.datetime]]
+    info: Info, office_id: int, slots: list[tuple[dt.datetime, dt.datetime]]
 ) -> tuple[Any, list[DomainError]]:
     """ADMIN."""
     require_admin(info)
@@ -135,7 +136,7 @@ async def add_office_slots(
 
 
 async def request_callback(
-    info: Any,
+    info: Info,
     phone: str | None,
     preferred_from: dt.datetime | None,
     preferred_to: dt.datetime | None,
@@ -157,12 +158,12 @@ async def request_callback(
     )
 
 
-async def my_callbacks(info: Any) -> list[CallbackRequest]:
+async def my_callbacks(info: Info) -> list[CallbackRequest]:
     """I5: the caller's callback requests."""
     viewer = require_viewer(info)
     return await read(info, lambda s: offices_service.callbacks_of(s, viewer.user_id))
 
 
-async def callbacks_by_ids(info: Any, ids: list[int]) -> list[CallbackRequest | None]:
+async def callbacks_by_ids(info: Info, ids: list[int]) -> list[CallbackRequest | None]:
     """Callback requests by id: only the owner's."""
     return owned_only(info, await info.context.loader(CallbackRequestById).load_many(ids))

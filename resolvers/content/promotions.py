@@ -8,6 +8,7 @@ from models.content import (
     Promotion,
 )
 from resolvers.content.common import read, require_admin, write
+from resolvers.context import Info
 from resolvers.loaders import ById
 from services.content import promotions as promotions_service
 from services.errors import DomainError
@@ -19,7 +20,7 @@ class PromotionById(ById):
     model = Promotion
 
 
-async def current_promotions(info: Any) -> list[Promotion]:
+async def current_promotions(info: Info) -> list[Promotion]:
     """I4: current promotions for the caller (anonymous: the ones valid everywhere)."""
     viewer = info.context.viewer
     return await read(
@@ -30,18 +31,18 @@ async def current_promotions(info: Any) -> list[Promotion]:
     )
 
 
-async def all_promotions(info: Any) -> list[Promotion]:
+async def all_promotions(info: Info) -> list[Promotion]:
     """ADMIN: every promotion."""
     require_admin(info)
     return await read(info, promotions_service.all_promotions)
 
 
-async def promotions_by_ids(info: Any, ids: list[int]) -> list[Promotion | None]:
+async def promotions_by_ids(info: Info, ids: list[int]) -> list[Promotion | None]:
     """Promotions by id (public)."""
-    return await info.context.loader(PromotionById).load_many(ids)  # type: ignore[no-any-return]
+    return await info.context.loader(PromotionById).load_many(ids)
 
 
-async def save_promotion(info: Any, form: promotions_service.PromotionForm) -> tuple[Any, list[DomainError]]:
+async def save_promotion(info: Info, form: promotions_service.PromotionForm) -> tuple[Any, list[DomainError]]:
     """ADMIN."""
     require_admin(info)
     context = info.context

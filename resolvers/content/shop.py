@@ -11,8 +11,9 @@ from models.content import (
     ShopItem,
 )
 from resolvers.content.common import read, require_admin, write
+from resolvers.context import Info
 from resolvers.loaders import ById, Loader, grouped
-from schema.permissions import require_viewer
+from resolvers.permissions import require_viewer
 from services.content import shop as shop_service
 from services.errors import DomainError
 
@@ -36,12 +37,12 @@ class ShopItemsByCategoryId(Loader[int, list[ShopItem]]):
         return grouped(await shop_service.items_by_category(session, keys), keys, "category_id")
 
 
-async def shop_categories(info: Any) -> list[ShopCategory]:
+async def shop_categories(info: Info) -> list[ShopCategory]:
     """I1: categories (public)."""
     return await read(info, shop_service.shop_categories)
 
 
-async def shop_items(info: Any, category_id: int | None, include_inactive: bool) -> list[ShopItem]:
+async def shop_items(info: Info, category_id: int | None, include_inactive: bool) -> list[ShopItem]:
     """I1: items on sale (public); ``include_inactive`` is for the ADMIN only."""
     if include_inactive:
         require_admin(info)
@@ -51,19 +52,19 @@ async def shop_items(info: Any, category_id: int | None, include_inactive: bool)
     )
 
 
-async def shop_items_by_ids(info: Any, ids: list[int]) -> list[ShopItem | None]:
+async def shop_items_by_ids(info: Info, ids: list[int]) -> list[ShopItem | None]:
     """Items by id: public while on sale, every item for the ADMIN."""
     rows = await info.context.loader(ShopItemById).load_many(ids)
     admin = info.context.viewer is not None and info.context.viewer.role == "ADMIN"
     return [row if row is not None and (row.active or admin) else None for row in rows]
 
 
-async def shop_categories_by_ids(info: Any, ids: list[int]) -> list[ShopCategory | None]:
+async def shop_categories_by_ids(info: Info, ids: list[int]) -> list[ShopCategory | None]:
     """Categories by id (public)."""
-    return await info.context.loader(ShopCategoryById).load_many(ids)  # type: ignore[no-any-return]
+    return await info.context.loader(ShopCategoryById).load_many(ids)
 
 
-async def order_shop_item(info: Any, order: shop_service.OrderRequest) -> tuple[Any, list[DomainError]]:
+async def order_shop_item(info: Info, order: shop_service.OrderRequest) -> tuple[Any, list[DomainError]]:
     """I1: the caller's order request (an application)."""
     viewer = require_viewer(info)
     return await write(
@@ -71,23 +72,25 @@ async def order_shop_item(info: Any, order: shop_service.OrderRequest) -> tuple[
     )
 
 
-async def save_shop_category(info: Any, form: shop_service.ShopCategoryForm) -> tuple[Any, list[DomainError]]:
+async def save_shop_category(
+    info: Info, form: shop_service.ShopCategoryForm
+) -> tuple[Any, list[DomainError]]:
     """ADMIN."""
     require_admin(info)
     return await write(info, lambda s: shop_service.save_shop_category(s, form))
 
 
-async def save_shop_item(info: Any, form: shop_service.ShopItemForm) -> tuple[Any, list[DomainError]]:
+async def save_shop_item(info: Info, form: shop_service.ShopItemForm) -> tuple[Any, list[DomainError]]:
     """ADMIN."""
     require_admin(info)
     return await write(info, lambda s: shop_service.save_shop_item(s, form, now=info.context.now))
 
 
-async def items_of_category(info: Any, category_id: int) -> list[ShopItem]:
+async def items_of_category(info: Info, category_id: int) -> list[ShopItem]:
     """Items on sale of one category (batched)."""
-    return await info.context.loader(ShopItemsByCategoryId).load(category_id)  # type: ignore[no-any-return]
+    return await info.context.loader(ShopItemsByCategoryId).load(category_id)
 
 
-async def category(info: Any, category_id: int) -> ShopCategory:
+async def category(info: Info, category_id: int) -> ShopCategory:
     """An item's category (batched)."""
-    return await info.context.loader(ShopCategoryById).load(category_id)  # type: ignore[no-any-return]
+    return await info.context.loader(ShopCategoryById).load(category_id)

@@ -13,8 +13,9 @@ from models.content import (
     SurveyResponse,
 )
 from resolvers.content.common import read, require_admin, write
+from resolvers.context import Info
 from resolvers.loaders import Loader, grouped
-from schema.permissions import is_staff, require_viewer
+from resolvers.permissions import is_staff, require_viewer
 from services.content import surveys as surveys_service
 from services.errors import DomainError
 
@@ -57,29 +58,29 @@ class VisibleSurveyById(Loader[int, Survey | None]):
         return [found.get(key) for key in keys]
 
 
-async def surveys(info: Any) -> list[Survey]:
+async def surveys(info: Info) -> list[Survey]:
     """I3: surveys sent to the caller."""
     viewer = require_viewer(info)
     return await read(info, lambda s: surveys_service.surveys_for(s, viewer.user_id, now=info.context.now))
 
 
-async def surveys_by_ids(info: Any, ids: list[int]) -> list[Survey | None]:
+async def surveys_by_ids(info: Info, ids: list[int]) -> list[Survey | None]:
     """Surveys by id, as the caller may see them."""
-    return await info.context.loader(VisibleSurveyById).load_many(ids)  # type: ignore[no-any-return]
+    return await info.context.loader(VisibleSurveyById).load_many(ids)
 
 
-async def questions(info: Any, survey_id: int) -> list[SurveyQuestion]:
+async def questions(info: Info, survey_id: int) -> list[SurveyQuestion]:
     """A survey's questions (batched)."""
-    return await info.context.loader(SurveyQuestionsBySurveyId).load(survey_id)  # type: ignore[no-any-return]
+    return await info.context.loader(SurveyQuestionsBySurveyId).load(survey_id)
 
 
-async def options(info: Any, question_id: int) -> list[SurveyOption]:
+async def options(info: Info, question_id: int) -> list[SurveyOption]:
     """A question's options (batched)."""
-    return await info.context.loader(SurveyOptionsByQuestionId).load(question_id)  # type: ignore[no-any-return]
+    return await info.context.loader(SurveyOptionsByQuestionId).load(question_id)
 
 
 async def answer_survey(
-    info: Any, survey_id: int, answers: list[surveys_service.Answer]
+    info: Info, survey_id: int, answers: list[surveys_service.Answer]
 ) -> tuple[Any, list[DomainError]]:
     """I3: the caller answers a survey once."""
     viewer = require_viewer(info)
@@ -92,18 +93,18 @@ async def answer_survey(
     return (await surveys_by_ids(info, [survey_id]))[0], []
 
 
-async def create_survey(info: Any, form: surveys_service.SurveyForm) -> tuple[Any, list[DomainError]]:
+async def create_survey(info: Info, form: surveys_service.SurveyForm) -> tuple[Any, list[DomainError]]:
     """ADMIN."""
     require_admin(info)
     return await write(info, lambda s: surveys_service.create_survey(s, form, now=info.context.now))
 
 
-async def end_survey(info: Any, survey_id: int) -> tuple[Any, list[DomainError]]:
+async def end_survey(info: Info, survey_id: int) -> tuple[Any, list[DomainError]]:
     """ADMIN."""
     require_admin(info)
     return await write(info, lambda s: surveys_service.end_survey(s, survey_id, now=info.context.now))
 
 
-async def my_response(info: Any, survey_id: int) -> SurveyResponse | None:
+async def my_response(info: Info, survey_id: int) -> SurveyResponse | None:
     """The caller's response to a survey (batched)."""
-    return await info.context.loader(ViewerResponseBySurveyId).load(survey_id)  # type: ignore[no-any-return]
+    return await info.context.loader(ViewerResponseBySurveyId).load(survey_id)

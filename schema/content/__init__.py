@@ -3,11 +3,11 @@
 Shop, FAQ, surveys, promotions, and contacts with offices, appointments and callbacks.
 """
 
-from schema.content.faq import FaqMutations, FaqQueries
-from schema.content.offices import OfficesMutations, OfficesQueries
-from schema.content.promotions import PromotionsMutations, PromotionsQueries
-from schema.content.shop import ShopMutations, ShopQueries
-from schema.content.surveys import SurveysMutations, SurveysQueries
+from schema.content.faq import FaqInputError, FaqMutations, FaqQueries
+from schema.content.offices import OfficeInputError, OfficesMutations, OfficesQueries
+from schema.content.promotions import PromotionInputError, PromotionsMutations, PromotionsQueries
+from schema.content.shop import ShopInputError, ShopMutations, ShopQueries
+from schema.content.surveys import SurveyInputError, SurveysMutations, SurveysQueries
 
 QUERIES: tuple[type, ...] = (ShopQueries, FaqQueries, SurveysQueries, PromotionsQueries, OfficesQueries)
 """Each section's query class (their fields join the root Query)."""
@@ -20,3 +20,12 @@ MUTATIONS: tuple[type, ...] = (
     OfficesMutations,
 )
 """Each section's mutation class (their fields join the root Mutation)."""
+
+ERROR_TYPES: tuple[type, ...] = (
+    ShopInputError,
+    FaqInputError,
+    SurveyInputError,
+    PromotionInputError,
+    OfficeInputError,
+)
+"""Each section's default user-error type (``schema.schema.ERROR_TYPES`` lists them)."""

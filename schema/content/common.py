@@ -9,6 +9,7 @@ import strawberry
 from strawberry import relay
 
 from resolvers.billing import download_url
+from resolvers.context import Info
 from schema.node import canonical, parse_global_id
 from services import storage
 
@@ -27,7 +28,7 @@ def encode_id(type_name: str, value: int | None) -> strawberry.ID | None:
     return None if value is None else strawberry.ID(str(relay.GlobalID(type_name, str(value))))
 
 
-def file_url(info: strawberry.Info, file_id: int | None) -> str | None:
+def file_url(info: Info, file_id: int | None) -> str | None:
     return None if file_id is None else download_url(info, storage.file_target(file_id)).url
 
 

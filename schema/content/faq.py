@@ -11,11 +11,49 @@ from strawberry import relay
 
 from models import content as models
 from resolvers.content import faq as faq_resolvers
+from resolvers.context import Info
 from schema import rules
 from schema.content.common import decode_id, decode_optional_id, int_ids
-from schema.errors import UserError, user_errors
+from schema.errors import error_code_enum, error_domain
 from schema.node import as_node, backed_by
 from services.content import faq as faq_service
+
+FaqErrorCode = error_code_enum(
+    "FaqErrorCode",
+    "Why a FAQ mutation (I3) failed: the `code` of `FaqError`.",
+    "services.content.common",
+)
+
+
+@strawberry.interface(
+    description=(
+        "A problem with a FAQ mutation (I3), "
+        "reported in its payload's `userErrors`. "
+        "`code` (`FaqErrorCode`) is stable for programs, `message` is the text to show the user "
+        "(Russian), `field` is the path of the input it concerns."
+    )
+)
+class FaqError:
+    """Common shape of this domain's user errors; specific ones implement it and carry more data."""
+
+    code: str = strawberry.field(
+        graphql_type=FaqErrorCode,
+        description="Stable machine-readable code, one of `FaqErrorCode`.",
+    )
+    message: str = strawberry.field(description="Human-readable text to show the user, in Russian.")
+    field: list[str] | None = strawberry.field(
+        description='Path of the input field at fault, e.g. `["input", "phone"]`; null for the whole input.'
+    )
+
+
+@strawberry.type(description="A `FaqError` with no data beyond code, message and field.")
+class FaqInputError(FaqError):
+    """The default implementation of :class:`FaqError`."""
+
+
+FAQ_ERRORS = error_domain(FaqError, FaqErrorCode, FaqInputError)
+user_error = FAQ_ERRORS.one
+user_errors = FAQ_ERRORS.many
 
 
 @strawberry.type(description="A frequently asked question and its answer (I2).")
@@ -32,7 +70,7 @@ class FaqEntry(relay.Node):
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[FaqEntry | None]:
         """The FAQ is public."""
         return as_node(cls, await faq_resolvers.faq_entries_by_ids(info, int_ids(node_ids)))
@@ -54,7 +92,7 @@ class SaveFaqEntryPayload:
     """The entry."""
 
     entry: FaqEntry | None = strawberry.field(description="The saved entry.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing was saved, if so.")
+    user_errors: list[FaqError] = strawberry.field(description="Why nothing was saved, if so.")
 
 
 @strawberry.input(description="ADMIN: remove a FAQ entry.")
@@ -69,7 +107,7 @@ class DeleteFaqEntryPayload:
     """Whether it was deleted."""
 
     deleted: bool = strawberry.field(description="True when the entry is gone.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing was deleted, if so.")
+    user_errors: list[FaqError] = strawberry.field(description="Why nothing was deleted, if so.")
 
 
 @strawberry.type
@@ -84,14 +122,14 @@ class FaqQueries:
     )
     async def faq_entries(
         self,
-        info: strawberry.Info,
+        info: Info,
         search: Annotated[str | None, strawberry.argument(description="Words to look for.")] = None,
         category: Annotated[str | None, strawberry.argument(description="Only this category.")] = None,
     ) -> list[FaqEntry]:
         return await faq_resolvers.faq_entries(info, search, category)  # type: ignore[return-value]
 
     @strawberry.field(description="I2: FAQ categories, in display order (public).")
-    async def faq_categories(self, info: strawberry.Info) -> list[str]:
+    async def faq_categories(self, info: Info) -> list[str]:
         return await faq_resolvers.faq_categories(info)
 
 
@@ -102,7 +140,7 @@ class FaqMutations:
     @strawberry.mutation(description="ADMIN: create or change a FAQ entry.")
     async def save_faq_entry(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             SaveFaqEntryInput,
             strawberry.argument(
@@ -118,12 +156,12 @@ class FaqMutations:
             position=input.position,
         )
         result, errors = await faq_resolvers.save_faq_entry(info, form)
-        return SaveFaqEntryPayload(entry=result, user_errors=user_errors(errors))  # type: ignore[arg-type]
+        return SaveFaqEntryPayload(entry=result, user_errors=user_errors(errors))
 
     @strawberry.mutation(description="ADMIN: remove a FAQ entry.")
     async def delete_faq_entry(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             DeleteFaqEntryInput, strawberry.argument(description="ADMIN: the FAQ entry to delete.")
         ],

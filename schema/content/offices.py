@@ -15,12 +15,55 @@ from strawberry import relay
 from models import content as models
 from resolvers import branches as branch_resolvers
 from resolvers.content import offices as offices_resolvers
+from resolvers.context import Info
 from schema import rules
 from schema.branches import Branch
 from schema.content.common import decode_id, decode_optional_id, encode_id, int_ids
-from schema.errors import UserError, user_errors
+from schema.errors import error_code_enum, error_domain
 from schema.node import as_node, backed_by
 from services.content import offices as offices_service
+
+OfficeErrorCode = error_code_enum(
+    "OfficeErrorCode",
+    "Why an office, appointment or callback mutation (I1) failed: the `code` of `OfficeError`.",
+    "services.content.offices",
+    "services.content.common",
+    "services.accounts",
+    "services.codes",
+    "services.identity.errors",
+    "services.notifications",
+)
+
+
+@strawberry.interface(
+    description=(
+        "A problem with an office, appointment or callback mutation (I1), "
+        "reported in its payload's `userErrors`. "
+        "`code` (`OfficeErrorCode`) is stable for programs, `message` is the text to show the user "
+        "(Russian), `field` is the path of the input it concerns."
+    )
+)
+class OfficeError:
+    """Common shape of this domain's user errors; specific ones implement it and carry more data."""
+
+    code: str = strawberry.field(
+        graphql_type=OfficeErrorCode,
+        description="Stable machine-readable code, one of `OfficeErrorCode`.",
+    )
+    message: str = strawberry.field(description="Human-readable text to show the user, in Russian.")
+    field: list[str] | None = strawberry.field(
+        description='Path of the input field at fault, e.g. `["input", "phone"]`; null for the whole input.'
+    )
+
+
+@strawberry.type(description="An `OfficeError` with no data beyond code, message and field.")
+class OfficeInputError(OfficeError):
+    """The default implementation of :class:`OfficeError`."""
+
+
+OFFICE_ERRORS = error_domain(OfficeError, OfficeErrorCode, OfficeInputError)
+user_error = OFFICE_ERRORS.one
+user_errors = OFFICE_ERRORS.many
 
 
 @strawberry.enum(description="Day of the week.")
@@ -90,12 +133,12 @@ class Office(relay.Node):
         ]
 
     @strawberry.field(description="The branch the office belongs to.")
-    async def branch(self, info: strawberry.Info, root: strawberry.Parent[models.Office]) -> Branch:
+    async def branch(self, info: Info, root: strawberry.Parent[models.Office]) -> Branch:
         return (await branch_resolvers.branches_by_ids(info, [root.branch_id]))[0]  # type: ignore[return-value]
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Office | None]:
         """Offices are public."""
         return as_node(cls, await offices_resolvers.offices_by_ids(info, int_ids(node_ids)))
@@ -112,16 +155,16 @@ class OfficeSlot(relay.Node):
     ends_at: dt.datetime = strawberry.field(description="End of the appointment.")
 
     @strawberry.field(description="Whether it can still be booked (nobody holds it).")
-    async def available(self, info: strawberry.Info, root: strawberry.Parent[models.OfficeSlot]) -> bool:
+    async def available(self, info: Info, root: strawberry.Parent[models.OfficeSlot]) -> bool:
         return not await offices_resolvers.slot_booked(info, root.id)
 
     @strawberry.field(description="The office.")
-    async def office(self, info: strawberry.Info, root: strawberry.Parent[models.OfficeSlot]) -> Office:
+    async def office(self, info: Info, root: strawberry.Parent[models.OfficeSlot]) -> Office:
         return await offices_resolvers.office(info, root.office_id)  # type: ignore[return-value]
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[OfficeSlot | None]:
         """Slots are public (who booked one is not)."""
         return as_node(cls, await offices_resolvers.slots_by_ids(info, int_ids(node_ids)))
@@ -155,12 +198,12 @@ class Appointment(relay.Node):
         return encode_id("Account", root.account_id)
 
     @strawberry.field(description="The booked slot (time and office).")
-    async def slot(self, info: strawberry.Info, root: strawberry.Parent[models.Appointment]) -> OfficeSlot:
+    async def slot(self, info: Info, root: strawberry.Parent[models.Appointment]) -> OfficeSlot:
         return await offices_resolvers.slot(info, root.slot_id)  # type: ignore[return-value]
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Appointment | None]:
         """Only the owner sees an appointment."""
         return as_node(cls, await offices_resolvers.appointments_by_ids(info, int_ids(node_ids)))
@@ -194,7 +237,7 @@ class CallbackRequest(relay.Node):
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[CallbackRequest | None]:
         """Only the owner sees a callback request."""
         return as_node(cls, await offices_resolvers.callbacks_by_ids(info, int_ids(node_ids)))
@@ -242,7 +285,7 @@ class SaveOfficePayload:
     """The office."""
 
     office: Office | None = strawberry.field(description="The saved office.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing was saved, if so.")
+    user_errors: list[OfficeError] = strawberry.field(description="Why nothing was saved, if so.")
 
 
 @strawberry.input(description="A slot to open.")
@@ -266,7 +309,7 @@ class AddOfficeSlotsPayload:
     """The slots."""
 
     slots: list[OfficeSlot] = strawberry.field(description="The slots at the given start times.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing was added, if so.")
+    user_errors: list[OfficeError] = strawberry.field(description="Why nothing was added, if so.")
 
 
 @strawberry.input(description="I5: book an office slot.")
@@ -285,7 +328,7 @@ class AppointmentPayload:
     """The appointment."""
 
     appointment: Appointment | None = strawberry.field(description="The appointment.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing changed, e.g. SLOT_TAKEN.")
+    user_errors: list[OfficeError] = strawberry.field(description="Why nothing changed, e.g. SLOT_TAKEN.")
 
 
 @strawberry.input(description="I5: cancel one's appointment (the slot becomes free).")
@@ -310,7 +353,7 @@ class RequestCallbackPayload:
     """The request."""
 
     callback_request: CallbackRequest | None = strawberry.field(description="The stored request.")
-    user_errors: list[UserError] = strawberry.field(description="Why it was refused, if so.")
+    user_errors: list[OfficeError] = strawberry.field(description="Why it was refused, if so.")
 
 
 def _opening_hours(days: list[OpeningDayInput] | None) -> dict[str, list[list[str]]] | None:
@@ -340,7 +383,7 @@ class OfficesQueries:
     @strawberry.field(description="I5: customer service offices for the map and the list (public).")
     async def offices(
         self,
-        info: strawberry.Info,
+        info: Info,
         branch_id: Annotated[
             strawberry.ID | None, strawberry.argument(description="Only this Branch.")
         ] = None,
@@ -352,7 +395,7 @@ class OfficesQueries:
     )
     async def office_slots(
         self,
-        info: strawberry.Info,
+        info: Info,
         office_id: Annotated[strawberry.ID, strawberry.argument(description="Global ID of the Office.")],
         from_: Annotated[
             dt.datetime | None,
@@ -365,11 +408,11 @@ class OfficesQueries:
         return await offices_resolvers.office_slots(info, decode_id(office_id, "Office"), start, end)  # type: ignore[return-value]
 
     @strawberry.field(description="I5: the caller's appointments, latest first.")
-    async def my_appointments(self, info: strawberry.Info) -> list[Appointment]:
+    async def my_appointments(self, info: Info) -> list[Appointment]:
         return await offices_resolvers.my_appointments(info)  # type: ignore[return-value]
 
     @strawberry.field(description="I5: the caller's callback requests, newest first.")
-    async def my_callback_requests(self, info: strawberry.Info) -> list[CallbackRequest]:
+    async def my_callback_requests(self, info: Info) -> list[CallbackRequest]:
         return await offices_resolvers.my_callbacks(info)  # type: ignore[return-value]
 
 
@@ -380,7 +423,7 @@ class OfficesMutations:
     @strawberry.mutation(description="ADMIN: create or change an office.")
     async def save_office(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             SaveOfficeInput,
             strawberry.argument(
@@ -401,12 +444,12 @@ class OfficesMutations:
             active=input.active,
         )
         result, errors = await offices_resolvers.save_office(info, form)
-        return SaveOfficePayload(office=result, user_errors=user_errors(errors))  # type: ignore[arg-type]
+        return SaveOfficePayload(office=result, user_errors=user_errors(errors))
 
     @strawberry.mutation(description="ADMIN: open bookable slots of an office.")
     async def add_office_slots(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             AddOfficeSlotsInput,
             strawberry.argument(description="ADMIN: the office and the appointment slots to open in it."),
@@ -421,7 +464,7 @@ class OfficesMutations:
     @strawberry.mutation(description="I5: book a free office slot; a slot taken meanwhile gives SLOT_TAKEN.")
     async def book_appointment(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             BookAppointmentInput,
             strawberry.argument(description="The slot to book, the topic and optionally the account (I5)."),
@@ -438,7 +481,7 @@ class OfficesMutations:
     @strawberry.mutation(description="I5: cancel one's appointment; the slot is free again at once.")
     async def cancel_appointment(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             CancelAppointmentInput, strawberry.argument(description="The appointment to cancel.")
         ],
@@ -451,7 +494,7 @@ class OfficesMutations:
     @strawberry.mutation(description="I5: ask the contact centre to call back at a preferred time.")
     async def request_callback(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             RequestCallbackInput,
             strawberry.argument(

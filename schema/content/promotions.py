@@ -13,12 +13,51 @@ from strawberry import relay
 from models import content as models
 from resolvers import branches as branch_resolvers
 from resolvers.content import promotions as promotions_resolvers
+from resolvers.context import Info
 from schema import rules
 from schema.branches import Branch
 from schema.content.common import decode_optional_id, file_url, int_ids
-from schema.errors import UserError, user_errors
+from schema.errors import error_code_enum, error_domain
 from schema.node import as_node, backed_by
 from services.content import promotions as promotions_service
+
+PromotionErrorCode = error_code_enum(
+    "PromotionErrorCode",
+    "Why a promotion mutation (I5) failed: the `code` of `PromotionError`.",
+    "services.content.common",
+    "services.notifications",
+)
+
+
+@strawberry.interface(
+    description=(
+        "A problem with a promotion mutation (I5), "
+        "reported in its payload's `userErrors`. "
+        "`code` (`PromotionErrorCode`) is stable for programs, `message` is the text to show the user "
+        "(Russian), `field` is the path of the input it concerns."
+    )
+)
+class PromotionError:
+    """Common shape of this domain's user errors; specific ones implement it and carry more data."""
+
+    code: str = strawberry.field(
+        graphql_type=PromotionErrorCode,
+        description="Stable machine-readable code, one of `PromotionErrorCode`.",
+    )
+    message: str = strawberry.field(description="Human-readable text to show the user, in Russian.")
+    field: list[str] | None = strawberry.field(
+        description='Path of the input field at fault, e.g. `["input", "phone"]`; null for the whole input.'
+    )
+
+
+@strawberry.type(description="A `PromotionError` with no data beyond code, message and field.")
+class PromotionInputError(PromotionError):
+    """The default implementation of :class:`PromotionError`."""
+
+
+PROMOTION_ERRORS = error_domain(PromotionError, PromotionErrorCode, PromotionInputError)
+user_error = PROMOTION_ERRORS.one
+user_errors = PROMOTION_ERRORS.many
 
 
 @strawberry.type(description="A promotion (акция) with a validity period (I4).")
@@ -35,18 +74,18 @@ class Promotion(relay.Node):
     ends_on: dt.date | None = strawberry.field(description="Last day it is valid (inclusive); null: no end.")
 
     @strawberry.field(description="The branch it is limited to; null: everywhere.")
-    async def branch(self, info: strawberry.Info, root: strawberry.Parent[models.Promotion]) -> Branch | None:
+    async def branch(self, info: Info, root: strawberry.Parent[models.Promotion]) -> Branch | None:
         if root.branch_id is None:
             return None
         return (await branch_resolvers.branches_by_ids(info, [root.branch_id]))[0]  # type: ignore[return-value]
 
     @strawberry.field(description="A short-lived signed URL of its picture; null when it has none.")
-    def image_url(self, info: strawberry.Info, root: strawberry.Parent[models.Promotion]) -> str | None:
+    def image_url(self, info: Info, root: strawberry.Parent[models.Promotion]) -> str | None:
         return file_url(info, root.image_file_id)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Promotion | None]:
         """Promotions are public."""
         return as_node(cls, await promotions_resolvers.promotions_by_ids(info, int_ids(node_ids)))
@@ -84,7 +123,7 @@ class SavePromotionPayload:
     """The promotion."""
 
     promotion: Promotion | None = strawberry.field(description="The saved promotion.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing was saved, if so.")
+    user_errors: list[PromotionError] = strawberry.field(description="Why nothing was saved, if so.")
 
 
 @strawberry.type
@@ -97,11 +136,11 @@ class PromotionsQueries:
             "whether the section is active (public)."
         )
     )
-    async def promotion_section(self, info: strawberry.Info) -> PromotionSection:
+    async def promotion_section(self, info: Info) -> PromotionSection:
         return PromotionSection(promotions=await promotions_resolvers.current_promotions(info))  # type: ignore[arg-type]
 
     @strawberry.field(description="ADMIN: every promotion, past and future included.")
-    async def all_promotions(self, info: strawberry.Info) -> list[Promotion]:
+    async def all_promotions(self, info: Info) -> list[Promotion]:
         return await promotions_resolvers.all_promotions(info)  # type: ignore[return-value]
 
 
@@ -112,7 +151,7 @@ class PromotionsMutations:
     @strawberry.mutation(description="ADMIN: create or change a promotion (a new current one is announced).")
     async def save_promotion(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             SavePromotionInput,
             strawberry.argument(
@@ -131,4 +170,4 @@ class PromotionsMutations:
             image_file_id=input.image_file_id,
         )
         result, errors = await promotions_resolvers.save_promotion(info, form)
-        return SavePromotionPayload(promotion=result, user_errors=user_errors(errors))  # type: ignore[arg-type]
+        return SavePromotionPayload(promotion=result, user_errors=user_errors(errors))

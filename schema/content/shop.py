@@ -12,11 +12,54 @@ from strawberry import relay
 
 from models import content as models
 from resolvers.content import shop as shop_resolvers
+from resolvers.context import Info
 from schema import rules
 from schema.content.common import decode_id, decode_optional_id, file_url, int_ids, payload_id
-from schema.errors import UserError, user_errors
+from schema.errors import error_code_enum, error_domain
 from schema.node import as_node, backed_by
 from services.content import shop as shop_service
+
+ShopErrorCode = error_code_enum(
+    "ShopErrorCode",
+    "Why a shop mutation (I2) failed: the `code` of `ShopError`.",
+    "services.content.shop",
+    "services.content.common",
+    "services.accounts",
+    "services.codes",
+    "services.identity.errors",
+    "services.notifications",
+)
+
+
+@strawberry.interface(
+    description=(
+        "A problem with a shop mutation (I2), "
+        "reported in its payload's `userErrors`. "
+        "`code` (`ShopErrorCode`) is stable for programs, `message` is the text to show the user "
+        "(Russian), `field` is the path of the input it concerns."
+    )
+)
+class ShopError:
+    """Common shape of this domain's user errors; specific ones implement it and carry more data."""
+
+    code: str = strawberry.field(
+        graphql_type=ShopErrorCode,
+        description="Stable machine-readable code, one of `ShopErrorCode`.",
+    )
+    message: str = strawberry.field(description="Human-readable text to show the user, in Russian.")
+    field: list[str] | None = strawberry.field(
+        description='Path of the input field at fault, e.g. `["input", "phone"]`; null for the whole input.'
+    )
+
+
+@strawberry.type(description="A `ShopError` with no data beyond code, message and field.")
+class ShopInputError(ShopError):
+    """The default implementation of :class:`ShopError`."""
+
+
+SHOP_ERRORS = error_domain(ShopError, ShopErrorCode, ShopInputError)
+user_error = SHOP_ERRORS.one
+user_errors = SHOP_ERRORS.many
 
 
 @strawberry.type(description="A category of the online shop (I1), e.g. «Приборы учёта».")
@@ -31,13 +74,13 @@ class ShopCategory(relay.Node):
 
     @strawberry.field(description="Goods and services on sale in this category, in display order.")
     async def items(
-        self, info: strawberry.Info, root: strawberry.Parent[models.ShopCategory]
+        self, info: Info, root: strawberry.Parent[models.ShopCategory]
     ) -> list[ShopItem]:
         return await shop_resolvers.items_of_category(info, root.id)  # type: ignore[return-value]
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[ShopCategory | None]:
         """Categories are public."""
         return as_node(cls, await shop_resolvers.shop_categories_by_ids(info, int_ids(node_ids)))
@@ -60,16 +103,16 @@ class ShopItem(relay.Node):
     position: int = strawberry.field(description="Display order inside its category (ascending).")
 
     @strawberry.field(description="The category it belongs to.")
-    async def category(self, info: strawberry.Info, root: strawberry.Parent[models.ShopItem]) -> ShopCategory:
+    async def category(self, info: Info, root: strawberry.Parent[models.ShopItem]) -> ShopCategory:
         return await shop_resolvers.category(info, root.category_id)  # type: ignore[return-value]
 
     @strawberry.field(description="A short-lived signed URL of the item's picture; null when it has none.")
-    def image_url(self, info: strawberry.Info, root: strawberry.Parent[models.ShopItem]) -> str | None:
+    def image_url(self, info: Info, root: strawberry.Parent[models.ShopItem]) -> str | None:
         return file_url(info, root.image_file_id)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[ShopItem | None]:
         """Items on sale are public; the ADMIN also sees the ones taken off sale."""
         return as_node(cls, await shop_resolvers.shop_items_by_ids(info, int_ids(node_ids)))
@@ -97,7 +140,7 @@ class OrderShopItemPayload:
     application_id: strawberry.ID | None = strawberry.field(
         description="Global ID of the application (kind FREE_FORM) the operators will process."
     )
-    user_errors: list[UserError] = strawberry.field(description="Why nothing was ordered, if so.")
+    user_errors: list[ShopError] = strawberry.field(description="Why nothing was ordered, if so.")
 
 
 @strawberry.input(description="ADMIN: create (no id) or change a shop category.")
@@ -114,7 +157,7 @@ class SaveShopCategoryPayload:
     """The category."""
 
     category: ShopCategory | None = strawberry.field(description="The saved category.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing was saved, if so.")
+    user_errors: list[ShopError] = strawberry.field(description="Why nothing was saved, if so.")
 
 
 @strawberry.input(description="ADMIN: create (no id) or change a shop item.")
@@ -141,7 +184,7 @@ class SaveShopItemPayload:
     """The item."""
 
     item: ShopItem | None = strawberry.field(description="The saved item.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing was saved, if so.")
+    user_errors: list[ShopError] = strawberry.field(description="Why nothing was saved, if so.")
 
 
 @strawberry.type
@@ -149,13 +192,13 @@ class ShopQueries:
     """Queries of I1 (shop); merged into Query."""
 
     @strawberry.field(description="I1: shop categories, each with its goods and services on sale (public).")
-    async def shop_categories(self, info: strawberry.Info) -> list[ShopCategory]:
+    async def shop_categories(self, info: Info) -> list[ShopCategory]:
         return await shop_resolvers.shop_categories(info)  # type: ignore[return-value]
 
     @strawberry.field(description="I1: goods and services on sale, optionally of one category (public).")
     async def shop_items(
         self,
-        info: strawberry.Info,
+        info: Info,
         category_id: Annotated[
             strawberry.ID | None, strawberry.argument(description="Only this ShopCategory.")
         ] = None,
@@ -175,7 +218,7 @@ class ShopMutations:
     @strawberry.mutation(description="I1: order goods or a service; operators get it as an application.")
     async def order_shop_item(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             OrderShopItemInput,
             strawberry.argument(
@@ -198,7 +241,7 @@ class ShopMutations:
     @strawberry.mutation(description="ADMIN: create or change a shop category.")
     async def save_shop_category(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             SaveShopCategoryInput,
             strawberry.argument(description="ADMIN: the category to create (no id) or rename (with its id)."),
@@ -208,12 +251,12 @@ class ShopMutations:
             id=decode_optional_id(input.id, "ShopCategory"), name=input.name, position=input.position
         )
         result, errors = await shop_resolvers.save_shop_category(info, form)
-        return SaveShopCategoryPayload(category=result, user_errors=user_errors(errors))  # type: ignore[arg-type]
+        return SaveShopCategoryPayload(category=result, user_errors=user_errors(errors))
 
     @strawberry.mutation(description="ADMIN: create or change a shop item (active=false takes it off sale).")
     async def save_shop_item(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             SaveShopItemInput,
             strawberry.argument(description="ADMIN: the item to create (no id) or change (with its id)."),
@@ -231,4 +274,4 @@ class ShopMutations:
             position=input.position,
         )
         result, errors = await shop_resolvers.save_shop_item(info, form)
-        return SaveShopItemPayload(item=result, user_errors=user_errors(errors))  # type: ignore[arg-type]
+        return SaveShopItemPayload(item=result, user_errors=user_errors(errors))

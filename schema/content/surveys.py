@@ -13,11 +13,51 @@ from strawberry import relay
 
 from models import content as models
 from resolvers.content import surveys as surveys_resolvers
+from resolvers.context import Info
 from schema import rules
 from schema.content.common import decode_id, int_ids
-from schema.errors import UserError, user_errors
+from schema.errors import error_code_enum, error_domain
 from schema.node import as_node, backed_by
 from services.content import surveys as surveys_service
+
+SurveyErrorCode = error_code_enum(
+    "SurveyErrorCode",
+    "Why a survey mutation (I4) failed: the `code` of `SurveyError`.",
+    "services.content.surveys",
+    "services.content.common",
+    "services.notifications",
+)
+
+
+@strawberry.interface(
+    description=(
+        "A problem with a survey mutation (I4), "
+        "reported in its payload's `userErrors`. "
+        "`code` (`SurveyErrorCode`) is stable for programs, `message` is the text to show the user "
+        "(Russian), `field` is the path of the input it concerns."
+    )
+)
+class SurveyError:
+    """Common shape of this domain's user errors; specific ones implement it and carry more data."""
+
+    code: str = strawberry.field(
+        graphql_type=SurveyErrorCode,
+        description="Stable machine-readable code, one of `SurveyErrorCode`.",
+    )
+    message: str = strawberry.field(description="Human-readable text to show the user, in Russian.")
+    field: list[str] | None = strawberry.field(
+        description='Path of the input field at fault, e.g. `["input", "phone"]`; null for the whole input.'
+    )
+
+
+@strawberry.type(description="A `SurveyError` with no data beyond code, message and field.")
+class SurveyInputError(SurveyError):
+    """The default implementation of :class:`SurveyError`."""
+
+
+SURVEY_ERRORS = error_domain(SurveyError, SurveyErrorCode, SurveyInputError)
+user_error = SURVEY_ERRORS.one
+user_errors = SURVEY_ERRORS.many
 
 
 @strawberry.enum(description="How a survey question is answered.")
@@ -40,7 +80,7 @@ class SurveyOption(relay.Node):
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[SurveyOption | None]:
         """Options are reached through their survey only."""
         return [None for _ in node_ids]
@@ -62,13 +102,13 @@ class SurveyQuestion(relay.Node):
 
     @strawberry.field(description="Options to choose from (empty for TEXT questions).")
     async def options(
-        self, info: strawberry.Info, root: strawberry.Parent[models.SurveyQuestion]
+        self, info: Info, root: strawberry.Parent[models.SurveyQuestion]
     ) -> list[SurveyOption]:
         return await surveys_resolvers.options(info, root.id)  # type: ignore[return-value]
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[SurveyQuestion | None]:
         """Questions are reached through their survey only."""
         return [None for _ in node_ids]
@@ -87,29 +127,29 @@ class Survey(relay.Node):
     ends_at: dt.datetime | None = strawberry.field(description="When it closes; null: open until ended.")
 
     @strawberry.field(description="Whether answers are accepted now.")
-    def open(self, info: strawberry.Info, root: strawberry.Parent[models.Survey]) -> bool:
+    def open(self, info: Info, root: strawberry.Parent[models.Survey]) -> bool:
         return surveys_service.is_open(root, info.context.now)
 
     @strawberry.field(description="Whether the caller has answered it.")
-    async def answered(self, info: strawberry.Info, root: strawberry.Parent[models.Survey]) -> bool:
+    async def answered(self, info: Info, root: strawberry.Parent[models.Survey]) -> bool:
         return await surveys_resolvers.my_response(info, root.id) is not None
 
     @strawberry.field(description="When the caller answered it; null if not yet.")
     async def answered_at(
-        self, info: strawberry.Info, root: strawberry.Parent[models.Survey]
+        self, info: Info, root: strawberry.Parent[models.Survey]
     ) -> dt.datetime | None:
         response = await surveys_resolvers.my_response(info, root.id)
         return response.submitted_at if response else None
 
     @strawberry.field(description="Its questions, in order.")
     async def questions(
-        self, info: strawberry.Info, root: strawberry.Parent[models.Survey]
+        self, info: Info, root: strawberry.Parent[models.Survey]
     ) -> list[SurveyQuestion]:
         return await surveys_resolvers.questions(info, root.id)  # type: ignore[return-value]
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Survey | None]:
         """A customer sees the surveys sent to them; staff see all."""
         return as_node(cls, await surveys_resolvers.surveys_by_ids(info, int_ids(node_ids)))
@@ -151,7 +191,7 @@ class AnswerSurveyPayload:
     """The survey, now answered."""
 
     survey: Survey | None = strawberry.field(description="The survey (`answered` is true).")
-    user_errors: list[UserError] = strawberry.field(description="Why the answers were refused, if so.")
+    user_errors: list[SurveyError] = strawberry.field(description="Why the answers were refused, if so.")
 
 
 @strawberry.input(description="ADMIN: one question of a new survey.")
@@ -186,7 +226,7 @@ class CreateSurveyPayload:
     """The survey."""
 
     survey: Survey | None = strawberry.field(description="The new survey.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing was created, if so.")
+    user_errors: list[SurveyError] = strawberry.field(description="Why nothing was created, if so.")
 
 
 @strawberry.input(description="ADMIN: stop accepting answers to a survey now.")
@@ -201,7 +241,7 @@ class EndSurveyPayload:
     """The survey."""
 
     survey: Survey | None = strawberry.field(description="The survey, now closed.")
-    user_errors: list[UserError] = strawberry.field(description="Why nothing changed, if so.")
+    user_errors: list[SurveyError] = strawberry.field(description="Why nothing changed, if so.")
 
 
 @strawberry.type
@@ -209,7 +249,7 @@ class SurveysQueries:
     """Queries of I3 (surveys); merged into Query."""
 
     @strawberry.field(description="I3: the surveys sent to the caller and whether the section is active.")
-    async def survey_section(self, info: strawberry.Info) -> SurveySection:
+    async def survey_section(self, info: Info) -> SurveySection:
         return SurveySection(surveys=await surveys_resolvers.surveys(info))  # type: ignore[arg-type]
 
 
@@ -220,7 +260,7 @@ class SurveysMutations:
     @strawberry.mutation(description="I3: answer a survey sent to the caller; a second answer is refused.")
     async def answer_survey(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             AnswerSurveyInput,
             strawberry.argument(description="The survey and the answers to its questions (I3)."),
@@ -242,7 +282,7 @@ class SurveysMutations:
     @strawberry.mutation(description="ADMIN: create a survey for everybody or for chosen users.")
     async def create_survey(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             CreateSurveyInput,
             strawberry.argument(description="ADMIN: the survey's title, period, recipients and questions."),
@@ -255,7 +295,7 @@ class SurveysMutations:
             ends_at=input.ends_at,
             questions=[
                 surveys_service.QuestionForm(
-                    kind=models.QuestionKind(question.kind.value),
+                    kind=models.QuestionKind(question.kind.name),
                     text=question.text,
                     required=question.required,
                     options=list(question.options),
@@ -269,15 +309,15 @@ class SurveysMutations:
             ),
         )
         result, errors = await surveys_resolvers.create_survey(info, form)
-        return CreateSurveyPayload(survey=result, user_errors=user_errors(errors))  # type: ignore[arg-type]
+        return CreateSurveyPayload(survey=result, user_errors=user_errors(errors))
 
     @strawberry.mutation(description="ADMIN: close a survey now.")
     async def end_survey(
         self,
-        info: strawberry.Info,
+        info: Info,
         input: Annotated[
             EndSurveyInput, strawberry.argument(description="ADMIN: the survey to stop accepting answers.")
         ],
     ) -> EndSurveyPayload:
         result, errors = await surveys_resolvers.end_survey(info, decode_id(input.survey_id, "Survey"))
-        return EndSurveyPayload(survey=result, user_errors=user_errors(errors))  # type: ignore[arg-type]
+        return EndSurveyPayload(survey=result, user_errors=user_errors(errors))

@@ -142,8 +142,7 @@ async def answer_survey(
     session: AsyncSession, user_id: int, survey_id: int, answers: Sequence[Answer], *, now: dt.datetime
 ) -> SurveyResponse:
     """I3: store the caller's answers; each user answers a survey once (also under concurrent calls)."""
-    survey = (await visible_surveys(session, user_id, [survey_id], now=now, staff=False)) or [None]
-    found = survey[0]
+    found = next(iter(await visible_surveys(session, user_id, [survey_id], now=now, staff=False)), None)
     if found is None:
         raise SurveyNotFound(field=["input", "surveyId"])
     if not is_open(found, now):

@@ -24,6 +24,8 @@ DEVICE_CHALLENGE_TTL = dt.timedelta(minutes=2)
 
 
 class DeviceKeyInvalid(DomainError):
+    """The device key is unknown, revoked or malformed."""
+
     code = "DEVICE_KEY_INVALID"
     message = (
         "Ключ устройства не распознан. Войдите по паролю или коду и подключите вход по биометрии заново."
@@ -31,6 +33,8 @@ class DeviceKeyInvalid(DomainError):
 
 
 class DeviceSignatureInvalid(DomainError):
+    """The device's signature of the challenge does not verify."""
+
     code = "DEVICE_SIGNATURE_INVALID"
     message = "Не удалось подтвердить вход на устройстве. Повторите попытку."
 

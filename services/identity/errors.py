@@ -21,21 +21,29 @@ class InvalidInput(DomainError):
 
 
 class InvalidPhone(DomainError):
+    """The phone number is not a valid one."""
+
     code = "PHONE_INVALID"
     message = "Введите корректный номер телефона"
 
 
 class InvalidEmail(DomainError):
+    """The e-mail address is not a valid one."""
+
     code = "EMAIL_INVALID"
     message = "Введите корректный адрес электронной почты"
 
 
 class InvalidName(DomainError):
+    """A name part has characters other than Russian or Latin letters, hyphen and dash, or is too long."""
+
     code = "NAME_INVALID"
     message = "Допускаются только русские или латинские буквы, дефис «-» и тире «—», не более 50 символов"
 
 
 class WeakPassword(DomainError):
+    """The password is too weak (length and kinds of characters)."""
+
     code = "PASSWORD_WEAK"
     message = (
         "Пароль должен содержать не менее 6 символов: латинские заглавные и строчные буквы, цифры "
@@ -44,31 +52,43 @@ class WeakPassword(DomainError):
 
 
 class PasswordMismatch(DomainError):
+    """The password and its confirmation differ."""
+
     code = "PASSWORD_MISMATCH"
     message = "Пароли не совпадают"
 
 
 class ConsentRequired(DomainError):
+    """Consent to the processing of personal data (152-FZ) was not given."""
+
     code = "CONSENT_REQUIRED"
     message = "Необходимо дать согласие на обработку персональных данных"
 
 
 class PhoneTaken(DomainError):
+    """A cabinet is already registered with this phone."""
+
     code = "PHONE_TAKEN"
     message = "На указанный номер уже зарегистрирован личный кабинет. Внесите другой номер телефона."
 
 
 class EmailTaken(DomainError):
+    """A cabinet already uses this e-mail address."""
+
     code = "EMAIL_TAKEN"
     message = "Указанная электронная почта уже зарегистрирована в личном кабинете. Укажите другой адрес."
 
 
 class InvalidCredentials(DomainError):
+    """Wrong login or password."""
+
     code = "INVALID_CREDENTIALS"
     message = "Неверный логин или пароль"
 
 
 class EmailNotConfirmed(DomainError):
+    """The e-mail address is not confirmed, so it cannot be used to log in."""
+
     code = "EMAIL_NOT_CONFIRMED"
     message = (
         "Адрес электронной почты не подтвержден. Войдите по номеру телефона и подтвердите адрес в профиле."
@@ -76,6 +96,8 @@ class EmailNotConfirmed(DomainError):
 
 
 class UnknownPhone(DomainError):
+    """No cabinet is registered with this phone."""
+
     code = "PHONE_NOT_REGISTERED"
     message = (
         "Личный кабинет с указанным номером телефона не найден. Проверьте номер или зарегистрируйтесь. "
@@ -84,6 +106,8 @@ class UnknownPhone(DomainError):
 
 
 class UnknownEmail(DomainError):
+    """No cabinet has this confirmed e-mail address."""
+
     code = "EMAIL_NOT_REGISTERED"
     message = (
         "Личный кабинет с указанным подтвержденным адресом электронной почты не найден. "
@@ -92,20 +116,28 @@ class UnknownEmail(DomainError):
 
 
 class EmailAlreadyConfirmed(DomainError):
+    """The e-mail address is confirmed already."""
+
     code = "EMAIL_ALREADY_CONFIRMED"
     message = "Адрес электронной почты уже подтвержден"
 
 
 class NoEmail(DomainError):
+    """The profile has no e-mail address."""
+
     code = "EMAIL_MISSING"
     message = "Укажите адрес электронной почты в профиле"
 
 
 class WrongCurrentPassword(DomainError):
+    """The current password given is wrong."""
+
     code = "CURRENT_PASSWORD_INVALID"
     message = "Текущий пароль указан неверно"
 
 
 class SameValue(DomainError):
+    """The new value equals the current one."""
+
     code = "NOTHING_TO_CHANGE"
     message = "Новое значение совпадает с текущим"

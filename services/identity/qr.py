@@ -27,6 +27,8 @@ QR_PREFIX = "kabinet-qr:"
 
 
 class QrChallengeInvalid(DomainError):
+    """The QR login challenge is unknown, used or expired."""
+
     code = "QR_CHALLENGE_INVALID"
     message = "QR-код недействителен или устарел. Обновите QR-код и повторите попытку."
 

@@ -45,11 +45,15 @@ VK_START_LIMIT_PER_IP = (60, 600)
 
 
 class VkUnavailable(DomainError):
+    """Logging in with VK is not configured or VK does not answer."""
+
     code = "VK_UNAVAILABLE"
     message = "Вход через VK сейчас недоступен. Войдите по номеру телефона или электронной почте."
 
 
 class VkStateInvalid(DomainError):
+    """The VK login's state is unknown or expired."""
+
     code = "VK_STATE_INVALID"
     message = "Сеанс входа через VK устарел. Повторите попытку."
 
@@ -65,6 +69,8 @@ class VkLinkRequiresProof(DomainError):
 
 
 class VkPhoneMissing(DomainError):
+    """The VK profile has no phone number to register a cabinet with."""
+
     code = "VK_PHONE_MISSING"
     message = (
         "В профиле ВКонтакте отсутствуют данные о номере телефона. Укажите номер телефона в VK "
@@ -73,6 +79,8 @@ class VkPhoneMissing(DomainError):
 
 
 class VkAlreadyLinked(DomainError):
+    """This VK profile is connected to another cabinet."""
+
     code = "VK_ALREADY_LINKED"
     message = "Этот профиль VK уже подключен к другому личному кабинету."
 
@@ -210,7 +218,7 @@ async def _vk_profile(caller: Caller, vk: VkSettings, code: str, state: str, flo
     user = data.get("user", data) if isinstance(data, dict) else {}
     if not user.get("user_id") and not user.get("id"):
         raise VkUnavailable()
-    return user  # type: ignore[no-any-return]
+    return user
 
 
 async def complete_vk_login(
@@ -261,18 +269,18 @@ async def complete_vk_login(
             )
         return user
     if found is not None:
-        user = await session.get(User, found.user_id)
-        if user is not None and user.deleted_at is None:
+        known = await session.get(User, found.user_id)
+        if known is not None and known.deleted_at is None:
             found.profile = profile
             audit(
                 session,
                 caller,
                 "user.login",
-                actor_user_id=user.id,
-                user_id=user.id,
+                actor_user_id=known.id,
+                user_id=known.id,
                 changes={"method": "vk"},
             )
-            return user
+            return known
     raw_phone = str(profile.get("phone") or "").strip()
     if not raw_phone:
         raise VkPhoneMissing()

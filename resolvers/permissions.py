@@ -7,7 +7,7 @@ from typing import Any
 from graphql import GraphQLError
 from strawberry.types import Info
 
-from app.context import Context, Viewer
+from resolvers.context import Context, Viewer
 from services.roles import STAFF_ROLES  # the role matrix (issue 17)
 
 
