@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import clock
+from services.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
     from app.state import AppState
@@ -115,6 +116,40 @@ class Context:
         """Exclusive use of the current scope's session (see :class:`DbScope`)."""
         return self.scope.session()
 
+    @contextlib.asynccontextmanager
+    async def unit_of_work(
+        self, *, commit_on: tuple[type[BaseException], ...] = ()
+    ) -> AsyncIterator[UnitOfWork]:
+        """The one way a resolver writes: a unit of work on the current scope's session
+        (``services.unit_of_work``). The block commits when it ends normally and rolls back when it raises
+        — except for the exception types in ``commit_on``, which commit first (failed code attempts must
+        count) and then propagate. Holds the session: never call a loader inside the block."""
+        async with self.session() as session:
+            work = UnitOfWork(session, strict=self.state.db.strict)
+            work.attach()
+            try:
+                try:
+                    yield work
+                except commit_on:
+                    await _commit(work)
+                    raise
+                except BaseException:
+                    await work.rollback()
+                    raise
+                await _commit(work)
+            finally:
+                work.detach()
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """The current scope's session for a read that ends its transaction when done (a long-lived
+        subscription must not keep one open between events)."""
+        async with self.session() as session:
+            try:
+                yield session
+            finally:
+                await session.rollback()
+
     def loader(self, cls: type[L]) -> L:
         """The current scope's instance of a loader class."""
         return self.scope.loader(cls)
@@ -152,3 +187,12 @@ class Context:
         """Close every scope's session (end of the HTTP request or websocket connection)."""
         for scope in self._scopes:
             await scope.close()
+
+
+async def _commit(work: UnitOfWork) -> None:
+    """Commit; a COMMIT that fails (an undeclared write in strict mode, a conflict) rolls back."""
+    try:
+        await work.commit()
+    except BaseException:
+        await work.rollback()
+        raise

@@ -644,7 +644,9 @@ class KabinetGraphQL(GraphQL[Context, None]):
                 request_data.variables,
                 request_data.operation_name,
             )
-            version, data = await cache.lookup(viewer.user_id, cache_key)
+            version, data = await cache.lookup(
+                viewer.user_id, cache_key, cache.depends_on(request_data.query)
+            )
             if data is not None:
                 metrics.record_result(None)  # a cache hit: answered without errors
                 return ExecutionResult(data=data, errors=None)
@@ -660,8 +662,6 @@ class KabinetGraphQL(GraphQL[Context, None]):
         ):
             await cache.put(cache_key, version or "", result.data)  # type: ignore[union-attr]
         if kind is OperationType.MUTATION:
-            if cache is not None and viewer is not None:
-                await cache.bump({viewer.user_id})  # safety net for writes no hook saw
             await self.state.db.drain()
         return result
 

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.outbox import OutboxChannel, OutboxMessage, OutboxStatus
 from services import clock
+from services.unit_of_work import touch
 
 log = logging.getLogger("kabinet.outbox")
 
@@ -47,6 +48,7 @@ def enqueue(
     data: dict[str, Any] | None = None,
 ) -> OutboxMessage:
     """Add a message to the outbox in the caller's transaction (sent after the caller commits)."""
+    touch(session, private=OutboxMessage)  # the outbox is the server's own business
     message = OutboxMessage(
         channel=channel, destination=destination, subject=subject, body=body, data=data, attempts=0
     )
