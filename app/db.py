@@ -59,6 +59,9 @@ class Database:
         self._publishing: set[asyncio.Task[None]] = set()
         self.strict = False
         """Whether undeclared writes fail (see :meth:`publish_after_commit`)."""
+        self._publish: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
+        self._on_touched: Callable[[Touched], Awaitable[None]] | None = None
+        watch(self._sync_session_class, self._committed)
         event.listen(self.engine.sync_engine, "before_cursor_execute", self._count)
 
     def _count(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -81,19 +84,20 @@ class Database:
         as an error and makes every cached answer stale.
         """
         self.strict = strict
+        self._publish = publish
+        self._on_touched = on_touched
 
-        def committed(record: Record) -> None:
-            touched, events = record.take()
-            if not events and not touched:
-                return
-            task = asyncio.get_running_loop().create_task(
-                self._after_commit(publish, on_touched, events, touched)
-            )
-            self._publishing.add(task)
-            task.add_done_callback(self._published)
-            record.after_commit.append(task)
-
-        watch(self._sync_session_class, committed)
+    def _committed(self, record: Record) -> None:
+        """Right after a COMMIT: start the after-commit work of what the unit of work collected."""
+        touched, events = record.take()
+        if self._publish is None or (not events and not touched):
+            return  # a process without the app's publishers (CLI): nothing to tell
+        task = asyncio.get_running_loop().create_task(
+            self._after_commit(self._publish, self._on_touched, events, touched)
+        )
+        self._publishing.add(task)
+        task.add_done_callback(self._published)
+        record.after_commit.append(task)
 
     @staticmethod
     async def _after_commit(

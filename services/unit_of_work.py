@@ -277,6 +277,7 @@ def watch(session_class: type[Session], after_commit: Callable[[Record], None]) 
             Record.of(state.session).written.add(what)
 
     def before_commit(session: Session) -> None:
+        session.flush()  # COMMIT flushes after this hook: flush now so the check sees every write
         found: Record | None = session.info.get(INFO_KEY)
         if found is not None:
             found.check()
