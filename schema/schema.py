@@ -23,10 +23,10 @@ from strawberry.types import ExecutionContext
 
 from app.execution import KabinetExecutor
 from app.settings import Settings
+from schema import content
 from schema.accounts import AccountMutations, AccountQueries
 from schema.appeals import AppealMutations, AppealQueries
 from schema.branches import BranchQueries
-from schema.content import ContentMutations, ContentQueries
 from schema.errors import error_types
 from schema.identity import (
     AltLoginMutations,
@@ -62,7 +62,7 @@ QUERIES: tuple[type, ...] = (
     AccountQueries,
     NotificationQueries,
     AppealQueries,
-    ContentQueries,
+    *content.QUERIES,
     PaymentQueries,
 )
 """Each domain's query class; add a domain's here (its fields join the root Query)."""
@@ -75,7 +75,7 @@ MUTATIONS: tuple[type, ...] = (
     AccountMutations,
     NotificationMutations,
     AppealMutations,
-    ContentMutations,
+    *content.MUTATIONS,
     PaymentMutations,
 )
 """Each domain's mutation class; add a domain's here (its fields join the root Mutation)."""

@@ -1,0 +1,45 @@
+"""What the information sections share."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from schema.permissions import require_role
+from services.errors import DomainError
+
+T = TypeVar("T")
+
+
+def require_admin(info: Any) -> Any:
+    """Content is managed by the ADMIN role only (others get FORBIDDEN)."""
+    return require_role(info, "ADMIN")
+
+
+async def read(info: Any, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async with info.context.session() as session:
+        return await work(session)
+
+
+async def write(
+    info: Any, work: Callable[[AsyncSession], Awaitable[T]]
+) -> tuple[T | None, list[DomainError]]:
+    """Run ``work`` and commit; a domain error rolls everything back and is returned instead."""
+    async with info.context.session() as session:
+        try:
+            result = await work(session)
+        except DomainError as error:
+            await session.rollback()
+            return None, [error]
+        await session.commit()
+        return result, []
+
+
+def owned_only(info: Any, rows: list[Any]) -> list[Any]:
+    viewer = info.context.viewer
+    return [
+        row if row is not None and viewer is not None and row.user_id == viewer.user_id else None
+        for row in rows
+    ]
