@@ -71,7 +71,8 @@ def operation_type(query: str, operation_name: str | None) -> OperationType | No
 
 
 class References:
-    """The reference kinds a query's answer shows: the kinds of every type it selects (cached per text)."""
+    """The reference kinds a query's answer shows (cached per query text): the kinds of every type it
+    selects a field of or a field returning, and of listed fields (``Query.faqCategories``)."""
 
     def __init__(self, schema: GraphQLSchema, kinds: dict[str, str]) -> None:
         self.schema = schema
@@ -88,15 +89,14 @@ class References:
         kinds = self.kinds
 
         class Collect(Visitor):
-            def enter_field(self, *_args: Any) -> None:
-                field_type = info.get_type()
-                if field_type is not None and (kind := kinds.get(get_named_type(field_type).name)):
-                    found.add(kind)
-
-            def enter_inline_fragment(self, *_args: Any) -> None:
-                condition = info.get_type()
-                if condition is not None and (kind := kinds.get(get_named_type(condition).name)):
-                    found.add(kind)
+            def enter_field(self, node: Any, *_args: Any) -> None:
+                parent, field_type = info.get_parent_type(), info.get_type()
+                names = [f"{parent.name}.{node.name.value}"] if parent is not None else []
+                if parent is not None:
+                    names.append(parent.name)  # a field of a reference type (also inside fragments)
+                if field_type is not None:
+                    names.append(get_named_type(field_type).name)
+                found.update(kinds[name] for name in names if name in kinds)
 
         visit(document, TypeInfoVisitor(info, Collect()))
         return tuple(sorted(found))
