@@ -58,7 +58,7 @@ from services.gateways import (
 )
 from services.notifications import notify
 from services.periods import month_start
-from services.unit_of_work import Units, touch
+from services.unit_of_work import Units, savepoint, touch
 
 log = logging.getLogger("kabinet.payments")
 
@@ -383,7 +383,7 @@ async def create_payment(
     )
     touch(session, users=[user_id], accounts=account_ids)  # the payment shows in the accounts' history
     try:
-        async with session.begin_nested():
+        async with savepoint(session):  # a concurrent request with the same key may win
             session.add(payment)
             await session.flush()
     except IntegrityError:

@@ -185,19 +185,10 @@ class UnitOfWork(Record):
         if info.get(INFO_KEY) is self:
             del info[INFO_KEY]
 
-    @contextlib.asynccontextmanager
-    async def savepoint(self) -> AsyncIterator[None]:
+    def savepoint(self) -> contextlib.AbstractAsyncContextManager[None]:
         """A step that succeeds or fails on its own: an exception rolls back to the savepoint (and drops the
         events queued inside), then propagates."""
-        queued = len(self.events)
-        nested = await self.session.begin_nested()
-        try:
-            yield
-        except BaseException:
-            await nested.rollback()
-            del self.events[queued:]
-            raise
-        await nested.commit()
+        return savepoint(self.session)
 
     async def commit(self) -> None:
         """COMMIT (the check for undeclared writes runs first), then wait for the application's
@@ -240,6 +231,22 @@ def touch(
     )
 
 
+@contextlib.asynccontextmanager
+async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
+    """A step of the session's unit of work that succeeds or fails on its own (a service racing a unique
+    key uses it): an exception rolls back to the savepoint, drops the events queued inside, propagates."""
+    record = Record.of(session)
+    queued = len(record.events)
+    nested = await session.begin_nested()
+    try:
+        yield
+    except BaseException:
+        await nested.rollback()
+        del record.events[queued:]
+        raise
+    await nested.commit()
+
+
 def emit(session: AsyncSession | Session, channel: str, message: dict[str, Any]) -> None:
     """Queue ``message`` for ``channel`` (e.g. ``user:42``), published after the unit of work commits."""
     Record.of(session).emit(channel, message)
@@ -277,12 +284,16 @@ def watch(session_class: type[Session], after_commit: Callable[[Record], None]) 
             Record.of(state.session).written.add(what)
 
     def before_commit(session: Session) -> None:
+        if session.in_nested_transaction():
+            return  # a savepoint's release (SQLAlchemy fires the commit events for savepoints too)
         session.flush()  # COMMIT flushes after this hook: flush now so the check sees every write
         found: Record | None = session.info.get(INFO_KEY)
         if found is not None:
             found.check()
 
     def on_commit(session: Session) -> None:
+        if session.in_nested_transaction():
+            return
         found: Record | None = session.info.get(INFO_KEY)
         if found is not None:
             after_commit(found)
@@ -307,6 +318,7 @@ __all__ = [
     "UnitOfWork",
     "Units",
     "emit",
+    "savepoint",
     "touch",
     "watch",
 ]
