@@ -143,12 +143,15 @@ class Context:
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
         """The current scope's session for a read that ends its transaction when done (a long-lived
-        subscription must not keep one open between events)."""
+        subscription must not keep one open between events). It ends with COMMIT, not ROLLBACK: a rollback
+        would expire the rows just read (``expire_on_commit`` is off)."""
         async with self.session() as session:
             try:
                 yield session
-            finally:
+            except BaseException:
                 await session.rollback()
+                raise
+            await session.commit()
 
     def loader(self, cls: type[L]) -> L:
         """The current scope's instance of a loader class."""

@@ -1238,8 +1238,9 @@ async def test_issue19_every_job_that_writes_leaves_no_cached_answer_stale(
         trial.ran = True
         await trial.verify()
     trial = Trial(api, app, "payments-recheck")  # the sandbox payment nobody paid is canceled at last
-    await trial.watch(ACCOUNTS, watcher)
     CLOCK.pin(SKOPIN_OPEN + dt.timedelta(hours=2))
+    watcher = await login_as(db, settings, DEMO_PHONE_E164)  # access tokens are short-lived
+    await trial.watch(ACCOUNTS, watcher)
     done = await Scheduler(db, {"payments-recheck": DEFAULT_JOBS["payments-recheck"]}).run_jobs_once()
     assert done["payments-recheck"] == 1
     trial.ran = True
