@@ -2,7 +2,7 @@
 
 Customers open the dashboard far more often than anything changes, so a query's result is kept per user,
 tagged with that user's *data version*. Any committed write that can change what the user sees bumps the
-version (``services.events.touch``), and an entry whose version is not the current one is never served:
+version (``services.unit_of_work.touch``), and an entry whose version is not the current one is never served:
 
 - the version is read *before* the operation executes and stored with its result, so a write that
   commits while the query runs makes that result stale at once;
