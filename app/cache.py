@@ -134,9 +134,14 @@ class ResultCache:
     def _reference_key(self, kind: str) -> str:
         return f"{self.prefix}:ver:ref:{kind}"
 
-    def depends_on(self, query: str) -> tuple[str, ...]:
-        """The reference kinds (``Reference`` values) the answer to ``query`` shows."""
-        return self.references.of(query) if self.references is not None else ()
+    def depends_on(self, query: str | None) -> tuple[str, ...]:
+        """The reference kinds (``Reference`` values) the answer to ``query`` shows (every kind when the
+        text is unknown: conservative)."""
+        if self.references is None:
+            return ()
+        if not query:
+            return tuple(sorted(set(self.references.kinds.values())))
+        return self.references.of(query)  # type: ignore[no-any-return]
 
     def key(
         self,
