@@ -77,6 +77,9 @@ class DbScope:
             if self._session is not None:
                 session, self._session = self._session, None
                 await session.close()
+            # Loaders point back at this scope: dropping them breaks the cycle, so what they loaded (a
+            # dashboard's rows) is freed at once by reference counting, not later by the cyclic collector.
+            self._loaders = {}
 
 
 _event_scope: contextvars.ContextVar[DbScope | None] = contextvars.ContextVar(
@@ -104,6 +107,8 @@ class Context:
         self.user_agent = user_agent
         self.request = request
         self.connection_params = connection_params or {}
+        self.answer_objects: int | None = None
+        """Objects in the last operation's answer when the fast executor counted them (app/cost.py)."""
         self._scope = DbScope(state.db.sessionmaker, self)
         self._scopes: list[DbScope] = [self._scope]
 

@@ -66,7 +66,9 @@ from strawberry.relay import Node
 from strawberry.relay.utils import to_base64
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from app.cost import count_objects
 from app.metrics import EXECUTOR
+from schema.policy import GUARDED
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +245,7 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
         return self._execute_fast()
 
     async def _execute_fast(self) -> Any:
+        self._objects = 0
         try:
             plan = self._root_plan()
             rows = await self._run(plan, [self.root_value], None)
@@ -255,6 +258,8 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
             return await self._execute_slow()
         STATS["fast"] += 1
         EXECUTOR_FAST.inc()
+        if hasattr(self.context_value, "answer_objects"):  # app/cost.py's actual cost, without a walk
+            self.context_value.answer_objects = max(self._objects - 1, 0)  # the root is not counted
         return self.finish(self.build_response(data))
 
     async def _execute_slow(self) -> Any:
@@ -329,7 +334,8 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
             )
         definition = (field_def.extensions or {}).get(BACKREF)
         resolve = field_def.resolve
-        if definition is None or resolve is None:
+        if definition is None or resolve is None or getattr(resolve, GUARDED, False):
+            # a personal field's role check (schema.policy) runs in its graphql-core resolver
             return FieldPlan(
                 key=key, kind=GENERIC, field_def=field_def, details=details, completion=completion
             )
@@ -423,6 +429,7 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
     async def _run(self, plan: ObjectPlan, sources: list[Any], path: Path | None) -> list[dict[str, Any]]:
         """Resolve and complete every field of ``plan`` for all ``sources`` (objects of one type)."""
         parent = plan.type
+        self._objects += len(sources)
         columns: list[list[Any]] = []
         waiting: list[tuple[list[Any], int, Any]] = []
         is_awaitable = self.is_awaitable
@@ -571,6 +578,8 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
                 serialized = serialize(value)
                 if serialized is None or serialized is Undefined:
                     raise Fallback
+                if isinstance(serialized, dict | list):  # a JSON scalar: its objects count too
+                    self._objects += count_objects(serialized)
                 append(serialized)
         return out
 

@@ -23,6 +23,7 @@ the vendored files makes the browser refuse them instead of running something un
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -69,6 +70,7 @@ GRAPHIQL_ASSET_INTEGRITY: Final[Mapping[str, str]] = MappingProxyType(
 
 _STATIC = "__KABINET_GRAPHIQL_STATIC__"
 _TITLE = "__KABINET_GRAPHIQL_TITLE__"
+_CONFIG = "__KABINET_GRAPHIQL_CONFIG__"
 
 
 def _integrity(filename: str) -> str:
@@ -118,6 +120,27 @@ _TEMPLATE: Final[str] = f"""<!doctype html>
       .graphiql-explorer-actions select {{
         margin-left: 4px;
       }}
+
+      .kabinet-login {{
+        margin: 10vh auto;
+        width: 22em;
+        display: flex;
+        flex-direction: column;
+        gap: 0.6em;
+        font-family: sans-serif;
+      }}
+
+      .kabinet-staff {{
+        display: flex;
+        flex-direction: column;
+        width: 100%;
+        height: 100vh;
+      }}
+
+      .kabinet-logout {{
+        align-self: flex-end;
+        margin: 2px 8px;
+      }}
     </style>
 
     <script
@@ -157,34 +180,15 @@ _TEMPLATE: Final[str] = f"""<!doctype html>
       src="{_STATIC}/graphiql-plugin-explorer.umd.js"
       integrity="{_integrity("graphiql-plugin-explorer.umd.js")}"
     ></script>
+    <script type="application/json" id="kabinet-graphiql-config">{_CONFIG}</script>
     <script>
-      const EXAMPLE_QUERY = `# Welcome to GraphiQL 🍓
-#
-# GraphiQL is an in-browser tool for writing, validating, and
-# testing GraphQL queries.
-#
-# Type queries into this side of the screen, and you will see intelligent
-# typeaheads aware of the current GraphQL type schema and live syntax and
-# validation errors highlighted within the text.
-#
-# GraphQL queries typically start with a "{{" character. Lines that starts
-# with a # are ignored.
-#
-# An example GraphQL query might look like:
-#
-#     {{
-#       field(arg: "value") {{
-#         subField
-#       }}
-#     }}
-#
-# Keyboard shortcuts:
-#
-#       Run Query:  Ctrl-Enter (or press the play button above)
-#
-#   Auto Complete:  Ctrl-Space (or just start typing)
-#
-`;
+      // Kabinet's settings for this page: staff login (production) and the example tabs.
+      const config = JSON.parse(
+        document.getElementById("kabinet-graphiql-config").textContent,
+      );
+      const TOKEN_KEY = "kabinet.graphiql.accessToken";
+      const STAFF_ROLES = ["OPERATOR", "ANALYST", "ADMIN"];
+      const LOGIN = config.loginDocument;
 
       // Parse URL parameters for sharing queries
       const parameters = {{}};
@@ -238,24 +242,90 @@ _TEMPLATE: Final[str] = f"""<!doctype html>
 
       const subscriptionUrl = httpUrlToWebSockeUrl(fetchURL);
 
-      // graphiql.min.js bundles the graphql-ws client that createFetcher uses for subscriptionUrl.
-      const fetcher = GraphiQL.createFetcher({{
-        url: fetchURL,
-        headers: defaultHeaders,
-        subscriptionUrl,
-      }});
+      // The staff token lives in this tab's sessionStorage and travels only as the Authorization header
+      // (and in the websocket's connection_init): never a cookie, so no other site can use it (no CSRF).
+      function makeFetcher(token) {{
+        const headers = Object.assign({{}}, defaultHeaders);
+        if (token) {{
+          headers["Authorization"] = "Bearer " + token;
+        }}
+        // graphiql.min.js bundles the graphql-ws client that createFetcher uses for subscriptionUrl.
+        const fetcher = GraphiQL.createFetcher({{
+          url: fetchURL,
+          headers: headers,
+          subscriptionUrl,
+          wsConnectionParams: token ? {{ token: token }} : undefined,
+        }});
+        return fetcher;
+      }}
 
-      function GraphiQLWithExplorer() {{
-        const [query, setQuery] = React.useState(
-          parameters.q || EXAMPLE_QUERY,
+      function LoginForm(props) {{
+        const [login, setLogin] = React.useState("");
+        const [password, setPassword] = React.useState("");
+        const [error, setError] = React.useState(null);
+        const [busy, setBusy] = React.useState(false);
+
+        async function submit(event) {{
+          event.preventDefault();
+          setBusy(true);
+          setError(null);
+          try {{
+            const response = await fetch(fetchURL, {{
+              method: "POST",
+              credentials: "omit",
+              headers: {{ "content-type": "application/json" }},
+              body: JSON.stringify({{
+                query: LOGIN,
+                operationName: "GraphiQLStaffLogin",
+                variables: {{ input: {{ login: login, password: password, deviceName: "GraphiQL" }} }},
+              }}),
+            }});
+            const body = await response.json();
+            const result = body.data && body.data.loginWithPassword;
+            if (!result || !result.tokens) {{
+              const errors = (result && result.userErrors) || body.errors || [];
+              setError(errors.length ? errors[0].message : "Вход не выполнен");
+            }} else if (STAFF_ROLES.indexOf(result.user.role) < 0) {{
+              setError("GraphiQL открыт только сотрудникам");
+            }} else {{
+              sessionStorage.setItem(TOKEN_KEY, result.tokens.accessToken);
+              props.onLogin(result.tokens.accessToken);
+            }}
+          }} catch (failure) {{
+            setError("Сервер недоступен");
+          }}
+          setBusy(false);
+        }}
+
+        const e = React.createElement;
+        return e(
+          "form",
+          {{ id: "kabinet-login", className: "kabinet-login", onSubmit: submit }},
+          e("h1", null, "Kabinet GraphiQL"),
+          e("p", null, "Вход для сотрудников (аналитик, оператор, администратор)"),
+          e("input", {{
+            id: "kabinet-login-name", name: "login", autoComplete: "username",
+            placeholder: "Телефон или e-mail", value: login,
+            onChange: function (ev) {{ setLogin(ev.target.value); }},
+          }}),
+          e("input", {{
+            id: "kabinet-login-password", name: "password", type: "password",
+            autoComplete: "current-password", placeholder: "Пароль", value: password,
+            onChange: function (ev) {{ setPassword(ev.target.value); }},
+          }}),
+          e("button", {{ id: "kabinet-login-submit", type: "submit", disabled: busy }}, "Войти"),
+          error ? e("p", {{ id: "kabinet-login-error", role: "alert" }}, error) : null,
         );
-        const [variables, setVariables] = React.useState(
-          parameters.variables,
-        );
-        const [headers, setHeaders] = React.useState(parameters.headers);
+      }}
+
+      function Explorer(props) {{
+        const fetcher = React.useMemo(function () {{ return makeFetcher(props.token); }}, [props.token]);
+        const explorerPlugin = React.useMemo(function () {{
+          return GraphiQLPluginExplorer.explorerPlugin();
+        }}, []);
+        const [variables, setVariables] = React.useState(parameters.variables);
 
         function onEditQuery(newQuery) {{
-          setQuery(newQuery);
           updateURL({{ q: newQuery }});
         }}
 
@@ -264,37 +334,84 @@ _TEMPLATE: Final[str] = f"""<!doctype html>
           updateURL({{ variables: newVariables }});
         }}
 
-        function onEditHeaders(newHeaders) {{
-          setHeaders(newHeaders);
-        }}
-
-        const explorerPlugin = GraphiQLPluginExplorer.explorerPlugin();
-
-        return React.createElement(GraphiQL, {{
+        const tabs = config.examples.map(function (example) {{
+          return {{ query: example.query }};
+        }});
+        const graphiql = React.createElement(GraphiQL, {{
           fetcher: fetcher,
           defaultEditorToolsVisibility: true,
           plugins: [explorerPlugin],
-          query: query,
+          defaultTabs: tabs.length ? tabs : undefined,
+          query: parameters.q || undefined,
           variables: variables,
-          headers: headers,
           onEditQuery: onEditQuery,
           onEditVariables: onEditVariables,
-          onEditHeaders: onEditHeaders,
           inputValueDeprecation: true,
-          isHeadersEditorEnabled: true,
-          shouldPersistHeaders: true,
+          isHeadersEditorEnabled: !config.staffLogin,
+          shouldPersistHeaders: !config.staffLogin,  // never store the staff token (localStorage)
         }});
+        if (!config.staffLogin) {{
+          return graphiql;
+        }}
+        return React.createElement(
+          "div",
+          {{ className: "kabinet-staff" }},
+          React.createElement(
+            "button",
+            {{ id: "kabinet-logout", className: "kabinet-logout", onClick: props.onLogout }},
+            "Выйти",
+          ),
+          graphiql,
+        );
+      }}
+
+      function KabinetGraphiQL() {{
+        const [token, setToken] = React.useState(
+          config.staffLogin ? sessionStorage.getItem(TOKEN_KEY) : null,
+        );
+        function logout() {{
+          sessionStorage.removeItem(TOKEN_KEY);
+          setToken(null);
+        }}
+        if (config.staffLogin && !token) {{
+          return React.createElement(LoginForm, {{ onLogin: setToken }});
+        }}
+        return React.createElement(Explorer, {{ token: token, onLogout: logout }});
       }}
 
       const root = ReactDOM.createRoot(document.getElementById("graphiql"));
-      root.render(React.createElement(GraphiQLWithExplorer));
+      root.render(React.createElement(KabinetGraphiQL));
     </script>
   </body>
 </html>
 """
 
 
-def render_graphiql_html(title: str = "Kabinet GraphiQL") -> str:
+STAFF_LOGIN_DOCUMENT: Final[str] = """mutation GraphiQLStaffLogin($input: LoginWithPasswordInput!) {
+  loginWithPassword(input: $input) {
+    tokens { accessToken }
+    user { role }
+    userErrors { message }
+  }
+}"""
+"""The one document the production page sends before a login; ``app.persisted`` lets it through even when
+only persisted documents are served (``KABINET_PERSISTED_DOCUMENTS_ONLY``)."""
+
+GRAPHIQL_EXAMPLES_DIR: Final[Path] = GRAPHIQL_STATIC_DIR / "examples"
+"""Example documents opened as tabs (``*.graphql``, in file-name order; first comment line: the title)."""
+
+
+def example_documents(directory: Path = GRAPHIQL_EXAMPLES_DIR) -> list[tuple[str, str]]:
+    """``(file name, document text)`` of every example, in file-name order."""
+    return [(path.name, path.read_text(encoding="utf-8")) for path in sorted(directory.glob("*.graphql"))]
+
+
+def render_graphiql_html(
+    title: str = "Kabinet GraphiQL",
+    *,
+    staff_login: bool = False,
+    examples: list[tuple[str, str]] | None = None,
+) -> str:
     """Return the GraphiQL page, loading every asset from :data:`GRAPHIQL_STATIC_PREFIX`.
 
     The page is meant to be served at the GraphQL endpoint itself (for a browser ``GET``): it posts
@@ -302,8 +419,27 @@ def render_graphiql_html(title: str = "Kabinet GraphiQL") -> str:
 
     Args:
         title: Text of the page's ``<title>``; HTML-escaped.
+        staff_login: Production: show a staff login form first and run GraphiQL only after a staff login;
+            the access token is kept in the tab's ``sessionStorage`` and sent as the ``Authorization``
+            header (never a cookie).
+        examples: ``(name, document)`` pairs opened as tabs; default: :func:`example_documents`.
 
     Returns:
         A complete HTML document with no external URL in it.
     """
-    return _TEMPLATE.replace(_STATIC, GRAPHIQL_STATIC_PREFIX).replace(_TITLE, html.escape(title))
+    found = example_documents() if examples is None else examples
+    config = json.dumps(
+        {
+            "staffLogin": staff_login,
+            "loginDocument": STAFF_LOGIN_DOCUMENT,
+            "examples": [{"name": name, "query": text} for name, text in found],
+        },
+        ensure_ascii=False,
+    )
+    # inside <script>: no "</script>" or "<!--" can be formed by the documents' text
+    config = config.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return (
+        _TEMPLATE.replace(_STATIC, GRAPHIQL_STATIC_PREFIX)
+        .replace(_TITLE, html.escape(title))
+        .replace(_CONFIG, config)
+    )

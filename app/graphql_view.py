@@ -35,7 +35,7 @@ from app.cost import CostMeter, actual_cost, requested_cost
 from app.persisted import PersistedDocuments, PersistedQueryError
 from app.revocation import SESSION_ENDED, SessionGuard, SessionOpener, Socket
 from app.state import AppState
-from services import clock
+from services import clock, query_audit
 from services.limits import counters_of
 from services.tokens import verify_access_token
 
@@ -175,6 +175,15 @@ class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if self.connection_acknowledged and message.get("id") in self.operations:
             await self.close_duplicate(str(message.get("id")))
             return
+        if viewer is not None and viewer.role == "ANALYST" and isinstance(payload, dict):
+            await audit_analyst(
+                self.view.state,  # type: ignore[attr-defined]
+                self.context,
+                viewer,
+                payload.get("query"),
+                payload.get("operationName"),
+                payload.get("variables"),
+            )
         metrics.watch_events()  # observability hook: the operation's task inherits its event slot
         await super().handle_subscribe(message)
         operation = self.operations.get(message.get("id"))  # type: ignore[arg-type]
@@ -335,6 +344,38 @@ TOO_MANY_ERRORS = {
 }
 
 
+async def audit_analyst(
+    state: AppState, context: Context, viewer: Viewer, document: Any, operation_name: Any, variables: Any
+) -> None:
+    """Every analyst operation, over HTTP or a websocket, is audited before it runs (``services.query_audit``,
+    issue 17)."""
+    async with state.db.unit_of_work() as uow:
+        query_audit.record_analyst_query(
+            uow.session,
+            user_id=viewer.user_id,
+            document=document if isinstance(document, str) else "",
+            operation_name=operation_name if isinstance(operation_name, str) else None,
+            variables=variables,
+            client_ip=context.client_ip,
+            user_agent=context.user_agent,
+            now=clock.now(),
+        )
+
+
+def valid_examples(schema: BaseSchema) -> list[tuple[str, str]]:
+    """The GraphiQL example documents that validate against ``schema`` (others, e.g. of a field not
+    deployed yet, are left out)."""
+    from graphql import parse, validate
+
+    from app.graphiql import example_documents
+
+    found = []
+    for name, document in example_documents():
+        if not validate(schema._schema, parse(document)):  # type: ignore[attr-defined]
+            found.append((name, document))
+    return found
+
+
 class KabinetGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI app with Kabinet's context, authentication and GraphiQL."""
 
@@ -344,7 +385,7 @@ class KabinetGraphQL(GraphQL[Context, None]):
         settings = state.settings
         super().__init__(
             schema,
-            graphql_ide="graphiql" if settings.graphiql_enabled else None,
+            graphql_ide="graphiql" if settings.graphiql_enabled or settings.graphiql_staff_login else None,
             allow_queries_via_get=True,
             multipart_uploads_enabled=True,  # guarded by csrf_refusal()
             max_subscriptions_per_connection=20,
@@ -355,6 +396,7 @@ class KabinetGraphQL(GraphQL[Context, None]):
             **kwargs,
         )
         self.state = state
+        self._graphiql_page: str | None = None
         self.costs = CostMeter(
             counters_of(state),
             budget_per_minute=settings.cost_budget_per_minute,
@@ -560,6 +602,15 @@ class KabinetGraphQL(GraphQL[Context, None]):
         if not isinstance(request_data, GraphQLRequestData) or not request_data.query:
             return await self._execute(*run)
         viewer = context.viewer
+        if viewer is not None and viewer.role == "ANALYST":
+            await audit_analyst(
+                self.state,
+                context,
+                viewer,
+                request_data.query,
+                request_data.operation_name,
+                request_data.variables,
+            )
         client = f"user:{viewer.user_id}" if viewer is not None else f"address:{context.client_ip}"
         requested = requested_cost(
             self.schema._schema, request_data.query, request_data.variables, request_data.operation_name
@@ -568,6 +619,7 @@ class KabinetGraphQL(GraphQL[Context, None]):
         if refusal is not None:
             return refusal
         persisted = isinstance(request_data.extensions, dict) and "persistedQuery" in request_data.extensions
+        context.answer_objects = None
         result = await self._execute(*run)
         if (
             persisted
@@ -579,7 +631,8 @@ class KabinetGraphQL(GraphQL[Context, None]):
             # a public read by hash: proxies and CDNs may keep it briefly (everything else is no-store)
             sub_response.headers["Cache-Control"] = f"public, max-age={PUBLIC_PERSISTED_MAX_AGE}"
         if isinstance(result, ExecutionResult):
-            actual = min(actual_cost(result.data), requested)
+            counted = context.answer_objects  # by the fast executor (app/execution.py), else walk the data
+            actual = min(actual_cost(result.data) if counted is None else counted, requested)
             budget = await self.costs.budget(client, actual)
             cost = self.costs.report(requested, actual, budget)
             result.extensions = {**(result.extensions or {}), "cost": cost}
@@ -691,7 +744,12 @@ class KabinetGraphQL(GraphQL[Context, None]):
         return super().should_render_graphql_ide(request) and "extensions" not in request.query_params
 
     async def render_graphql_ide(self, request: Request) -> Response:
-        """GraphiQL with its scripts served by Kabinet itself (works offline)."""
+        """GraphiQL with its scripts served by Kabinet itself (works offline); in production behind a staff
+        login, with the example documents that validate against the schema as tabs."""
         from app.graphiql import render_graphiql_html
 
-        return HTMLResponse(render_graphiql_html())
+        if self._graphiql_page is None:
+            self._graphiql_page = render_graphiql_html(
+                staff_login=self.state.settings.graphiql_staff_login, examples=valid_examples(self.schema)
+            )
+        return HTMLResponse(self._graphiql_page)

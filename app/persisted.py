@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from app.context import Viewer
 from app.db import Database
+from app.graphiql import STAFF_LOGIN_DOCUMENT
 from app.http_negotiation import Message, mark_request_error
 from app.settings import Settings
 from services import persisted_documents
@@ -111,8 +112,8 @@ class PersistedDocuments:
 
     def free_form(self, query: str | None, viewer: Viewer | None) -> str | None:
         """A document sent as text: refused where only persisted ones are served."""
-        if self.only and query is not None and not is_staff(viewer):
-            raise required()
+        if self.only and query is not None and not is_staff(viewer) and query != STAFF_LOGIN_DOCUMENT:
+            raise required()  # (the production GraphiQL page's login document is let through: issue 17)
         return query
 
     async def resolve(self, query: str | None, extensions: object, viewer: Viewer | None) -> str | None:

@@ -110,10 +110,24 @@ class Settings(BaseSettings):
     graphiql: bool | None = Field(
         None, description="Serve GraphiQL at /graphql. Default: on in development, off in production."
     )
+    graphiql_staff: bool = Field(
+        True,
+        description=(
+            "Production: serve GraphiQL at /graphql behind a staff login (OPERATOR, ANALYST, ADMIN); the "
+            "page runs nothing before the login, and the API keeps refusing introspection to others."
+        ),
+    )
     time_zone: str = Field("Europe/Moscow", description="Company's default time zone for 'today'.")
     gc_freeze: bool = Field(
         True,
         description="After startup, exempt the objects alive then (modules, schema) from garbage collection.",
+    )
+    gc_threshold: tuple[int, int, int] = Field(
+        (10_000, 20, 100),
+        description=(
+            "gc.set_threshold after startup, e.g. [700,10,10] (Python's default): a young-generation "
+            "collection after 10,000 net allocations instead of 700 (bench/README.md, issue 21)."
+        ),
     )
     fast_execution: bool = Field(
         True, description="Run queries breadth-first (app/execution.py); false: graphql-core's executor."
@@ -260,6 +274,11 @@ class Settings(BaseSettings):
         if self.graphiql is not None:
             return self.graphiql
         return self.env is not Environment.PRODUCTION
+
+    @property
+    def graphiql_staff_login(self) -> bool:
+        """Production's GraphiQL: served, but usable only after a staff login (issue 17)."""
+        return self.env is Environment.PRODUCTION and self.graphiql_staff and not self.graphiql_enabled
 
     @property
     def persisted_documents_auto_register_enabled(self) -> bool:

@@ -705,7 +705,13 @@ async def run_op(
     sql: str,
     database: str,
 ) -> float:
-    """Closed loop at saturation, then open loop at 25 % and 50 % of it; returns the saturation rate."""
+    """Closed loop at saturation, then open loop at 25 % and 50 % of it, ``--runs`` times; returns the
+    mean saturation rate. With more than one run it prints the run-to-run spread (min–max) and the load
+    average: on a shared machine the rate a run finds at saturation is only what the box gave it then,
+    and an open loop at 50 % of a calm run's rate is over capacity in a busy one (issue 21)."""
+    rates: list[float] = []
+    cpus: list[float] = []
+    p99s: list[float] = []
     async with contextlib.AsyncExitStack() as stack:
         clients = [
             await stack.enter_async_context(
@@ -714,20 +720,32 @@ async def run_op(
             for _ in range(args.concurrency)
         ]
         await closed_loop(clients, op, customers, args.concurrency, min(2.0, args.duration))  # warm-up
-        phase = await measure(
-            closed_loop(clients, op, customers, args.concurrency, args.duration), servers, database
-        )
-        saturation = phase.result.requests / phase.seconds
-        print(row(op.name, f"closed c={args.concurrency}", phase, sql), flush=True)
-        if phase.result.first_error:
-            print(f"    first error: {phase.result.first_error}", flush=True)
-        for share in (0.25, 0.5):
-            rate = max(1.0, saturation * share)
-            phase = await measure(open_loop(clients, op, customers, rate, args.duration), servers, database)
-            print(row(op.name, f"open {share:.0%}", phase, ""), flush=True)
+        for _ in range(args.runs):
+            phase = await measure(
+                closed_loop(clients, op, customers, args.concurrency, args.duration), servers, database
+            )
+            saturation = phase.result.requests / phase.seconds
+            rates.append(saturation)
+            cpus.append(phase.server_ms)
+            print(row(op.name, f"closed c={args.concurrency}", phase, sql), flush=True)
             if phase.result.first_error:
                 print(f"    first error: {phase.result.first_error}", flush=True)
-    return saturation
+            for share in (0.25, 0.5):
+                rate = max(1.0, saturation * share)
+                loop = open_loop(clients, op, customers, rate, args.duration)
+                phase = await measure(loop, servers, database)
+                print(row(op.name, f"open {share:.0%}", phase, ""), flush=True)
+                if phase.result.first_error:
+                    print(f"    first error: {phase.result.first_error}", flush=True)
+            p99s.append(pct(phase.result.latencies, 0.99))
+    if args.runs > 1:
+        print(
+            f"{op.name:<19} spread over {args.runs} runs: req/s {min(rates):.1f}–{max(rates):.1f}, "
+            f"cpu ms {min(cpus):.2f}–{max(cpus):.2f}, p99 at 50 % {min(p99s):.1f}–{max(p99s):.1f} ms; "
+            f"load average {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
+    return sum(rates) / len(rates)
 
 
 SCRAPED = (
@@ -850,6 +868,7 @@ async def main() -> None:
     parser.add_argument(
         "--cache", choices=["both", "cached", "uncached"], default="both", help="Kabinet's result cache"
     )
+    parser.add_argument("--runs", type=int, default=1, help="repeat each operation's phases (prints spread)")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile of the dashboard")
     parser.add_argument(
         "--tracing", action="store_true", help="Kabinet exports OTLP traces (to a local sink that drops them)"

@@ -18,8 +18,9 @@ from resolvers.branches import BranchById
 from resolvers.loaders import ById, Loader, grouped
 from schema.permissions import require_viewer
 from services import accounts
-from services.accounts import STAFF_ROLES, WindowCountdown
+from services.accounts import WindowCountdown
 from services.pagination import Page, keyset_page
+from services.roles import reads_customer_data
 
 
 class AccountById(ById):
@@ -106,12 +107,12 @@ async def linked_accounts(info: Any, *, first: int, after: tuple[Any, ...] | Non
 
 
 async def accounts_by_ids(info: Any, ids: list[int]) -> list[Account | None]:
-    """Accounts by id, None where missing or not visible (customers: linked only; staff: all)."""
+    """Accounts by id, None where missing or not visible (customers: linked only; OPERATOR, ADMIN: all)."""
     viewer = info.context.viewer
     if viewer is None:
         return [None for _ in ids]
     rows = await info.context.loader(AccountById).load_many(ids)
-    if viewer.role in STAFF_ROLES:
+    if reads_customer_data(viewer.role):
         return list(rows)
     links = await info.context.loader(LinkByAccountId).load_many(ids)
     return [row if link is not None else None for row, link in zip(rows, links, strict=True)]

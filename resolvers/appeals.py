@@ -26,6 +26,7 @@ from services import appeals as service
 from services.errors import DomainError, FieldRequired, PeriodOutOfRange
 from services.pagination import Page
 from services.periods import PeriodRange, allowed_range, history_range, month_start
+from services.roles import reads_customer_data
 
 T = TypeVar("T")
 
@@ -58,7 +59,7 @@ class StoredFileById(ById):
 
 def _customer_view(loader: Loader[Any, Any]) -> bool:
     viewer = loader.scope.context.viewer
-    return viewer is None or viewer.role not in accounts.STAFF_ROLES
+    return viewer is None or not reads_customer_data(viewer.role)
 
 
 class EventsByAppealId(Loader[int, list[Any]]):
@@ -173,7 +174,7 @@ async def _account_ids(info: Any, account_global_id: Any) -> list[int] | None:
 async def _linked_filter(info: Any, account_global_id: Any) -> list[int] | None:
     viewer = require_viewer(info)
     chosen = await _account_ids(info, account_global_id)
-    if viewer.role in accounts.STAFF_ROLES:
+    if reads_customer_data(viewer.role):
         return chosen
     if chosen is not None:
         return chosen
@@ -493,8 +494,8 @@ async def queue(
     first: int,
     after: str | None,
 ) -> Page[Any]:
-    """Operators' queue of appeals or applications, oldest first."""
-    require_operator(info)
+    """Operators' queue of appeals or applications, oldest first; analysts get its size only."""
+    viewer = require_role(info, "OPERATOR", "ADMIN", "ANALYST")
     where = service.QueueFilter(
         statuses=tuple(statuses) if statuses else service.OPEN_STATUSES,
         branch_id=parse_id(branch_global_id, "Branch") if branch_global_id else None,
@@ -503,9 +504,12 @@ async def queue(
     if branch_global_id and where.branch_id is None:
         where = service.QueueFilter(statuses=where.statuses, branch_id=-1, older_than=where.older_than)
     async with info.context.session() as session:
-        return await service.queue_page(
+        page = await service.queue_page(
             session, model, where, now=info.context.now, first=first, after=decode_cursor(after)
         )
+    if not reads_customer_data(viewer.role):  # ANALYST: the queue's size, no per-customer object
+        return Page(items=[], keys=[], has_next=False, total=page.total)
+    return page
 
 
 def _request_ref(value: Any) -> tuple[type[Appeal] | type[Application], int] | None:

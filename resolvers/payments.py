@@ -13,8 +13,9 @@ from models.payments import Payment, PaymentAllocation, PaymentMethod, PaymentMe
 from resolvers.loaders import Loader, grouped
 from schema.permissions import require_viewer
 from services import payments
-from services.accounts import STAFF_ROLES, linked_account_ids
+from services.accounts import linked_account_ids
 from services.errors import DomainError
+from services.roles import reads_customer_data
 
 
 class PaymentById(Loader[int, Payment | None]):
@@ -62,7 +63,7 @@ def _visible(info: Any, payment: Payment | None) -> Payment | None:
     viewer = info.context.viewer
     if payment is None or viewer is None:
         return None
-    if payment.user_id == viewer.user_id or viewer.role in STAFF_ROLES:
+    if payment.user_id == viewer.user_id or reads_customer_data(viewer.role):
         return payment
     return None
 

@@ -852,7 +852,7 @@ class AppealQueries:
     @strawberry.field(
         description=(
             "Operator: appeals waiting, oldest first, by status (default NEW and IN_PROGRESS), branch "
-            "and age."
+            "and age. ANALYST: only `totalCount` (the edges are empty: no per-customer objects)."
         )
     )
     async def appeal_queue(
@@ -877,7 +877,7 @@ class AppealQueries:
     @strawberry.field(
         description=(
             "Operator: applications waiting, oldest first, by status (default NEW and IN_PROGRESS), "
-            "branch and age."
+            "branch and age. ANALYST: only `totalCount` (the edges are empty: no per-customer objects)."
         )
     )
     async def application_queue(

@@ -192,9 +192,9 @@ class Receipt:
 
 @strawberry.type(description="A charge of one service (and zone) for one period (D2).")
 class Charge:
-    """Backed by ``models.billing.Charge`` rows."""
+    """Backed by ``models.billing.Charge`` rows, or their plain rows (``services.billing.ChargeRow``)."""
 
-    is_type_of = backed_by(billing_models.Charge)
+    is_type_of = backed_by(billing_models.Charge, billing.ChargeRow)
 
     volume: Decimal | None = strawberry.field(description="Consumed volume in the service's unit.")
     rate: Decimal | None = strawberry.field(description="Tariff rate applied, roubles per unit.")

@@ -138,34 +138,70 @@ def _check_node(
     return None
 
 
-class _ArgumentChecker(Visitor):
-    """Checks the value of every field argument of a document against its list limits."""
+Argument = tuple[ValueNode, GraphQLInputType, str]
+"""An argument of a document: its value node, its type and its position (``Type.field(argument)``)."""
 
-    def __init__(self, type_info: TypeInfo, variables: dict[str, Any]) -> None:
+
+class _ArgumentCollector(Visitor):
+    """Collects every field argument of a document that may hold a list (in document order)."""
+
+    def __init__(self, type_info: TypeInfo) -> None:
         super().__init__()
         self.type_info = type_info
-        self.variables = variables
-        self.found: ListTooLong | None = None
+        self.found: list[Argument] = []
 
     def enter_argument(self, node: ArgumentNode, *_: Any) -> None:
         argument = self.type_info.get_argument()
         parent: GraphQLNamedType | None = self.type_info.get_parent_type()
         field = self.type_info.get_field_def()
         in_directive = self.type_info.get_directive() is not None
-        if self.found is None and not in_directive and argument and parent is not None and field is not None:
-            field_name = next((n for n, f in parent.fields.items() if f is field), "?")  # type: ignore[union-attr]
-            position = f"{parent.name}.{field_name}({node.name.value})"
-            self.found = _check_node(node.value, argument.type, position, self.variables)
+        if not in_directive and argument and parent is not None and field is not None:
+            if _may_hold_list(argument.type, set()):
+                field_name = next((n for n, f in parent.fields.items() if f is field), "?")  # type: ignore[union-attr]
+                position = f"{parent.name}.{field_name}({node.name.value})"
+                self.found.append((node.value, argument.type, position))
+
+
+def _may_hold_list(type_: GraphQLInputType, seen: set[str]) -> bool:
+    """Whether a value of ``type_`` can contain a list (itself, or a field of an input object in it)."""
+    type_ = get_nullable_type(type_)  # type: ignore[assignment]
+    if isinstance(type_, GraphQLList):
+        return True
+    if isinstance(type_, GraphQLInputObjectType) and type_.name not in seen:
+        seen.add(type_.name)
+        return any(_may_hold_list(field.type, seen) for field in type_.fields.values())
+    return False
+
+
+_ARGUMENTS: dict[tuple[int, int], tuple[GraphQLSchema, DocumentNode, list[Argument]]] = {}
+ARGUMENTS_CACHE_SIZE = 512
+
+
+def _list_arguments(schema: GraphQLSchema, document: DocumentNode) -> list[Argument]:
+    """The arguments of ``document`` that may hold lists, found once per parsed document (Strawberry's
+    parser cache hands the same node back for the same query text) instead of a walk per request."""
+    key = (id(schema), id(document))
+    entry = _ARGUMENTS.get(key)
+    if entry is not None and entry[0] is schema and entry[1] is document:
+        return entry[2]
+    type_info = TypeInfo(schema)
+    collector = _ArgumentCollector(type_info)
+    visit(document, TypeInfoVisitor(type_info, collector))
+    if len(_ARGUMENTS) >= ARGUMENTS_CACHE_SIZE:
+        _ARGUMENTS.pop(next(iter(_ARGUMENTS)))
+    _ARGUMENTS[key] = (schema, document, collector.found)
+    return collector.found
 
 
 def first_list_too_long(
     schema: GraphQLSchema, document: DocumentNode, variables: dict[str, Any] | None
 ) -> ListTooLong | None:
     """The first list of the document's arguments (literal or from ``variables``) over its maximum."""
-    type_info = TypeInfo(schema)
-    checker = _ArgumentChecker(type_info, variables if isinstance(variables, dict) else {})
-    visit(document, TypeInfoVisitor(type_info, checker))
-    return checker.found
+    values = variables if isinstance(variables, dict) else {}
+    for node, type_, position in _list_arguments(schema, document):
+        if found := _check_node(node, type_, position, values):
+            return found
+    return None
 
 
 class ListLengthLimiter(SchemaExtension):

@@ -16,6 +16,8 @@ import strawberry
 from graphql import GraphQLError
 from strawberry import relay
 
+from schema.policy import node_allowed
+
 
 def backed_by(*models: type) -> Callable[..., bool]:
     """An ``is_type_of`` for a Strawberry type whose values may be rows of ``models``.
@@ -79,4 +81,7 @@ async def resolve_global_id(info: Any, value: str | relay.GlobalID) -> Any:
         node_type = global_id.resolve_type(info)
     except (ValueError, TypeError) as error:
         raise InvalidId(value) from error
+    viewer = info.context.viewer
+    if viewer is not None and not node_allowed(global_id.type_name, viewer.role):
+        return None  # per-customer objects are not for ANALYST (schema.policy, issue 17)
     return await node_type.resolve_node(global_id.node_id, info=info, required=False)

@@ -8,8 +8,7 @@ from graphql import GraphQLError
 from strawberry.types import Info
 
 from app.context import Context, Viewer
-
-STAFF_ROLES = frozenset({"OPERATOR", "ANALYST", "ADMIN"})
+from services.roles import STAFF_ROLES  # the role matrix (issue 17)
 
 
 class Unauthenticated(GraphQLError):

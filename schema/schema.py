@@ -40,6 +40,7 @@ from schema.node import parse_global_id, resolve_global_id
 from schema.notifications import NotificationMutations, NotificationQueries, NotificationSubscriptions
 from schema.payments import PaymentMutations, PaymentQueries, PaymentSubscriptions
 from schema.permissions import require_viewer
+from schema.policy import apply_policy
 from schema.readings import ReadingMutations, ReadingQueries
 from schema.rules import document_text_limits, enforce_on
 from schema.scalars import SCALAR_MAP
@@ -202,6 +203,7 @@ def build_schema(settings: Settings | None = None) -> KabinetSchema:
     )
     document_list_limits(schema._schema)
     document_text_limits(schema._schema)
+    apply_policy(schema._schema)  # personal fields refuse ANALYST (schema.policy, issue 17)
     return schema
 
 

@@ -1,6 +1,7 @@
 """Accounts (лицевые счета) and their links to users: who may see which account.
 
-A customer sees an account only while it is linked to them; staff roles see every account. Every
+A customer sees an account only while it is linked to them; OPERATOR and ADMIN see every account, an
+ANALYST none (the role matrix is :mod:`services.roles`). Every
 path to account data (fields, ``node(id:)``, mutations) asks :func:`visible_account_ids` or
 :func:`require_linked_account`.
 """
@@ -24,9 +25,9 @@ from models.identity import User
 from models.payments import AutopaySetting
 from services.branches import window_state_on
 from services.errors import DomainError, NotFound
+from services.roles import STAFF_ROLES as STAFF_ROLES  # re-exported for older imports
+from services.roles import reads_customer_data
 from services.unit_of_work import touch
-
-STAFF_ROLES = frozenset({"OPERATOR", "ANALYST", "ADMIN"})
 
 
 class AccountNotFound(NotFound):
@@ -51,7 +52,7 @@ async def visible_account_ids(
 ) -> set[int]:
     """The subset of ``account_ids`` the caller may see."""
     wanted = set(account_ids)
-    if role in STAFF_ROLES:
+    if reads_customer_data(role):  # OPERATOR, ADMIN; an ANALYST sees no account (services.roles)
         return wanted
     return wanted & set(await linked_account_ids(session, user_id))
 

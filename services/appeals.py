@@ -47,6 +47,7 @@ from services.identity import common
 from services.notifications import notify
 from services.pagination import Page, keyset_page
 from services.periods import PeriodRange, month_bounds
+from services.roles import reads_customer_data
 from services.unit_of_work import touch
 
 ACCEPTED_MESSAGE = "Ваше обращение принято в работу"
@@ -735,7 +736,7 @@ def _range_filter(column: Any, period: PeriodRange | None) -> list[Any]:
 
 def _customer_scope(model: Any, user_id: int, role: str, account_ids: Sequence[int] | None) -> list[Any]:
     conditions: list[Any] = []
-    if role not in accounts.STAFF_ROLES:
+    if not reads_customer_data(role):
         conditions.append(model.user_id == user_id)
     if account_ids is not None:
         conditions.append(model.account_id.in_(account_ids))
@@ -779,8 +780,8 @@ async def application_page(session: AsyncSession, **scope: Any) -> Page[Applicat
 
 
 def may_see_request(row: Appeal | Application, user_id: int, role: str) -> bool:
-    """Customers see what they filed; staff see everything."""
-    return role in accounts.STAFF_ROLES or row.user_id == user_id
+    """Customers see what they filed; OPERATOR and ADMIN see everything; an ANALYST nothing."""
+    return reads_customer_data(role) or row.user_id == user_id
 
 
 async def events_by_request(

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models.accounts import Account, AccountService
 from models.billing import Charge, PeriodBalance, Receipt
 from models.payments import Payment, PaymentAllocation, PaymentMethodKind, PaymentStatus
+from models.plain import plain, plain_rows, plain_select
 from models.tariffs import Tariff, Zone
 from services.periods import PeriodRange, add_months, allowed_range, month_start
 
@@ -136,26 +138,30 @@ async def balances(session: AsyncSession, account_ids: Sequence[int]) -> list[Ac
 # --- D2 charges -------------------------------------------------------------------------------------------
 
 
+ChargeRow = plain(Charge, extra=("_kabinet_service", "_kabinet_supplier"))
+"""Charge lines as plain rows (models.plain): a dashboard shows ~150, a 36-month history ~450, read only.
+The extra attributes hold the service and supplier rows the schema attaches (schema.billing)."""
+
+_C = Charge.__table__.c  # type: ignore[attr-defined]
 _CHARGES = (
-    select(Charge)
+    plain_select(Charge)
     .where(
-        Charge.account_id.in_(bindparam("account_ids", expanding=True)),
-        Charge.period.between(bindparam("start"), bindparam("end")),
+        _C.account_id.in_(bindparam("account_ids", expanding=True)),
+        _C.period.between(bindparam("start"), bindparam("end")),
     )
-    .order_by(Charge.account_id, Charge.period.desc(), Charge.service_id, Charge.zone, Charge.id)
+    .order_by(_C.account_id, _C.period.desc(), _C.service_id, _C.zone, _C.id)
 )
 """Built once: the dashboard runs it on every request (statement building and keying are not free)."""
 
 
 async def charges(
     session: AsyncSession, account_ids: Sequence[int], start: dt.date, end: dt.date
-) -> dict[int, list[Charge]]:
-    """D2: charges of many accounts over the months ``start``..``end``, newest month first, one statement."""
-    rows = (
-        await session.execute(_CHARGES, {"account_ids": list(account_ids), "start": start, "end": end})
-    ).scalars()
-    out: dict[int, list[Charge]] = {account_id: [] for account_id in account_ids}
-    for row in rows:
+) -> dict[int, list[Any]]:
+    """D2: charges (plain :data:`ChargeRow` rows) of many accounts over the months ``start``..``end``,
+    newest month first, one statement."""
+    rows = await session.execute(_CHARGES, {"account_ids": list(account_ids), "start": start, "end": end})
+    out: dict[int, list[Any]] = {account_id: [] for account_id in account_ids}
+    for row in plain_rows(ChargeRow, rows):
         out[row.account_id].append(row)
     return out
 

@@ -918,11 +918,11 @@ async def set_autopay(
 async def payments_of(
     session: AsyncSession, user_id: int | None, role: str, payment_ids: Sequence[int]
 ) -> dict[int, Payment]:
-    """Payments by id that the caller may see: their own (staff see all)."""
-    from services.accounts import STAFF_ROLES
+    """Payments by id that the caller may see: their own (OPERATOR and ADMIN see all)."""
+    from services.roles import reads_customer_data
 
     stmt = select(Payment).where(Payment.id.in_(payment_ids))
-    if role not in STAFF_ROLES:
+    if not reads_customer_data(role):
         stmt = stmt.where(Payment.user_id == user_id)
     return {row.id: row for row in (await session.execute(stmt)).scalars()}
 

@@ -11,7 +11,7 @@ import pytest
 
 from services import storage
 from services.clock import CLOCK
-from tests.dates import period
+from tests.dates import month, period
 from tests.test_accounts import gid, seed_accounts
 
 pytestmark = pytest.mark.calendar  # date-dependent: CI runs it again on other days (README, Tests)
@@ -287,3 +287,33 @@ def test_C4_links_outside_a_request_use_the_served_address_unless_a_public_url_i
     assert settings.model_copy(update={"port": 18301}).base_url == "http://127.0.0.1:18301"
     public = settings.model_copy(update={"port": 18301, "public_url": "https://lk.example.ru/"})
     assert public.base_url == "https://lk.example.ru"
+
+
+def typed(row: Any, keys: list[str]) -> tuple[tuple[type, Any], ...]:
+    return tuple((type(getattr(row, key)), getattr(row, key)) for key in keys)
+
+
+async def test_issue21_charge_lines_read_as_plain_rows_equal_the_orm_rows(db: Any, settings: Any) -> None:
+    """D2's charge lines come as plain rows (models.plain): every mapped attribute as the ORM loads it."""
+    from sqlalchemy import inspect, select
+
+    from models.billing import Charge
+    from services import billing
+
+    seeded = await seed_accounts(db, settings, accounts=2, months=3)
+    start, end = month(-3), month(-1)
+    keys = [attr.key for attr in inspect(Charge).column_attrs]
+    async with db.session() as session:
+        plain = await billing.charges(session, seeded.account_ids, start, end)
+        orm = (
+            await session.execute(
+                select(Charge)
+                .where(Charge.account_id.in_(seeded.account_ids), Charge.period.between(start, end))
+                .order_by(Charge.account_id, Charge.period.desc(), Charge.service_id, Charge.zone, Charge.id)
+            )
+        ).scalars()
+        expected = [typed(row, keys) for row in orm]
+    rows = [row for account_id in seeded.account_ids for row in plain[account_id]]
+    assert rows and all(type(row) is billing.ChargeRow for row in rows)
+    # same values of the same types (Decimal stays Decimal, the zone stays a Zone), in the same order
+    assert [typed(row, keys) for row in rows] == expected
