@@ -371,10 +371,10 @@ async def _create_staff(database_url: str, args: argparse.Namespace) -> int:
 
     db = Database(database_url, pool_size=1)
     try:
-        async with db.session() as session:
-            try:
+        try:
+            async with db.unit_of_work() as uow:
                 user = await staff.create_staff(
-                    session,
+                    uow.session,
                     role=UserRole(args.role),
                     phone=args.phone,
                     email=args.email,
@@ -384,14 +384,13 @@ async def _create_staff(database_url: str, args: argparse.Namespace) -> int:
                     password=args.password or os.environ.get("KABINET_STAFF_PASSWORD", ""),
                     now=clock.now(),
                 )
-            except DomainError as error:
-                errors = getattr(error, "errors", [error])
-                for item in errors:
-                    print(f"{'.'.join(item.field or [])}: {item.text}", file=sys.stderr)
-                return 2
-            await session.commit()
-            print(f"created {user.role.value} {user.phone} (id {user.id})")
-            return 0
+        except DomainError as error:
+            errors = getattr(error, "errors", [error])
+            for item in errors:
+                print(f"{'.'.join(item.field or [])}: {item.text}", file=sys.stderr)
+            return 2
+        print(f"created {user.role.value} {user.phone} (id {user.id})")
+        return 0
     finally:
         await db.dispose()
 
@@ -407,9 +406,8 @@ async def _register_documents(database_url: str, paths: list[Path]) -> int:
         return 2
     db = Database(database_url, pool_size=1)
     try:
-        async with db.session() as session:
-            await persisted_documents.store(session, documents)
-            await session.commit()
+        async with db.unit_of_work() as uow:
+            await persisted_documents.store(uow.session, documents)
     finally:
         await db.dispose()
     for document in documents:

@@ -12,32 +12,11 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session
 
-from models.accounts import Account
-from models.identity import User
-from services.events import Touched, take_pending, take_touched, touch
+from services.unit_of_work import Event, Record, Touched, UnitOfWork, watch
 
 log = logging.getLogger(__name__)
-
-PRIVATE_TABLES = frozenset(
-    {
-        "outbox_messages",
-        "refresh_tokens",
-        "verification_codes",
-        "audit_log",
-        "idempotency_keys",
-        "webhook_events",
-        "scheduled_job_runs",
-        "qr_login_challenges",
-        "payment_status_changes",  # written with their payment (which has a user_id)
-        "request_events",  # written with their appeal/application (which has a user_id)
-        "attachments",
-        "files",
-    }
-)
-"""Tables whose rows no customer query shows by themselves: writing them never invalidates everybody."""
-
 
 def async_url(url: str) -> str:
     """Normalize ``postgres://`` / ``postgresql://`` URLs to the asyncpg driver SQLAlchemy needs."""
@@ -78,6 +57,11 @@ class Database:
         )
         self._counters: list[StatementCounter] = []
         self._publishing: set[asyncio.Task[None]] = set()
+        self.strict = False
+        """Whether undeclared writes fail (see :meth:`publish_after_commit`)."""
+        self._publish: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
+        self._on_touched: Callable[[Touched], Awaitable[None]] | None = None
+        watch(self._sync_session_class, self._committed)
         event.listen(self.engine.sync_engine, "before_cursor_execute", self._count)
 
     def _count(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -89,64 +73,37 @@ class Database:
         self,
         publish: Callable[[str, dict[str, Any]], Awaitable[None]],
         on_touched: Callable[[Touched], Awaitable[None]] | None = None,
+        *,
+        strict: bool = False,
     ) -> None:
-        """After COMMIT: report touched users/accounts (cache versions), then publish queued events.
+        """After every COMMIT: bump the cache versions of what the unit of work declared (``on_touched``),
+        then publish the events it queued (``publish``).
 
-        Events queued with ``services.events.emit`` and touches (``services.events.touch``, plus every ORM
-        row flushed with a ``user_id`` or ``account_id``) wait in the session; a rollback drops them.
+        ``strict`` (tests, ``KABINET_STRICT_WRITES``): a unit of work that wrote rows but declared nothing
+        fails its COMMIT with ``services.unit_of_work.UndeclaredWrite``; otherwise such a write is logged
+        as an error and makes every cached answer stale.
         """
+        self.strict = strict
+        self._publish = publish
+        self._on_touched = on_touched
 
-        def after_flush(session: Session, _context: Any) -> None:
-            users: set[int] = set()
-            accounts: set[int] = set()
-            everyone = False
-            for row in (*session.new, *session.dirty, *session.deleted):
-                if isinstance(row, User):
-                    users.add(row.id)
-                elif isinstance(row, Account):
-                    accounts.add(row.id)
-                user_id = getattr(row, "user_id", None)
-                account_id = getattr(row, "account_id", None)
-                if user_id is not None:
-                    users.add(user_id)
-                if account_id is not None:
-                    accounts.add(account_id)
-                if (
-                    user_id is None
-                    and account_id is None
-                    and not isinstance(row, User | Account)
-                    and getattr(row, "__tablename__", None) not in PRIVATE_TABLES
-                ):
-                    everyone = True  # reference data (branches, tariffs, content…) is everybody's
-            if users or accounts or everyone:
-                touch(session, users=users, accounts=accounts, everyone=everyone)
-
-        def after_commit(session: Session) -> None:
-            pending = take_pending(session)
-            touched = take_touched(session)
-            touched.users.update(int(channel[5:]) for channel, _ in pending if channel.startswith("user:"))
-            if not pending and not touched:
-                return
-            task = asyncio.get_running_loop().create_task(
-                self._after_commit(publish, on_touched, pending, touched)
-            )
-            self._publishing.add(task)
-            task.add_done_callback(self._published)
-
-        def after_rollback(session: Session, previous: SessionTransaction) -> None:
-            if previous.parent is None:  # the whole transaction, not a savepoint
-                take_pending(session)
-                take_touched(session)
-
-        event.listen(self._sync_session_class, "after_flush", after_flush)
-        event.listen(self._sync_session_class, "after_commit", after_commit)
-        event.listen(self._sync_session_class, "after_soft_rollback", after_rollback)
+    def _committed(self, record: Record) -> None:
+        """Right after a COMMIT: start the after-commit work of what the unit of work collected."""
+        touched, events = record.take()
+        if self._publish is None or (not events and not touched):
+            return  # a process without the app's publishers (CLI): nothing to tell
+        task = asyncio.get_running_loop().create_task(
+            self._after_commit(self._publish, self._on_touched, events, touched)
+        )
+        self._publishing.add(task)
+        task.add_done_callback(self._published)
+        record.after_commit.append(task)
 
     @staticmethod
     async def _after_commit(
         publish: Callable[[str, dict[str, Any]], Awaitable[None]],
         on_touched: Callable[[Touched], Awaitable[None]] | None,
-        pending: list[tuple[str, dict[str, Any]]],
+        pending: list[Event],
         touched: Touched,
     ) -> None:
         if on_touched is not None and touched:
@@ -182,13 +139,26 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session for jobs, the CLI and tests; commits nothing by itself.
-
-        On exit it waits for the after-commit work (cache versions, events) of what it committed.
-        """
+        """A plain session for reads (and tests arranging data); commits nothing by itself. Writes go
+        through :meth:`unit_of_work`; a write committed here without a declaration makes every cached answer
+        stale. On exit it waits for the after-commit work of what it committed."""
         async with self.sessionmaker() as session:
             yield session
         await self.drain()
+
+    @contextlib.asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
+        """A unit of work in a session of its own (jobs, the CLI, app endpoints): commits when the block
+        ends normally, rolls back when it raises; waits for the after-commit work either way."""
+        async with self.sessionmaker() as session:
+            work = UnitOfWork(session, strict=self.strict)
+            work.attach()
+            try:
+                yield work
+                await work.commit()
+            except BaseException:
+                await work.rollback()
+                raise
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

@@ -43,7 +43,8 @@ async def download(request: Request) -> Response:
                 "cache-control": "private, no-store",
             },
         )
-    async with state.db.session() as session:
+    async with state.db.unit_of_work() as uow:  # a receipt's PDF is generated and stored on first use
+        session = uow.session
         row: StoredFile | None
         if kind == "file":
             row = await session.get(StoredFile, int(rest))
@@ -55,7 +56,6 @@ async def download(request: Request) -> Response:
                 )
             except DomainError:
                 row = None
-            await session.commit()
         else:
             row = None
         if row is not None and not files.exists(row.storage_key) and row.storage_key.startswith("demo/"):

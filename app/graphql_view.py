@@ -349,9 +349,9 @@ async def audit_analyst(
 ) -> None:
     """Every analyst operation, over HTTP or a websocket, is audited before it runs (``services.query_audit``,
     issue 17)."""
-    async with state.db.session() as session:
+    async with state.db.unit_of_work() as uow:
         query_audit.record_analyst_query(
-            session,
+            uow.session,
             user_id=viewer.user_id,
             document=document if isinstance(document, str) else "",
             operation_name=operation_name if isinstance(operation_name, str) else None,
@@ -360,7 +360,6 @@ async def audit_analyst(
             user_agent=context.user_agent,
             now=clock.now(),
         )
-        await session.commit()
 
 
 def valid_examples(schema: BaseSchema) -> list[tuple[str, str]]:
@@ -701,7 +700,9 @@ class KabinetGraphQL(GraphQL[Context, None]):
                 request_data.variables,
                 request_data.operation_name,
             )
-            version, data = await cache.lookup(viewer.user_id, cache_key)
+            version, data = await cache.lookup(
+                viewer.user_id, cache_key, cache.depends_on(request_data.query)
+            )
             if data is not None:
                 metrics.record_result(None)  # a cache hit: answered without errors
                 return ExecutionResult(data=data, errors=None)
@@ -717,8 +718,6 @@ class KabinetGraphQL(GraphQL[Context, None]):
         ):
             await cache.put(cache_key, version or "", result.data)  # type: ignore[union-attr]
         if kind is OperationType.MUTATION:
-            if cache is not None and viewer is not None:
-                await cache.bump({viewer.user_id})  # safety net for writes no hook saw
             await self.state.db.drain()
         return result
 

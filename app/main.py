@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 
 from app import metrics, tracing
 from app.broadcast import EventBus
-from app.cache import ResultCache, run_bumps
+from app.cache import References, ResultCache, run_bumps
 from app.config_check import UnsafeConfiguration, problems
 from app.db import Database
 from app.downloads import download
@@ -32,6 +32,7 @@ from app.sandbox import routes as sandbox_routes
 from app.security_headers import SecurityHeaders
 from app.settings import Environment, Settings, get_settings
 from app.state import AppState
+from schema.cache_tags import REFERENCE_TYPES
 from services import clock
 from services.events import Touched
 from services.limits import counters_of
@@ -87,16 +88,19 @@ def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -
         await guard.publish_hook(channel, message)  # sessions ended here end here at once, broker or not
         await state.bus.publish(channel, message)
 
+    strict = settings.env is Environment.TEST if settings.strict_writes is None else settings.strict_writes
     if versions is not None:
 
         async def touched(what: Touched) -> None:
             await run_bumps(versions, db, what)
 
-        db.publish_after_commit(publish, touched)
+        db.publish_after_commit(publish, touched, strict=strict)
     else:
-        db.publish_after_commit(publish)
+        db.publish_after_commit(publish, strict=strict)
     executor = KabinetExecutor if settings.fast_execution else None
     graphql = KabinetGraphQL(build_schema(settings, execution_context_class=executor), state)
+    if state.cache is not None:
+        state.cache.references = References(graphql.schema._schema, dict(REFERENCE_TYPES))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

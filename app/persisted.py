@@ -106,9 +106,8 @@ class PersistedDocuments:
         except GraphQLSyntaxError:
             return  # executing it reports the syntax error; nothing worth keeping
         document = persisted_documents.Document(hash_, text, persisted_documents.operation_name(text))
-        async with self.db.session() as session:
-            await persisted_documents.store(session, [document])
-            await session.commit()
+        async with self.db.unit_of_work() as uow:
+            await persisted_documents.store(uow.session, [document])
         self.known[hash_] = text
 
     def free_form(self, query: str | None, viewer: Viewer | None) -> str | None:

@@ -139,11 +139,12 @@ async def pay_submit(request: Request) -> Response:
             expiry_year=2000 + int(year) if year.isdigit() and len(year) == 2 else None,
         )
     now = clock.now()
-    async with state.db.session() as session:
+    async with state.db.unit_of_work() as uow:
         await gateway.record_outcome(
-            session, gateway_payment_id, {"id": gateway_payment_id, "status": status.value, "reason": reason}
+            uow.session,
+            gateway_payment_id,
+            {"id": gateway_payment_id, "status": status.value, "reason": reason},
         )
-        await session.commit()
     body = gateway.event_body(gateway_payment_id, status, reason=reason, saved_card=card)
     headers = gateway_service.signed_headers(gateway.secret, body, now)
     delivered = await deliver_sandbox_webhook(state, body, headers)
@@ -167,9 +168,9 @@ async def deliver_sandbox_webhook(state: AppState, body: bytes, headers: dict[st
             log.warning("sandbox webhook to %s failed; the re-check job will catch up", url)
             return False
     try:
-        async with state.db.session() as session:
+        async with state.db.unit_of_work() as uow:
             await payments.handle_webhook(
-                session, gateways_of(state), SANDBOX, body, headers, now=clock.now()
+                uow.session, gateways_of(state), SANDBOX, body, headers, now=clock.now()
             )
         return True
     except WebhookRejected:
@@ -204,9 +205,9 @@ async def webhook(request: Request) -> Response:
     body = await request.body()
     headers = {key.lower(): value for key, value in request.headers.items()}
     try:
-        async with state.db.session() as session:
+        async with state.db.unit_of_work() as uow:
             outcome = await payments.handle_webhook(
-                session, gateways_of(state), provider, body, headers, now=clock.now()
+                uow.session, gateways_of(state), provider, body, headers, now=clock.now()
             )
     except WebhookRejected as error:
         log.warning("webhook from %s rejected: %s", provider, error)

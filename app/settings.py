@@ -141,6 +141,14 @@ class Settings(BaseSettings):
     result_cache: bool = Field(
         True, description="Cache customers' query results per user, invalidated by every write they can see."
     )
+    strict_writes: bool | None = Field(
+        None,
+        description=(
+            "A unit of work that writes rows but declares nothing it touches fails its COMMIT (a forgotten "
+            "cache invalidation is an error). Unset: on in the test environment; off elsewhere, where such "
+            "a write is logged as an error and makes every cached answer stale."
+        ),
+    )
     result_cache_ttl: float = Field(300.0, description="Seconds a cached query result may live at most.")
     scheduler_enabled: bool = Field(
         True, description="Compete to run scheduled jobs (reminders); one process wins via an advisory lock."

@@ -172,25 +172,20 @@ async def effective_receipt_email(info: Info, link: UserAccount | None) -> str |
 async def link_account(
     info: Info, *, branch_id: int, number: str, proof: str, e_receipt: bool
 ) -> tuple[Account, UserAccount]:
-    """B1 (the caller commits even on failure, so failed attempts count)."""
+    """B1 (the unit of work commits even on failure, so failed attempts count)."""
     viewer = require_viewer(info)
-    async with info.context.session() as session:
-        try:
-            link = await accounts.link_account(
-                session,
-                user_id=viewer.user_id,
-                branch_id=branch_id,
-                number=number,
-                proof=proof,
-                e_receipt=e_receipt,
-                now=info.context.now,
-                client_ip=info.context.client_ip,
-            )
-        except accounts.DomainError:
-            await session.commit()
-            raise
-        account = await session.get(Account, link.account_id)
-        await session.commit()
+    async with info.context.unit_of_work(commit_on=(accounts.DomainError,)) as uow:
+        link = await accounts.link_account(
+            uow.session,
+            user_id=viewer.user_id,
+            branch_id=branch_id,
+            number=number,
+            proof=proof,
+            e_receipt=e_receipt,
+            now=info.context.now,
+            client_ip=info.context.client_ip,
+        )
+        account = await uow.session.get(Account, link.account_id)
     assert account is not None
     info.context.loader(LinkByAccountId).prime(account.id, link)
     return account, link
@@ -199,21 +194,18 @@ async def link_account(
 async def unlink_account(info: Info, account_id: int) -> accounts.Unlinked:
     """B2."""
     viewer = require_viewer(info)
-    async with info.context.session() as session:
-        result = await accounts.unlink_account(session, user_id=viewer.user_id, account_id=account_id)
-        await session.commit()
-    return result
+    async with info.context.unit_of_work() as uow:
+        return await accounts.unlink_account(uow.session, user_id=viewer.user_id, account_id=account_id)
 
 
 async def rename_account(info: Info, account_id: int, name: str | None) -> Account:
     """B3."""
     viewer = require_viewer(info)
-    async with info.context.session() as session:
+    async with info.context.unit_of_work() as uow:
         link = await accounts.rename_account(
-            session, user_id=viewer.user_id, account_id=account_id, name=name
+            uow.session, user_id=viewer.user_id, account_id=account_id, name=name
         )
-        account = await session.get(Account, account_id)
-        await session.commit()
+        account = await uow.session.get(Account, account_id)
     info.context.loader(LinkByAccountId).clear(account_id).prime(account_id, link)
     assert account is not None
     return account
@@ -222,12 +214,11 @@ async def rename_account(info: Info, account_id: int, name: str | None) -> Accou
 async def set_receipt_delivery(info: Info, account_id: int, electronic: bool, email: str | None) -> Account:
     """J5."""
     viewer = require_viewer(info)
-    async with info.context.session() as session:
+    async with info.context.unit_of_work() as uow:
         link = await accounts.set_receipt_delivery(
-            session, user_id=viewer.user_id, account_id=account_id, electronic=electronic, email=email
+            uow.session, user_id=viewer.user_id, account_id=account_id, electronic=electronic, email=email
         )
-        account = await session.get(Account, account_id)
-        await session.commit()
+        account = await uow.session.get(Account, account_id)
     info.context.loader(LinkByAccountId).clear(account_id).prime(account_id, link)
     assert account is not None
     return account

@@ -7,8 +7,9 @@ through :func:`visible_appeals`, :func:`visible_applications` or :func:`visible_
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -177,29 +178,20 @@ class Outcome:
     errors: list[DomainError]
 
 
-async def _transaction(
-    info: Info, prefix: str, work: Callable[[AsyncSession, service.FileSink], Awaitable[Any]]
-) -> Outcome:
-    """Run ``work`` in the request's session: commit on success; on any failure roll back and delete the
-    files it already stored."""
+@contextlib.contextmanager
+def _files(info: Info, prefix: str) -> Iterator[service.FileSink]:
+    """Where a write's uploaded files go; they are deleted again when the write fails (its unit of work
+    rolled back or its COMMIT failed)."""
     sink = _sink(info, prefix)
-    async with info.context.session() as session:
-        try:
-            row = await work(session, sink)
-            await session.commit()
-        except service.Rejected as rejected:
-            await session.rollback()
-            sink.discard()
-            return Outcome(None, rejected.errors)
-        except DomainError as error:
-            await session.rollback()
-            sink.discard()
-            return Outcome(None, [error])
-        except BaseException:
-            await session.rollback()
-            sink.discard()
-            raise
-    return Outcome(row, [])
+    try:
+        yield sink
+    except BaseException:
+        sink.discard()
+        raise
+
+
+def _refused(error: service.Rejected | DomainError) -> Outcome:
+    return Outcome(None, error.errors if isinstance(error, service.Rejected) else [error])
 
 
 async def _account_ids(info: Info, account_global_id: Any) -> list[int] | None:
@@ -253,12 +245,15 @@ async def create_appeal(info: Info, data: Any) -> Outcome:
         attachments=list(data.attachments or []),
     )
 
-    async def work(session: AsyncSession, sink: service.FileSink) -> Appeal:
-        return await service.create_appeal(
-            session, sink, user_id=viewer.user_id, data=values, now=info.context.now
-        )
-
-    return await _transaction(info, "appeals", work)
+    try:
+        with _files(info, "appeals") as sink:
+            async with info.context.unit_of_work() as uow:
+                row = await service.create_appeal(
+                    uow.session, sink, user_id=viewer.user_id, data=values, now=info.context.now
+                )
+    except (service.Rejected, DomainError) as error:
+        return _refused(error)
+    return Outcome(row, [])
 
 
 async def appeals(
@@ -331,17 +326,20 @@ def _consent_context(info: Info) -> service.ConsentContext:
 async def _create_application(info: Info, values: service.NewApplication) -> Outcome:
     viewer = require_customer(info)
 
-    async def work(session: AsyncSession, sink: service.FileSink) -> Application:
-        return await service.create_application(
-            session,
-            sink,
-            user_id=viewer.user_id,
-            data=values,
-            consent_context=_consent_context(info),
-            now=info.context.now,
-        )
-
-    return await _transaction(info, "applications", work)
+    try:
+        with _files(info, "applications") as sink:
+            async with info.context.unit_of_work() as uow:
+                row = await service.create_application(
+                    uow.session,
+                    sink,
+                    user_id=viewer.user_id,
+                    data=values,
+                    consent_context=_consent_context(info),
+                    now=info.context.now,
+                )
+    except (service.Rejected, DomainError) as error:
+        return _refused(error)
+    return Outcome(row, [])
 
 
 async def create_application(info: Info, data: Any, kind: ApplicationKind, fields: dict[str, Any]) -> Outcome:
@@ -494,19 +492,22 @@ async def upload_document(info: Info, data: Any) -> Outcome:
     account_id = parse_id(data.account_id, "Account") if data.account_id else None
     doc_type = DocumentType(data.type.value) if data.type is not None else None
 
-    async def work(session: AsyncSession, sink: service.FileSink) -> Document:
-        return await service.upload_document(
-            session,
-            sink,
-            user_id=viewer.user_id,
-            account_id=account_id,
-            doc_type=doc_type,
-            title=data.title,
-            file=data.file,
-            now=info.context.now,
-        )
-
-    return await _transaction(info, "documents", work)
+    try:
+        with _files(info, "documents") as sink:
+            async with info.context.unit_of_work() as uow:
+                row = await service.upload_document(
+                    uow.session,
+                    sink,
+                    user_id=viewer.user_id,
+                    account_id=account_id,
+                    doc_type=doc_type,
+                    title=data.title,
+                    file=data.file,
+                    now=info.context.now,
+                )
+    except (service.Rejected, DomainError) as error:
+        return _refused(error)
+    return Outcome(row, [])
 
 
 # ---------------------------------------------------------------- operator side
@@ -557,19 +558,22 @@ async def operator_action(
     request_global_id: Any,
     action: Callable[[AsyncSession, service.FileSink, Any, int], Awaitable[None]],
 ) -> Outcome:
-    """Lock the appeal or application, apply ``action`` and commit (the customer is notified)."""
+    """Lock the appeal or application and apply ``action`` in one unit of work (the customer is
+    notified)."""
     operator = require_operator(info)
     ref = _request_ref(request_global_id)
     if ref is None:
         return Outcome(None, [service.AppealNotFound(field=["input", "id"])])
     model, request_id = ref
 
-    async def work(session: AsyncSession, sink: service.FileSink) -> Any:
-        row = await service.lock_request(session, model, request_id)
-        await action(session, sink, row, operator.user_id)
-        return row
-
-    return await _transaction(info, "answers", work)
+    try:
+        with _files(info, "answers") as sink:
+            async with info.context.unit_of_work() as uow:
+                row = await service.lock_request(uow.session, model, request_id)
+                await action(uow.session, sink, row, operator.user_id)
+    except (service.Rejected, DomainError) as error:
+        return _refused(error)
+    return Outcome(row, [])
 
 
 # ---------------------------------------------------------------- F3, F4

@@ -22,6 +22,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import clock
+from services.unit_of_work import UnitOfWork
 
 L = TypeVar("L")
 
@@ -144,6 +145,43 @@ class Context:
         """Exclusive use of the current scope's session (see :class:`DbScope`)."""
         return self.scope.session()
 
+    @contextlib.asynccontextmanager
+    async def unit_of_work(
+        self, *, commit_on: tuple[type[BaseException], ...] = ()
+    ) -> AsyncIterator[UnitOfWork]:
+        """The one way a resolver writes: a unit of work on the current scope's session
+        (``services.unit_of_work``). The block commits when it ends normally and rolls back when it raises
+        — except for the exception types in ``commit_on``, which commit first (failed code attempts must
+        count) and then propagate. Holds the session: never call a loader inside the block."""
+        async with self.session() as session:
+            work = UnitOfWork(session, strict=self.state.db.strict)
+            work.attach()
+            try:
+                try:
+                    yield work
+                except commit_on:
+                    await _commit(work)
+                    raise
+                except BaseException:
+                    await work.rollback()
+                    raise
+                await _commit(work)
+            finally:
+                work.detach()
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """The current scope's session for a read that ends its transaction when done (a long-lived
+        subscription must not keep one open between events). It ends with COMMIT, not ROLLBACK: a rollback
+        would expire the rows just read (``expire_on_commit`` is off)."""
+        async with self.session() as session:
+            try:
+                yield session
+            except BaseException:
+                await session.rollback()
+                raise
+            await session.commit()
+
     def loader(self, cls: type[L]) -> L:
         """The current scope's instance of a loader class."""
         return self.scope.loader(cls)
@@ -185,3 +223,12 @@ class Context:
 
 Info = strawberry.Info[Context, None]
 """What a resolver's ``info`` is: Strawberry's, with our :class:`Context` (issue 19: typed, not ``Any``)."""
+
+
+async def _commit(work: UnitOfWork) -> None:
+    """Commit; a COMMIT that fails (an undeclared write in strict mode, a conflict) rolls back."""
+    try:
+        await work.commit()
+    except BaseException:
+        await work.rollback()
+        raise

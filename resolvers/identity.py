@@ -74,16 +74,8 @@ def caller_of(info: Info) -> common.Caller:
     )
 
 
-@contextlib.asynccontextmanager
-async def _tx(info: Info) -> AsyncIterator[Any]:
-    """The request's session; commits on success AND after a domain error (wrong code tries count)."""
-    async with info.context.session() as session:
-        try:
-            yield session
-        except DomainError:
-            await session.commit()
-            raise
-        await session.commit()
+ATTEMPTS_COUNT = (DomainError,)
+"""Identity writes commit after a domain error too: wrong code and password tries must count."""
 
 
 async def _flag(info: Info, ended: list[int]) -> None:
@@ -109,7 +101,8 @@ async def _login(
     client: ClientKind,
     device: str | None,
 ) -> tuple[Tokens, User]:
-    async with _tx(info) as session:
+    async with info.context.unit_of_work(commit_on=ATTEMPTS_COUNT) as uow:
+        session = uow.session
         user = await authenticate(session, caller_of(info))
         tokens = await _start(info, session, user, client, device)
     info.context.loader(UserById).prime(user.id, user)
@@ -118,7 +111,8 @@ async def _login(
 
 async def start_registration(info: Info, form: registration.Registration) -> SentCode:
     """A1 step 1."""
-    async with _tx(info) as session:
+    async with info.context.unit_of_work(commit_on=ATTEMPTS_COUNT) as uow:
+        session = uow.session
         return await registration.start_registration(session, caller_of(info), form)
 
 
@@ -142,7 +136,8 @@ async def login_with_password(
 
 async def request_code(info: Info, login: str, purpose: CodePurpose) -> SentCode:
     """A4 / A8: a code to an existing cabinet's phone or confirmed e-mail."""
-    async with _tx(info) as session:
+    async with info.context.unit_of_work(commit_on=ATTEMPTS_COUNT) as uow:
+        session = uow.session
         return await logins.request_code(session, caller_of(info), login, purpose)
 
 
@@ -155,7 +150,8 @@ async def login_with_code(
 
 async def reset_password(info: Info, login: str, code: str, password: str, repeat: str) -> None:
     """A8."""
-    async with _tx(info) as session:
+    async with info.context.unit_of_work(commit_on=ATTEMPTS_COUNT) as uow:
+        session = uow.session
         _, ended = await logins.reset_password(session, caller_of(info), login, code, password, repeat)
     await _flag(info, ended)
 
@@ -163,7 +159,8 @@ async def reset_password(info: Info, login: str, code: str, password: str, repea
 async def refresh(info: Info, refresh_token: str) -> tuple[Tokens, User]:
     """Rotate a refresh token; a reused one ends its session at once."""
     try:
-        async with _tx(info) as session:
+        async with info.context.unit_of_work(commit_on=ATTEMPTS_COUNT) as uow:
+            session = uow.session
             tokens = await sessions.refresh_session(
                 session, info.context.settings.secret_key, refresh_token, now=info.context.now
             )
@@ -177,7 +174,8 @@ async def refresh(info: Info, refresh_token: str) -> tuple[Tokens, User]:
 async def logout(info: Info) -> int:
     """A9: end the caller's session."""
     viewer = require_viewer(info)
-    async with _tx(info) as session:
+    async with info.context.unit_of_work(commit_on=ATTEMPTS_COUNT) as uow:
+        session = uow.session
         ended = await sessions.revoke_sessions(
             session, viewer.user_id, now=info.context.now, only=viewer.session_id
         )
@@ -204,7 +202,8 @@ async def sessions_by_ids(info: Info, ids: list[int]) -> list[AuthSession | None
 async def end_sessions(info: Info, *, only: int | None = None, others: bool = False) -> int:
     """End one of the caller's sessions, or all but the current one."""
     viewer = require_viewer(info)
-    async with _tx(info) as session:
+    async with info.context.unit_of_work(commit_on=ATTEMPTS_COUNT) as uow:
+        session = uow.session
         ended = await sessions.revoke_sessions(
             session,
             viewer.user_id,
@@ -218,7 +217,8 @@ async def end_sessions(info: Info, *, only: int | None = None, others: bool = Fa
 
 async def _profile(info: Info, change: Callable[[Any, common.Caller, int], Awaitable[Any]]) -> Any:
     viewer = require_viewer(info)
-    async with _tx(info) as session:
+    async with info.context.unit_of_work(commit_on=ATTEMPTS_COUNT) as uow:
+        session = uow.session
         result = await change(session, caller_of(info), viewer.user_id)
     if isinstance(result, User):
         info.context.loader(UserById).prime(result.id, result)
@@ -297,7 +297,8 @@ QR_RECHECK_SECONDS = 2.0
 
 async def start_qr_login(info: Info) -> qr.QrStarted:
     """A6: the web client's challenge."""
-    async with _tx(info) as session:
+    async with info.context.unit_of_work(commit_on=ATTEMPTS_COUNT) as uow:
+        session = uow.session
         return await qr.start_qr_login(session, caller_of(info))
 
 
@@ -311,7 +312,8 @@ async def qr_login_request(info: Info, qr_payload: str) -> QrLoginChallenge:
 async def decide_qr_login(info: Info, qr_payload: str, approve: bool) -> None:
     """A6: approve or reject; the waiting web client hears it at once."""
     viewer = require_viewer(info)
-    async with _tx(info) as session:
+    async with info.context.unit_of_work(commit_on=ATTEMPTS_COUNT) as uow:
+        session = uow.session
         row = await qr.decide_qr_login(session, caller_of(info), viewer.user_id, qr_payload, approve)
         challenge_id, status = row.id, row.status.value
     await info.context.state.bus.publish(f"qr-login:{challenge_id}", {"status": status})
@@ -341,7 +343,8 @@ async def qr_login_events(
         while True:
             await context.new_event_scope()
             caller = caller_of(info)
-            async with context.session() as session:
+            async with context.unit_of_work() as uow:
+                session = uow.session
                 current = await session.get(QrLoginChallenge, challenge_id)
                 assert current is not None
                 status = current.status
@@ -365,7 +368,6 @@ async def qr_login_events(
                             user_agent=current.web_user_agent or context.user_agent,
                         )
                         current.session_id = tokens.session_id
-                await session.commit()
             if status is QrLoginStatus.PENDING:
                 if not announced:
                     announced = True
@@ -445,7 +447,8 @@ def vk_settings(info: Info) -> vk.VkSettings:
 async def start_vk_login(info: Info, redirect_uri: str) -> tuple[str, str]:
     """A5 step 1 (anonymous: a login) or J8 step 1 (logged in: connecting VK to the caller's cabinet)."""
     found = viewer(info)
-    async with _tx(info) as session:
+    async with info.context.unit_of_work(commit_on=ATTEMPTS_COUNT) as uow:
+        session = uow.session
         return await vk.start_vk_login(
             session,
             caller_of(info),

@@ -92,24 +92,21 @@ async def unread_count(info: Info) -> int:
 async def mark_read(info: Info, notification_id: int) -> tuple[Notification | None, list[DomainError]]:
     """Mark one notification read."""
     viewer = require_viewer(info)
-    async with info.context.session() as session:
-        try:
+    try:
+        async with info.context.unit_of_work() as uow:
             row = await notifications.mark_read(
-                session, viewer.user_id, notification_id, now=info.context.now
+                uow.session, viewer.user_id, notification_id, now=info.context.now
             )
-        except DomainError as error:
-            return None, [error]
-        await session.commit()
-        return row, []
+    except DomainError as error:
+        return None, [error]
+    return row, []
 
 
 async def mark_all_read(info: Info) -> int:
     """Mark every notification of the caller read."""
     viewer = require_viewer(info)
-    async with info.context.session() as session:
-        changed = await notifications.mark_all_read(session, viewer.user_id, now=info.context.now)
-        await session.commit()
-        return changed
+    async with info.context.unit_of_work() as uow:
+        return await notifications.mark_all_read(uow.session, viewer.user_id, now=info.context.now)
 
 
 async def settings(info: Info) -> list[notifications.Preference]:
@@ -125,45 +122,40 @@ async def update_settings(
     """Apply the caller's J6 choices."""
     viewer = require_viewer(info)
     context = info.context
-    async with context.session() as session:
-        result = await notifications.update_settings(
-            session,
+    async with context.unit_of_work() as uow:
+        return await notifications.update_settings(
+            uow.session,
             viewer.user_id,
             changes,
             now=context.now,
             client_ip=context.client_ip,
             user_agent=context.user_agent,
         )
-        await session.commit()
-        return result
 
 
 async def register_push_device(info: Info, platform: Any, token: str) -> list[DomainError]:
     """Register the caller's device for push messages."""
     viewer = require_viewer(info)
-    async with info.context.session() as session:
-        try:
+    try:
+        async with info.context.unit_of_work() as uow:
             await notifications.register_push_device(
-                session,
+                uow.session,
                 viewer.user_id,
                 platform=platform,
                 token=token,
                 session_id=viewer.session_id,
                 now=info.context.now,
             )
-        except DomainError as error:
-            return [error]
-        await session.commit()
-        return []
+    except DomainError as error:
+        return [error]
+    return []
 
 
 async def unregister_push_device(info: Info, token: str) -> bool:
     """Forget one of the caller's push tokens."""
     viewer = require_viewer(info)
-    async with info.context.session() as session:
-        removed = await notifications.unregister_push_device(session, viewer.user_id, token)
-        await session.commit()
-        return removed
+    async with info.context.unit_of_work() as uow:
+        return await notifications.unregister_push_device(uow.session, viewer.user_id, token)
 
 
 async def live(info: Info, after: str | None) -> AsyncIterator[Notification]:
@@ -197,7 +189,7 @@ async def live(info: Info, after: str | None) -> AsyncIterator[Notification]:
             if last is None:  # a first event without data (e.g. a read mark): start from the newest row
                 last = int(message.get("prev") or 0) if message.get("type") == "notification" else None
             await context.new_event_scope()
-            async with gate, context.session() as session:
+            async with gate, context.reading() as session:
                 now = time.monotonic()
                 if (
                     message.get("type") in ("session-ended", "resync")
@@ -212,7 +204,6 @@ async def live(info: Info, after: str | None) -> AsyncIterator[Notification]:
                 if last is None:
                     last = await notifications.latest_id(session, viewer.user_id)
                 rows = await notifications.since(session, viewer.user_id, last)
-                await session.commit()  # end the read transaction; rows stay loaded
             for row in rows:
                 last = row.id
                 yield row

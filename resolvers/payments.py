@@ -108,10 +108,10 @@ async def create_payment(
     """D5 / H1: create (or, for a retried key, return) a payment."""
     viewer = require_viewer(info)
     context = info.context
-    async with context.session() as session:
-        try:
+    try:
+        async with context.unit_of_work() as uow:
             payment = await payments.create_payment(
-                session,
+                uow.session,
                 gateways_of(context.state),
                 user_id=viewer.user_id,
                 lines=lines,
@@ -125,14 +125,11 @@ async def create_payment(
                 save_card=save_card,
                 limits=limits(info),
             )
-        except DomainError as error:
-            await session.rollback()
-            return None, [error]
-        except ExceptionGroup as group:
-            await session.rollback()
-            return None, [error for error in group.exceptions if isinstance(error, DomainError)]
-        await session.commit()
-        return payment, []
+    except DomainError as error:
+        return None, [error]
+    except ExceptionGroup as group:
+        return None, [error for error in group.exceptions if isinstance(error, DomainError)]
+    return payment, []
 
 
 async def saved_cards(info: Info) -> list[PaymentMethod]:
@@ -153,10 +150,10 @@ async def set_autopay(
 ) -> tuple[bool, list[DomainError]]:
     """J7: connect, change or switch off autopay of one account."""
     viewer = require_viewer(info)
-    async with info.context.session() as session:
-        try:
+    try:
+        async with info.context.unit_of_work() as uow:
             found = await payments.set_autopay(
-                session,
+                uow.session,
                 user_id=viewer.user_id,
                 account_id=account_id,
                 card_id=card_id,
@@ -165,11 +162,9 @@ async def set_autopay(
                 enabled=enabled,
                 now=info.context.now,
             )
-        except DomainError as error:
-            await session.rollback()
-            return False, [error]
-        await session.commit()
-        return found is not None, []
+    except DomainError as error:
+        return False, [error]
+    return found is not None, []
 
 
 async def live_status(
@@ -186,14 +181,12 @@ async def live_status(
         delivered = 0
         while True:
             await context.new_event_scope()
-            async with context.session() as session:
+            async with context.reading() as session:
                 found = await payments.payments_of(session, viewer.user_id, viewer.role, [payment_id])
                 payment = found.get(payment_id)
                 if payment is None:
-                    await session.commit()
                     raise payments.PaymentNotFound()
                 steps = await payments.history_of(session, [payment_id])
-                await session.commit()
             fresh = steps[delivered:] if delivered else steps[-1:]
             delivered = len(steps)
             for step in fresh:

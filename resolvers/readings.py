@@ -247,53 +247,53 @@ async def _submit_one(
     key: str | None,
     scope: str,
     prefix: list[str],
-) -> SubmitResult:
+) -> Any:
+    """One account's submission; raises a :class:`DomainError` (or ``SubmissionRejected``) when refused."""
     account_id = parse_id(account_global_id, "Account")
+    if account_id is None:
+        raise accounts.AccountNotFound(field=[*prefix, "accountId"])
     try:
-        if account_id is None:
-            raise accounts.AccountNotFound(field=[*prefix, "accountId"])
-        try:
-            await accounts.require_linked_account(session, user_id, account_id)
-        except accounts.AccountNotFound:
-            raise accounts.AccountNotFound(field=[*prefix, "accountId"]) from None
-        submission = await readings.submit(
-            session,
-            user_id=user_id,
-            account_id=account_id,
-            meters=_meter_values(meters),
-            now=info.context.now,
-            source=source,
-            idempotency_key=key,
-            idempotency_scope=scope,
-            field_prefix=prefix,
-        )
-    except readings.SubmissionRejected as rejected:
-        return SubmitResult(account_global_id, None, rejected.errors)
-    except DomainError as error:
-        return SubmitResult(account_global_id, None, [error])
-    return SubmitResult(account_global_id, submission, [])
+        await accounts.require_linked_account(session, user_id, account_id)
+    except accounts.AccountNotFound:
+        raise accounts.AccountNotFound(field=[*prefix, "accountId"]) from None
+    return await readings.submit(
+        session,
+        user_id=user_id,
+        account_id=account_id,
+        meters=_meter_values(meters),
+        now=info.context.now,
+        source=source,
+        idempotency_key=key,
+        idempotency_scope=scope,
+        field_prefix=prefix,
+    )
+
+
+def _refused(account_global_id: Any, error: readings.SubmissionRejected | DomainError) -> SubmitResult:
+    if isinstance(error, readings.SubmissionRejected):
+        return SubmitResult(account_global_id, None, error.errors)
+    return SubmitResult(account_global_id, None, [error])
 
 
 async def submit_readings(info: Info, data: Any) -> SubmitResult:
     """E3: one account's readings; commits on success, rolls back on any user error."""
     viewer = require_customer(info)
-    async with info.context.session() as session:
-        result = await _submit_one(
-            session,
-            info,
-            viewer.user_id,
-            data.account_id,
-            data.meters,
-            source=ReadingSource(data.source.value),
-            key=data.idempotency_key,
-            scope="submitReadings",
-            prefix=["input"],
-        )
-        if result.submission is not None:
-            await session.commit()
-        else:
-            await session.rollback()
-    return result
+    try:
+        async with info.context.unit_of_work() as uow:
+            submission = await _submit_one(
+                uow.session,
+                info,
+                viewer.user_id,
+                data.account_id,
+                data.meters,
+                source=ReadingSource(data.source.value),
+                key=data.idempotency_key,
+                scope="submitReadings",
+                prefix=["input"],
+            )
+    except (readings.SubmissionRejected, DomainError) as error:
+        return _refused(data.account_id, error)
+    return SubmitResult(data.account_id, submission, [])
 
 
 class AllAccountsUnavailable(DomainError):
@@ -309,7 +309,8 @@ async def submit_readings_for_all_accounts(
     """H2: each account in its own savepoint, so each succeeds or fails on its own; one commit."""
     viewer = require_customer(info)
     results: list[SubmitResult] = []
-    async with info.context.session() as session:
+    async with info.context.unit_of_work() as uow:
+        session = uow.session
         if len(await accounts.linked_account_ids(session, viewer.user_id)) < 2:
             return [], [AllAccountsUnavailable(field=["input", "accounts"])]
         key_given = data.idempotency_key
@@ -321,22 +322,21 @@ async def submit_readings_for_all_accounts(
                 if data.idempotency_key
                 else None
             )
-            savepoint = await session.begin_nested()
-            result = await _submit_one(
-                session,
-                info,
-                viewer.user_id,
-                item.account_id,
-                item.meters,
-                source=ReadingSource(data.source.value),
-                key=key,
-                scope="submitReadingsForAllAccounts",
-                prefix=["input", "accounts", str(index)],
-            )
-            if result.submission is not None:
-                await savepoint.commit()
-            else:
-                await savepoint.rollback()
-            results.append(result)
-        await session.commit()
+            try:
+                async with uow.savepoint():
+                    submission = await _submit_one(
+                        session,
+                        info,
+                        viewer.user_id,
+                        item.account_id,
+                        item.meters,
+                        source=ReadingSource(data.source.value),
+                        key=key,
+                        scope="submitReadingsForAllAccounts",
+                        prefix=["input", "accounts", str(index)],
+                    )
+            except (readings.SubmissionRejected, DomainError) as error:
+                results.append(_refused(item.account_id, error))
+                continue
+            results.append(SubmitResult(item.account_id, submission, []))
     return results, []

@@ -27,6 +27,7 @@ from services.branches import window_state_on
 from services.errors import DomainError, NotFound
 from services.roles import STAFF_ROLES as STAFF_ROLES  # re-exported for older imports
 from services.roles import reads_customer_data
+from services.unit_of_work import touch
 
 
 class AccountNotFound(NotFound):
@@ -194,6 +195,7 @@ async def link_account(
     number = number.strip()
 
     async def attempt(succeeded: bool) -> None:
+        touch(session, users=[user_id])  # the attempt, and on success the link: the user's answers
         session.add(
             LinkAttempt(
                 user_id=user_id,
@@ -280,6 +282,7 @@ async def unlink_account(session: AsyncSession, *, user_id: int, account_id: int
     ).first()
     e_receipt = link.e_receipt_enabled
     await session.execute(delete(UserAccount).where(UserAccount.id == link.id))
+    touch(session, users=[user_id])
     return Unlinked(
         account_id=account_id, autopay_disabled=autopay is not None, e_receipt_was_enabled=e_receipt
     )
@@ -294,6 +297,7 @@ async def rename_account(
     if cleaned is not None and len(cleaned) > DISPLAY_NAME_MAX:
         raise DisplayNameTooLong(field=["input", "name"])
     link.display_name = cleaned
+    touch(session, users=[user_id])  # the name is the user's own (other users of the account keep theirs)
     await session.flush()
     return link
 
@@ -307,6 +311,7 @@ async def set_receipt_delivery(
     profile e-mail does not change) or else the confirmed profile e-mail.
     """
     link = await require_linked_account(session, user_id, account_id)
+    touch(session, users=[user_id])  # the delivery choice is on the user's own link
     if not electronic:
         link.e_receipt_enabled = False
         link.receipt_email = None

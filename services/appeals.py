@@ -48,6 +48,7 @@ from services.notifications import notify
 from services.pagination import Page, keyset_page
 from services.periods import PeriodRange, month_bounds
 from services.roles import reads_customer_data
+from services.unit_of_work import touch
 
 ACCEPTED_MESSAGE = "Ваше обращение принято в работу"
 """G3 / F2: what the customer is told after a successful submission."""
@@ -376,6 +377,7 @@ async def create_appeal(
         created_at=now,
         updated_at=now,
     )
+    touch(session, users=[user_id], accounts=[appeal.account_id])
     session.add(appeal)
     await session.flush()
     await _record_submission(session, sink, data.attachments, user_id, now, appeal_id=appeal.id)
@@ -614,6 +616,7 @@ async def record_consent(
         client_ip=client_ip,
         user_agent=(user_agent or "")[:500] or None,
     )
+    touch(session, users=[user_id])
     session.add(consent)
     await session.flush()
     return consent
@@ -691,6 +694,7 @@ async def create_application(
         created_at=now,
         updated_at=now,
     )
+    touch(session, users=[user_id], accounts=[application.account_id])
     session.add(application)
     await session.flush()
     await _record_submission(session, sink, data.attachments, user_id, now, application_id=application.id)
@@ -889,6 +893,7 @@ async def upload_document(
         uploaded_by_customer=True,
         created_at=now,
     )
+    touch(session, users=[user_id], accounts=[account_id])  # the account's documents
     session.add(document)
     await session.flush()
     return document
@@ -994,6 +999,7 @@ async def change_status(
     """Move a request to ``status``, record the timeline row and notify the customer."""
     if row.status in FINISHED:
         raise RequestFinished(field=_path("id"))
+    touch(session, users=[row.user_id], accounts=[row.account_id])  # the customer's request and timeline
     row.status = status
     row.operator_id = operator_id
     row.updated_at = now

@@ -29,6 +29,7 @@ from models.outbox import OutboxChannel
 from services import outbox
 from services.errors import DomainError
 from services.limits import Counters
+from services.unit_of_work import touch
 
 CODE_TTL = dt.timedelta(minutes=5)
 MAX_WRONG_ATTEMPTS = 5
@@ -154,6 +155,8 @@ async def issue(
     await _limit(counters, f"codes:issue:dest:{destination}", ISSUE_LIMIT_PER_DESTINATION, field)
     if client_ip:
         await _limit(counters, f"codes:issue:ip:{client_ip}", ISSUE_LIMIT_PER_IP, field)
+    # the code is never shown; its user may see a pending change
+    touch(session, users=[user_id], private=VerificationCode)
     await session.execute(
         update(VerificationCode)
         .where(
@@ -231,6 +234,7 @@ async def check(
         raise CodeAttemptsExhausted(field=field)
     if row.expires_at <= now:
         raise CodeExpired(field=field)
+    touch(session, users=[row.user_id], private=VerificationCode)
     given = code.strip()
     if not hmac.compare_digest(row.code_hash, code_hash(secret, purpose, destination, given)):
         row.attempts += 1

@@ -32,6 +32,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.payments import PaymentMethodKind, PaymentStatus, WebhookEvent
+from services.unit_of_work import touch
 
 WEBHOOK_TOLERANCE = dt.timedelta(minutes=5)
 """A webhook whose timestamp is further than this from now is refused (replays of captured requests)."""
@@ -179,6 +180,7 @@ class SandboxGateway:
         self, session: AsyncSession, gateway_payment_id: str, event: dict[str, Any]
     ) -> None:
         """Write the acquirer's own record of an outcome (what :meth:`status` reports later)."""
+        touch(session, private=WebhookEvent)
         await session.execute(
             insert(WebhookEvent)
             .values(provider=SANDBOX_LEDGER, event_id=gateway_payment_id, payload=event)

@@ -30,6 +30,7 @@ from services import outbox
 from services.errors import DomainError, NotFound
 from services.events import emit, user_channel
 from services.pagination import Page, keyset_page
+from services.unit_of_work import touch
 
 C, N = NotificationCategory, NotificationChannel
 
@@ -99,6 +100,7 @@ async def notify(
     caller's transaction: nothing is announced or sent unless the caller commits.
     """
     channels = (await preferences(session, user_id))[category]
+    touch(session, users=[user_id])  # the notification list and unread count
     notification = None
     if N.IN_APP in channels:
         # One user's notifications get their ids in commit order (a transaction-level lock per user, taken
@@ -267,6 +269,7 @@ async def mark_read(
     if row is None or row.user_id != user_id:
         raise NotificationNotFound(field=["input", "id"])
     if row.read_at is None:
+        touch(session, users=[user_id])
         row.read_at = now
         emit(session, user_channel(user_id), {"type": "read", "id": row.id})
     return row
@@ -280,6 +283,7 @@ async def mark_all_read(session: AsyncSession, user_id: int, *, now: dt.datetime
         .values(read_at=now)
     )
     changed = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    touch(session, users=[user_id])
     if changed:
         emit(session, user_channel(user_id), {"type": "read", "all": True})
     return changed
@@ -306,6 +310,7 @@ async def update_settings(
 ) -> list[Preference]:
     """Apply choices (J6). Turning marketing on records a consent; turning all of it off revokes it."""
     before = await preferences(session, user_id)
+    touch(session, users=[user_id])  # the settings matrix (and the marketing consent)
     for change in changes:
         await session.execute(
             insert(NotificationSetting)
@@ -353,14 +358,24 @@ async def register_push_device(
     token = token.strip()
     if not 8 <= len(token) <= 512:
         raise PushTokenInvalid(field=["input", "token"])
-    await session.execute(
-        insert(PushDevice)
-        .values(user_id=user_id, platform=platform, token=token, session_id=session_id, last_seen_at=now)
-        .on_conflict_do_update(
-            index_elements=["token"],
-            set_={"user_id": user_id, "platform": platform, "session_id": session_id, "last_seen_at": now},
+    previous_owner = select(PushDevice.user_id).where(PushDevice.token == token).scalar_subquery()
+    moved_from = (
+        await session.execute(
+            insert(PushDevice)
+            .values(user_id=user_id, platform=platform, token=token, session_id=session_id, last_seen_at=now)
+            .on_conflict_do_update(
+                index_elements=["token"],
+                set_={
+                    "user_id": user_id,
+                    "platform": platform,
+                    "session_id": session_id,
+                    "last_seen_at": now,
+                },
+            )
+            .returning(previous_owner)  # the statement's snapshot: who had the token before
         )
-    )
+    ).scalar_one_or_none()
+    touch(session, users=[user_id, moved_from])
     device = (await session.execute(select(PushDevice).where(PushDevice.token == token))).scalar_one()
     return device
 
@@ -374,6 +389,7 @@ async def unregister_push_device(session: AsyncSession, user_id: int, token: str
     ).scalar_one_or_none()
     if device is None:
         return False
+    touch(session, users=[user_id])
     await session.delete(device)
     return True
 

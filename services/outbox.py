@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.outbox import OutboxChannel, OutboxMessage, OutboxStatus
 from services import clock
+from services.unit_of_work import touch
 
 log = logging.getLogger("kabinet.outbox")
 
@@ -47,6 +48,7 @@ def enqueue(
     data: dict[str, Any] | None = None,
 ) -> OutboxMessage:
     """Add a message to the outbox in the caller's transaction (sent after the caller commits)."""
+    touch(session, private=OutboxMessage)  # the outbox is the server's own business
     message = OutboxMessage(
         channel=channel, destination=destination, subject=subject, body=body, data=data, attempts=0
     )
@@ -172,7 +174,9 @@ class DispatchResult:
 async def dispatch_once(
     session: AsyncSession, providers: dict[OutboxChannel, Provider], *, now: dt.datetime
 ) -> DispatchResult:
-    """Send the due messages once; failures are rescheduled, the last failure marks FAILED. Commits."""
+    """Send the due messages once; failures are rescheduled, the last failure marks FAILED. Runs in the
+    caller's unit of work (the dispatcher opens one per round)."""
+    touch(session, private=OutboxMessage)
     rows = (
         (
             await session.execute(
@@ -207,7 +211,6 @@ async def dispatch_once(
             message.sent_at = now
             message.last_error = None
             sent += 1
-    await session.commit()
     return DispatchResult(sent, retried, failed)
 
 
@@ -223,8 +226,8 @@ class Dispatcher:
     async def _run(self) -> None:
         while True:
             try:
-                async with self.db.session() as session:
-                    await dispatch_once(session, self.providers, now=clock.now())
+                async with self.db.unit_of_work() as uow:
+                    await dispatch_once(uow.session, self.providers, now=clock.now())
             except Exception:
                 log.exception("outbox dispatch round failed")
             await asyncio.sleep(self.interval)

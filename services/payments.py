@@ -58,6 +58,7 @@ from services.gateways import (
 )
 from services.notifications import notify
 from services.periods import month_start
+from services.unit_of_work import Units, savepoint, touch
 
 log = logging.getLogger("kabinet.payments")
 
@@ -380,8 +381,9 @@ async def create_payment(
         created_at=now,
         updated_at=now,
     )
+    touch(session, users=[user_id], accounts=account_ids)  # the payment shows in the accounts' history
     try:
-        async with session.begin_nested():
+        async with savepoint(session):  # a concurrent request with the same key may win
             session.add(payment)
             await session.flush()
     except IntegrityError:
@@ -512,6 +514,7 @@ async def apply_status(
     ).all()
     numbers = list(dict.fromkeys(number for _, number in allocations))
     account_ids = list(dict.fromkeys(account_id for account_id, _ in allocations))
+    touch(session, users=[locked.user_id], accounts=account_ids)  # status, balances, saved cards
     title, body = _message(locked, numbers)
     await notify(
         session,
@@ -573,7 +576,7 @@ async def handle_webhook(
     *,
     now: dt.datetime,
 ) -> str:
-    """Verify, de-duplicate and apply one gateway webhook; commits. Returns what happened.
+    """Verify, de-duplicate and apply one gateway webhook in the caller's unit of work. Returns what happened.
 
     ``"applied"``, ``"ignored"`` (not a forward step: late or out of order), ``"duplicate"`` (event id
     seen before) or ``"unknown"`` (no such payment). Raises :class:`WebhookRejected` for forged, stale or
@@ -584,6 +587,7 @@ async def handle_webhook(
     except KeyError:
         raise WebhookRejected(f"unknown provider {provider}") from None
     event = await gateway.parse_webhook(body, headers, now=now)
+    touch(session, private=WebhookEvent)
     stored = (
         await session.execute(
             insert(WebhookEvent)
@@ -593,7 +597,6 @@ async def handle_webhook(
         )
     ).scalar_one_or_none()
     if stored is None:
-        await session.commit()
         return "duplicate"
     payment = (
         await session.execute(
@@ -609,7 +612,6 @@ async def handle_webhook(
         )
         outcome = "applied" if changed else "ignored"
     await session.execute(update(WebhookEvent).where(WebhookEvent.id == stored).values(processed_at=now))
-    await session.commit()
     return outcome
 
 
@@ -617,44 +619,46 @@ async def handle_webhook(
 
 
 async def recheck_pending(
-    session: AsyncSession, gateways: Gateways, now: dt.datetime, *, older_than: dt.timedelta, limit: int = 100
+    units: Units, gateways: Gateways, now: dt.datetime, *, older_than: dt.timedelta, limit: int = 100
 ) -> int:
     """Ask the gateway about PENDING payments older than ``older_than``; returns how many changed.
 
+    Each payment is re-checked in a unit of work of its own (``units``), so one failure loses nothing else.
     A sandbox payment nobody paid within the gateway's ``pending_timeout`` is CANCELED (a real acquirer
     expires them the same way).
     """
-    rows = (
-        await session.execute(
-            select(Payment.id, Payment.gateway, Payment.gateway_payment_id, Payment.created_at)
-            .where(
-                Payment.status == PaymentStatus.PENDING,
-                Payment.created_at < now - older_than,
-                Payment.gateway_payment_id.is_not(None),
+    async with units() as uow:
+        rows = (
+            await uow.session.execute(
+                select(Payment.id, Payment.gateway, Payment.gateway_payment_id, Payment.created_at)
+                .where(
+                    Payment.status == PaymentStatus.PENDING,
+                    Payment.created_at < now - older_than,
+                    Payment.gateway_payment_id.is_not(None),
+                )
+                .order_by(Payment.created_at)
+                .limit(limit)
             )
-            .order_by(Payment.created_at)
-            .limit(limit)
-        )
-    ).all()
+        ).all()
     changed = 0
     for payment_id, gateway_name, gateway_payment_id, created_at in rows:
-        try:
-            gateway = gateways.get(gateway_name)
-            status, reason = await gateway.status(session, gateway_payment_id or "")
-        except (KeyError, GatewayError) as error:
-            log.warning("re-check of payment %s failed: %s", payment_id, error)
-            continue
-        timeout = getattr(gateway, "pending_timeout", None)
-        if status is PaymentStatus.PENDING and timeout is not None and now - created_at > timeout:
-            status, reason = PaymentStatus.CANCELED, "Время ожидания оплаты истекло"
-        if status is PaymentStatus.PENDING:
-            continue
-        payment = await session.get(Payment, payment_id)
-        assert payment is not None
-        if await apply_status(session, payment, status, now=now, reason=reason):
-            changed += 1
-        await session.commit()
-    await session.commit()
+        async with units() as uow:
+            session = uow.session
+            try:
+                gateway = gateways.get(gateway_name)
+                status, reason = await gateway.status(session, gateway_payment_id or "")
+            except (KeyError, GatewayError) as error:
+                log.warning("re-check of payment %s failed: %s", payment_id, error)
+                continue
+            timeout = getattr(gateway, "pending_timeout", None)
+            if status is PaymentStatus.PENDING and timeout is not None and now - created_at > timeout:
+                status, reason = PaymentStatus.CANCELED, "Время ожидания оплаты истекло"
+            if status is PaymentStatus.PENDING:
+                continue
+            payment = await session.get(Payment, payment_id)
+            assert payment is not None
+            if await apply_status(session, payment, status, now=now, reason=reason):
+                changed += 1
     return changed
 
 
@@ -670,13 +674,14 @@ class AutopayOutcome:
 
 
 async def run_autopay(
-    session: AsyncSession, gateways: Gateways, now: dt.datetime, *, time_zone: str = "Europe/Moscow"
+    units: Units, gateways: Gateways, now: dt.datetime, *, time_zone: str = "Europe/Moscow"
 ) -> AutopayOutcome:
     """J7: pay each account's newest bill with its saved card, once per account and billed period.
 
     ``autopay_runs`` (unique account + period) is claimed first, so a second run — even a concurrent
     one — does nothing. Over the limit or nothing due: the run is recorded as skipped (the user is told
-    when it was over the limit). Every charge notifies the user (success or failure).
+    when it was over the limit). Every charge notifies the user (success or failure). Each account is
+    handled in a unit of work of its own (``units``).
     """
     today = local_today(now, time_zone)
     latest = (
@@ -684,26 +689,31 @@ async def run_autopay(
         .group_by(Receipt.account_id)
         .subquery()
     )
-    rows = (
-        await session.execute(
-            select(
-                AutopaySetting, UserAccount.user_id, UserAccount.account_id, PaymentMethod, latest.c.period
+    async with units() as uow:
+        rows = (
+            await uow.session.execute(
+                select(
+                    AutopaySetting,
+                    UserAccount.user_id,
+                    UserAccount.account_id,
+                    PaymentMethod,
+                    latest.c.period,
+                )
+                .join(UserAccount, UserAccount.id == AutopaySetting.user_account_id)
+                .join(PaymentMethod, PaymentMethod.id == AutopaySetting.payment_method_id)
+                .join(User, User.id == UserAccount.user_id)
+                .join(latest, latest.c.account_id == UserAccount.account_id)
+                .where(
+                    AutopaySetting.enabled.is_(True),
+                    PaymentMethod.revoked_at.is_(None),
+                    User.deleted_at.is_(None),
+                    ~exists().where(  # bills already handled are not looked at again every round
+                        AutopayRun.account_id == UserAccount.account_id, AutopayRun.period == latest.c.period
+                    ),
+                )
+                .order_by(AutopaySetting.id)
             )
-            .join(UserAccount, UserAccount.id == AutopaySetting.user_account_id)
-            .join(PaymentMethod, PaymentMethod.id == AutopaySetting.payment_method_id)
-            .join(User, User.id == UserAccount.user_id)
-            .join(latest, latest.c.account_id == UserAccount.account_id)
-            .where(
-                AutopaySetting.enabled.is_(True),
-                PaymentMethod.revoked_at.is_(None),
-                User.deleted_at.is_(None),
-                ~exists().where(  # bills already handled are not looked at again every round
-                    AutopayRun.account_id == UserAccount.account_id, AutopayRun.period == latest.c.period
-                ),
-            )
-            .order_by(AutopaySetting.id)
-        )
-    ).all()
+        ).all()
     charged = skipped = 0
     for row in rows:
         setting: AutopaySetting = row[0]
@@ -713,58 +723,58 @@ async def run_autopay(
         period: dt.date = row[4]
         if setting.day_of_month and today.day < setting.day_of_month:
             continue
-        run_id = (
+        async with units() as uow:
+            session = uow.session
+            touch(session, private=AutopayRun)  # the round's own bookkeeping
+            run_id = (
+                await session.execute(
+                    insert(AutopayRun)
+                    .values(account_id=account_id, period=period, created_at=now)
+                    .on_conflict_do_nothing(index_elements=["account_id", "period"])
+                    .returning(AutopayRun.id)
+                )
+            ).scalar_one_or_none()
+            if run_id is None:
+                continue  # this bill was handled already
+            lines = [line for line in (await due_lines(session, [account_id]))[account_id] if line.due > 0]
+            total = sum((line.due for line in lines), billing.ZERO)
+            reason = None
+            if total < MIN_AMOUNT:
+                reason = "nothing due"
+            elif setting.amount_limit is not None and total > setting.amount_limit:
+                reason = "over the limit"
+                number = (await _account_numbers(session, [account_id]))[0]
+                await notify(
+                    session,
+                    user_id=user_id,
+                    category=NotificationCategory.PAYMENTS,
+                    title="Автоплатёж не выполнен",
+                    body=(
+                        f"Сумма к оплате {rub(total)} по лицевому счету {number} превышает лимит автоплатежа "
+                        f"{rub(setting.amount_limit)}. Оплатите счёт вручную."
+                    ),
+                    account_id=account_id,
+                    data={"accountId": account_id, "period": period.isoformat()},
+                )
+            if reason is not None:
+                await session.execute(
+                    update(AutopayRun).where(AutopayRun.id == run_id).values(skipped_reason=reason)
+                )
+                skipped += 1
+                continue
+            payment = await _autopay_payment(
+                session, gateways, user_id, account_id, card, lines, total, period, today, now
+            )
             await session.execute(
-                insert(AutopayRun)
-                .values(account_id=account_id, period=period, created_at=now)
-                .on_conflict_do_nothing(index_elements=["account_id", "period"])
-                .returning(AutopayRun.id)
+                update(AutopayRun)
+                .where(AutopayRun.id == run_id)
+                .values(
+                    payment_id=payment.id if payment else None,
+                    skipped_reason=None if payment else "gateway unavailable",
+                )
             )
-        ).scalar_one_or_none()
-        if run_id is None:
-            continue  # this bill was handled already
-        lines = [line for line in (await due_lines(session, [account_id]))[account_id] if line.due > 0]
-        total = sum((line.due for line in lines), billing.ZERO)
-        reason = None
-        if total < MIN_AMOUNT:
-            reason = "nothing due"
-        elif setting.amount_limit is not None and total > setting.amount_limit:
-            reason = "over the limit"
-            number = (await _account_numbers(session, [account_id]))[0]
-            await notify(
-                session,
-                user_id=user_id,
-                category=NotificationCategory.PAYMENTS,
-                title="Автоплатёж не выполнен",
-                body=(
-                    f"Сумма к оплате {rub(total)} по лицевому счету {number} превышает лимит автоплатежа "
-                    f"{rub(setting.amount_limit)}. Оплатите счёт вручную."
-                ),
-                account_id=account_id,
-                data={"accountId": account_id, "period": period.isoformat()},
-            )
-        if reason is not None:
-            await session.execute(
-                update(AutopayRun).where(AutopayRun.id == run_id).values(skipped_reason=reason)
-            )
-            skipped += 1
-            await session.commit()
-            continue
-        payment = await _autopay_payment(
-            session, gateways, user_id, account_id, card, lines, total, period, today, now
-        )
-        await session.execute(
-            update(AutopayRun)
-            .where(AutopayRun.id == run_id)
-            .values(
-                payment_id=payment.id if payment else None,
-                skipped_reason=None if payment else "gateway unavailable",
-            )
-        )
-        charged += 1 if payment else 0
-        skipped += 0 if payment else 1
-        await session.commit()
-    await session.commit()
+            charged += 1 if payment else 0
+            skipped += 0 if payment else 1
     return AutopayOutcome(charged, skipped)
 
 
@@ -781,6 +791,7 @@ async def _autopay_payment(
     now: dt.datetime,
 ) -> Payment | None:
     key = f"autopay-{account_id}-{period:%Y-%m}"
+    touch(session, users=[user_id], accounts=[account_id])
     payment = Payment(
         user_id=user_id,
         status=PaymentStatus.PENDING,
@@ -866,6 +877,7 @@ async def set_autopay(
     ).scalar_one_or_none()
     if link is None:
         raise AccountNotFound(field=["input", "accountId"])
+    touch(session, users=[user_id])  # the autopay setting is on the user's own link
     current = (
         await session.execute(select(AutopaySetting).where(AutopaySetting.user_account_id == link.id))
     ).scalar_one_or_none()
@@ -944,17 +956,17 @@ async def history_of(session: AsyncSession, payment_ids: Sequence[int]) -> list[
 # --- scheduled jobs (services.scheduler.DEFAULT_JOBS) -------------------------------------------------------
 
 
-async def recheck_job(session: AsyncSession, now: dt.datetime) -> int:
+async def recheck_job(units: Units, now: dt.datetime) -> int:
     """Scheduled: re-check stuck PENDING payments with their gateways."""
     from services.gateways import installed
 
     gateways = installed()
-    return await recheck_pending(session, gateways, now, older_than=gateways.recheck_after)
+    return await recheck_pending(units, gateways, now, older_than=gateways.recheck_after)
 
 
-async def autopay_job(session: AsyncSession, now: dt.datetime) -> int:
+async def autopay_job(units: Units, now: dt.datetime) -> int:
     """Scheduled: J7 autopay of new bills; returns the number of charges made."""
     from services.gateways import installed
 
     gateways = installed()
-    return (await run_autopay(session, gateways, now, time_zone=gateways.time_zone)).charged
+    return (await run_autopay(units, gateways, now, time_zone=gateways.time_zone)).charged

@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.persisted import PersistedDocument
+from services.unit_of_work import touch
 
 HASH_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 """A SHA-256 in lower-case hex."""
@@ -163,6 +164,7 @@ async def store(session: AsyncSession, documents: Sequence[Document]) -> None:
     """Insert documents not stored yet (a stored hash always holds the same text). The caller commits."""
     if not documents:
         return
+    touch(session, private=PersistedDocument)  # documents are served, never shown in an answer
     rows = [
         {"hash": d.hash, "document": d.text, "name": d.name} for d in {d.hash: d for d in documents}.values()
     ]

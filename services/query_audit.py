@@ -17,6 +17,7 @@ from typing import Any, Final
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.audit import AuditLogEntry
+from services.unit_of_work import touch
 
 ACTION: Final = "graphql.analyst_query"
 REDACTED: Final = "[redacted]"
@@ -60,7 +61,8 @@ def record_analyst_query(
     user_agent: str | None,
     now: dt.datetime,
 ) -> AuditLogEntry:
-    """Add the audit row of one analyst operation to ``session`` (the caller commits)."""
+    """Add the audit row of one analyst operation to ``session`` (the caller's unit of work commits)."""
+    touch(session, private=AuditLogEntry)  # staff read the audit log; their answers are never cached
     row = AuditLogEntry(
         actor_user_id=user_id,
         action=ACTION,

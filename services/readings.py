@@ -44,6 +44,7 @@ from services.branches import Window, WindowState, window_state
 from services.errors import DomainError
 from services.notifications import notify
 from services.periods import PeriodRange, add_months
+from services.unit_of_work import touch
 
 ZONES: dict[ZoneScheme, tuple[Zone, ...]] = {
     ZoneScheme.SINGLE: (Zone.SINGLE,),
@@ -388,6 +389,7 @@ async def _claim_key(
 
     A concurrent first call holding the key blocks this INSERT until it commits (then its result is
     returned) or rolls back (then this call claims the key)."""
+    touch(session, private=IdempotencyKey)
     inserted = await session.execute(
         insert(IdempotencyKey)
         .values(
@@ -548,6 +550,7 @@ async def submit(
         monthly[(meter_id, zone)][reading_period] = value  # later rows of a month win
 
     submission = ReadingSubmission(account_id=account_id, user_id=user_id, source=source, period=period)
+    touch(session, accounts=[account_id])  # every user of the account sees its readings
     session.add(submission)
     await session.flush()
     details: list[dict[str, Any]] = []

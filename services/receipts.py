@@ -26,6 +26,7 @@ from models.branches import Service, Supplier
 from models.files import StoredFile
 from services.accounts import AccountNotFound
 from services.storage import Storage, store_file
+from services.unit_of_work import touch
 
 FONT_PATH = Path(__file__).parent / "fonts" / "DejaVuSans.ttf"
 
@@ -240,6 +241,7 @@ async def receipt_pdf(
         filename=f"kvitanciya-{data.account.number}-{period:%Y-%m}.pdf",
         content_type="application/pdf",
     )
+    touch(session, accounts=[account_id])  # the receipt's file
     receipt.file_id = stored.id
     receipt.generated_at = now
     await session.flush()

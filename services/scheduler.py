@@ -31,6 +31,7 @@ from services.analytics.refresh import refresh_job as analytics_refresh_job
 from services.branches import window_state
 from services.clock import now as clock_now
 from services.notifications import notify, notify_many
+from services.unit_of_work import Units, touch
 
 log = logging.getLogger("kabinet.scheduler")
 
@@ -39,11 +40,13 @@ RECEIPT_NEWS_WINDOW = dt.timedelta(days=7)
 
 LOCK_KEY = 0x4B61_6269  # "Kabi": the advisory lock of the scheduler leader
 
-Job = Callable[[AsyncSession, dt.datetime], Awaitable[int]]
+Job = Callable[[Units, dt.datetime], Awaitable[int]]
+"""A job: given a unit-of-work factory (``db.unit_of_work``) and the time, returns how much it did."""
 
 
 async def claim_run(session: AsyncSession, job: str, key: str, now: dt.datetime) -> bool:
     """Record that ``job`` ran for ``key``; False if it already had (so the caller does nothing)."""
+    touch(session, private=ScheduledJobRun)
     inserted = await session.execute(
         insert(ScheduledJobRun)
         .values(job=job, key=key, ran_at=now)
@@ -53,8 +56,15 @@ async def claim_run(session: AsyncSession, job: str, key: str, now: dt.datetime)
     return inserted.scalar_one_or_none() is not None
 
 
-async def reading_window_reminders(session: AsyncSession, now: dt.datetime) -> int:
-    """Tell every customer of a branch, once per month, that its reading window is open (E3)."""
+async def reading_window_reminders(units: Units, now: dt.datetime) -> int:
+    """Tell every customer of a branch, once per month, that its reading window is open (E3).
+
+    One unit of work for the whole round (one branch's reminders are claimed and queued together)."""
+    async with units() as uow:
+        return await _reading_window_reminders(uow.session, now)
+
+
+async def _reading_window_reminders(session: AsyncSession, now: dt.datetime) -> int:
     notified = 0
     for branch in (await session.execute(select(Branch))).scalars():
         state = window_state(branch, now)
@@ -79,12 +89,16 @@ async def reading_window_reminders(session: AsyncSession, now: dt.datetime) -> i
             body=f"Приём показаний приборов учёта открыт до {closes} ({branch.name}).",
             data={"branchId": branch.id, "closesOn": state.current.closes.isoformat()},
         )
-    await session.commit()
     return notified
 
 
-async def new_receipt_notifications(session: AsyncSession, now: dt.datetime) -> int:
+async def new_receipt_notifications(units: Units, now: dt.datetime) -> int:
     """Tell the users of an account, once per receipt, that a receipt issued in the last week is ready."""
+    async with units() as uow:
+        return await _new_receipt_notifications(uow.session, now)
+
+
+async def _new_receipt_notifications(session: AsyncSession, now: dt.datetime) -> int:
     fresh = await session.execute(
         select(Receipt, UserAccount.user_id)
         .join(UserAccount, UserAccount.account_id == Receipt.account_id)
@@ -98,7 +112,6 @@ async def new_receipt_notifications(session: AsyncSession, now: dt.datetime) -> 
             continue
         if await new_receipt_notice(session, user_id, receipt.account_id, receipt.period, receipt.total_due):
             notified += 1
-    await session.commit()
     return notified
 
 
@@ -155,8 +168,7 @@ class Scheduler:
             started = time.perf_counter()
             outcome = "ok"
             try:
-                async with self.db.session() as session:  # type: ignore[attr-defined]
-                    results[name] = await job(session, self.clock())
+                results[name] = await job(self.db.unit_of_work, self.clock())  # type: ignore[attr-defined]
             except Exception:
                 outcome = "error"
                 log.exception("scheduled job %s failed", name)

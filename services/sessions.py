@@ -22,6 +22,7 @@ from services.errors import DomainError
 from services.events import emit, user_channel
 from services.limits import Counters
 from services.tokens import ACCESS_TOKEN_TTL, issue_access_token
+from services.unit_of_work import touch
 
 log = logging.getLogger("kabinet.sessions")
 
@@ -84,6 +85,7 @@ async def start_session(
         expires_at=now + SESSION_LIFETIME,
     )
     session.add(auth)
+    touch(session, users=[user.id])  # a new login session (and the user's last login)
     await session.flush()
     user.last_login_at = now
     return await _issue(session, secret, auth, user, now)
@@ -112,6 +114,7 @@ async def refresh_session(
         raise InvalidRefreshToken()
     token.used_at = now
     auth.last_used_at = now
+    touch(session, users=[auth.user_id])  # the session's last use is in the user's session list
     return await _issue(session, secret, auth, user, now)
 
 
@@ -134,6 +137,7 @@ async def revoke_sessions(
         stmt = stmt.where(AuthSession.id != keep)
     result = await session.execute(stmt.values(revoked_at=now).returning(AuthSession.id))
     ended = list(result.scalars())
+    touch(session, users=[user_id])
     if ended:  # as soon as this commits: live streams end, every process closes these sessions' sockets
         message = {"type": "session-ended", "sessionIds": ended}
         emit(session, user_channel(user_id), message)

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.files import StoredFile
 from services import clock
+from services.unit_of_work import touch
 
 DOWNLOAD_TTL = dt.timedelta(minutes=10)
 """How long a signed download URL stays valid."""
@@ -94,6 +95,7 @@ async def store_file(
     owner_user_id: int | None = None,
 ) -> StoredFile:
     """Write ``data`` to ``storage`` and add its metadata row (flushed, not committed)."""
+    touch(session, private=StoredFile)  # shown only through the row that refers to it (declared there)
     storage.save(key, data)
     row = StoredFile(
         storage_key=key,
@@ -411,6 +413,7 @@ async def store_upload(
     """Store a checked upload under a server-generated key (``<prefix>/<yyyy>/<mm>/<uuid>.<kind>``) and add
     its metadata row (flushed, not committed). Delete the bytes with ``storage.delete`` if the transaction
     fails."""
+    touch(session, private=StoredFile)  # shown only through the row that refers to it (declared there)
     today = clock.now()
     key = f"{prefix}/{today:%Y/%m}/{uuid.uuid4().hex}.{received.kind}"
     storage.save(key, received.data)

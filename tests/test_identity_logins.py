@@ -263,17 +263,17 @@ async def test_outbox_dispatcher_retries_failures_and_sends_via_http_gateway(api
         OutboxChannel.EMAIL: ConsoleProvider(),
     }
     now = CLOCK.now()
-    async with db.session() as session:
-        first = await dispatch_once(session, providers, now=now)
+    async with db.unit_of_work() as uow:
+        first = await dispatch_once(uow.session, providers, now=now)
     assert first.retried == 1 and first.sent == 0
     row = (
         await sql(db, "SELECT status, attempts, last_error FROM outbox_messages ORDER BY id DESC LIMIT 1")
     ).one()
     assert row.status == "PENDING" and row.attempts == 1 and "503" in row.last_error
-    async with db.session() as session:
-        assert (await dispatch_once(session, providers, now=now)).sent == 0  # not due yet
-    async with db.session() as session:
-        second = await dispatch_once(session, providers, now=now + dt.timedelta(minutes=1))
+    async with db.unit_of_work() as uow:
+        assert (await dispatch_once(uow.session, providers, now=now)).sent == 0  # not due yet
+    async with db.unit_of_work() as uow:
+        second = await dispatch_once(uow.session, providers, now=now + dt.timedelta(minutes=1))
     assert second.sent == 1
     assert received[0]["to"] == DEMO_PHONE_E164 and "Код для входа" in received[0]["text"]
     row = (await sql(db, "SELECT status, sent_at FROM outbox_messages ORDER BY id DESC LIMIT 1")).one()

@@ -475,10 +475,8 @@ async def test_K2_redis_restart_mid_stream_loses_nothing(
 @pytest.mark.calendar
 async def test_K2_reading_window_reminder_goes_out_once_per_branch_and_window(db: Database) -> None:
     opened = on_day(20)  # the demo customer's Скопинское window (15th–25th) is open
-    async with db.session() as session:
-        first = await reading_window_reminders(session, opened)
-    async with db.session() as session:
-        again = await reading_window_reminders(session, opened + dt.timedelta(days=1))
+    first = await reading_window_reminders(db.unit_of_work, opened)
+    again = await reading_window_reminders(db.unit_of_work, opened + dt.timedelta(days=1))
     assert first > 0 and again == 0
     user_id = await _user_id(db, DEMO_PHONE_E164)
     async with db.session() as session:
@@ -522,16 +520,10 @@ async def test_K2_a_new_receipt_is_announced_once_to_each_user_of_the_account(db
 
     async with db.session() as session:
         account = (await session.execute(select(Account.id).where(Account.number == "11111111"))).scalar_one()
-        session.add(
-            Receipt(
-                account_id=account, period=CURRENT, total_due=Decimal("1234.50"), created_at=NOW
-            )
-        )
+        session.add(Receipt(account_id=account, period=CURRENT, total_due=Decimal("1234.50"), created_at=NOW))
         await session.commit()
-    async with db.session() as session:
-        first = await new_receipt_notifications(session, NOW + dt.timedelta(hours=1))
-    async with db.session() as session:
-        again = await new_receipt_notifications(session, NOW + dt.timedelta(hours=2))
+    first = await new_receipt_notifications(db.unit_of_work, NOW + dt.timedelta(hours=1))
+    again = await new_receipt_notifications(db.unit_of_work, NOW + dt.timedelta(hours=2))
     assert first >= 1 and again == 0
     async with db.session() as session:
         bodies = (

@@ -197,12 +197,11 @@ async def test_J7_autopay_pays_the_new_bill_once_even_when_the_job_runs_twice(
     due = sum(Decimal(line["due"]) for line in account["lines"])
     before = await balance(api, customer_token, account["account"]["id"])
     now = CLOCK.now()
-    async with db.session() as first, db.session() as second:
-        outcomes = await asyncio.gather(
-            payments.run_autopay(first, registry(app), now), payments.run_autopay(second, registry(app), now)
-        )
-    async with db.session() as session:
-        again = await payments.run_autopay(session, registry(app), now + dt.timedelta(hours=1))
+    outcomes = await asyncio.gather(
+        payments.run_autopay(db.unit_of_work, registry(app), now),
+        payments.run_autopay(db.unit_of_work, registry(app), now),
+    )
+    again = await payments.run_autopay(db.unit_of_work, registry(app), now + dt.timedelta(hours=1))
     assert sum(outcome.charged for outcome in outcomes) == 1 and again.charged == 0
     account_pk = pk_of(account["account"]["id"])
     runs = await count(db, AutopayRun, AutopayRun.account_id == account_pk, AutopayRun.created_at >= now)
@@ -234,8 +233,7 @@ async def test_J7_autopay_over_the_limit_is_skipped_and_the_user_told(
 ) -> None:
     account = await _autopay_on(api, customer_token, "11111111", amountLimit="100.00")
     now = CLOCK.now()
-    async with db.session() as session:
-        outcome = await payments.run_autopay(session, registry(app), now)
+    outcome = await payments.run_autopay(db.unit_of_work, registry(app), now)
     assert outcome.charged == 0
     assert await count(db, Payment, Payment.is_autopay, Payment.created_at >= now) == 0
     title = await _scalar(
@@ -258,7 +256,7 @@ async def test_J7_declined_autopay_notifies_the_user(
         await session.commit()
     now = CLOCK.now()
     async with db.session() as session:
-        await payments.run_autopay(session, registry(app), now)
+        await payments.run_autopay(db.unit_of_work, registry(app), now)
     assert (
         await count(
             db, Payment, Payment.is_autopay, Payment.status == PaymentStatus.FAILED, Payment.created_at >= now
@@ -350,13 +348,17 @@ async def test_D5_stuck_pending_payment_is_rechecked_with_the_gateway(
     now = CLOCK.now()
     async with db.session() as session:  # too early: nothing is asked yet
         assert (
-            await payments.recheck_pending(session, registry(app), now, older_than=dt.timedelta(minutes=5))
+            await payments.recheck_pending(
+                db.unit_of_work, registry(app), now, older_than=dt.timedelta(minutes=5)
+            )
             == 0
         )
     async with db.session() as session:  # later: the paid one succeeds, the abandoned one is still waiting
         later = now + dt.timedelta(minutes=6)
         assert (
-            await payments.recheck_pending(session, registry(app), later, older_than=dt.timedelta(minutes=5))
+            await payments.recheck_pending(
+                db.unit_of_work, registry(app), later, older_than=dt.timedelta(minutes=5)
+            )
             == 1
         )
     assert await balance(api, customer_token, account["account"]["id"]) == before - Decimal(paid["amount"])
@@ -364,7 +366,7 @@ async def test_D5_stuck_pending_payment_is_rechecked_with_the_gateway(
         much_later = now + dt.timedelta(minutes=16)
         assert (
             await payments.recheck_pending(
-                session, registry(app), much_later, older_than=dt.timedelta(minutes=5)
+                db.unit_of_work, registry(app), much_later, older_than=dt.timedelta(minutes=5)
             )
             == 1
         )

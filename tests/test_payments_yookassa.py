@@ -191,7 +191,7 @@ async def test_D5_yookassa_canceled_payment_found_by_the_recheck(
     )
     async with db.session() as session:
         changed = await payments.recheck_pending(
-            session,
+            db.unit_of_work,
             app.state.kabinet.extras["gateways"],
             CLOCK.now() + dt.timedelta(minutes=10),
             older_than=dt.timedelta(minutes=5),
@@ -252,7 +252,7 @@ async def test_J7_yookassa_autopay_charges_the_saved_card_by_its_id(
         await session.commit()
     async with db.session() as session:
         outcome = await payments.run_autopay(
-            session, app.state.kabinet.extras["gateways"], CLOCK.now()
+            db.unit_of_work, app.state.kabinet.extras["gateways"], CLOCK.now()
         )
     assert outcome.charged == 1
     sent = yookassa.requests[-1]

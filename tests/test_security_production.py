@@ -357,8 +357,10 @@ async def test_SEC7_no_code_reaches_any_log_line(
         assert sent["requestLoginCode"]["userErrors"] == []
         sent = await dev.data(reset, login=admin_phone)
         assert sent["requestPasswordReset"]["userErrors"] == []
-        async with db.session() as session:  # the dispatcher's round, with the configured (console) providers
-            result = await dispatch_once(session, providers_from_settings(settings), now=CLOCK.now())
+        async with (
+            db.unit_of_work() as uow
+        ):  # the dispatcher's round, with the configured (console) providers
+            result = await dispatch_once(uow.session, providers_from_settings(settings), now=CLOCK.now())
         assert result.sent == 2
         async with db.session() as session:
             bodies = (

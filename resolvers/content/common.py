@@ -27,15 +27,13 @@ async def read(info: Info, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
 async def write(
     info: Info, work: Callable[[AsyncSession], Awaitable[T]]
 ) -> tuple[T | None, list[DomainError]]:
-    """Run ``work`` and commit; a domain error rolls everything back and is returned instead."""
-    async with info.context.session() as session:
-        try:
-            result = await work(session)
-        except DomainError as error:
-            await session.rollback()
-            return None, [error]
-        await session.commit()
-        return result, []
+    """Run ``work`` in a unit of work (``info.context.unit_of_work``); a domain error rolls it back and is
+    returned instead."""
+    try:
+        async with info.context.unit_of_work() as uow:
+            return await work(uow.session), []
+    except DomainError as error:
+        return None, [error]
 
 
 def owned_only(info: Info, rows: list[Any]) -> list[Any]:

@@ -13,6 +13,7 @@ from models.content import (
 )
 from services.content.common import required_text
 from services.errors import NotFound
+from services.unit_of_work import Reference, touch
 
 
 async def faq_entries(
@@ -61,6 +62,7 @@ async def save_faq_entry(session: AsyncSession, form: FaqForm, *, now: dt.dateti
     category = required_text(form.category, ["input", "category"])
     question = required_text(form.question, ["input", "question"])
     answer = required_text(form.answer, ["input", "answer"])
+    touch(session, reference=Reference.FAQ)  # every answer that lists FAQ entries (and the assistant's)
     if form.id is None:
         row = FaqEntry(created_at=now)
         session.add(row)
@@ -83,6 +85,7 @@ async def save_faq_entry(session: AsyncSession, form: FaqForm, *, now: dt.dateti
 
 async def delete_faq_entry(session: AsyncSession, entry_id: int) -> None:
     """ADMIN: remove an entry."""
+    touch(session, reference=Reference.FAQ)
     deleted = await session.execute(delete(FaqEntry).where(FaqEntry.id == entry_id).returning(FaqEntry.id))
     if deleted.first() is None:
         raise NotFound(field=["input", "id"])

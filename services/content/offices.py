@@ -25,6 +25,7 @@ from services.content.common import BranchNotFound, PeriodInvalid, TextTooLong, 
 from services.errors import DomainError, FieldRequired, NotFound
 from services.identity.common import normalize_phone
 from services.notifications import notify
+from services.unit_of_work import Reference, touch
 
 HOTLINE_PHONE = "8 (800) 775-62-62"
 """The contact centre's free phone (the manual's help line)."""
@@ -162,6 +163,8 @@ async def book_appointment(
     slot, office = found
     if slot.starts_at <= now:
         raise SlotInPast(field=["input", "slotId"])
+    # the user's appointments, and the slot is no longer free for anybody
+    touch(session, users=[user_id], accounts=[account_id], reference=Reference.OFFICES)
     inserted = await session.execute(
         insert(Appointment)
         .values(
@@ -210,6 +213,8 @@ async def cancel_appointment(
     appointment, slot, office = found
     if appointment.status is not AppointmentStatus.BOOKED or slot.starts_at <= now:
         raise AppointmentNotCancelable(field=["input", "appointmentId"])
+    # the user's appointments, and the slot is free again for everybody
+    touch(session, users=[user_id], accounts=[appointment.account_id], reference=Reference.OFFICES)
     appointment.status = AppointmentStatus.CANCELED
     appointment.canceled_at = now
     await session.flush()
@@ -253,6 +258,7 @@ async def save_office(session: AsyncSession, form: OfficeForm) -> Office:
         raise DomainError(field=["input", "latitude"], message="Широта должна быть от -90 до 90")
     if form.longitude is not None and not -180 <= form.longitude <= 180:
         raise DomainError(field=["input", "longitude"], message="Долгота должна быть от -180 до 180")
+    touch(session, reference=Reference.OFFICES)
     if form.id is None:
         row = Office()
         session.add(row)
@@ -280,6 +286,7 @@ async def add_office_slots(
     for index, (starts, ends) in enumerate(slots):
         if ends <= starts:
             raise PeriodInvalid(field=["input", "slots", str(index), "endsAt"])
+    touch(session, reference=Reference.OFFICES)
     await session.execute(
         insert(OfficeSlot)
         .values([{"office_id": office_id, "starts_at": s, "ends_at": e} for s, e in slots])
@@ -326,6 +333,7 @@ async def request_callback(
     subject = optional_text(topic)
     if subject is not None and len(subject) > 255:
         raise TextTooLong(field=["input", "topic"], message="Тема не должна превышать 255 символов")
+    touch(session, users=[user_id])
     row = CallbackRequest(
         user_id=user_id,
         phone=number,

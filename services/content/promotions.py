@@ -19,6 +19,7 @@ from models.notifications import NotificationCategory
 from services.content.common import BranchNotFound, FileNotFound, PeriodInvalid, optional_text, required_text
 from services.errors import NotFound
 from services.notifications import notify
+from services.unit_of_work import Reference, touch
 
 
 def _current(today: dt.date) -> Any:
@@ -85,6 +86,7 @@ async def save_promotion(
         raise BranchNotFound(field=["input", "branchId"])
     if form.image_file_id is not None and await session.get(StoredFile, form.image_file_id) is None:
         raise FileNotFound(field=["input", "imageFileId"])
+    touch(session, reference=Reference.PROMOTIONS)
     created = form.id is None
     if created:
         row = Promotion(created_at=now)

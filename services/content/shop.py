@@ -24,6 +24,7 @@ from services.content.common import FileNotFound, limited_text, optional_text, r
 from services.errors import DomainError, NotFound
 from services.identity.common import normalize_phone
 from services.notifications import notify
+from services.unit_of_work import Reference, touch
 
 MAX_QUANTITY = 100
 
@@ -121,6 +122,7 @@ async def order_shop_item(
         "comment": comment,
     }
     price_text = f", сумма {total} ₽" if total is not None else ", цена по запросу"
+    touch(session, users=[user_id], accounts=[order.account_id])  # the order is an application
     application = Application(
         user_id=user_id,
         account_id=order.account_id,
@@ -167,6 +169,7 @@ class ShopCategoryForm:
 async def save_shop_category(session: AsyncSession, form: ShopCategoryForm) -> ShopCategory:
     """ADMIN: create (no id) or change a category."""
     name = required_text(form.name, ["input", "name"])
+    touch(session, reference=Reference.SHOP)
     if form.id is None:
         row = ShopCategory(name=name, position=form.position)
         session.add(row)
@@ -204,6 +207,7 @@ async def save_shop_item(session: AsyncSession, form: ShopItemForm, *, now: dt.d
         raise DomainError(field=["input", "price"], message="Цена не может быть отрицательной")
     if form.image_file_id is not None and await session.get(StoredFile, form.image_file_id) is None:
         raise FileNotFound(field=["input", "imageFileId"])
+    touch(session, reference=Reference.SHOP)
     if form.id is None:
         row = ShopItem(created_at=now)
         session.add(row)

@@ -26,6 +26,7 @@ from models.notifications import NotificationCategory
 from services.content.common import PeriodInvalid, limited_text, optional_text, required_text
 from services.errors import DomainError, FieldRequired, NotFound
 from services.notifications import notify
+from services.unit_of_work import Reference, touch
 
 
 class SurveyNotFound(NotFound):
@@ -182,6 +183,7 @@ async def answer_survey(
         if not chosen and question.required:
             raise AnswerRequired(field=[*path, "optionIds"])
         rows.extend({"question_id": question.id, "option_id": option, "text": None} for option in chosen)
+    touch(session, users=[user_id])  # the caller's answers
     inserted = await session.execute(
         insert(SurveyResponse)
         .values(survey_id=survey_id, user_id=user_id, submitted_at=now)
@@ -257,6 +259,7 @@ async def create_survey(session: AsyncSession, form: SurveyForm, *, now: dt.date
         ends_at=form.ends_at,
         created_at=now,
     )
+    touch(session, reference=Reference.SURVEYS)
     session.add(survey)
     await session.flush()
     for position, question in enumerate(form.questions):
@@ -297,6 +300,7 @@ async def end_survey(session: AsyncSession, survey_id: int, *, now: dt.datetime)
     survey = await session.get(Survey, survey_id)
     if survey is None:
         raise SurveyNotFound(field=["input", "surveyId"])
+    touch(session, reference=Reference.SURVEYS)
     if survey.ends_at is None or survey.ends_at > now:
         survey.ends_at = max(now, survey.starts_at + dt.timedelta(seconds=1))
     await session.flush()

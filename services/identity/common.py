@@ -31,6 +31,7 @@ from services.identity.errors import (
 )
 from services.limits import Counters
 from services.passwords import hash_password, verify_password
+from services.unit_of_work import touch
 
 NAME_MAX = 50
 NAME_RE = re.compile(r"^[A-Za-zА-Яа-яЁё\-—]+$")
@@ -70,6 +71,7 @@ def audit(
     changes: dict[str, Any] | None = None,
 ) -> None:
     """Write an audit row (who, what, when, from where); never put secrets in ``changes``."""
+    touch(session, private=AuditLogEntry)  # staff read the audit log; their answers are never cached
     session.add(
         AuditLogEntry(
             actor_user_id=actor_user_id,
@@ -207,6 +209,7 @@ async def live_user(session: AsyncSession, user_id: int) -> User:
     ).scalar_one_or_none()
     if user is None or user.deleted_at is not None:
         raise DomainError(message="Личный кабинет не найден")
+    touch(session, users=[user_id])  # locked to be changed: the user's answers show it
     return user
 
 

@@ -17,6 +17,7 @@ from models.identity import (
 )
 from services.errors import DomainError
 from services.identity.common import Caller, audit, live_user
+from services.unit_of_work import touch
 
 # --- A7 device keys (biometric login) ---------------------------------------------------------------------
 
@@ -147,6 +148,7 @@ async def login_with_device_key(
     user = await session.get(User, row.user_id)
     if user is None or user.deleted_at is not None:
         raise DeviceKeyInvalid(field=["input", "credentialId"])
+    touch(session, users=[row.user_id])  # the key's last use is in the user's key list
     row.sign_count += 1
     row.last_used_at = caller.now
     audit(
@@ -175,6 +177,7 @@ async def revoke_device_key(session: AsyncSession, caller: Caller, user_id: int,
     row = await session.get(DeviceCredential, key_id)
     if row is None or row.user_id != user_id or row.revoked_at is not None:
         return False
+    touch(session, users=[user_id])
     row.revoked_at = caller.now
     audit(
         session,

@@ -19,6 +19,7 @@ from models.identity import (
 from services import codes
 from services.errors import DomainError
 from services.identity.common import Caller, audit, live_user
+from services.unit_of_work import touch
 
 # --- A6 QR login ------------------------------------------------------------------------------------------
 
@@ -66,6 +67,7 @@ async def start_qr_login(session: AsyncSession, caller: Caller) -> QrStarted:
         created_at=caller.now,
         expires_at=caller.now + QR_TTL,
     )
+    touch(session, private=QrLoginChallenge)
     session.add(row)
     await session.flush()
     return QrStarted(web_secret, QR_PREFIX + token, row.expires_at)
@@ -122,6 +124,7 @@ async def consume_qr_login(session: AsyncSession, caller: Caller, challenge_id: 
             select(QrLoginChallenge).where(QrLoginChallenge.id == challenge_id).with_for_update()
         )
     ).scalar_one_or_none()
+    touch(session, private=QrLoginChallenge)
     if row is None or row.status is not QrLoginStatus.APPROVED or row.approved_by_user_id is None:
         return None
     if row.expires_at <= caller.now:

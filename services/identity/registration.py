@@ -40,6 +40,7 @@ from services.identity.errors import (
     NoEmail,
     PhoneTaken,
 )
+from services.unit_of_work import touch
 
 # --- A1 registration --------------------------------------------------------------------------------------
 
@@ -147,6 +148,7 @@ async def complete_registration(session: AsyncSession, caller: Caller, phone: st
     )
     session.add(user)
     await session.flush()
+    touch(session, users=[user.id])
     consent = data["consent"]
     session.add(
         Consent(

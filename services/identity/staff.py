@@ -21,6 +21,7 @@ from services.identity.common import (
     normalize_phone,
 )
 from services.identity.registration import _ensure_free
+from services.unit_of_work import touch
 
 # --- staff ------------------------------------------------------------------------------------------------
 
@@ -63,6 +64,7 @@ async def create_staff(
     )
     session.add(user)
     await session.flush()
+    touch(session, users=[user.id])
     session.add(
         AuditLogEntry(
             actor_user_id=None,

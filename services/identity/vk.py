@@ -36,6 +36,7 @@ from services.identity.common import (
 )
 from services.identity.errors import ConsentRequired
 from services.identity.qr import _sha
+from services.unit_of_work import touch
 
 # --- A5 VK login and J8 connected services ----------------------------------------------------------------
 
@@ -125,6 +126,7 @@ async def start_vk_login(
         hit = await caller.counters.hit(f"vk:start:ip:{caller.client_ip}", VK_START_LIMIT_PER_IP[1])
         if hit.count > VK_START_LIMIT_PER_IP[0]:
             raise codes.RetryLater(retry_after_seconds=hit.retry_after_seconds)
+    touch(session, private=VkLoginFlow)
     await session.execute(delete(VkLoginFlow).where(VkLoginFlow.expires_at <= caller.now))
     state = secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(64)  # 86 characters (RFC 7636: 43–128)
@@ -163,6 +165,7 @@ async def _take_vk_flow(
 ) -> _VkFlow:
     """Consume the flow of ``state`` (deleted at once, whatever happens next: a state works once) and check
     it was started by this kind of caller: the same logged-in user for J8, an anonymous caller for A5."""
+    touch(session, private=VkLoginFlow)
     row = (
         await session.execute(
             delete(VkLoginFlow)
@@ -271,6 +274,7 @@ async def complete_vk_login(
     if found is not None:
         known = await session.get(User, found.user_id)
         if known is not None and known.deleted_at is None:
+            touch(session, users=[known.id])  # the connected service's profile
             found.profile = profile
             audit(
                 session,
@@ -305,6 +309,7 @@ async def complete_vk_login(
     )
     session.add(user)
     await session.flush()
+    touch(session, users=[user.id])
     session.add(
         Consent(
             user_id=user.id,
@@ -359,6 +364,7 @@ async def unlink_login_service(session: AsyncSession, caller: Caller, user_id: i
     if row is None or row.user_id != user_id:
         return False
     await session.delete(row)
+    touch(session, users=[user_id])
     audit(
         session, caller, "user.vk_unlink", actor_user_id=user_id, user_id=user_id, changes={"vk": row.subject}
     )
