@@ -22,6 +22,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from app import metrics
+from services import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class RedisPubSubBackend(BroadcastBackend):
         self.reconnects = 0
 
     async def connect(self) -> None:
-        self._conn = redis.Redis.from_url(self._url, client_name=self._name)
+        self._conn = redis_client.connect(self._url, name=self._name)
         await self._open()
         self._listener = asyncio.create_task(self._listen(), name="kabinet-redis-listener")
 
@@ -147,9 +148,15 @@ class Subscriber:
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=size)
         self._overflowed = False
         self._published_at: dict[int, float] = {}  # id(message) → publish time (metrics: event lag)
+        self.first_prev: int | None = None
+        """``prev`` of the first message offered that carries one, kept even if the queue overflowed: a
+        stream whose events chain by ``prev`` (notifications) knows from it exactly where its live part
+        began, however late it gets round to reading its queue."""
 
     def offer(self, message: dict[str, Any], published_at: float | None = None) -> None:
         """Enqueue without waiting; on overflow remember to tell the consumer to resync."""
+        if self.first_prev is None and isinstance(prev := message.get("prev"), int):
+            self.first_prev = prev
         try:
             self._queue.put_nowait(message)
         except asyncio.QueueFull:

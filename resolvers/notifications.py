@@ -169,8 +169,8 @@ async def live(info: Any, after: str | None) -> AsyncIterator[Notification]:
     """Replay what the caller missed after ``after``, then stream new notifications: no gap, no duplicate.
 
     The bus subscription opens *before* anything is read, and the stream keeps ``last``, the id of the
-    last notification delivered — without ``after``, the newest one when the stream started (read once,
-    right after subscribing). Each doorbell that carries the very next notification (its ``prev`` is
+    last notification delivered — without ``after``, the one before its first doorbell (see below). Each
+    doorbell that carries the very next notification (its ``prev`` is
     ``last``) is delivered from the event itself; anything else — a gap, a ``resync`` after a queue
     overflow or a broker reconnect, a ``session-ended`` — re-reads the rows after ``last`` in a fresh
     scope (session + loaders), which also re-checks that the login is still valid. So a notification
@@ -183,11 +183,16 @@ async def live(info: Any, after: str | None) -> AsyncIterator[Notification]:
         # the login was verified when the websocket connected; re-checked every RIGHTS_CHECK_INTERVAL
         checked_at = time.monotonic() - random.uniform(0, RIGHTS_CHECK_INTERVAL / 2)
         after_id = _after_id(after)
-        if after_id is None:  # live only: from the newest row as of now (the bell already rings for later)
+        if after_id is None:
+            # Live only: everything whose doorbell rings from now on. Its start is the ``prev`` of the first
+            # doorbell (exact, however long this read waits for the database); the newest row read here
+            # covers a resync that comes first (a broker reconnect before any doorbell).
             async with gate, context.session() as session:
                 last = await notifications.latest_id(session, viewer.user_id)
                 await session.commit()
             waiting = await _next_bells(bell)
+            if bell.first_prev is not None:
+                last = min(last, bell.first_prev)
         else:
             last, waiting = after_id, [RESYNC_EVENT]
         while True:

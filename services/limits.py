@@ -31,9 +31,9 @@ class Counters:
 
     def _client(self) -> Any:
         if self._redis is None:
-            import redis.asyncio as redis
+            from services.redis_client import connect
 
-            self._redis = redis.from_url(self._redis_url)
+            self._redis = connect(self._redis_url)
         return self._redis
 
     def _key(self, key: str) -> str:
