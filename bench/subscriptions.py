@@ -101,7 +101,7 @@ async def prepare_database(server_url: str, users: int) -> tuple[str, list[tuple
     return url, tokens
 
 
-def start_server(database_url: str, redis_url: str, port: int) -> subprocess.Popen[bytes]:
+def start_server(database_url: str, redis_url: str, port: int, metrics_port: int) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -112,6 +112,7 @@ def start_server(database_url: str, redis_url: str, port: int) -> subprocess.Pop
         "KABINET_SCHEDULER_ENABLED": "false",
         "KABINET_OUTBOX_DISPATCH": "false",
         "KABINET_DB_POOL_SIZE": "10",
+        "KABINET_METRICS_PORT": str(metrics_port),
         "KABINET_LOG_LEVEL": "WARNING",
         # every client of the benchmark comes from 127.0.0.1; real ones come from many addresses
         "KABINET_MAX_SOCKETS_PER_ADDRESS": "1000000",
@@ -151,6 +152,19 @@ async def wait_healthy(port: int, seconds: float = 180.0) -> None:
 
 
 CLIENTS_PER_PROCESS = 5000
+
+
+async def live_subscriptions(metrics_ports: list[int]) -> int:
+    """Subscriptions the servers run (``kabinet_subscriptions_active``): a client cannot see when its
+    subscribe took effect (graphql-transport-ws has no acknowledgement), the servers can."""
+    total = 0
+    async with httpx.AsyncClient(timeout=30) as client:
+        for port in metrics_ports:
+            text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            for line in text.splitlines():
+                if line.startswith("kabinet_subscriptions_active "):
+                    total += int(float(line.split()[1]))
+    return total
 
 
 class Client:
@@ -330,7 +344,11 @@ async def main() -> None:
 
         database_url, tokens = await prepare_database(server_url, args.users)
         ports = [free_port(), free_port()]
-        servers = [start_server(database_url, redis_url, port) for port in ports]
+        metrics_ports = [free_port(), free_port()]
+        servers = [
+            start_server(database_url, redis_url, port, mport)
+            for port, mport in zip(ports, metrics_ports, strict=True)
+        ]
         workers: Workers | None = None
         try:
             await asyncio.gather(*(wait_healthy(port) for port in ports))
@@ -343,8 +361,14 @@ async def main() -> None:
             await asyncio.sleep(1)
             rss_sockets = rss_mb(servers)
             workers.tell_all("subscribe")
-            subscribe_time = max(a["subscribed"] for a in await workers.answers())
-            await asyncio.sleep(args.settle if args.settle is not None else 1 + args.subscribers / 2000)
+            started = time.monotonic()
+            await workers.answers()  # every subscribe message sent
+            while await live_subscriptions(metrics_ports) < args.subscribers:
+                if time.monotonic() - started > 600:
+                    raise RuntimeError("the subscriptions did not all start within 600 s")
+                await asyncio.sleep(0.2)
+            subscribe_time = time.monotonic() - started  # until the servers run every subscription
+            await asyncio.sleep(args.settle if args.settle is not None else 1.0)
             rss_subscribed = rss_mb(servers)
 
             db = Database(database_url, pool_size=4)
@@ -354,6 +378,7 @@ async def main() -> None:
             await bus.connect()
             db.publish_after_commit(bus.publish)
             committed: dict[int, float] = {}
+            owner_of: dict[int, int] = {}
             produced = 0
             producing_since = time.monotonic()
             for round_ in range(args.notifications):
@@ -373,6 +398,7 @@ async def main() -> None:
                         await session.commit()
                     assert row is not None
                     committed[row.id] = time.monotonic()
+                    owner_of[row.id] = user_id
             await db.drain()
             subscribers_of: dict[int, int] = {}
             for _, user_id, _ in plan:
@@ -383,10 +409,17 @@ async def main() -> None:
             expected = sum(subscribers_of.get(u, 0) * args.notifications for u, _ in tokens)
             latencies: list[float] = []
             delivered = duplicated = foreign = 0
+            owned: dict[int, list[int]] = {}
+            for pk, owner in owner_of.items():
+                owned.setdefault(owner, []).append(pk)
+            short: list[str] = []
             for result in results:
-                for _user_id, seen in result["seen"]:
+                for user_id, seen in result["seen"]:
                     ids = [pk for pk, _ in seen]
                     unique = set(ids)
+                    missing = sorted(set(owned.get(user_id, ())) - unique)
+                    if missing and len(short) < 5:
+                        short.append(f"user {user_id}: got {ids}, missing {missing}")
                     duplicated += len(ids) - len(unique)
                     delivered += len(unique & committed.keys())
                     foreign += len(unique - committed.keys())
@@ -431,6 +464,8 @@ async def main() -> None:
             print(
                 f"load average           {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after (1 min)"
             )
+            for line in short:
+                print(f"  incomplete: {line}")
             await bus.disconnect()
             await db.dispose()
         finally:
