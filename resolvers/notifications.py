@@ -65,6 +65,51 @@ def db_gate(state: Any) -> asyncio.Semaphore:
     return gate  # type: ignore[no-any-return]
 
 
+class StartingPoints:
+    """The newest notification id of users whose streams start now, read for many streams in one query:
+    thousands of sockets subscribing together cost a few statements, not one each."""
+
+    def __init__(self, state: Any) -> None:
+        self._state = state
+        self._waiting: dict[int, list[asyncio.Future[int]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def newest(self, user_id: int) -> int:
+        """``services.notifications.latest_id`` of ``user_id``, batched with the other streams waiting."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(user_id, []).append(future)
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read())
+        return await future
+
+    async def _read(self) -> None:
+        while self._waiting:
+            await asyncio.sleep(0)  # let the streams subscribing in this loop pass join the batch
+            batch, self._waiting = self._waiting, {}
+            try:
+                async with db_gate(self._state), self._state.db.sessionmaker() as session:
+                    found = await notifications.latest_ids(session, list(batch))
+                    await session.commit()
+            except Exception as error:
+                for futures in batch.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(error)
+                continue
+            for user_id, futures in batch.items():
+                for future in futures:
+                    if not future.done():
+                        future.set_result(found[user_id])
+
+
+def starting_points(state: Any) -> StartingPoints:
+    """The process's :class:`StartingPoints`."""
+    found = state.extras.get("notification_starting_points")
+    if found is None:
+        found = state.extras["notification_starting_points"] = StartingPoints(state)
+    return found  # type: ignore[no-any-return]
+
+
 async def page(
     info: Any, *, first: int, after: str | None, unread_only: bool, category: NotificationCategory | None
 ) -> Page[Notification]:
@@ -187,9 +232,7 @@ async def live(info: Any, after: str | None) -> AsyncIterator[Notification]:
             # Live only: everything whose doorbell rings from now on. Its start is the ``prev`` of the first
             # doorbell (exact, however long this read waits for the database); the newest row read here
             # covers a resync that comes first (a broker reconnect before any doorbell).
-            async with gate, context.session() as session:
-                last = await notifications.latest_id(session, viewer.user_id)
-                await session.commit()
+            last = await starting_points(context.state).newest(viewer.user_id)
             waiting = await _next_bells(bell)
             if bell.first_prev is not None:
                 last = min(last, bell.first_prev)
