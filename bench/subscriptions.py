@@ -101,7 +101,9 @@ async def prepare_database(server_url: str, users: int) -> tuple[str, list[tuple
     return url, tokens
 
 
-def start_server(database_url: str, redis_url: str, port: int, metrics_port: int) -> subprocess.Popen[bytes]:
+def start_server(
+    database_url: str, redis_url: str, port: int, metrics_port: int, ws: str = "auto"
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -135,6 +137,8 @@ def start_server(database_url: str, redis_url: str, port: int, metrics_port: int
             "warning",
             "--ws-max-queue",
             "64",
+            "--ws",
+            ws,
         ],
         env=env,
     )
@@ -321,6 +325,9 @@ async def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="notifications per second")
     parser.add_argument("--settle", type=float, default=None, help="seconds to wait after subscribing")
     parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the last deliveries")
+    parser.add_argument(
+        "--ws", default="auto", help="uvicorn's websocket implementation (auto, websockets-sansio, wsproto)"
+    )
     parser.add_argument("--client-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client_worker:
@@ -346,7 +353,7 @@ async def main() -> None:
         ports = [free_port(), free_port()]
         metrics_ports = [free_port(), free_port()]
         servers = [
-            start_server(database_url, redis_url, port, mport)
+            start_server(database_url, redis_url, port, mport, args.ws)
             for port, mport in zip(ports, metrics_ports, strict=True)
         ]
         workers: Workers | None = None
