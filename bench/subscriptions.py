@@ -447,6 +447,7 @@ async def main() -> None:
             def two(values: list[float], unit: str) -> str:
                 return ", ".join(f"{v:.0f} {unit}" if abs(v) >= 10 else f"{v:.1f} {unit}" for v in values)
 
+            print(f"websockets             uvicorn --ws {args.ws}")
             print(
                 f"subscribers            {n} over 2 processes, {args.users} users, {count} client processes"
             )
