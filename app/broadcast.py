@@ -22,23 +22,33 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from app import metrics
+from services import redis_client
 
 log = logging.getLogger(__name__)
 
 
 class RedisPubSubBackend(BroadcastBackend):
-    """broadcaster backend over Redis pub/sub that survives Redis restarts.
+    """broadcaster backend over Redis pub/sub: one pattern subscription per process, survives Redis restarts.
+
+    The process PSUBSCRIBEs ``<prefix>:*`` once, at startup, and fans messages out to its local listeners
+    itself (:class:`EventBus`): a new local listener costs no Redis command, so it listens from the moment
+    it is registered (no race with a SUBSCRIBE in flight, and 10,000 sockets do not send 10,000 commands);
+    the price is that every process receives every event of the deployment and drops those nobody in it
+    listens to — cheap at a few processes and hundreds of events per second.
 
     broadcaster's own Redis backend loses messages to a race (its listener can stop before the first
-    SUBSCRIBE completes) and never reconnects. This one keeps its pub/sub connection alive from the
-    start (it subscribes a control channel first), reads with a timeout, and on a connection error
-    reconnects with backoff and re-subscribes every channel. Messages published while Redis was away
-    are lost, by the nature of pub/sub: clients catch up through their cursors.
+    SUBSCRIBE completes) and never reconnects. This one reads with a timeout, and when the connection is
+    lost — a Redis restart, the network, or Redis closing a subscriber over its ``client-output-buffer-limit
+    pubsub`` — reconnects with backoff and hands every local channel a :data:`RESYNC`: messages published
+    while the connection was down are lost by the nature of pub/sub, and clients catch up through their
+    cursors. Reading is never slowed by consumers (the hand-over queue is unbounded; consumers have
+    bounded queues of their own), so Redis has no reason to cut the connection for a slow reader.
     """
 
-    def __init__(self, url: str, *, control_channel: str = "kabinet:control") -> None:
+    def __init__(self, url: str, *, pattern: str = "kabinet:*", name: str = "kabinet-bus") -> None:
         self._url = url
-        self._control = control_channel
+        self._pattern = pattern
+        self._name = name  # CLIENT LIST shows the connection under this name
         self._channels: set[str] = set()
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._conn: redis.Redis | None = None
@@ -47,14 +57,14 @@ class RedisPubSubBackend(BroadcastBackend):
         self.reconnects = 0
 
     async def connect(self) -> None:
-        self._conn = redis.Redis.from_url(self._url)
+        self._conn = redis_client.connect(self._url, name=self._name)
         await self._open()
         self._listener = asyncio.create_task(self._listen(), name="kabinet-redis-listener")
 
     async def _open(self) -> None:
         assert self._conn is not None
         pubsub = self._conn.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(self._control, *self._channels)
+        await pubsub.psubscribe(self._pattern)
         self._pubsub = pubsub
 
     async def disconnect(self) -> None:
@@ -69,16 +79,10 @@ class RedisPubSubBackend(BroadcastBackend):
             await self._conn.aclose()
 
     async def subscribe(self, channel: str) -> None:
-        self._channels.add(channel)
-        if self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.subscribe(channel)  # after a failure, _reconnect subscribes it
+        self._channels.add(channel)  # already covered by the pattern; remembered for resyncs
 
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
-        if self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.unsubscribe(channel)
 
     async def publish(self, channel: str, message: Any) -> None:
         assert self._conn is not None
@@ -98,10 +102,9 @@ class RedisPubSubBackend(BroadcastBackend):
                 assert self._pubsub is not None
                 message = await self._pubsub.get_message(timeout=1.0)
                 backoff = 0.05
-                if message is not None and message["type"] == "message":
+                if message is not None and message["type"] in ("pmessage", "message"):
                     channel = message["channel"].decode()
-                    if channel != self._control:
-                        await self._queue.put(Event(channel=channel, message=message["data"].decode()))
+                    self._queue.put_nowait(Event(channel=channel, message=message["data"].decode()))
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError, RuntimeError) as error:
@@ -115,8 +118,8 @@ class RedisPubSubBackend(BroadcastBackend):
                     await self._open()
                     self.reconnects += 1
                     for channel in self._channels:  # events published while away are gone: resync
-                        await self._queue.put(Event(channel=channel, message=json.dumps(RESYNC)))
-                    log.info("redis pub/sub reconnected; %d channels re-subscribed", len(self._channels))
+                        self._queue.put_nowait(Event(channel=channel, message=json.dumps(RESYNC)))
+                    log.info("redis pub/sub reconnected; %d channels told to resync", len(self._channels))
                 except (RedisError, OSError) as again:
                     log.warning("redis still unavailable: %s", again)
 
@@ -125,6 +128,11 @@ RESYNC: dict[str, Any] = {"type": "resync"}
 """What a subscriber receives instead of events it may have missed (overflow, broker reconnect)."""
 PUBLISHED_AT = "_kabinet_published_at"
 """Key of the publish time (wall clock, seconds) in an event on the wire; subscribers never see it."""
+
+
+def glob_escape(text: str) -> str:
+    """``text`` matched literally in a Redis glob pattern (PSUBSCRIBE)."""
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
 
 
 class Subscriber:
@@ -140,9 +148,15 @@ class Subscriber:
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=size)
         self._overflowed = False
         self._published_at: dict[int, float] = {}  # id(message) → publish time (metrics: event lag)
+        self.first_prev: int | None = None
+        """``prev`` of the first message offered that carries one, kept even if the queue overflowed: a
+        stream whose events chain by ``prev`` (notifications) knows from it exactly where its live part
+        began, however late it gets round to reading its queue."""
 
     def offer(self, message: dict[str, Any], published_at: float | None = None) -> None:
         """Enqueue without waiting; on overflow remember to tell the consumer to resync."""
+        if self.first_prev is None and isinstance(prev := message.get("prev"), int):
+            self.first_prev = prev
         try:
             self._queue.put_nowait(message)
         except asyncio.QueueFull:
@@ -194,7 +208,7 @@ class EventBus:
         self.prefix = prefix
         self.queue_size = queue_size
         self._backend: BroadcastBackend = (
-            RedisPubSubBackend(redis_url, control_channel=f"{prefix}:control")
+            RedisPubSubBackend(redis_url, pattern=f"{glob_escape(prefix)}:*", name=f"{prefix}-bus")
             if redis_url
             else MemoryBackend("memory://")
         )
@@ -270,6 +284,11 @@ class EventBus:
         async with self.subscribe(name) as subscriber:
             async for message in subscriber:
                 yield message
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the broker connection was re-established (tests, metrics)."""
+        return int(getattr(self._backend, "reconnects", 0))
 
     @property
     def listening_channels(self) -> int:

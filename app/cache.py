@@ -112,9 +112,9 @@ class ResultCache:
         self.ttl = ttl
         self._redis: Any = None
         if redis_url:
-            from redis import asyncio as redis
+            from services import redis_client
 
-            self._redis = redis.Redis.from_url(redis_url)
+            self._redis = redis_client.connect(redis_url)
         self._versions: dict[int, int] = {}
         self._global_version = 0
         self._reference_versions: dict[str, int] = {}

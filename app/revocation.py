@@ -105,6 +105,8 @@ class SessionGuard:
         self._tasks: set[asyncio.Task[None]] = set()
         self._listener: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._row_checks: dict[int, list[asyncio.Future[bool]]] = {}
+        self._row_reader: asyncio.Task[None] | None = None
         self.generation = 0
         """Bumped by every session end or resync this process hears of (see :meth:`is_active`)."""
 
@@ -148,8 +150,11 @@ class SessionGuard:
             if until is not None and until > now:
                 return True
         generation = self.generation
-        async with (opener or self._fresh_session)() as session:
-            active = await is_session_active(session, session_id, now=now)
+        if opener is None:  # websockets: many connect or subscribe at once (a deploy, a network blip)
+            active = await self._read_batched(session_id, now)
+        else:
+            async with opener() as session:
+                active = await is_session_active(session, session_id, now=now)
         if active and generation == self.generation:  # no end was heard while reading: safe to remember
             if len(self._active) >= MAX_CACHED_SESSIONS:
                 self._active = {sid: until for sid, until in self._active.items() if until > now}
@@ -157,6 +162,34 @@ class SessionGuard:
                     self._active.clear()
             self._active[session_id] = now + self._cache_for
         return active
+
+    async def _read_batched(self, session_id: int, now: dt.datetime) -> bool:
+        """Whether the row says active, read together with every other check waiting in this loop pass:
+        10,000 sockets subscribing at once cost a few queries instead of 10,000 (which had exhausted the
+        connection pool and timed out). Each read starts after the check that waits for it was asked."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._row_checks.setdefault(session_id, []).append(future)
+        if self._row_reader is None or self._row_reader.done():
+            self._row_reader = asyncio.create_task(self._read_rows(now), name="kabinet-session-rows")
+        return await future
+
+    async def _read_rows(self, now: dt.datetime) -> None:
+        while self._row_checks:
+            await asyncio.sleep(0)  # the checks asked in this loop pass join the batch
+            batch, self._row_checks = self._row_checks, {}
+            try:
+                async with self._fresh_session() as session:
+                    ended = await inactive_sessions(session, list(batch), now=max(now, clock.now()))
+            except Exception as error:
+                for futures in batch.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(error)
+                continue
+            for session_id, futures in batch.items():
+                for future in futures:
+                    if not future.done():
+                        future.set_result(session_id not in ended)
 
     @contextlib.asynccontextmanager
     async def _fresh_session(self) -> AsyncIterator[AsyncSession]:

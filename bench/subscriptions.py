@@ -1,22 +1,32 @@
 """Benchmark: N websocket subscribers across 2 Kabinet processes, M notifications per user.
 
-    python bench/subscriptions.py --subscribers 1000 --users 100 --notifications 5
+    python bench/subscriptions.py --subscribers 10000 --users 100 --notifications 5
 
 Needs PostgreSQL and Redis: DATABASE_URL / REDIS_URL, or embedded ones when unset. It creates its own
-database, starts two `uvicorn` processes sharing it and Redis, opens N graphql-transport-ws connections
-(alternating between the processes, `users` distinct logins), then commits M notifications per user from
-this (third) process and measures, per delivered event, the time from COMMIT to arrival at the client.
-Prints: connections held, deliveries expected/received, lost, duplicated, latency p50/p99, server RSS.
+database, starts two `uvicorn` processes sharing it and Redis, and client processes (one per 5,000
+sockets, so no process runs out of file descriptors) that open N graphql-transport-ws connections
+(alternating between the servers, `users` distinct logins): first every socket connects and is
+acknowledged, then every socket subscribes. This (producer) process then commits M notifications per
+user at `--rate` per second and measures, per delivered event, the time from COMMIT to arrival at the
+client (one monotonic clock for every process of the machine). A client whose socket closes reconnects
+and resumes from its last cursor, as real clients do.
+
+Prints: deliveries expected / received, lost, duplicated, latency p50/p99 commit → client, server RSS
+(idle, with N sockets, with N subscriptions, after delivery), memory per socket and per subscription,
+the connect and subscribe rates, reconnects, and the load average of the machine before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import json
 import os
+import resource
+import secrets
 import socket
 import statistics
 import subprocess
@@ -25,6 +35,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -42,7 +53,8 @@ from services.notifications import notify
 from services.passwords import hash_password
 from services.sessions import start_session
 
-SECRET = "bench-secret-" + "x" * 32
+PREFIX = f"bench-ws-{uuid.uuid4().hex[:8]}"  # Redis prefix of this run (others may share Redis)
+SECRET = secrets.token_urlsafe(48)  # production refuses placeholder-looking keys
 STREAM = "subscription { notifications { cursor notification { id title } } }"
 
 
@@ -89,18 +101,26 @@ async def prepare_database(server_url: str, users: int) -> tuple[str, list[tuple
     return url, tokens
 
 
-def start_server(database_url: str, redis_url: str, port: int) -> subprocess.Popen[bytes]:
+def start_server(
+    database_url: str, redis_url: str, port: int, metrics_port: int, ws: str = "auto"
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
-        "KABINET_REDIS_PREFIX": "bench",
+        "KABINET_REDIS_PREFIX": PREFIX,
         "KABINET_SECRET_KEY": SECRET,
         "KABINET_ENV": "production",
         "KABINET_SCHEDULER_ENABLED": "false",
         "KABINET_OUTBOX_DISPATCH": "false",
         "KABINET_DB_POOL_SIZE": "10",
+        "KABINET_METRICS_PORT": str(metrics_port),
         "KABINET_LOG_LEVEL": "WARNING",
+        # every client of the benchmark comes from 127.0.0.1; real ones come from many addresses
+        "KABINET_MAX_SOCKETS_PER_ADDRESS": "1000000",
+        "KABINET_SANDBOX_IN_PRODUCTION": "true",  # nothing is paid here; production refuses it otherwise
+        "KABINET_SMTP_HOST": "127.0.0.1",
+        "KABINET_SMS_GATEWAY_URL": "http://127.0.0.1:9/sms",
     }
     return subprocess.Popen(
         [
@@ -117,51 +137,182 @@ def start_server(database_url: str, redis_url: str, port: int) -> subprocess.Pop
             "warning",
             "--ws-max-queue",
             "64",
+            "--ws",
+            ws,
         ],
         env=env,
     )
 
 
-async def wait_healthy(port: int) -> None:
+async def wait_healthy(port: int, seconds: float = 180.0) -> None:
+    deadline = time.monotonic() + seconds  # a loaded machine imports the app slowly
     async with httpx.AsyncClient() as client:
-        for _ in range(300):
+        while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
                 if (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
                     return
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.2)
     raise RuntimeError(f"server on {port} did not start")
 
 
-class Client:
-    """One subscriber: a websocket with the notifications subscription."""
+CLIENTS_PER_PROCESS = 5000
 
-    def __init__(self, port: int, user_id: int, token: str, received: dict[int, list[float]]) -> None:
-        self.port, self.user_id, self.token, self.received = port, user_id, token, received
-        self.ready = asyncio.Event()
-        self.seen: list[int] = []
+
+async def live_subscriptions(metrics_ports: list[int]) -> int:
+    """Subscriptions the servers run (``kabinet_subscriptions_active``): a client cannot see when its
+    subscribe took effect (graphql-transport-ws has no acknowledgement), the servers can."""
+    total = 0
+    async with httpx.AsyncClient(timeout=30) as client:
+        for port in metrics_ports:
+            text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            for line in text.splitlines():
+                if line.startswith("kabinet_subscriptions_active "):
+                    total += int(float(line.split()[1]))
+    return total
+
+
+class Client:
+    """One subscriber: a websocket with the notifications subscription; reconnects from its cursor."""
+
+    def __init__(self, port: int, user_id: int, token: str) -> None:
+        self.port, self.user_id, self.token = port, user_id, token
+        self.connected = asyncio.Event()
+        self.subscribe_now = asyncio.Event()
+        self.subscribed = asyncio.Event()
+        self.seen: list[tuple[int, float]] = []  # (notification id, arrival) in arrival order
+        self.cursor: str | None = None
+        self.reconnects = 0
 
     async def run(self) -> None:
         url = f"ws://127.0.0.1:{self.port}/graphql"
-        async with websockets.connect(
-            url,
-            subprotocols=["graphql-transport-ws"],
-            open_timeout=60,  # type: ignore[list-item]
-            ping_interval=None,
-            max_queue=64,
-        ) as socket_:
-            await socket_.send(json.dumps({"type": "connection_init", "payload": {"token": self.token}}))
-            assert json.loads(await socket_.recv())["type"] == "connection_ack"
-            await socket_.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": STREAM}}))
-            self.ready.set()
-            async for raw in socket_:
-                message = json.loads(raw)
-                if message.get("type") == "next":
-                    gid = message["payload"]["data"]["notifications"]["notification"]["id"]
-                    import base64
+        while True:
+            try:
+                async with websockets.connect(
+                    url,
+                    subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+                    open_timeout=120,
+                    ping_interval=None,
+                    max_queue=64,
+                ) as socket_:
+                    await socket_.send(
+                        json.dumps({"type": "connection_init", "payload": {"token": self.token}})
+                    )
+                    assert json.loads(await socket_.recv())["type"] == "connection_ack"
+                    self.connected.set()
+                    await self.subscribe_now.wait()
+                    variables = {"after": self.cursor} if self.cursor else {}
+                    payload = {"query": STREAM, "variables": variables}
+                    await socket_.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+                    self.subscribed.set()
+                    async for raw in socket_:
+                        message = json.loads(raw)
+                        if message.get("type") == "next":
+                            event = message["payload"]["data"]["notifications"]
+                            pk = int(base64.b64decode(event["notification"]["id"]).decode().split(":")[1])
+                            self.seen.append((pk, time.monotonic()))
+                            self.cursor = event["cursor"]
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # closed by the server or the network: resume from the cursor
+                if self.reconnects < 3:
+                    print(f"client of user {self.user_id}: {error!r}; reconnecting", file=sys.stderr)
+            self.reconnects += 1
+            await asyncio.sleep(0.5)
 
-                    pk = int(base64.b64decode(gid).decode().split(":")[1])
-                    self.seen.append(pk)
-                    self.received.setdefault(pk, []).append(time.monotonic())
+
+async def client_worker() -> None:
+    """A client process: reads its clients from stdin, answers each command of the producer on stdout."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=2**28)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+    def say(what: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(what) + "\n")
+        sys.stdout.flush()
+
+    setup = json.loads(await reader.readline())
+    clients = [Client(port, user_id, token) for port, user_id, token in setup["clients"]]
+    tasks: list[asyncio.Task[None]] = []
+    started = time.monotonic()
+    for batch in range(0, len(clients), 100):  # connect in waves, as real clients would
+        wave = clients[batch : batch + 100]
+        tasks += [asyncio.create_task(c.run()) for c in wave]
+        await asyncio.gather(*(c.connected.wait() for c in wave))
+    say({"connected": time.monotonic() - started})
+    await reader.readline()  # "subscribe"
+    started = time.monotonic()
+    for client in clients:
+        client.subscribe_now.set()
+    await asyncio.gather(*(c.subscribed.wait() for c in clients))
+    say({"subscribed": time.monotonic() - started})
+    finish = json.loads(await reader.readline())
+    expected: dict[str, int] = finish["expected"]
+    deadline = time.monotonic() + finish["wait"]
+    while time.monotonic() < deadline and any(
+        len({pk for pk, _ in c.seen}) < expected[str(c.user_id)] for c in clients
+    ):
+        await asyncio.sleep(0.2)
+    held = sum(1 for task in tasks if not task.done())
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    say(
+        {
+            "held": held,
+            "reconnects": sum(c.reconnects for c in clients),
+            "seen": [[c.user_id, c.seen] for c in clients],
+        }
+    )
+
+
+class Workers:
+    """The client processes, driven over their stdin/stdout."""
+
+    def __init__(self, assignments: list[list[tuple[int, int, str]]]) -> None:
+        self.processes = [
+            subprocess.Popen(
+                [sys.executable, __file__, "--client-worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in assignments
+        ]
+        for process, clients in zip(self.processes, assignments, strict=True):
+            self.send(process, {"clients": clients})
+
+    @staticmethod
+    def send(process: subprocess.Popen[str], what: Any) -> None:
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(what) + "\n")
+        process.stdin.flush()
+
+    async def answers(self) -> list[dict[str, Any]]:
+        def read(process: subprocess.Popen[str]) -> dict[str, Any]:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            if not line:
+                raise RuntimeError("a client process died")
+            return json.loads(line)  # type: ignore[no-any-return]
+
+        return list(await asyncio.gather(*(asyncio.to_thread(read, p) for p in self.processes)))
+
+    def tell_all(self, what: Any) -> None:
+        for process in self.processes:
+            self.send(process, what)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait(10)
+
+
+def rss_mb(servers: list[subprocess.Popen[bytes]]) -> list[float]:
+    """Resident memory of each server process, MB."""
+    return [psutil.Process(server.pid).memory_info().rss / 2**20 for server in servers]
 
 
 async def main() -> None:
@@ -173,7 +324,18 @@ async def main() -> None:
     parser.add_argument("--notifications", type=int, default=5, help="notifications per user")
     parser.add_argument("--rate", type=float, default=100.0, help="notifications per second")
     parser.add_argument("--settle", type=float, default=None, help="seconds to wait after subscribing")
+    parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the last deliveries")
+    parser.add_argument(
+        "--ws", default="auto", help="uvicorn's websocket implementation (auto, websockets-sansio, wsproto)"
+    )
+    parser.add_argument("--client-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.client_worker:
+        await client_worker()
+        return
+    load_before = os.getloadavg()
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the servers inherit it: a socket is a file
 
     with tempfile.TemporaryDirectory() as scratch:
         server_url = os.environ.get("DATABASE_URL")
@@ -189,30 +351,41 @@ async def main() -> None:
 
         database_url, tokens = await prepare_database(server_url, args.users)
         ports = [free_port(), free_port()]
-        servers = [start_server(database_url, redis_url, port) for port in ports]
+        metrics_ports = [free_port(), free_port()]
+        servers = [
+            start_server(database_url, redis_url, port, mport, args.ws)
+            for port, mport in zip(ports, metrics_ports, strict=True)
+        ]
+        workers: Workers | None = None
         try:
             await asyncio.gather(*(wait_healthy(port) for port in ports))
-            received: dict[int, list[float]] = {}
-            clients = [
-                Client(ports[n % 2], *tokens[n % len(tokens)], received) for n in range(args.subscribers)
-            ]
+            await asyncio.sleep(1)
+            rss_idle = rss_mb(servers)
+            plan = [(ports[n % 2], *tokens[n % len(tokens)]) for n in range(args.subscribers)]
+            count = -(-args.subscribers // CLIENTS_PER_PROCESS)
+            workers = Workers([plan[k::count] for k in range(count)])
+            connect_time = max(a["connected"] for a in await workers.answers())
+            await asyncio.sleep(1)
+            rss_sockets = rss_mb(servers)
+            workers.tell_all("subscribe")
             started = time.monotonic()
-            tasks = []
-            for batch in range(0, len(clients), 200):  # connect in waves, as real clients would
-                tasks += [asyncio.create_task(c.run()) for c in clients[batch : batch + 200]]
-                await asyncio.gather(*(c.ready.wait() for c in clients[batch : batch + 200]))
-            connect_time = time.monotonic() - started
-            await asyncio.sleep(args.settle if args.settle is not None else 1 + args.subscribers / 2000)
-            held = sum(1 for task in tasks if not task.done())
+            await workers.answers()  # every subscribe message sent
+            while await live_subscriptions(metrics_ports) < args.subscribers:
+                if time.monotonic() - started > 600:
+                    raise RuntimeError("the subscriptions did not all start within 600 s")
+                await asyncio.sleep(0.2)
+            subscribe_time = time.monotonic() - started  # until the servers run every subscription
+            await asyncio.sleep(args.settle if args.settle is not None else 1.0)
+            rss_subscribed = rss_mb(servers)
 
             db = Database(database_url, pool_size=4)
             from app.broadcast import EventBus
 
-            bus = EventBus(redis_url, prefix="bench")
+            bus = EventBus(redis_url, prefix=PREFIX)
             await bus.connect()
             db.publish_after_commit(bus.publish)
             committed: dict[int, float] = {}
-            owners: dict[int, int] = {}
+            owner_of: dict[int, int] = {}
             produced = 0
             producing_since = time.monotonic()
             for round_ in range(args.notifications):
@@ -232,33 +405,56 @@ async def main() -> None:
                         await session.commit()
                     assert row is not None
                     committed[row.id] = time.monotonic()
-                    owners[row.id] = user_id
+                    owner_of[row.id] = user_id
             await db.drain()
             subscribers_of: dict[int, int] = {}
-            for client in clients:
-                subscribers_of[client.user_id] = subscribers_of.get(client.user_id, 0) + 1
-            expected = sum(subscribers_of.get(owners[pk], 0) for pk in committed)
-            deadline = time.monotonic() + 60
-            while sum(len(v) for v in received.values()) < expected and time.monotonic() < deadline:
-                await asyncio.sleep(0.2)
-            latencies = sorted(
-                (at - committed[pk]) * 1000
-                for pk, times in received.items()
-                if pk in committed
-                for at in times
-            )
-            duplicated = sum(len(c.seen) - len(set(c.seen)) for c in clients)
-            delivered = sum(len(set(c.seen)) for c in clients)
-            rss = [psutil.Process(server.pid).memory_info().rss / 2**20 for server in servers]
+            for _, user_id, _ in plan:
+                subscribers_of[user_id] = subscribers_of.get(user_id, 0) + 1
+            workers.tell_all({"expected": {str(u): args.notifications for u, _ in tokens}, "wait": args.wait})
+            results = await workers.answers()
+            rss_after = rss_mb(servers)
+            expected = sum(subscribers_of.get(u, 0) * args.notifications for u, _ in tokens)
+            latencies: list[float] = []
+            delivered = duplicated = foreign = 0
+            owned: dict[int, list[int]] = {}
+            for pk, owner in owner_of.items():
+                owned.setdefault(owner, []).append(pk)
+            short: list[str] = []
+            for result in results:
+                for user_id, seen in result["seen"]:
+                    ids = [pk for pk, _ in seen]
+                    unique = set(ids)
+                    missing = sorted(set(owned.get(user_id, ())) - unique)
+                    if missing and len(short) < 5:
+                        short.append(f"user {user_id}: got {ids}, missing {missing}")
+                    duplicated += len(ids) - len(unique)
+                    delivered += len(unique & committed.keys())
+                    foreign += len(unique - committed.keys())
+                    latencies += [(at - committed[pk]) * 1000 for pk, at in seen if pk in committed]
+            latencies.sort()
+            held = sum(r["held"] for r in results)
+            reconnects = sum(r["reconnects"] for r in results)
 
             def pct(q: float) -> float:
                 return (
                     latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
                 )
 
-            print(f"subscribers            {args.subscribers} over 2 processes, {args.users} users")
-            print(f"connect + subscribe    {connect_time:.1f} s")
-            print(f"connections held       {held}")
+            n = args.subscribers
+            per_socket = [(b - a) * 1024 / n for a, b in zip(rss_idle, rss_sockets, strict=True)]
+            per_sub = [(b - a) * 1024 / n for a, b in zip(rss_sockets, rss_subscribed, strict=True)]
+
+            def two(values: list[float], unit: str) -> str:
+                return ", ".join(f"{v:.0f} {unit}" if abs(v) >= 10 else f"{v:.1f} {unit}" for v in values)
+
+            print(f"websockets             uvicorn --ws {args.ws}")
+            print(
+                f"subscribers            {n} over 2 processes, {args.users} users, {count} client processes"
+            )
+            print(f"connect                {connect_time:.1f} s ({n / connect_time:.0f} sockets/s)")
+            print(f"subscribe              {subscribe_time:.1f} s ({n / max(subscribe_time, 1e-3):.0f}/s)")
+            print(f"connect + subscribe    {n / (connect_time + subscribe_time):.0f} per second")
+            print(f"connections held       {held} (reconnects {reconnects})")
             print(f"notifications          {len(committed)} ({args.notifications} per user, {args.rate:g}/s)")
             print(f"deliveries expected    {expected}")
             print(f"deliveries received    {delivered}")
@@ -267,13 +463,22 @@ async def main() -> None:
             print(f"latency p50 / p99      {pct(0.50):.1f} ms / {pct(0.99):.1f} ms (commit → client)")
             if latencies:
                 print(f"latency mean / max     {statistics.fmean(latencies):.1f} ms / {latencies[-1]:.1f} ms")
-            print(f"server RSS             {rss[0]:.0f} MB, {rss[1]:.0f} MB")
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            print(f"server RSS idle        {two(rss_idle, 'MB')}")
+            print(f"server RSS sockets     {two(rss_sockets, 'MB')}")
+            print(f"server RSS subscribed  {two(rss_subscribed, 'MB')}")
+            print(f"server RSS after       {two(rss_after, 'MB')}")
+            print(f"memory per socket      {two(per_socket, 'kB')}")
+            print(f"memory per subscription {two(per_sub, 'kB')}")
+            print(
+                f"load average           {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after (1 min)"
+            )
+            for line in short:
+                print(f"  incomplete: {line}")
             await bus.disconnect()
             await db.dispose()
         finally:
+            if workers is not None:
+                workers.stop()
             for server in servers:
                 server.terminate()
                 server.wait(20)

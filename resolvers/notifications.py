@@ -66,6 +66,50 @@ def db_gate(state: Any) -> asyncio.Semaphore:
     return gate
 
 
+class StartingPoints:
+    """The newest notification id of users whose streams start now, read for many streams in one query:
+    thousands of sockets subscribing together cost a few statements, not one each."""
+
+    def __init__(self, state: Any) -> None:
+        self._state = state
+        self._waiting: dict[int, list[asyncio.Future[int]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def newest(self, user_id: int) -> int:
+        """``services.notifications.latest_id`` of ``user_id``, batched with the other streams waiting."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(user_id, []).append(future)
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read())
+        return await future
+
+    async def _read(self) -> None:
+        while self._waiting:
+            await asyncio.sleep(0)  # let the streams subscribing in this loop pass join the batch
+            batch, self._waiting = self._waiting, {}
+            try:
+                async with db_gate(self._state), self._state.db.sessionmaker() as session:
+                    found = await notifications.latest_ids(session, list(batch))  # read only: closing ends it
+            except Exception as error:
+                for futures in batch.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(error)
+                continue
+            for user_id, futures in batch.items():
+                for future in futures:
+                    if not future.done():
+                        future.set_result(found[user_id])
+
+
+def starting_points(state: Any) -> StartingPoints:
+    """The process's :class:`StartingPoints`."""
+    found = state.extras.get("notification_starting_points")
+    if found is None:
+        found = state.extras["notification_starting_points"] = StartingPoints(state)
+    return found  # type: ignore[no-any-return]
+
+
 async def page(
     info: Info, *, first: int, after: str | None, unread_only: bool, category: NotificationCategory | None
 ) -> Page[Notification]:
@@ -161,70 +205,81 @@ async def unregister_push_device(info: Info, token: str) -> bool:
 async def live(info: Info, after: str | None) -> AsyncIterator[Notification]:
     """Replay what the caller missed after ``after``, then stream new notifications: no gap, no duplicate.
 
-    The bus subscription opens *before* the replay query, and every doorbell (or resync) re-reads the
-    rows after the last one delivered, so a notification committed at any moment is delivered once.
-    Each round runs in a fresh scope (session + loaders) and re-checks that the login is still valid.
+    The bus subscription opens *before* anything is read, and the stream keeps ``last``, the id of the
+    last notification delivered — without ``after``, the one before its first doorbell (see below). Each
+    doorbell that carries the very next notification (its ``prev`` is
+    ``last``) is delivered from the event itself; anything else — a gap, a ``resync`` after a queue
+    overflow or a broker reconnect, a ``session-ended`` — re-reads the rows after ``last`` in a fresh
+    scope (session + loaders), which also re-checks that the login is still valid. So a notification
+    committed at any moment is delivered exactly once, live or by the re-read.
     """
     viewer = require_viewer(info)
     context = info.context
     gate = db_gate(context.state)
     async with context.state.bus.subscribe(user_channel(viewer.user_id)) as bell:
-        last = _after_id(after)  # None: live only, from the first event on
         # the login was verified when the websocket connected; re-checked every RIGHTS_CHECK_INTERVAL
         checked_at = time.monotonic() - random.uniform(0, RIGHTS_CHECK_INTERVAL / 2)
-        message: dict[str, Any] = {"type": "resync"} if last is not None else await _next_bell(bell)
+        after_id = _after_id(after)
+        if after_id is None:
+            # Live only: everything whose doorbell rings from now on. Its start is the ``prev`` of the first
+            # doorbell (exact, however long this read waits for the database); the newest row read here
+            # covers a resync that comes first (a broker reconnect before any doorbell).
+            last = await starting_points(context.state).newest(viewer.user_id)
+            waiting = await _next_bells(bell)
+            if bell.first_prev is not None:
+                last = min(last, bell.first_prev)
+        else:
+            last, waiting = after_id, [RESYNC_EVENT]
         while True:
-            in_order = (
-                message.get("type") == "notification"
-                and "title" in message
-                and (last is None or message.get("prev") == last)
-            )
-            if in_order and time.monotonic() - checked_at <= RIGHTS_CHECK_INTERVAL:
-                # the common case: the event is the very next notification, and it carries it whole
-                row = notifications.from_event(viewer.user_id, message)
-                last = row.id
-                yield row
-                message = await _next_bell(bell)
-                continue
-            if last is None:  # a first event without data (e.g. a read mark): start from the newest row
-                last = int(message.get("prev") or 0) if message.get("type") == "notification" else None
-            await context.new_event_scope()
-            async with gate, context.reading() as session:
-                now = time.monotonic()
-                if (
-                    message.get("type") in ("session-ended", "resync")
-                    or now - checked_at > RIGHTS_CHECK_INTERVAL
-                ):
-                    if not await notifications.may_listen(
-                        session, viewer.user_id, viewer.session_id, now=context.now
+            reread = check = False
+            for message in waiting:
+                kind = message.get("type")
+                if kind in ("session-ended", "resync"):
+                    reread = check = True
+                elif kind == "notification":
+                    event_id = message.get("id")
+                    if isinstance(event_id, int) and event_id <= last:
+                        continue  # delivered already (by a re-read)
+                    if (
+                        reread
+                        or message.get("prev") != last
+                        or "title" not in message
+                        or time.monotonic() - checked_at > RIGHTS_CHECK_INTERVAL
                     ):
-                        log.info("ending notifications stream of user %s: session ended", viewer.user_id)
-                        return
-                    checked_at = now
-                if last is None:
-                    last = await notifications.latest_id(session, viewer.user_id)
-                rows = await notifications.since(session, viewer.user_id, last)
-            for row in rows:
-                last = row.id
-                yield row
-            if len(rows) == 100:
-                continue  # more to replay
-            message = await _next_bell(bell)
+                        reread = True  # a gap, or rights to re-check: the rows decide
+                        continue
+                    # the common case: the event is the very next notification, and it carries it whole
+                    row = notifications.from_event(viewer.user_id, message)
+                    last = row.id
+                    yield row
+            while reread:
+                await context.new_event_scope()
+                async with gate, context.reading() as session:
+                    now = time.monotonic()
+                    if check or now - checked_at > RIGHTS_CHECK_INTERVAL:
+                        if not await notifications.may_listen(
+                            session, viewer.user_id, viewer.session_id, now=context.now
+                        ):
+                            log.info("ending notifications stream of user %s: session ended", viewer.user_id)
+                            return
+                        checked_at, check = now, False
+                    rows = await notifications.since(session, viewer.user_id, last)
+                for row in rows:
+                    last = row.id
+                    yield row
+                reread = len(rows) == REPLAY_PAGE  # more to replay
+            waiting = await _next_bells(bell)
 
 
-async def _next_bell(bell: Any) -> dict[str, Any]:
-    """The next event worth acting on; several already waiting become one re-read (or a session end)."""
-    message: dict[str, Any] = await bell.get()
-    while message.get("type") == "read":  # read marks change nothing to deliver
-        message = await bell.get()
-    waiting = bell.drain()
-    if not waiting:
-        return message
-    for extra in [message, *waiting]:
-        if extra.get("type") in ("session-ended", "resync"):
-            return extra
-    return (
-        {"type": "resync"}
-        if len(waiting) > 0 and any(e.get("type") == "notification" for e in waiting)
-        else message
-    )
+REPLAY_PAGE = 100
+"""Rows one re-read returns (``services.notifications.since``'s limit); a full page reads on."""
+
+RESYNC_EVENT: dict[str, Any] = {"type": "resync"}
+
+
+async def _next_bells(bell: Any) -> list[dict[str, Any]]:
+    """The events waiting for this stream, in order (at least one that is not a mere read mark)."""
+    while True:
+        waiting: list[dict[str, Any]] = [await bell.get(), *bell.drain()]
+        if any(message.get("type") != "read" for message in waiting):  # read marks deliver nothing
+            return waiting

@@ -31,11 +31,11 @@ class Counters:
 
     def _client(self) -> Any:
         if self._redis is None:
-            import redis.asyncio as redis
+            from services.redis_client import connect
 
             if self._redis_url is None:
                 raise RuntimeError("counters without a Redis URL keep to memory")
-            self._redis = redis.from_url(self._redis_url)
+            self._redis = connect(self._redis_url)
         return self._redis
 
     def _key(self, key: str) -> str:

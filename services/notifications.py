@@ -249,6 +249,18 @@ async def latest_id(session: AsyncSession, user_id: int) -> int:
     return int(found.scalar_one() or 0)
 
 
+async def latest_ids(session: AsyncSession, user_ids: Sequence[int]) -> dict[int, int]:
+    """The id of each user's newest notification (0 when none), in one statement."""
+    rows = await session.execute(
+        select(Notification.user_id, func.max(Notification.id))
+        .where(Notification.user_id.in_(user_ids))
+        .group_by(Notification.user_id)
+    )
+    found = {user_id: 0 for user_id in user_ids}
+    found.update({user_id: int(newest) for user_id, newest in rows.all()})
+    return found
+
+
 async def unread_counts(session: AsyncSession, user_ids: Sequence[int]) -> dict[int, int]:
     """Unread notifications per user, in one statement."""
     rows = await session.execute(
