@@ -412,10 +412,8 @@ async def test_17_refresh_job_runs_once_per_slot(db: Database, clock: Any) -> No
     """The scheduled refresh recomputes the current and previous month at most once per 15 minutes."""
     from services.analytics.refresh import refresh_job
 
-    async with db.session() as session:
-        first = await refresh_job(session, clock.now())
-    async with db.session() as session:
-        again = await refresh_job(session, clock.now())
+    first = await refresh_job(db.unit_of_work, clock.now())
+    again = await refresh_job(db.unit_of_work, clock.now())
     assert first > 0 and again == 0
     assert await _scalar(db, "SELECT count(DISTINCT period) FROM analytics_rollups") == 2
 

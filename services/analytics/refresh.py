@@ -28,10 +28,12 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, DATE
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from models.analytics import AnalyticsRollup
 from services.analytics.catalog import DIMENSION_COLUMN, FAMILIES, Family
 from services.clock import MOSCOW
 from services.clock import now as clock_now
 from services.periods import add_months, month_bounds, month_of, month_start, months_between
+from services.unit_of_work import Units, touch
 
 log = logging.getLogger("kabinet.analytics")
 
@@ -252,6 +254,7 @@ async def refresh(
     if not months:
         return RefreshResult([], 0)
     since, until = month_bounds(months[0], months[-1], zone)
+    touch(session, private=AnalyticsRollup)  # staff-only aggregates: no cached customer answer shows them
     names = list(families) if families is not None else list(FAMILIES)
     periods_param = bindparam("periods", type_=ARRAY(DATE))
     await session.execute(
@@ -271,14 +274,15 @@ async def refresh(
     return RefreshResult(months, inserted)
 
 
-async def refresh_job(session: AsyncSession, now: dt.datetime) -> int:
-    """Scheduled: every :data:`REFRESH_EVERY`, recompute the current and the previous month."""
+async def refresh_job(units: Units, now: dt.datetime) -> int:
+    """Scheduled: every :data:`REFRESH_EVERY`, recompute the current and the previous month (one unit of
+    work: the claim and the rollups commit together)."""
     from services.scheduler import claim_run
 
     slot = int(now.timestamp() // REFRESH_EVERY.total_seconds())
-    if not await claim_run(session, "analytics-refresh", str(slot), now):
-        return 0
-    current = month_of(now, MOSCOW)
-    result = await refresh(session, periods=[add_months(current, -1), current])
-    await session.commit()
+    async with units() as uow:
+        if not await claim_run(uow.session, "analytics-refresh", str(slot), now):
+            return 0
+        current = month_of(now, MOSCOW)
+        result = await refresh(uow.session, periods=[add_months(current, -1), current])
     return result.rows

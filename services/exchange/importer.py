@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services import events
 from services.exchange.formats import ENTITIES, MAX_ERRORS, Entity, Head, Problems, read_head
 from services.storage import Storage
+from services.unit_of_work import Reference
 
 DOCUMENT_KEY_PREFIX = "exchange/documents/"
 MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
@@ -607,7 +608,8 @@ async def declare_effects(
             "SELECT DISTINCT user_id FROM user_accounts WHERE account_id = ANY($1::bigint[])", accounts
         )
         report.users = {row["user_id"] for row in users}
-    events.touch(session, users=report.users, everyone=report.reference)
+    # reference data (suppliers, branches, services, tariffs) shows in the answers of Reference.BRANCHES
+    events.touch(session, users=report.users, reference=Reference.BRANCHES if report.reference else ())
     if report.new_receipts:
         report.notified = await _announce_receipts(session, raw, report, now)
 
