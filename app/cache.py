@@ -141,7 +141,7 @@ class ResultCache:
             return ()
         if not query:
             return tuple(sorted(set(self.references.kinds.values())))
-        return self.references.of(query)  # type: ignore[no-any-return]
+        return self.references.of(query)
 
     def key(
         self,

@@ -100,7 +100,7 @@ def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -
     executor = KabinetExecutor if settings.fast_execution else None
     graphql = KabinetGraphQL(build_schema(settings, execution_context_class=executor), state)
     if state.cache is not None:
-        state.cache.references = References(graphql.schema._schema, dict(REFERENCE_TYPES))
+        state.cache.references = References(graphql.schema._schema, dict(REFERENCE_TYPES))  # type: ignore[attr-defined]
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -24,7 +24,8 @@ _CLASSES: dict[tuple[type, tuple[str, ...]], type] = {}
 
 
 def _columns(model: type) -> list[tuple[str, Any]]:
-    return [(attr.key, attr.columns[0]) for attr in inspect(model).column_attrs]
+    attrs: Any = inspect(model).column_attrs
+    return [(attr.key, attr.columns[0]) for attr in attrs]
 
 
 def plain(model: type, extra: tuple[str, ...] = ()) -> type:

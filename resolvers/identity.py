@@ -164,10 +164,13 @@ async def refresh(info: Info, refresh_token: str) -> tuple[Tokens, User]:
             tokens = await sessions.refresh_session(
                 session, info.context.settings.secret_key, refresh_token, now=info.context.now
             )
-            user = await session.get(User, (await session.get(AuthSession, tokens.session_id)).user_id)
+            auth = await session.get(AuthSession, tokens.session_id)
+            user = None if auth is None else await session.get(User, auth.user_id)
     except sessions.InvalidRefreshToken as error:
         await _flag(info, error.data.get("revoked", []))
         raise
+    if user is None:  # the session was refreshed, but its user went meanwhile
+        raise sessions.InvalidRefreshToken()
     return tokens, user
 
 

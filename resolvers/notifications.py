@@ -107,7 +107,7 @@ def starting_points(state: Any) -> StartingPoints:
     found = state.extras.get("notification_starting_points")
     if found is None:
         found = state.extras["notification_starting_points"] = StartingPoints(state)
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 async def page(

@@ -18,6 +18,7 @@ from strawberry import relay
 from resolvers import analytics as resolvers
 from schema import rules
 from schema.appeals import ApplicationKind
+from schema.enums import model_enum
 from schema.node import parse_global_id
 from schema.readings import Zone
 from schema.scalars import YearMonth
@@ -25,11 +26,8 @@ from services.analytics import catalog
 from services.analytics import query as analytics
 from services.analytics.catalog import Dimension, Granularity, Measure
 
-AnalyticsMeasure = strawberry.enum(
-    enum.Enum(  # type: ignore[misc]
-        "AnalyticsMeasure",
-        {m.name: strawberry.enum_value(m.value, description=catalog.measure_doc(m)) for m in Measure},
-    ),
+model_enum(
+    Measure,
     name="AnalyticsMeasure",
     description=(
         "What an analytics query counts. Money is `Decimal` roubles, consumption `Decimal` kWh, "
@@ -37,16 +35,20 @@ AnalyticsMeasure = strawberry.enum(
         "shares (0–1) and durations (seconds) `Float`; each value's description names the dimensions it "
         "accepts (others are refused with `ANALYTICS_DIMENSION_NOT_APPLICABLE`)."
     ),
+    values={m: catalog.measure_doc(m) for m in Measure},
 )
 
-AnalyticsDimension = strawberry.enum(
-    enum.Enum(  # type: ignore[misc]
-        "AnalyticsDimension",
-        {d.name: strawberry.enum_value(d.value, description=catalog.DIMENSION_DOCS[d]) for d in Dimension},
-    ),
+model_enum(
+    Dimension,
     name="AnalyticsDimension",
     description="A way to split analytics measures into rows.",
+    values=catalog.DIMENSION_DOCS,
 )
+
+AnalyticsMeasure = Measure
+"""The GraphQL enum AnalyticsMeasure is the catalogue's own (registered above)."""
+AnalyticsDimension = Dimension
+"""The GraphQL enum AnalyticsDimension is the catalogue's own (registered above)."""
 
 
 @strawberry.enum(description="Length of a PERIOD cell.")
@@ -111,7 +113,7 @@ class AnalyticsFilters:
     branch_id: strawberry.ID | None = strawberry.field(default=None, description="Only this Branch.")
     supplier_id: strawberry.ID | None = strawberry.field(default=None, description="Only this Supplier.")
     service_id: strawberry.ID | None = strawberry.field(default=None, description="Only this Service.")
-    zone: Zone | None = strawberry.field(default=None, description="Only this day zone.")  # type: ignore[valid-type]
+    zone: Zone | None = strawberry.field(default=None, description="Only this day zone.")
     channel: AnalyticsChannel | None = strawberry.field(default=None, description="Only this channel.")
     payment_method: AnalyticsPaymentMethod | None = strawberry.field(
         default=None, description="Only this payment method."
@@ -119,7 +121,7 @@ class AnalyticsFilters:
     appeal_topic: str | None = rules.field(
         "Only appeals of this topic code.", rules.Rule(max_length=128), default=None
     )
-    application_kind: ApplicationKind | None = strawberry.field(  # type: ignore[valid-type]
+    application_kind: ApplicationKind | None = strawberry.field(
         default=None, description="Only applications of this kind."
     )
     status: AnalyticsStatus | None = strawberry.field(default=None, description="Only this status.")
@@ -127,14 +129,14 @@ class AnalyticsFilters:
 
 @strawberry.input(description="An analytics question: measures split by dimensions over a range of months.")
 class AnalyticsQueryInput:
-    measures: list[AnalyticsMeasure] = strawberry.field(  # type: ignore[valid-type]
+    measures: list[AnalyticsMeasure] = strawberry.field(
         description="What to count (one cell per measure in every row), at least one."
     )
     period_from: YearMonth = strawberry.field(description="First month of the range (`YYYY-MM`).")
     period_to: YearMonth = strawberry.field(
         description=f"Last month of the range (`YYYY-MM`); at most {analytics.MAX_MONTHS} months in all."
     )
-    dimensions: list[AnalyticsDimension] = strawberry.field(  # type: ignore[valid-type]
+    dimensions: list[AnalyticsDimension] = strawberry.field(
         default_factory=list, description="How to split into rows; none: one row of totals only."
     )
     period_granularity: AnalyticsGranularity = strawberry.field(
@@ -148,7 +150,7 @@ class AnalyticsQueryInput:
 
 @strawberry.type(description="One dimension value of an analytics row.")
 class AnalyticsKey:
-    dimension: AnalyticsDimension = strawberry.field(description="Which dimension.")  # type: ignore[valid-type]
+    dimension: AnalyticsDimension = strawberry.field(description="Which dimension.")
     value: str | None = strawberry.field(
         description=(
             "The value: a global ID (branch, supplier, service), a period label or a code; null: none."
@@ -159,7 +161,7 @@ class AnalyticsKey:
 
 @strawberry.type(description="One measure's value in one analytics row (or in the totals).")
 class AnalyticsCell:
-    measure: AnalyticsMeasure = strawberry.field(description="Which measure.")  # type: ignore[valid-type]
+    measure: AnalyticsMeasure = strawberry.field(description="Which measure.")
     money: Decimal | None = strawberry.field(description="Roubles (money measures).")
     quantity: Decimal | None = strawberry.field(description="kWh (CONSUMPTION_KWH).")
     count: int | None = strawberry.field(description="Counts (accounts, payments, appeals, …).")
@@ -178,7 +180,7 @@ class AnalyticsCell:
         value = cell.value if cell is not None else None
         reason = cell.suppression if cell is not None else None
         return cls(
-            measure=AnalyticsMeasure[measure.name],
+            measure=measure,
             money=value if kind is catalog.Kind.MONEY else None,  # type: ignore[arg-type]
             quantity=value if kind is catalog.Kind.QUANTITY else None,  # type: ignore[arg-type]
             count=value if kind is catalog.Kind.COUNT else None,  # type: ignore[arg-type]
@@ -235,11 +237,11 @@ def to_query(data: AnalyticsQueryInput) -> analytics.AnalyticsQuery:
             (Dimension.SUPPLIER, _id(given.supplier_id, "Supplier")),
             (Dimension.SERVICE, _id(given.service_id, "Service")),
             (Dimension.ZONE, given.zone.value if given.zone is not None else None),
-            (Dimension.CHANNEL, given.channel.value if given.channel is not None else None),
-            (Dimension.PAYMENT_METHOD, given.payment_method.value if given.payment_method else None),
+            (Dimension.CHANNEL, str(given.channel.value) if given.channel is not None else None),
+            (Dimension.PAYMENT_METHOD, str(given.payment_method.value) if given.payment_method else None),
             (Dimension.APPEAL_TOPIC, given.appeal_topic),
             (Dimension.APPLICATION_KIND, given.application_kind.value if given.application_kind else None),
-            (Dimension.STATUS, given.status.value if given.status is not None else None),
+            (Dimension.STATUS, str(given.status.value) if given.status is not None else None),
         ):
             if value is not None:
                 filters[dimension] = value
@@ -248,9 +250,9 @@ def to_query(data: AnalyticsQueryInput) -> analytics.AnalyticsQuery:
         dimensions=tuple(dict.fromkeys(Dimension(d.value) for d in data.dimensions)),
         first=data.period_from,
         last=data.period_to,
-        granularity=Granularity(data.period_granularity.value),
+        granularity=Granularity(str(data.period_granularity.value)),
         filters=filters,
-        compare=analytics.Comparison(data.compare_with.value) if data.compare_with is not None else None,
+        compare=analytics.Comparison(str(data.compare_with.value)) if data.compare_with is not None else None,
     )
 
 
@@ -266,7 +268,7 @@ def to_result(result: analytics.Result, names: dict[Dimension, dict[Any, str]]) 
         node_type = _NODE_TYPES.get(dimension)
         shown = None if value is None else relay.to_base64(node_type, value) if node_type else str(value)
         label = names.get(dimension, {}).get(value, shown) if value is not None else None
-        return AnalyticsKey(dimension=AnalyticsDimension[dimension.name], value=shown, label=label)
+        return AnalyticsKey(dimension=dimension, value=shown, label=label)
 
     return AnalyticsResult(
         rows=[

@@ -156,7 +156,7 @@ class _ArgumentCollector(Visitor):
         in_directive = self.type_info.get_directive() is not None
         if not in_directive and argument and parent is not None and field is not None:
             if _may_hold_list(argument.type, set()):
-                field_name = next((n for n, f in parent.fields.items() if f is field), "?")  # type: ignore[union-attr]
+                field_name = next((n for n, f in parent.fields.items() if f is field), "?")
                 position = f"{parent.name}.{field_name}({node.name.value})"
                 self.found.append((node.value, argument.type, position))
 

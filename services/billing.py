@@ -142,7 +142,7 @@ ChargeRow = plain(Charge, extra=("_kabinet_service", "_kabinet_supplier"))
 """Charge lines as plain rows (models.plain): a dashboard shows ~150, a 36-month history ~450, read only.
 The extra attributes hold the service and supplier rows the schema attaches (schema.billing)."""
 
-_C = Charge.__table__.c  # type: ignore[attr-defined]
+_C = Charge.__table__.c
 _CHARGES = (
     plain_select(Charge)
     .where(

@@ -105,7 +105,7 @@ class Record:
         found = sync.info.get(INFO_KEY)
         if found is None:
             found = sync.info[INFO_KEY] = Record()
-        return found  # type: ignore[no-any-return]
+        return found
 
     def touch(
         self,

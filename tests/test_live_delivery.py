@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 from redis import asyncio as redis
-from services.demo import DEMO_PHONE_E164
 from sqlalchemy import select
 
 from app.db import Database
+from app.demo import DEMO_PHONE_E164
 from app.settings import Settings
 from models.identity import User
 from models.notifications import NotificationCategory

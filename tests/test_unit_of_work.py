@@ -22,10 +22,10 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from graphql import build_schema
-from services.demo import DEMO_PASSWORD, DEMO_PHONE_E164
 from sqlalchemy import delete, text, update
 
 from app.db import Database
+from app.demo import DEMO_PASSWORD, DEMO_PHONE_E164
 from app.settings import Settings
 from models.outbox import OutboxChannel
 from services.clock import CLOCK

@@ -395,7 +395,7 @@ async def _answer(
     dimensions = _key_dimensions(query)
     width = len(dimensions)
     sql, params = _answer_sql(query, dimensions, offset)
-    found = (await session.execute(text(sql), params)).all()
+    found: Sequence[Any] = (await session.execute(text(sql), params)).all()
     per_measure: list[list[tuple[Key, Any, int | None, str]]] = [[] for _ in query.measures]
     totals: list[Cell] = [Cell(m, None, 0) for m in query.measures]
     for m, total, *rest in found:

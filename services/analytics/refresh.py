@@ -219,7 +219,7 @@ async def _periods_of_accounts(
 
 async def all_periods(session: AsyncSession, *, zone: ZoneInfo = MOSCOW) -> list[dt.date]:
     """Every month from the first fact in the database to the current one."""
-    first = (
+    first: dt.date | None = (
         await session.execute(
             text(
                 "SELECT least((SELECT min(period) FROM period_balances), (SELECT min(period) FROM charges), "

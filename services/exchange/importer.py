@@ -493,8 +493,9 @@ async def _check_cells(raw: asyncpg.Connection, entity: Entity, lines: _Lines, p
         if lines.broken:  # only then: the check costs a regex per cell
             broken = _sql_text(column.name + ": line break in a cell")
             branches.append(f"WHEN {column.name} ~ '[\\r\\n]' THEN {broken}")
-        if column.kind.ok not in (None, "true", "false"):
-            branches.append(f"WHEN {column.kind.ok.replace('{c}', column.name)} THEN NULL")
+        ok = column.kind.ok
+        if ok is not None and ok not in ("true", "false"):
+            branches.append(f"WHEN {ok.replace('{c}', column.name)} THEN NULL")
         for condition, reason in column.kind.checks:
             branches.append(
                 f"WHEN {condition.replace('{c}', column.name)} THEN {_sql_text(column.name + ': ' + reason)}"
