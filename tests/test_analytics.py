@@ -574,3 +574,17 @@ async def test_17_first_answer_time_of_applications_and_appeals(
             assert totals[name]["suppressed"] is False, totals[name]
             assert totals[name]["seconds"] == pytest.approx(expected), name
     assert totals["APPLICATION_FIRST_ANSWER_MEDIAN"]["seconds"] > 0
+
+
+async def test_17_graphiql_analytics_examples_run_for_an_analyst(
+    api: Api, loaded: Database, analyst: str
+) -> None:
+    """The analysts' example tabs over `analytics` answer without errors (not only validate)."""
+    from app.graphiql import example_documents
+
+    examples = [(name, text) for name, text in example_documents() if "analytics(" in text]
+    assert len(examples) >= 4
+    for name, document in examples:
+        body = await api.gql(document, token=analyst)
+        assert not body.get("errors"), (name, body.get("errors"))
+        assert body["data"]["analytics"]["totals"], name
