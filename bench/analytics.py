@@ -4,8 +4,9 @@
     python bench/analytics.py --accounts 5000 --duration 10     # quick
     python bench/analytics.py --reuse-db kabinet_bench_1234abcd --skip-refresh
 
-Needs PostgreSQL and Redis: DATABASE_URL / REDIS_URL, or embedded ones when unset. Loads the demo set with
-``N`` synthetic accounts and 36 months (the loader of bench/dashboard.py, ``prepare_database``), builds
+Needs PostgreSQL and Redis: DATABASE_URL / REDIS_URL, or embedded ones when unset. Loads the demo core set
+and ``N`` accounts with 36 months of history generated set-based in SQL (``bench/analytics_data.py``;
+``--loader demo``: the ORM loader of bench/dashboard.py, ``prepare_database``, ~30× slower), builds
 every month's rollups with ``services.analytics.refresh`` (timed), starts Kabinet as production does
 (uvicorn, ``--workers`` processes, KABINET_ENV=production, scheduler off), logs the demo analyst in
 (a session started in the database) and runs a mix of analyst queries — each over 36 months — in a closed
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 from sqlalchemy import select, text
@@ -95,6 +97,11 @@ def mix(today: dt.date) -> dict[str, dict[str, Any]]:
             "measures": ["APPEALS", "FIRST_ANSWER_MEDIAN", "FIRST_ANSWER_P90"],
             "dimensions": ["APPEAL_TOPIC"],
         },
+        "applications_kind": {
+            **span,
+            "measures": ["APPLICATIONS", "APPLICATION_FIRST_ANSWER_MEDIAN", "APPLICATION_FIRST_ANSWER_P90"],
+            "dimensions": ["APPLICATION_KIND"],
+        },
         "cabinets_registrations": {
             **span,
             "measures": ["ACTIVE_CABINETS", "REGISTRATIONS"],
@@ -102,6 +109,41 @@ def mix(today: dt.date) -> dict[str, dict[str, Any]]:
             "compareWith": "PREVIOUS_PERIOD",
         },
     }
+
+
+async def prepare_fast(server_url: str, accounts: int, today: dt.date) -> str:
+    """A new database: migrated, the demo core set, then ``accounts`` accounts by the set-based generator
+    (``bench/analytics_data.py``); prints the load time. Returns its asyncpg URL."""
+    import uuid
+
+    from sqlalchemy.engine import make_url
+
+    from app.db import async_url
+    from bench.analytics_data import generate
+    from bench.dashboard import admin_dsn
+    from migrations import runner
+    from services import demo
+
+    name = f"kabinet_bench_{uuid.uuid4().hex[:8]}"
+    url = make_url(async_url(server_url)).set(database=name).render_as_string(hide_password=False)
+    connection = await asyncpg.connect(admin_dsn(server_url))
+    await connection.execute(f'CREATE DATABASE "{name}"')
+    await connection.close()
+    await asyncio.to_thread(runner.upgrade, url)
+    started = time.monotonic()
+    db = Database(url, pool_size=2)
+    await demo.load(db, extra_accounts=0, months=36, today=today)
+    await db.dispose()
+    core = time.monotonic() - started
+    timings = await generate(admin_dsn(server_url, name), accounts, today)
+    total = time.monotonic() - started
+    print(
+        f"database               {name}: demo core set {core:.0f} s + {accounts} generated accounts "
+        f"{sum(timings.values()):.0f} s (VACUUM ANALYZE {timings['vacuum_analyze']:.0f} s) = loaded in "
+        f"{total:.0f} s (reuse with --reuse-db {name})",
+        flush=True,
+    )
+    return url
 
 
 async def build_rollups(url: str) -> None:
@@ -120,6 +162,45 @@ async def build_rollups(url: str) -> None:
         f"built in {elapsed:.1f} s",
         flush=True,
     )
+
+
+def service_query(q: dict[str, Any]) -> Any:
+    """The service's query of one mix entry (no filters in the mix)."""
+    from services.analytics import query as analytics_query
+    from services.analytics.catalog import Dimension, Granularity, Measure
+
+    return analytics_query.AnalyticsQuery(
+        measures=tuple(Measure(m) for m in q["measures"]),
+        dimensions=tuple(Dimension(d) for d in q["dimensions"]),
+        first=dt.date.fromisoformat(q["periodFrom"] + "-01"),
+        last=dt.date.fromisoformat(q["periodTo"] + "-01"),
+        granularity=Granularity(q.get("periodGranularity", "MONTH")),
+        compare=analytics_query.Comparison(q["compareWith"]) if q.get("compareWith") else None,
+    )
+
+
+async def explain(url: str, queries: dict[str, dict[str, Any]]) -> None:
+    """EXPLAIN (ANALYZE, BUFFERS) of each mix query's statement (the first range): planning and execution
+    time, and the rollup index scans."""
+    from services.analytics import query as analytics_query
+
+    db = Database(url, pool_size=1)
+    async with db.session() as session:
+        indexes = await session.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE tablename = 'analytics_rollups'")
+        )
+        for (definition,) in indexes:
+            print(f"  index: {definition}")
+        for name, q in queries.items():
+            query = service_query(q)
+            sql, params = analytics_query._answer_sql(query, analytics_query._key_dimensions(query), 0)
+            plan = [
+                row[0] for row in await session.execute(text("EXPLAIN (ANALYZE, BUFFERS) " + sql), params)
+            ]
+            scans = sorted({line.strip().split(" on ")[0] for line in plan if "Scan" in line})
+            timing = [line.strip() for line in plan if line.startswith(("Planning Time", "Execution Time"))]
+            print(f"  {name:30} {'; '.join(timing)}; {', '.join(scans)}", flush=True)
+    await db.dispose()
 
 
 async def analyst_token(url: str) -> str:
@@ -179,7 +260,14 @@ async def main() -> None:
     )
     parser.add_argument("--accounts", type=int, default=100_000, help="synthetic accounts to load")
     parser.add_argument("--reuse-db", metavar="NAME", help="use this already loaded database")
+    parser.add_argument(
+        "--loader",
+        choices=["fast", "demo"],
+        default="fast",
+        help="fast: set-based SQL generator (bench/analytics_data.py); demo: the ORM synthetic loader",
+    )
     parser.add_argument("--skip-refresh", action="store_true", help="keep the rollups already built")
+    parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of each query first")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of the closed loop")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers")
@@ -196,9 +284,14 @@ async def main() -> None:
             from app.embedded import embedded_redis_url
 
             redis_url = embedded_redis_url(Path(scratch) / "redis")
-        database_url = await prepare_database(server_url, args.accounts, args.reuse_db, today)
+        if args.loader == "fast" and not args.reuse_db:
+            database_url = await prepare_fast(server_url, args.accounts, today)
+        else:
+            database_url = await prepare_database(server_url, args.accounts, args.reuse_db, today)
         if not args.skip_refresh:
             await build_rollups(database_url)
+        if args.explain:
+            await explain(database_url, mix(today))
         token = await analyst_token(database_url)
         env = {**server_env(database_url, redis_url), "KABINET_COST_BUDGET_PER_MINUTE": "100000000"}
         port = free_port()

@@ -85,6 +85,7 @@ def _encode(query: analytics.AnalyticsQuery) -> str:
         "t": query.last.isoformat(),
         "g": query.granularity.value,
         "x": {d.value: v for d, v in query.filters.items()},
+        "c": query.compare.value if query.compare is not None else None,
     }
     return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode()
 
@@ -98,6 +99,7 @@ def _decode(raw: str) -> analytics.AnalyticsQuery:
         last=dt.date.fromisoformat(data["t"]),
         granularity=Granularity(data["g"]),
         filters={Dimension(d): v for d, v in data["x"].items()},
+        compare=analytics.Comparison(data["c"]) if data.get("c") else None,
     )
 
 

@@ -167,6 +167,11 @@ NOT_PERSONAL: Final[Mapping[str, frozenset[str]]] = {
     "TariffDocument": frozenset({"title", "number"}),
     "UnlinkAccountPayload": frozenset({"notice"}),
     "VideoCallLink": frozenset({"branchName"}),
+    # Analytics (issue 17): aggregates over at least MIN_SUBJECTS accounts; a key is a dimension value
+    # (branch/supplier/service id, period, topic/kind/status code) and its reference-data name, never an
+    # account number or a customer's text; the export link is the analyst's own signed link to such CSV.
+    "AnalyticsKey": frozenset({"value", "label"}),
+    "AnalyticsExport": frozenset({"url"}),
     # The caller's own credentials and login handshakes: only ever returned to the caller themself
     "AuthTokens": frozenset({"accessToken", "refreshToken"}),
     "CodeSent": frozenset({"destination"}),  # masked, the caller's own phone or e-mail

@@ -30,7 +30,8 @@ OPERATOR = "+72222222222"
 QUERY = """query($q: AnalyticsQueryInput!) { analytics(query: $q) {
   rows { keys { dimension value label } cells { measure money quantity count share seconds suppressed
     suppressionReason comparison { money count suppressed } } }
-  totals { measure money quantity count share suppressed suppressionReason comparison { money count } } } }"""
+  totals { measure money quantity count share seconds suppressed suppressionReason
+    comparison { money count } } } }"""
 
 EXPORT = """query($q: AnalyticsQueryInput!) { analyticsExport(query: $q) { url expiresAt } }"""
 
@@ -317,12 +318,65 @@ async def test_17_export_csv_through_a_short_lived_link(
         for cell in row["cells"]
         if cell["money"] is not None or cell["count"] is not None
     ]
-    got = [(line["period"], line["branch"], line["measure"], line["value"] or None) for line in lines]
+    got = [
+        (line["period"], line["branch"], line["measure"], line["value"] or None)
+        for line in lines
+        if line["total"] == "false"
+    ]
     assert sorted((p, b, m, str(v)) for p, b, m, v in expected) == sorted(
         (p, b, m, str(v)) for p, b, m, v in got if v is not None
     )
+    totals = {line["measure"]: line["value"] for line in lines if line["total"] == "true"}
+    assert totals == {
+        cell["measure"]: str(cell["money"] or cell["count"]) for cell in answer["analytics"]["totals"]
+    }
+    assert all(line["period"] == line["branch"] == "" for line in lines if line["total"] == "true")
     clock.advance(dt.timedelta(minutes=6))
     assert (await api.client.get(path)).status_code == 403
+
+
+@pytest.mark.calendar
+async def test_17_export_csv_carries_totals_and_comparison(api: Api, loaded: Database, analyst: str) -> None:
+    """Issue 17 gap: with `compareWith` every CSV line (totals too) has the earlier range's cell, the same
+    values and suppression as `analytics` returns."""
+    q = _q(
+        measures=["DEBT", "DEBTORS"],  # one family: every row has both cells
+        dimensions=["BRANCH"],
+        periodFrom=period(-1),
+        periodTo=period(-1),
+        compareWith="PREVIOUS_PERIOD",
+    )
+    answer = (await api.data(QUERY, token=analyst, q=q))["analytics"]
+    link = (await api.data(EXPORT, token=analyst, q=q))["analyticsExport"]
+    response = await api.client.get(link["url"].removeprefix("http://kabinet.test"))
+    assert response.status_code == 200
+    lines = list(csv.DictReader(io.StringIO(response.text)))
+    assert lines and {"comparison_value", "comparison_suppressed", "total"} <= set(lines[0])
+
+    def shown(cell: dict[str, Any] | None) -> str:
+        if cell is None:
+            return ""
+        value = cell.get("money") or cell.get("count")
+        return "" if value is None else str(value)
+
+    expected = {
+        (row["keys"][0]["label"], cell["measure"]): (shown(cell), shown(cell["comparison"]))
+        for row in answer["rows"]
+        for cell in row["cells"]
+    }
+    got = {
+        (line["branch"], line["measure"]): (line["value"], line["comparison_value"])
+        for line in lines
+        if line["total"] == "false"
+    }
+    assert got == expected
+    assert any(before for _, before in got.values()), "the previous month was billed too"
+    totals = {
+        line["measure"]: (line["value"], line["comparison_value"])
+        for line in lines
+        if line["total"] == "true"
+    }
+    assert totals == {c["measure"]: (shown(c), shown(c["comparison"])) for c in answer["totals"]}
 
 
 async def test_17_export_streams_in_chunks_with_bounded_memory(db: Database) -> None:
@@ -352,7 +406,7 @@ async def test_17_export_streams_in_chunks_with_bounded_memory(db: Database) -> 
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert lines == cells + 1
+    assert lines == cells + 2  # the header and the totals line
     assert chunks >= cells // analytics_query.EXPORT_CHUNK_ROWS
     assert peak < size / 2, (peak, size)  # never the whole export (nor its rows) in memory at once
 
@@ -443,3 +497,92 @@ async def test_17_refresh_by_accounts_recomputes_their_months(
     assert month(-1) in result.periods
     after = Decimal((await api.data(QUERY, token=analyst, q=q))["analytics"]["totals"][0]["money"])
     assert (stale, after) == (before, before + 1000)
+
+
+@pytest.mark.calendar
+async def test_17_first_answer_time_of_applications_and_appeals(
+    api: Api, loaded: Database, analyst: str
+) -> None:
+    """Issue 17 gap: median/p90 time to the first operator answer for applications as well as appeals,
+    each equal to the percentile over the raw rows (first ANSWER event, else the answer time)."""
+    created = dt.datetime.combine(month(-1), dt.time(7, 0), tzinfo=dt.UTC) + dt.timedelta(days=9)
+    async with loaded.session() as session:
+        pairs = (
+            await session.execute(
+                text(
+                    "SELECT DISTINCT ON (ua.account_id) ua.account_id, ua.user_id FROM user_accounts ua "
+                    "ORDER BY ua.account_id LIMIT 24"
+                )
+            )
+        ).all()
+        assert len(pairs) >= 2 * analytics_query.MIN_SUBJECTS
+        for index, (account_id, user_id) in enumerate(pairs):
+            answered = created + dt.timedelta(hours=3 * index + 1)
+            for table in ("applications", "appeals"):
+                extra = (
+                    ("kind", "'RECONCILIATION_ACT'")
+                    if table == "applications"
+                    else ("topic, text, full_name", "'OTHER', 'Тест', 'Тестов Тест'")
+                )
+                row_id = (
+                    await session.execute(
+                        text(
+                            f"INSERT INTO {table} (user_id, account_id, {extra[0]}, status, answered_at, "
+                            "created_at, updated_at) "
+                            f"VALUES (:u, :a, {extra[1]}, 'ANSWERED', :answered, :created, :created) "
+                            "RETURNING id"
+                        ),
+                        {"u": user_id, "a": account_id, "answered": answered, "created": created},
+                    )
+                ).scalar_one()
+                if index % 2:  # the first ANSWER event comes before the (later) answer time
+                    parent = "application_id" if table == "applications" else "appeal_id"
+                    await session.execute(
+                        text(
+                            f"INSERT INTO request_events ({parent}, kind, status, created_at) "
+                            "VALUES (:id, 'ANSWER', 'ANSWERED', :at)"
+                        ),
+                        {"id": row_id, "at": answered - dt.timedelta(minutes=30)},
+                    )
+        await analytics.refresh(session, periods=[month(-1)])
+        await session.commit()
+    measures = [
+        "APPLICATIONS",
+        "APPLICATION_FIRST_ANSWER_MEDIAN",
+        "APPLICATION_FIRST_ANSWER_P90",
+        "FIRST_ANSWER_MEDIAN",
+        "FIRST_ANSWER_P90",
+    ]
+    body = await api.data(QUERY, token=analyst, q=_q(measures=measures))
+    totals = {cell["measure"]: cell for cell in body["analytics"]["totals"]}
+    for table, parent, median, p90 in (
+        ("applications", "application_id", "APPLICATION_FIRST_ANSWER_MEDIAN", "APPLICATION_FIRST_ANSWER_P90"),
+        ("appeals", "appeal_id", "FIRST_ANSWER_MEDIAN", "FIRST_ANSWER_P90"),
+    ):
+        raw = (
+            "SELECT percentile_cont(CAST(:q AS float8)) WITHIN GROUP (ORDER BY s) FROM ("
+            "SELECT CAST(extract(epoch FROM coalesce((SELECT min(e.created_at) FROM request_events e "
+            f"WHERE e.{parent} = x.id AND e.kind = 'ANSWER'), x.answered_at) - x.created_at) AS integer) "
+            "AS s "
+            f"FROM {table} x WHERE date_trunc('month', x.created_at AT TIME ZONE 'Europe/Moscow') = :p) AS t "
+            "WHERE s IS NOT NULL"
+        )
+        for name, q in ((median, 0.5), (p90, 0.9)):
+            expected = await _scalar(loaded, raw, q=q, p=month(-1))
+            assert totals[name]["suppressed"] is False, totals[name]
+            assert totals[name]["seconds"] == pytest.approx(expected), name
+    assert totals["APPLICATION_FIRST_ANSWER_MEDIAN"]["seconds"] > 0
+
+
+async def test_17_graphiql_analytics_examples_run_for_an_analyst(
+    api: Api, loaded: Database, analyst: str
+) -> None:
+    """The analysts' example tabs over `analytics` answer without errors (not only validate)."""
+    from app.graphiql import example_documents
+
+    examples = [(name, text) for name, text in example_documents() if "analytics(" in text]
+    assert len(examples) >= 4
+    for name, document in examples:
+        body = await api.gql(document, token=analyst)
+        assert not body.get("errors"), (name, body.get("errors"))
+        assert body["data"]["analytics"]["totals"], name

@@ -160,6 +160,8 @@ class Measure(enum.StrEnum):
     APPLICATIONS = "APPLICATIONS"
     FIRST_ANSWER_MEDIAN = "FIRST_ANSWER_MEDIAN"
     FIRST_ANSWER_P90 = "FIRST_ANSWER_P90"
+    APPLICATION_FIRST_ANSWER_MEDIAN = "APPLICATION_FIRST_ANSWER_MEDIAN"
+    APPLICATION_FIRST_ANSWER_P90 = "APPLICATION_FIRST_ANSWER_P90"
 
 
 @dataclass(frozen=True)
@@ -312,8 +314,9 @@ MEASURES: dict[Measure, MeasureSpec] = {
         Temporal.FLOW,
         "answer_seconds",
         quantile=0.5,
-        doc="Median seconds from an appeal's creation to the first operator answer, over the answered "
-        "appeals created in the cell's months.",
+        doc="Median seconds from an appeal's creation to the first operator answer (its first ANSWER "
+        "timeline event, else its answer time), over the answered appeals created in the cell's months "
+        "(applications: APPLICATION_FIRST_ANSWER_MEDIAN).",
     ),
     Measure.FIRST_ANSWER_P90: MeasureSpec(
         "appeals",
@@ -322,7 +325,26 @@ MEASURES: dict[Measure, MeasureSpec] = {
         "answer_seconds",
         quantile=0.9,
         doc="90th percentile of the seconds from an appeal's creation to the first operator answer, over "
-        "the answered appeals created in the cell's months.",
+        "the answered appeals created in the cell's months (applications: APPLICATION_FIRST_ANSWER_P90).",
+    ),
+    Measure.APPLICATION_FIRST_ANSWER_MEDIAN: MeasureSpec(
+        "applications",
+        Kind.SECONDS,
+        Temporal.FLOW,
+        "answer_seconds",
+        quantile=0.5,
+        doc="Median seconds from an application's creation to the first operator answer (its first ANSWER "
+        "timeline event, else its answer time), over the answered applications created in the cell's "
+        "months.",
+    ),
+    Measure.APPLICATION_FIRST_ANSWER_P90: MeasureSpec(
+        "applications",
+        Kind.SECONDS,
+        Temporal.FLOW,
+        "answer_seconds",
+        quantile=0.9,
+        doc="90th percentile of the seconds from an application's creation to the first operator answer, "
+        "over the answered applications created in the cell's months.",
     ),
 }
 

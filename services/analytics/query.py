@@ -467,45 +467,122 @@ async def labels(session: AsyncSession | AsyncConnection) -> dict[Dimension, dic
 # ------------------------------------------------------------------------------------------- export
 
 
-CSV_HEADER = ["measure", "value", "suppressed", "suppression_reason"]
+CSV_HEADER = ["measure", "value", "suppressed", "suppression_reason", "total"]
+CSV_COMPARISON_HEADER = ["comparison_value", "comparison_suppressed", "comparison_suppression_reason"]
+"""Columns after the dimensions; the comparison ones only when the query has ``compare``."""
+
+
+def _export_sql(plan: _Plan, earlier: _Plan | None) -> str:
+    """Like :func:`_final_sql` (no limit), with the earlier range's cell joined by key when asked."""
+    order = f" ORDER BY {', '.join(f'c.{k}' for k in plan.key_columns)}" if plan.key_columns else ""
+    columns = "".join(f"c.{k}, " for k in plan.key_columns)
+    sql = (
+        f"WITH cells AS ({plan.cells})"
+        + (f", prev AS ({earlier.cells})" if earlier is not None else "")
+        + f" SELECT {columns}"
+        f"CASE WHEN coalesce(c.subjects, 0) < {MIN_SUBJECTS} OR c.key = ANY(:extra) THEN NULL "
+        f"ELSE c.value END, c.subjects, coalesce(c.subjects, 0) < {MIN_SUBJECTS}, c.key = ANY(:extra)"
+    )
+    if earlier is not None:
+        sql += (
+            f", CASE WHEN coalesce(p.subjects, 0) < {MIN_SUBJECTS} OR p.key = ANY(:extra_p) THEN NULL "
+            f"ELSE p.value END, p.subjects, p.key IS NOT NULL AND coalesce(p.subjects, 0) < {MIN_SUBJECTS},"
+            " p.key = ANY(:extra_p) FROM cells AS c LEFT JOIN prev AS p ON p.key = c.key"
+        )
+    else:
+        sql += " FROM cells AS c"
+    return sql + order
+
+
+def _export_statement(plan: _Plan, earlier: _Plan | None) -> Any:
+    statement = text(_export_sql(plan, earlier))
+    if earlier is None:
+        return statement.bindparams(_EXTRA)
+    return statement.bindparams(_EXTRA, bindparam("extra_p", type_=ARRAY(TEXT)))
+
+
+def _csv_cell(cell: Cell | None) -> list[Any]:
+    if cell is None:
+        return ["", "false", ""]
+    return [
+        "" if cell.value is None else cell.value,
+        "true" if cell.suppressed else "false",
+        cell.suppression.value if cell.suppression else "",
+    ]
+
+
+def _split_row(measure: Measure, row: Sequence[Any], compared: bool) -> tuple[Key, Cell, Cell | None]:
+    """A row of :func:`_export_sql`: key, cell and (when compared) the earlier cell (None: no data)."""
+    if not compared:
+        key, cell = _cell(measure, row)
+        return key, cell, None
+    *rest, p_value, p_subjects, p_primary, p_complementary = row
+    key, cell = _cell(measure, rest)
+    if p_subjects is None and p_value is None and not p_complementary:
+        return key, cell, None
+    _, earlier = _cell(measure, [p_value, p_subjects, p_primary, p_complementary])
+    return key, cell, earlier
 
 
 async def export_csv(conn: AsyncConnection, query: AnalyticsQuery) -> AsyncIterator[bytes]:
-    """The query as CSV in long form (one line per row and measure), streamed: each measure's cells are
-    read through a server-side cursor :data:`EXPORT_CHUNK_ROWS` at a time and sent as they come, so an
-    export of any size holds one chunk (plus the keys of complementary-suppressed cells) in memory."""
+    """The query as CSV in long form (one line per row and measure, then each measure's totals line with
+    ``total`` true and empty dimension columns), streamed: each measure's cells are read through a
+    server-side cursor :data:`EXPORT_CHUNK_ROWS` at a time and sent as they come, so an export of any size
+    holds one chunk (plus the keys of complementary-suppressed cells) in memory. With ``compare`` every
+    line also carries the same cell of the earlier range (joined by key in SQL, suppressed by the same
+    rules)."""
     from services.appeals import TOPICS
 
     query.validate()
     names = await labels(conn)
     names[Dimension.APPEAL_TOPIC] = dict(TOPICS)
     dimensions = _key_dimensions(query)
+    offset = query.comparison_offset()
+    compared = offset is not None
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([d.value.lower() for d in dimensions] + CSV_HEADER)
+    writer.writerow(
+        [d.value.lower() for d in dimensions] + CSV_HEADER + (CSV_COMPARISON_HEADER if compared else [])
+    )
     yield buffer.getvalue().encode()
     for measure in query.measures:
         plan = _plan(query, measure, dimensions, 0)
-        extra = await _complementary(conn, plan)
-        stream = await conn.stream(
-            text(_final_sql(plan, None)).bindparams(_EXTRA), {**plan.params, "extra": sorted(extra)}
-        )
+        params = {**plan.params, "extra": sorted(await _complementary(conn, plan))}
+        earlier = None
+        if offset is not None:
+            earlier = _plan(query, measure, dimensions, offset, "_p")
+            params |= {**earlier.params, "extra_p": sorted(await _complementary(conn, earlier))}
+        stream = await conn.stream(_export_statement(plan, earlier), params)
         async for chunk in stream.partitions(EXPORT_CHUNK_ROWS):
             buffer.seek(0)
             buffer.truncate()
             for row in chunk:
-                key, cell = _cell(measure, row)
+                key, cell, before = _split_row(measure, row, compared)
                 labels_ = [
                     names.get(d, {}).get(v, v) if v is not None else ""
                     for d, v in zip(dimensions, key, strict=True)
                 ]
                 writer.writerow(
-                    [
-                        *labels_,
-                        measure.value,
-                        "" if cell.value is None else cell.value,
-                        "true" if cell.suppressed else "false",
-                        cell.suppression.value if cell.suppression else "",
-                    ]
+                    [*labels_, measure.value, *_csv_cell(cell), "false"]
+                    + (_csv_cell(before) if compared else [])
                 )
             yield buffer.getvalue().encode()
+        # the totals line: the measure over the whole range and filters (suppressed like `totals`)
+        total = _plan(query, measure, (), 0)
+        total_params = {**total.params, "extra": []}
+        total_earlier = None
+        if offset is not None:
+            total_earlier = _plan(query, measure, (), offset, "_p")
+            total_params |= {**total_earlier.params, "extra_p": []}
+        found = (await conn.execute(_export_statement(total, total_earlier), total_params)).all()
+        buffer.seek(0)
+        buffer.truncate()
+        cell, before = Cell(measure, None, 0), None
+        if found:
+            _, cell, before = _split_row(measure, found[0], compared)
+        writer.writerow(
+            [""] * len(dimensions)
+            + [measure.value, *_csv_cell(cell), "true"]
+            + (_csv_cell(before) if compared else [])
+        )
+        yield buffer.getvalue().encode()

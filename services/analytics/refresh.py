@@ -140,11 +140,17 @@ SOURCES: dict[str, tuple[str, str]] = {
     "applications": (
         f"""
         SELECT {_MONTH.format(col="ap.created_at")} AS period, a.branch_id, ap.kind AS application_kind,
-               ap.status, ap.account_id AS subject
+               ap.status, ap.account_id AS subject,
+               CAST(extract(epoch FROM coalesce(fa.first_answer, ap.answered_at) - ap.created_at) AS integer)
+                   AS answer_s
         FROM applications AS ap JOIN accounts AS a ON a.id = ap.account_id
+        LEFT JOIN LATERAL (
+            SELECT min(e.created_at) AS first_answer FROM request_events AS e
+            WHERE e.application_id = ap.id AND e.kind = 'ANSWER'
+        ) AS fa ON true
         WHERE {_RANGE.format(col="ap.created_at")}
         """,
-        "count(*) AS applications",
+        "count(*) AS applications, array_agg(answer_s) FILTER (WHERE answer_s IS NOT NULL) AS answer_seconds",
     ),
 }
 
