@@ -146,6 +146,30 @@ def _node_id(type_name: str, key: Any) -> str:
     return found
 
 
+def _positional(resolver: Any) -> str | None:
+    """A resolver's parameters as positional slots — ``S`` the source (``self`` and the parent/root
+    parameter), ``I`` the ``Info`` — when every parameter is one of those and can be passed by position;
+    otherwise None (called with keywords)."""
+    import inspect
+
+    self_parameter = resolver.self_parameter
+    parent = resolver.parent_parameter or resolver.root_parameter
+    info = resolver.info_parameter
+    slots = []
+    for parameter in inspect.signature(resolver.wrapped_func).parameters.values():
+        if parameter.kind not in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            return None
+        if self_parameter is not None and parameter.name == self_parameter.name and not slots:
+            slots.append("S")
+        elif parent is not None and parameter.name == parent.name:
+            slots.append("S")
+        elif info is not None and parameter.name == info.name:
+            slots.append("I")
+        else:
+            return None
+    return "".join(slots)
+
+
 def _enum_names(type_: Any) -> tuple[type | None, dict[Any, str] | None]:
     """For a Strawberry enum whose serializer is Strawberry's own: its Python enum and member → name, as
     that serializer maps them (the first GraphQL name whose value equals the member's value)."""
@@ -188,6 +212,7 @@ class FieldPlan:
     get: Callable[[Any], Any] | None = None
     func: Callable[..., Any] | None = None
     self_arg: bool = False
+    positional: str | None = None
     root_name: str | None = None
     info_name: str | None = None
     strawberry_field: Any = None
@@ -436,6 +461,7 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
                 root_name=parent_parameter.name if parent_parameter is not None else None,
                 info_name=info_parameter.name if info_parameter is not None else None,
                 strawberry_field=definition,
+                positional=_positional(resolver),
             )
         return FieldPlan(key=key, kind=GENERIC, field_def=field_def, details=details, completion=completion)
 
@@ -542,6 +568,12 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
                 kwargs[plan.info_name] = self.schema._strawberry_schema.config.info_class(  # type: ignore[attr-defined]
                     _raw_info=raw_info, _field=plan.strawberry_field
                 )
+            positional = plan.positional
+            if positional == "SS":  # (self, root): keyword arguments cost a dict per call
+                return [func(source, source) for source in sources]
+            if positional == "SSI":  # (self, root, info)
+                info = kwargs[plan.info_name]  # type: ignore[index]
+                return [func(source, source, info) for source in sources]
             root_name = plan.root_name
             if plan.self_arg:
                 if root_name is None:
