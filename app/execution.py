@@ -42,6 +42,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import attrgetter
+from types import GeneratorType
 from typing import Any
 
 from graphql import (
@@ -60,11 +61,13 @@ from graphql import (
 from graphql.execution.collect_fields import FieldDetails, collect_fields, collect_subfields
 from graphql.execution.values import get_argument_values
 from graphql.language import BREAK, DirectiveNode, Visitor, visit
-from graphql.pyutils import Path
+from graphql.pyutils import Path, is_awaitable
 from graphql.type import GraphQLBoolean, GraphQLID, GraphQLString
+from strawberry.execution import optimized_is_awaitable
 from strawberry.relay import Node
 from strawberry.relay.utils import to_base64
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import CustomGraphQLEnumType
 
 from app.cost import count_objects
 from app.metrics import EXECUTOR
@@ -73,6 +76,8 @@ from schema.policy import GUARDED
 log = logging.getLogger(__name__)
 
 BACKREF = "strawberry-definition"
+BY_TYPE = "kabinet_by_type"
+"""Marks an ``is_type_of`` whose answer depends on the Python type only (``schema.node.backed_by``)."""
 NODE_ID_RESOLVER = Node._id.__func__  # Strawberry's resolver of Node.id
 PLAN_CACHE_SIZE = 256
 STATS = {"fast": 0, "fallback": 0, "skipped": 0}
@@ -108,6 +113,76 @@ PASS_THROUGH: dict[str, type] = {
 32-bit range is checked by graphql-core's serializer)."""
 BUILT_IN = (GraphQLString, GraphQLBoolean, GraphQLID)
 
+NODE_IDS: dict[tuple[str, Any], str] = {}
+"""Node ids already computed (type name, key) → base64, per process: the same services, suppliers and
+accounts recur in every answer, and the id is a pure function of both."""
+NODE_IDS_SIZE = 50_000
+
+AWAITABLE: dict[type, bool] = {}
+"""Whether values of a type are awaitable, learned per type (``await`` looks ``__await__`` up on the
+type, so it is the type that decides; generators are the exception and are asked every time)."""
+
+
+STANDARD_AWAITABLE = (is_awaitable, optimized_is_awaitable)
+"""The predicates whose answer :func:`_is_awaitable` reproduces (graphql-core's and Strawberry's)."""
+
+
+def _is_awaitable(value: Any, generator: type = GeneratorType) -> bool:
+    kind = type(value)
+    known = AWAITABLE.get(kind)
+    if known is None:
+        if kind is generator:
+            return is_awaitable(value)
+        known = AWAITABLE[kind] = is_awaitable(value)
+    return known
+
+
+def _node_id(type_name: str, key: Any) -> str:
+    found = NODE_IDS.get((type_name, key))
+    if found is None:
+        if len(NODE_IDS) >= NODE_IDS_SIZE:
+            NODE_IDS.clear()
+        found = NODE_IDS[(type_name, key)] = to_base64(type_name, key)
+    return found
+
+
+def _positional(resolver: Any) -> str | None:
+    """A resolver's parameters as positional slots — ``S`` the source (``self`` and the parent/root
+    parameter), ``I`` the ``Info`` — when every parameter is one of those and can be passed by position;
+    otherwise None (called with keywords)."""
+    import inspect
+
+    self_parameter = resolver.self_parameter
+    parent = resolver.parent_parameter or resolver.root_parameter
+    info = resolver.info_parameter
+    slots = []
+    for parameter in inspect.signature(resolver.wrapped_func).parameters.values():
+        if parameter.kind not in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            return None
+        if self_parameter is not None and parameter.name == self_parameter.name and not slots:
+            slots.append("S")
+        elif parent is not None and parameter.name == parent.name:
+            slots.append("S")
+        elif info is not None and parameter.name == info.name:
+            slots.append("I")
+        else:
+            return None
+    return "".join(slots)
+
+
+def _enum_names(type_: Any) -> tuple[type | None, dict[Any, str] | None]:
+    """For a Strawberry enum whose serializer is Strawberry's own: its Python enum and member → name, as
+    that serializer maps them (the first GraphQL name whose value equals the member's value)."""
+    if type(type_) is not CustomGraphQLEnumType:
+        return None, None
+    names: dict[Any, str] = {}
+    for member in type_.wrapped_cls:
+        for name, value in type_.values.items():
+            if member.value == value.value:
+                names[member] = name
+                break
+    return type_.wrapped_cls, names
+
 
 @dataclass(slots=True, eq=False)
 class Completion:
@@ -121,6 +196,8 @@ class Completion:
     serialize: Callable[[Any], Any] | None = None
     pass_through: type | None = None
     plans: dict[str, ObjectPlan] = field(default_factory=dict)
+    enum_class: type | None = None
+    enum_names: dict[Any, str] | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -135,6 +212,7 @@ class FieldPlan:
     get: Callable[[Any], Any] | None = None
     func: Callable[..., Any] | None = None
     self_arg: bool = False
+    positional: str | None = None
     root_name: str | None = None
     info_name: str | None = None
     strawberry_field: Any = None
@@ -383,6 +461,7 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
                 root_name=parent_parameter.name if parent_parameter is not None else None,
                 info_name=info_parameter.name if info_parameter is not None else None,
                 strawberry_field=definition,
+                positional=_positional(resolver),
             )
         return FieldPlan(key=key, kind=GENERIC, field_def=field_def, details=details, completion=completion)
 
@@ -401,6 +480,7 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
             )
         if isinstance(type_, GraphQLScalarType | GraphQLEnumType):
             pass_through = PASS_THROUGH.get(type_.name) if type_ in BUILT_IN else None
+            enum_class, enum_names = _enum_names(type_)
             return Completion(
                 kind=LEAF,
                 nullable=nullable,
@@ -408,6 +488,8 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
                 details=details,
                 serialize=type_.coerce_output_value,
                 pass_through=pass_through,
+                enum_class=enum_class,
+                enum_names=enum_names,
             )
         if isinstance(type_, GraphQLObjectType):
             return Completion(kind=OBJECT, nullable=nullable, type=type_, details=details)
@@ -432,7 +514,7 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
         self._objects += len(sources)
         columns: list[list[Any]] = []
         waiting: list[tuple[list[Any], int, Any]] = []
-        is_awaitable = self.is_awaitable
+        is_awaitable = _is_awaitable if self.is_awaitable in STANDARD_AWAITABLE else self.is_awaitable
         for field_plan in plan.fields:
             kind = field_plan.kind
             if kind == ATTR:
@@ -442,7 +524,7 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
             elif kind == NODE_ID:
                 type_name = parent.name
                 get = field_plan.get
-                column = [to_base64(type_name, get(source)) for source in sources]  # type: ignore[misc]
+                column = [_node_id(type_name, get(source)) for source in sources]  # type: ignore[misc]
             else:
                 column = self._call(field_plan, parent, sources, path)
                 for index, value in enumerate(column):
@@ -486,6 +568,12 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
                 kwargs[plan.info_name] = self.schema._strawberry_schema.config.info_class(  # type: ignore[attr-defined]
                     _raw_info=raw_info, _field=plan.strawberry_field
                 )
+            positional = plan.positional
+            if positional == "SS":  # (self, root): keyword arguments cost a dict per call
+                return [func(source, source) for source in sources]
+            if positional == "SSI":  # (self, root, info)
+                info = kwargs[plan.info_name]  # type: ignore[index]
+                return [func(source, source, info) for source in sources]
             root_name = plan.root_name
             if plan.self_arg:
                 if root_name is None:
@@ -565,21 +653,28 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
         pass_through = completion.pass_through
         serialize = completion.serialize
         assert serialize is not None
+        enum_class = completion.enum_class
+        enum_names = completion.enum_names
+        nullable = completion.nullable
         out: list[Any] = []
         append = out.append
         for value in values:
-            if value is None:
-                if not completion.nullable:
+            kind = type(value)
+            if kind is pass_through:
+                append(value)
+            elif kind is enum_class:
+                append(enum_names[value])  # type: ignore[index]
+            elif value is None:
+                if not nullable:
                     raise Fallback
                 append(None)
-            elif type(value) is pass_through:
-                append(value)
             else:
                 serialized = serialize(value)
-                if serialized is None or serialized is Undefined:
-                    raise Fallback
-                if isinstance(serialized, dict | list):  # a JSON scalar: its objects count too
-                    self._objects += count_objects(serialized)
+                if type(serialized) is not str:
+                    if serialized is None or serialized is Undefined:
+                        raise Fallback
+                    if isinstance(serialized, dict | list):  # a JSON scalar: its objects count too
+                        self._objects += count_objects(serialized)
                 append(serialized)
         return out
 
@@ -587,6 +682,21 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
         self, completion: Completion, values: list[Any], path: Path | None, key: str, nested: list[Any]
     ) -> list[Any]:
         out: list[Any] = [None] * len(values)
+        if completion.kind == OBJECT:  # one runtime type: no grouping
+            runtime = completion.type
+            if None in values:  # identity first: leaf-free objects, so no surprising __eq__ in practice
+                if not completion.nullable:
+                    raise Fallback
+                indexes = [index for index, value in enumerate(values) if value is not None]
+                sources = [values[index] for index in indexes]
+            else:
+                indexes = list(range(len(values)))
+                sources = values
+            if sources:
+                self._check_type_of(completion, runtime, sources, path, key)
+                plan = self._sub_plan(completion, runtime)
+                nested.append(self._fill(out, indexes, plan, sources, Path(path, key, None)))
+            return out
         groups: dict[str, tuple[GraphQLObjectType, list[int], list[Any]]] = {}
         info = None
         for index, value in enumerate(values):
@@ -614,16 +724,37 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
             group[1].append(index)
             group[2].append(value)
         for runtime, indexes, sources in groups.values():
-            is_type_of = runtime.is_type_of
-            if is_type_of is not None:
-                if info is None:
-                    info = self._abstract_info(completion, path, key)
-                for source in sources:
-                    if is_type_of(source, info) is not True:
-                        raise Fallback
+            self._check_type_of(completion, runtime, sources, path, key)
             plan = self._sub_plan(completion, runtime)
             nested.append(self._fill(out, indexes, plan, sources, Path(path, key, None)))
         return out
+
+    def _check_type_of(
+        self,
+        completion: Completion,
+        runtime: GraphQLObjectType,
+        sources: list[Any],
+        path: Path | None,
+        key: str,
+    ) -> None:
+        """graphql-core's ``is_type_of`` check of every source; once per Python type when the check says it
+        depends on the type alone (``schema.node.backed_by``: ``isinstance``)."""
+        is_type_of = runtime.is_type_of
+        if is_type_of is None:
+            return
+        info = self._abstract_info(completion, path, key)
+        if getattr(is_type_of, BY_TYPE, False):
+            seen: set[type] = set()
+            for source in sources:
+                kind = type(source)
+                if kind not in seen:
+                    if is_type_of(source, info) is not True:
+                        raise Fallback
+                    seen.add(kind)
+            return
+        for source in sources:
+            if is_type_of(source, info) is not True:
+                raise Fallback
 
     def _abstract_info(self, completion: Completion, path: Path | None, key: str) -> Any:
         return self.build_resolve_info(

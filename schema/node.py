@@ -30,6 +30,7 @@ def backed_by(*models: type) -> Callable[..., bool]:
     def is_type_of(cls: type, obj: Any, _info: Any) -> bool:
         return isinstance(obj, (cls, *models))
 
+    is_type_of.kabinet_by_type = True  # type: ignore[attr-defined]  # its answer depends on type(obj) only: app.execution checks once per type
     return classmethod(is_type_of)  # type: ignore[return-value]
 
 

@@ -58,6 +58,8 @@ class Counters:
         retry_after = max(int(ends - now + 0.999), 1)
         name = f"{key}:{window_seconds}:{bucket}"
         if self._redis_url:
+            if amount == 0:  # just look: one GET, no transaction (a missing counter is 0 and needs no expiry)
+                return Hit(int(await self._client().get(self._key(name)) or 0), retry_after)
             pipe = self._client().pipeline(transaction=True)
             pipe.incrby(self._key(name), amount)
             pipe.expire(self._key(name), window_seconds + 60)
