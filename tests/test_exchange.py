@@ -440,3 +440,58 @@ def test_issue18_production_ships_no_default_exchange_key(settings: Any) -> None
     assert refused(exchange_key_sha256=key_sha256(EXAMPLE_KEY))  # the docs' example key
     assert refused(exchange_key_sha256="not-a-hash")
     assert refused(exchange_key_sha256=key_sha256(KEY)) == []
+
+
+ANALYST = "+73333333333"
+CHARGED = """query($q: AnalyticsQueryInput!) { analytics(query: $q) {
+  totals { measure money count suppressed } } }"""
+
+
+async def test_issue18_17_an_import_refreshes_the_analytics_rollups_of_its_months(
+    api: Any, db: Any, keyed: Any, settings: Any
+) -> None:
+    """Charges of a month nobody has charged yet show in ``analytics`` right after the import commits."""
+    analyst = await login_as(db, settings, ANALYST)
+    query = {"measures": ["CHARGED"], "periodFrom": period(0), "periodTo": period(0)}
+    before = (await api.data(CHARGED, token=analyst, q=query))["analytics"]["totals"]
+    assert not before or before[0]["money"] in (None, "0", "0.00")  # nothing charged this month yet
+    service, supplier = "ELECTRICITY", await supplier_of(db, "ELECTRICITY")
+    accounts = [  # 12 new accounts (≥10, so the cell is not suppressed as FEW_SUBJECTS)
+        {
+            "billing_id": f"AN-{n}",
+            "branch": "BSKP",
+            "number": f"9900{n:04d}",
+            "owner_last_name": "Аналитиков",
+            "owner_first_name": "Пётр",
+            "address": f"г. Скопин, ул. Новая, д. {n}",
+        }
+        for n in range(12)
+    ]
+    year, month = map(int, period(0).split("-"))
+    charges = render(
+        "charges",
+        [
+            {
+                "billing_id": f"AN-{period(0)}-{n}",
+                "account": account["billing_id"],
+                "period": dt.date(year, month, 1),
+                "service": service,
+                "supplier": supplier,
+                "amount": Decimal("100.25"),
+                "recalculation": Decimal("-0.25"),
+            }
+            for n, account in enumerate(accounts)
+        ],
+    )
+    batch = {"accounts.csv": render("accounts", accounts), "charges.csv": charges}
+    refused = await post_set(api, {**batch, "charges.csv": charges.replace("100.25", "1x")})
+    assert refused.status_code == 422  # a refused batch leaves the rollups as they were
+    assert (await api.data(CHARGED, token=analyst, q=query))["analytics"]["totals"] == before
+    imported = await post_set(api, batch)
+    assert imported.status_code == 200, imported.text
+    assert imported.json()["analyticsPeriods"] == [period(0)]
+    after = (await api.data(CHARGED, token=analyst, q=query))["analytics"]["totals"]
+    assert after[0]["measure"] == "CHARGED" and not after[0]["suppressed"]
+    assert Decimal(after[0]["money"]) == Decimal("1200.00")  # 12 × (100.25 − 0.25)
+    assert (await post_set(api, batch)).json()["analyticsPeriods"] == []  # nothing changed: no refresh
+

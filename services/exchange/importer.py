@@ -33,7 +33,7 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services import events
+from services import analytics, events
 from services.exchange.formats import ENTITIES, MAX_ERRORS, Entity, Head, Problems, read_head
 from services.storage import Storage
 
@@ -318,7 +318,9 @@ class ImportReport:
     new_receipts: dict[int, int] = field(default_factory=dict)  # account id → its newest inserted receipt id
     users: set[int] = field(default_factory=set)  # users whose cached answers were made stale
     notified: int = 0
+    periods: list[dt.date] = field(default_factory=list)  # months whose analytics rollups were recomputed
     parse_seconds: float = 0.0
+    analytics_seconds: float = 0.0
 
     @property
     def changed(self) -> int:
@@ -335,6 +337,7 @@ class ImportReport:
             "accounts": len(self.accounts),
             "usersRefreshed": len(self.users),
             "notified": self.notified,
+            "analyticsPeriods": [period.strftime("%Y-%m") for period in self.periods],
         }
 
 
@@ -441,8 +444,46 @@ async def import_batch(
         if entity_report.changed and MERGES[name].reference:
             report.reference = True
         entity_report.seconds = time.perf_counter() - step
+    report.periods = await _touched_periods(raw, report)
+    if report.periods:  # in the batch's transaction: the rollups commit (or roll back) with the rows
+        step = time.perf_counter()
+        await analytics.refresh(session, periods=report.periods)
+        report.analytics_seconds = time.perf_counter() - step
     await declare_effects(session, raw, report, now)
     return report
+
+
+PERIOD_ENTITIES = ("charges", "balances", "readings")
+"""Entities the analytics rollups are computed from (``services.analytics.refresh.SOURCES``)."""
+
+
+async def _touched_periods(raw: asyncpg.Connection, report: ImportReport) -> list[dt.date]:
+    """The months whose rollups the batch changed: the periods of the changed charges, balances and
+    readings in the files; every month of an account that moved (its branch groups its facts) and every
+    month when a service changed (its unit decides what counts as kWh)."""
+    entities = report.entities
+    services = entities.get("services")
+    if services is not None and services.changed > services.inserted:
+        rows = await raw.fetch(
+            "SELECT period FROM charges UNION SELECT period FROM period_balances"
+            " UNION SELECT period FROM readings"
+        )
+        return sorted(row["period"] for row in rows)
+    periods: set[dt.date] = set()
+    for name in PERIOD_ENTITIES:
+        if name in entities and entities[name].changed:
+            rows = await raw.fetch(f"SELECT DISTINCT period FROM ({typed(ENTITIES[name])}) s")
+            periods.update(row["period"] for row in rows)
+    moved = entities.get("accounts")
+    if moved is not None and moved.changed > moved.inserted and report.accounts:
+        rows = await raw.fetch(
+            "SELECT period FROM charges WHERE account_id = ANY($1::bigint[])"
+            " UNION SELECT period FROM period_balances WHERE account_id = ANY($1::bigint[])"
+            " UNION SELECT period FROM readings WHERE account_id = ANY($1::bigint[])",
+            sorted(report.accounts),
+        )
+        periods.update(row["period"] for row in rows)
+    return sorted(periods)
 
 
 def _database_reason(error: asyncpg.PostgresError) -> str:
