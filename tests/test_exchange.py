@@ -22,6 +22,7 @@ from app.demo import DEMO_PHONE_E164, DEMO_STAFF
 from app.demo.data import e164
 from app.exchange_api import EXAMPLE_KEY, key_sha256
 from models.notifications import Notification
+from services.clock import MOSCOW
 from services.exchange import feed
 from services.exchange.formats import Problems, read_head, render
 from tests.conftest import login_as
@@ -495,3 +496,50 @@ async def test_issue18_17_an_import_refreshes_the_analytics_rollups_of_its_month
     assert Decimal(after[0]["money"]) == Decimal("1200.00")  # 12 × (100.25 − 0.25)
     assert (await post_set(api, batch)).json()["analyticsPeriods"] == []  # nothing changed: no refresh
 
+
+PAYMENTS = """query($id: ID!) { node(id: $id) { ... on Account {
+  payments { period total payments { amount paidAt method channel isAutopay supplier { inn } } } } } }"""
+
+
+async def test_D4_issue18_payments_from_other_channels_show_in_the_history_with_their_channel(
+    api: Any, db: Any, keyed: Any, customer_token: str
+) -> None:
+    account = gid("Account", await demo_account_id(db))
+    before = (await api.data(PAYMENTS, token=customer_token, id=account))["node"]["payments"]
+    last = next((month for month in before if month["period"] == period(-1)), None)
+    total_before = Decimal(last["total"]) if last else Decimal("0")
+    count_before = len(last["payments"]) if last else 0
+    supplier = await supplier_of(db, "ELECTRICITY")
+    year, month = map(int, period(-1).split("-"))
+    rows = [
+        {
+            "billing_id": f"EXT-{channel}",
+            "account": DEMO_ACCOUNT,
+            "supplier": supplier,
+            "period": dt.date(year, month, 1),
+            "paid_on": dt.date(year, month, day),
+            "amount": Decimal(amount),
+            "channel": channel,
+        }
+        for channel, day, amount in (("BANK", 3, "100.10"), ("POST", 4, "200.20"), ("CASHIER", 5, "300.30"))
+    ]
+    imported = await post_set(api, {"payments.csv": render("payments", rows)})
+    assert imported.status_code == 200, imported.text
+    assert imported.json()["usersRefreshed"] >= 1  # the customer's cached history is stale now
+
+    after = (await api.data(PAYMENTS, token=customer_token, id=account))["node"]["payments"]
+    last = next(month for month in after if month["period"] == period(-1))
+    assert Decimal(last["total"]) == total_before + Decimal("600.60")
+    assert len(last["payments"]) == count_before + 3
+    external = [entry for entry in last["payments"] if entry["channel"] != "CABINET"]
+    assert [
+        (entry["channel"], entry["amount"], entry["method"], entry["isAutopay"]) for entry in external
+    ] == [
+        ("CASHIER", "300.30", None, False),  # newest first
+        ("POST", "200.20", None, False),
+        ("BANK", "100.10", None, False),
+    ]
+    paid_at = dt.datetime.fromisoformat(external[0]["paidAt"]).astimezone(MOSCOW)  # the day, in Moscow
+    assert paid_at.isoformat().startswith(f"{period(-1)}-05T00:00:00")
+    cabinet = [entry for entry in last["payments"] if entry["channel"] == "CABINET"]
+    assert all(entry["method"] in ("CARD", "SBP") for entry in cabinet)
