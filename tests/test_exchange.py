@@ -543,3 +543,101 @@ async def test_D4_issue18_payments_from_other_channels_show_in_the_history_with_
     assert paid_at.isoformat().startswith(f"{period(-1)}-05T00:00:00")
     cabinet = [entry for entry in last["payments"] if entry["channel"] == "CABINET"]
     assert all(entry["method"] in ("CARD", "SBP") for entry in cabinet)
+
+
+async def current_readings(db: Any, ids: list[int]) -> list[Any]:
+    """(meter, zone, period, value, accepted, source) of the readings of those meter zones and periods that
+    nothing superseded."""
+    async with db.session() as session:
+        return (
+            await session.execute(
+                text(
+                    "SELECT r.meter_id, r.zone, r.period, r.value, r.accepted, r.source FROM readings r"
+                    " JOIN readings c ON c.meter_id = r.meter_id AND c.zone = r.zone AND c.period = r.period"
+                    " WHERE c.id = ANY(:ids) AND r.superseded_by_id IS NULL ORDER BY r.meter_id, r.zone"
+                ),
+                {"ids": ids},
+            )
+        ).all()
+
+
+async def test_E2_issue18_a_reading_billing_accepted_with_another_value_supersedes_the_cabinet_one(
+    api: Any, db: Any, keyed: Any, customer_token: str
+) -> None:
+    account = gid("Account", await demo_account_id(db))
+    assert (await post_set(api, {"branches.csv": (await monthly_set(db))["branches.csv"]})).status_code == 200
+    _, cursor = await changes(api, feed.START)
+    form = (await api.data(FORM, token=customer_token, id=account))["readingsForm"]
+    assert form["window"]["isOpen"]  # the window spans the whole month now
+    meters = [
+        {
+            "meterId": meter["meter"]["id"],
+            "values": [
+                {"zone": zone["zone"], "value": str(Decimal(zone["previous"] or "0") + 10)}
+                for zone in meter["zones"]
+            ],
+        }
+        for meter in form["meters"]
+    ]
+    submitted = (
+        await api.data(SUBMIT, token=customer_token, input={"accountId": account, "meters": meters})
+    )["submitReadings"]
+    assert submitted["userErrors"] == []
+    readings = [change for change in (await changes(api, cursor))[0] if change["kind"] == "reading.submitted"]
+    ids = [change["readingId"] for change in readings]
+    assert len(ids) >= 2
+    first, rest = readings[0], readings[1:]
+
+    def accepted_row(change: dict[str, Any], value: Decimal, billing_id: str) -> dict[str, Any]:
+        return {
+            "billing_id": billing_id,
+            "meter": change["meter"],
+            "zone": change["zone"],
+            "period": dt.date.fromisoformat(change["period"] + "-01"),
+            "value": value,
+            "accepted_at": dt.datetime.fromisoformat(change["submittedAt"]) + dt.timedelta(hours=1),
+            "cabinet_reading_id": change["readingId"],
+        }
+
+    # billing corrects the first zone (7 less) and accepts the others as submitted
+    corrected = Decimal(str(first["value"])) - 7
+    rows = [accepted_row(first, corrected, "SUP-1")] + [
+        accepted_row(change, Decimal(str(change["value"])), f"SUP-{n + 2}") for n, change in enumerate(rest)
+    ]
+    imported = await post_set(api, {"readings.csv": render("readings", rows)})
+    assert imported.status_code == 200, imported.text
+    assert imported.json()["entities"]["readings"] == {
+        "rows": len(ids),
+        "changed": len(ids),  # one new row, the others acknowledged
+        "inserted": 1,
+        "superseded": 1,  # the cabinet's value billing corrected
+    }
+    current = await current_readings(db, ids)
+    assert len(current) == len(ids)  # one current value per meter, zone and period
+    assert all(row.accepted for row in current)
+    by_zone = {(row.meter_id, row.zone): row for row in current}
+    async with db.session() as session:
+        cabinet = (
+            await session.execute(
+                text("SELECT meter_id, zone, value, superseded_by_id FROM readings WHERE id = :id"),
+                {"id": first["readingId"]},
+            )
+        ).one()
+    replaced_by = by_zone[(cabinet.meter_id, cabinet.zone)]
+    assert replaced_by.value == corrected and replaced_by.source == "OPERATOR"
+    assert cabinet.superseded_by_id is not None and cabinet.value == Decimal(str(first["value"]))
+
+    # the form's current value is the accepted one; importing the same file again changes nothing
+    form = (await api.data(FORM, token=customer_token, id=account))["readingsForm"]
+    values = {
+        zone["current"] for meter in form["meters"] for zone in meter["zones"] if zone["current"] is not None
+    }
+    assert str(corrected.quantize(Decimal("0.001"))) in values
+    again = await post_set(api, {"readings.csv": render("readings", rows)})
+    assert again.json()["entities"]["readings"] == {
+        "rows": len(ids),
+        "changed": 0,
+        "inserted": 0,
+        "superseded": 0,
+    }
+    assert await current_readings(db, ids) == current

@@ -260,6 +260,23 @@ WHERE r.id = s.cabinet_reading_id AND r.meter_id = m.id AND r.zone = s.zone AND 
 RETURNING r.account_id
 """
 
+# E2 shows one current value per meter, zone and period: the reading billing accepted supersedes every
+# other reading of its meter zone and period submitted no later than it was accepted (a cabinet value that
+# billing corrected, an older accepted one). A reading submitted after billing accepted one is newer news
+# and stays current; the cabinet's next submission supersedes the accepted one the same way (E3).
+SUPERSEDE = """
+WITH incoming AS (
+  SELECT DISTINCT ON (r.meter_id, r.zone, r.period) r.id, r.meter_id, r.zone, r.period, r.submitted_at
+  FROM readings r JOIN stg_readings s ON s.billing_id = r.billing_id
+  WHERE r.superseded_by_id IS NULL
+  ORDER BY r.meter_id, r.zone, r.period, r.submitted_at DESC, r.id DESC
+)
+UPDATE readings o SET superseded_by_id = i.id FROM incoming i
+WHERE o.meter_id = i.meter_id AND o.zone = i.zone AND o.period = i.period AND o.id <> i.id
+  AND o.superseded_by_id IS NULL AND o.submitted_at <= i.submitted_at
+RETURNING o.account_id
+"""
+
 
 def merge_sql(entity: Entity, merge: Merge) -> str:
     """``WITH changed AS (INSERT … ON CONFLICT … DO UPDATE … WHERE differs RETURNING …)`` per account."""
@@ -305,6 +322,7 @@ class EntityReport:
     rows: int = 0  # rows in the files
     changed: int = 0  # rows inserted or updated (0 when the same file is imported again)
     inserted: int = 0
+    superseded: int = 0  # readings: other readings of the same meter zone and period it replaced (E2)
     seconds: float = 0.0
 
 
@@ -332,6 +350,7 @@ class ImportReport:
         return {
             "entities": {
                 name: {"rows": r.rows, "changed": r.changed, "inserted": r.inserted}
+                | ({"superseded": r.superseded} if name == "readings" else {})
                 for name, r in self.entities.items()
             },
             "accounts": len(self.accounts),
@@ -441,6 +460,10 @@ async def import_batch(
                 report.accounts.add(row["account_id"])
             if name == "receipts" and row["last_inserted"] is not None:
                 report.new_receipts[row["account_id"]] = row["last_inserted"]
+        if name == "readings":
+            for row in await raw.fetch(SUPERSEDE):
+                report.accounts.add(row["account_id"])
+                entity_report.superseded += 1
         if entity_report.changed and MERGES[name].reference:
             report.reference = True
         entity_report.seconds = time.perf_counter() - step
