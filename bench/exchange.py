@@ -313,6 +313,8 @@ def show(title: str, report: ImportReport, seconds: float) -> None:
             f"  {name:>10}: {entity.rows:>9,} rows  {entity.changed:>9,} changed  {entity.seconds:6.1f} s"
             f"  {rate:>9,.0f} rows/s (COPY + checks + merge)"
         )
+    if report.periods:
+        print(f"  analytics rollups of {len(report.periods)} month(s): {report.analytics_seconds:.1f} s")
 
 
 async def main() -> None:

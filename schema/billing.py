@@ -276,6 +276,17 @@ class PaymentMethod(Enum):
     SBP = strawberry.enum_value("SBP", description="Fast payment system (СБП) QR code.")
 
 
+@strawberry.enum(description="Where a payment was made (D4).")
+class PaymentChannel(Enum):
+    """Payment channels."""
+
+    CABINET = strawberry.enum_value("CABINET", description="In this cabinet (web or mobile app).")
+    BANK = strawberry.enum_value("BANK", description="At a bank or in its app; billing reported it.")
+    POST = strawberry.enum_value("POST", description="At a post office; billing reported it.")
+    CASHIER = strawberry.enum_value("CASHIER", description="At the utility's cash desk; billing reported it.")
+    OTHER = strawberry.enum_value("OTHER", description="Another way billing reported.")
+
+
 @strawberry.type(description="A payment credited to the account and one supplier (D4).")
 class PaymentEntry:
     """One credited part of a payment."""
@@ -294,9 +305,13 @@ class PaymentEntry:
     def paid_at(self) -> dt.datetime | None:
         return self.line.paid_at
 
-    @strawberry.field(description="How it was paid.")
-    def method(self) -> PaymentMethod:
-        return PaymentMethod(self.line.method.value)
+    @strawberry.field(description="How it was paid in the cabinet; null when paid elsewhere (`channel`).")
+    def method(self) -> PaymentMethod | None:
+        return PaymentMethod(self.line.method.value) if self.line.method is not None else None
+
+    @strawberry.field(description="Where it was paid: in the cabinet, or a bank, post office or cash desk.")
+    def channel(self) -> PaymentChannel:
+        return PaymentChannel(self.line.channel.value)
 
     @strawberry.field(description="Whether autopay made it.")
     def is_autopay(self) -> bool:

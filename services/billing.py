@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select
+from sqlalchemy import DateTime, and_, bindparam, cast, false, func, literal, null, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.accounts import Account, AccountService
 from models.billing import Charge, PeriodBalance, Receipt
+from models.exchange import ExternalPayment
 from models.payments import Payment, PaymentAllocation, PaymentMethodKind, PaymentStatus
 from models.plain import plain, plain_rows, plain_select
 from models.tariffs import Tariff, Zone
+from services.clock import MOSCOW
 from services.periods import PeriodRange, add_months, allowed_range, month_start
 
 ZERO = Decimal("0.00")
@@ -182,26 +184,39 @@ def by_month(rows: Iterable[object], attribute: str = "period") -> list[tuple[dt
 # --- D4 payments ------------------------------------------------------------------------------------------
 
 
+class PaymentChannel(enum.StrEnum):
+    """D4: where a payment was made: in the cabinet, or outside it (imported from billing, issue 18)."""
+
+    CABINET = "CABINET"
+    BANK = "BANK"
+    POST = "POST"
+    CASHIER = "CASHIER"
+    OTHER = "OTHER"
+
+
 @dataclass(frozen=True, slots=True)
 class PaymentLine:
     """D4: a payment credited to one account and supplier."""
 
-    id: int  # allocation id
-    payment_id: int
+    id: int  # allocation id (external payment id for other channels)
+    payment_id: int | None  # the cabinet payment; None for other channels
     account_id: int
     supplier_id: int
     period: dt.date
     amount: Decimal
     paid_at: dt.datetime | None
-    method: PaymentMethodKind
+    method: PaymentMethodKind | None  # None for other channels
     is_autopay: bool
+    channel: PaymentChannel = PaymentChannel.CABINET
 
 
 async def payments(
     session: AsyncSession, account_ids: Sequence[int], start: dt.date, end: dt.date
 ) -> dict[int, list[PaymentLine]]:
-    """D4: successful payments credited to many accounts in the months ``start``..``end``, newest first."""
-    rows = await session.execute(
+    """D4: successful payments credited to many accounts in the months ``start``..``end``, newest first:
+    the cabinet's own and those billing received through other channels (bank, post, cashier)."""
+    paid_at = func.coalesce(Payment.paid_at, Payment.created_at)
+    cabinet = (
         select(
             PaymentAllocation.id,
             PaymentAllocation.payment_id,
@@ -209,9 +224,10 @@ async def payments(
             PaymentAllocation.supplier_id,
             PaymentAllocation.period,
             PaymentAllocation.amount,
-            func.coalesce(Payment.paid_at, Payment.created_at),
+            paid_at.label("paid_at"),
             Payment.method,
             Payment.is_autopay,
+            literal(PaymentChannel.CABINET.value).label("channel"),
         )
         .join(Payment, Payment.id == PaymentAllocation.payment_id)
         .where(
@@ -219,16 +235,32 @@ async def payments(
             PaymentAllocation.period.between(start, end),
             Payment.status == PaymentStatus.SUCCEEDED,
         )
-        .order_by(
-            PaymentAllocation.account_id,
-            PaymentAllocation.period.desc(),
-            func.coalesce(Payment.paid_at, Payment.created_at).desc(),
-            PaymentAllocation.id.desc(),
+    )
+    # a day without a time: its start in the company's time zone
+    external_paid_at = func.timezone(MOSCOW.key, cast(ExternalPayment.paid_on, DateTime))
+    other = select(
+        ExternalPayment.id,
+        null(),
+        ExternalPayment.account_id,
+        ExternalPayment.supplier_id,
+        ExternalPayment.period,
+        ExternalPayment.amount,
+        external_paid_at,
+        null(),
+        false(),
+        ExternalPayment.channel,
+    ).where(ExternalPayment.account_id.in_(account_ids), ExternalPayment.period.between(start, end))
+    both = union_all(cabinet, other).subquery()
+    rows = await session.execute(
+        select(both).order_by(
+            both.c.account_id, both.c.period.desc(), both.c.paid_at.desc(), both.c.channel, both.c.id.desc()
         )
     )
     out: dict[int, list[PaymentLine]] = {account_id: [] for account_id in account_ids}
     for row in rows:
-        line = PaymentLine(*row)
+        method = PaymentMethodKind(row[7]) if row[7] is not None else None
+        channel = PaymentChannel(row[9]) if row[9] in PaymentChannel.__members__ else PaymentChannel.OTHER
+        line = PaymentLine(*row[:7], method, row[8], channel)  # type: ignore[arg-type]
         out[line.account_id].append(line)
     return out
 

@@ -22,6 +22,7 @@ from app.demo import DEMO_PHONE_E164, DEMO_STAFF
 from app.demo.data import e164
 from app.exchange_api import EXAMPLE_KEY, key_sha256
 from models.notifications import Notification
+from services.clock import MOSCOW
 from services.exchange import feed
 from services.exchange.formats import Problems, read_head, render
 from tests.conftest import login_as
@@ -440,3 +441,203 @@ def test_issue18_production_ships_no_default_exchange_key(settings: Any) -> None
     assert refused(exchange_key_sha256=key_sha256(EXAMPLE_KEY))  # the docs' example key
     assert refused(exchange_key_sha256="not-a-hash")
     assert refused(exchange_key_sha256=key_sha256(KEY)) == []
+
+
+ANALYST = "+73333333333"
+CHARGED = """query($q: AnalyticsQueryInput!) { analytics(query: $q) {
+  totals { measure money count suppressed } } }"""
+
+
+async def test_issue18_17_an_import_refreshes_the_analytics_rollups_of_its_months(
+    api: Any, db: Any, keyed: Any, settings: Any
+) -> None:
+    """Charges of a month nobody has charged yet show in ``analytics`` right after the import commits."""
+    analyst = await login_as(db, settings, ANALYST)
+    query = {"measures": ["CHARGED"], "periodFrom": period(0), "periodTo": period(0)}
+    before = (await api.data(CHARGED, token=analyst, q=query))["analytics"]["totals"]
+    assert not before or before[0]["money"] in (None, "0", "0.00")  # nothing charged this month yet
+    service, supplier = "ELECTRICITY", await supplier_of(db, "ELECTRICITY")
+    accounts = [  # 12 new accounts (≥10, so the cell is not suppressed as FEW_SUBJECTS)
+        {
+            "billing_id": f"AN-{n}",
+            "branch": "BSKP",
+            "number": f"9900{n:04d}",
+            "owner_last_name": "Аналитиков",
+            "owner_first_name": "Пётр",
+            "address": f"г. Скопин, ул. Новая, д. {n}",
+        }
+        for n in range(12)
+    ]
+    year, month = map(int, period(0).split("-"))
+    charges = render(
+        "charges",
+        [
+            {
+                "billing_id": f"AN-{period(0)}-{n}",
+                "account": account["billing_id"],
+                "period": dt.date(year, month, 1),
+                "service": service,
+                "supplier": supplier,
+                "amount": Decimal("100.25"),
+                "recalculation": Decimal("-0.25"),
+            }
+            for n, account in enumerate(accounts)
+        ],
+    )
+    batch = {"accounts.csv": render("accounts", accounts), "charges.csv": charges}
+    refused = await post_set(api, {**batch, "charges.csv": charges.replace("100.25", "1x")})
+    assert refused.status_code == 422  # a refused batch leaves the rollups as they were
+    assert (await api.data(CHARGED, token=analyst, q=query))["analytics"]["totals"] == before
+    imported = await post_set(api, batch)
+    assert imported.status_code == 200, imported.text
+    assert imported.json()["analyticsPeriods"] == [period(0)]
+    after = (await api.data(CHARGED, token=analyst, q=query))["analytics"]["totals"]
+    assert after[0]["measure"] == "CHARGED" and not after[0]["suppressed"]
+    assert Decimal(after[0]["money"]) == Decimal("1200.00")  # 12 × (100.25 − 0.25)
+    assert (await post_set(api, batch)).json()["analyticsPeriods"] == []  # nothing changed: no refresh
+
+
+PAYMENTS = """query($id: ID!) { node(id: $id) { ... on Account {
+  payments { period total payments { amount paidAt method channel isAutopay supplier { inn } } } } } }"""
+
+
+async def test_D4_issue18_payments_from_other_channels_show_in_the_history_with_their_channel(
+    api: Any, db: Any, keyed: Any, customer_token: str
+) -> None:
+    account = gid("Account", await demo_account_id(db))
+    before = (await api.data(PAYMENTS, token=customer_token, id=account))["node"]["payments"]
+    last = next((month for month in before if month["period"] == period(-1)), None)
+    total_before = Decimal(last["total"]) if last else Decimal("0")
+    count_before = len(last["payments"]) if last else 0
+    supplier = await supplier_of(db, "ELECTRICITY")
+    year, month = map(int, period(-1).split("-"))
+    rows = [
+        {
+            "billing_id": f"EXT-{channel}",
+            "account": DEMO_ACCOUNT,
+            "supplier": supplier,
+            "period": dt.date(year, month, 1),
+            "paid_on": dt.date(year, month, day),
+            "amount": Decimal(amount),
+            "channel": channel,
+        }
+        for channel, day, amount in (("BANK", 3, "100.10"), ("POST", 4, "200.20"), ("CASHIER", 5, "300.30"))
+    ]
+    imported = await post_set(api, {"payments.csv": render("payments", rows)})
+    assert imported.status_code == 200, imported.text
+    assert imported.json()["usersRefreshed"] >= 1  # the customer's cached history is stale now
+
+    after = (await api.data(PAYMENTS, token=customer_token, id=account))["node"]["payments"]
+    last = next(month for month in after if month["period"] == period(-1))
+    assert Decimal(last["total"]) == total_before + Decimal("600.60")
+    assert len(last["payments"]) == count_before + 3
+    external = [entry for entry in last["payments"] if entry["channel"] != "CABINET"]
+    assert [
+        (entry["channel"], entry["amount"], entry["method"], entry["isAutopay"]) for entry in external
+    ] == [
+        ("CASHIER", "300.30", None, False),  # newest first
+        ("POST", "200.20", None, False),
+        ("BANK", "100.10", None, False),
+    ]
+    paid_at = dt.datetime.fromisoformat(external[0]["paidAt"]).astimezone(MOSCOW)  # the day, in Moscow
+    assert paid_at.isoformat().startswith(f"{period(-1)}-05T00:00:00")
+    cabinet = [entry for entry in last["payments"] if entry["channel"] == "CABINET"]
+    assert all(entry["method"] in ("CARD", "SBP") for entry in cabinet)
+
+
+async def current_readings(db: Any, ids: list[int]) -> list[Any]:
+    """(meter, zone, period, value, accepted, source) of the readings of those meter zones and periods that
+    nothing superseded."""
+    async with db.session() as session:
+        return (
+            await session.execute(
+                text(
+                    "SELECT r.meter_id, r.zone, r.period, r.value, r.accepted, r.source FROM readings r"
+                    " JOIN readings c ON c.meter_id = r.meter_id AND c.zone = r.zone AND c.period = r.period"
+                    " WHERE c.id = ANY(:ids) AND r.superseded_by_id IS NULL ORDER BY r.meter_id, r.zone"
+                ),
+                {"ids": ids},
+            )
+        ).all()
+
+
+async def test_E2_issue18_a_reading_billing_accepted_with_another_value_supersedes_the_cabinet_one(
+    api: Any, db: Any, keyed: Any, customer_token: str
+) -> None:
+    account = gid("Account", await demo_account_id(db))
+    assert (await post_set(api, {"branches.csv": (await monthly_set(db))["branches.csv"]})).status_code == 200
+    _, cursor = await changes(api, feed.START)
+    form = (await api.data(FORM, token=customer_token, id=account))["readingsForm"]
+    assert form["window"]["isOpen"]  # the window spans the whole month now
+    meters = [
+        {
+            "meterId": meter["meter"]["id"],
+            "values": [
+                {"zone": zone["zone"], "value": str(Decimal(zone["previous"] or "0") + 10)}
+                for zone in meter["zones"]
+            ],
+        }
+        for meter in form["meters"]
+    ]
+    submitted = (
+        await api.data(SUBMIT, token=customer_token, input={"accountId": account, "meters": meters})
+    )["submitReadings"]
+    assert submitted["userErrors"] == []
+    readings = [change for change in (await changes(api, cursor))[0] if change["kind"] == "reading.submitted"]
+    ids = [change["readingId"] for change in readings]
+    assert len(ids) >= 2
+    first, rest = readings[0], readings[1:]
+
+    def accepted_row(change: dict[str, Any], value: Decimal, billing_id: str) -> dict[str, Any]:
+        return {
+            "billing_id": billing_id,
+            "meter": change["meter"],
+            "zone": change["zone"],
+            "period": dt.date.fromisoformat(change["period"] + "-01"),
+            "value": value,
+            "accepted_at": dt.datetime.fromisoformat(change["submittedAt"]) + dt.timedelta(hours=1),
+            "cabinet_reading_id": change["readingId"],
+        }
+
+    # billing corrects the first zone (7 less) and accepts the others as submitted
+    corrected = Decimal(str(first["value"])) - 7
+    rows = [accepted_row(first, corrected, "SUP-1")] + [
+        accepted_row(change, Decimal(str(change["value"])), f"SUP-{n + 2}") for n, change in enumerate(rest)
+    ]
+    imported = await post_set(api, {"readings.csv": render("readings", rows)})
+    assert imported.status_code == 200, imported.text
+    assert imported.json()["entities"]["readings"] == {
+        "rows": len(ids),
+        "changed": len(ids),  # one new row, the others acknowledged
+        "inserted": 1,
+        "superseded": 1,  # the cabinet's value billing corrected
+    }
+    current = await current_readings(db, ids)
+    assert len(current) == len(ids)  # one current value per meter, zone and period
+    assert all(row.accepted for row in current)
+    by_zone = {(row.meter_id, row.zone): row for row in current}
+    async with db.session() as session:
+        cabinet = (
+            await session.execute(
+                text("SELECT meter_id, zone, value, superseded_by_id FROM readings WHERE id = :id"),
+                {"id": first["readingId"]},
+            )
+        ).one()
+    replaced_by = by_zone[(cabinet.meter_id, cabinet.zone)]
+    assert replaced_by.value == corrected and replaced_by.source == "OPERATOR"
+    assert cabinet.superseded_by_id is not None and cabinet.value == Decimal(str(first["value"]))
+
+    # the form's current value is the accepted one; importing the same file again changes nothing
+    form = (await api.data(FORM, token=customer_token, id=account))["readingsForm"]
+    values = {
+        zone["current"] for meter in form["meters"] for zone in meter["zones"] if zone["current"] is not None
+    }
+    assert str(corrected.quantize(Decimal("0.001"))) in values
+    again = await post_set(api, {"readings.csv": render("readings", rows)})
+    assert again.json()["entities"]["readings"] == {
+        "rows": len(ids),
+        "changed": 0,
+        "inserted": 0,
+        "superseded": 0,
+    }
+    assert await current_readings(db, ids) == current

@@ -1,4 +1,5 @@
-"""The demo loader: the core data set (see :mod:`app.demo.data`), inserted through the ORM."""
+"""The demo loader: the core data set — billing's master data through the billing import
+(:func:`reference_set`), the rest inserted through the ORM."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import secrets
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, select, text
@@ -49,7 +51,7 @@ from app.demo.data import (
     tariff_years,
 )
 from app.demo.synthetic import _SYNTHETIC_NUMBER_RE, _load_synthetic
-from models.accounts import Account, AccountService, StoveType, UserAccount
+from models.accounts import Account, StoveType, UserAccount
 from models.appeals import (
     Appeal,
     Application,
@@ -91,9 +93,12 @@ from models.payments import (
 from models.readings import Reading, ReadingSource, ReadingSubmission
 from models.tariffs import Tariff, Zone
 from services import clock
+from services.exchange.formats import render
+from services.exchange.importer import import_batch
 from services.exchange.writer import assign_billing_ids
 from services.passwords import hash_password
 from services.periods import add_months, month_start
+from services.storage import local_storage
 
 # --- the loader ---------------------------------------------------------------------------------------------
 
@@ -156,6 +161,8 @@ async def load(
             )
         ).first()
         if exists is None:
+            await session.rollback()
+            await _import_reference(db, today=today, months=months, counts=counts)
             # the demo history is not news for billing: keep it out of the change feed (issue 18)
             await session.execute(text("SET LOCAL kabinet.exchange = 'import'"))
             await _load_core(
@@ -188,7 +195,7 @@ async def _load_core(
     counts: dict[str, int],
     staff_hashes: dict[UserRole, str],
 ) -> None:
-    ref = await _reference_data(session, today=today, months=months, counts=counts)
+    ref = await _reference_data(session, today=today, months=months)
     users = await _people(
         session,
         today=today,
@@ -222,52 +229,46 @@ async def _insert(
 # --- reference data -----------------------------------------------------------------------------------------
 
 
-async def _reference_data(
-    session: AsyncSession, *, today: dt.date, months: int, counts: dict[str, int]
-) -> _Ref:
-    created = _at(add_months(month_start(today), -months - 2), 9)
-    suppliers = {
-        code: Supplier(**fields, created_at=created, updated_at=created) for code, fields in SUPPLIERS.items()
-    }
-    _add(session, counts, *suppliers.values())
-    branches = {
-        spec.code: Branch(
-            name=spec.name,
-            code=spec.code,
-            time_zone="Europe/Moscow",
-            reading_window_start_day=spec.window[0],
-            reading_window_end_day=spec.window[1],
-            address=spec.address,
-            phone=spec.phone,
-            position=position,
-            video_consultation_url=f"https://video.resk.demo/room/{spec.code.lower()}",
-            created_at=created,
-            updated_at=created,
-        )
-        for position, spec in enumerate(BRANCHES)
-    }
-    _add(session, counts, *branches.values())
-    await session.flush()
-    services = {
-        spec.code: Service(
-            code=spec.code,
-            name=spec.name,
-            unit=spec.unit,
-            supplier_id=suppliers[spec.supplier].id,
-            position=position,
-        )
-        for position, spec in enumerate(SERVICES)
-    }
-    _add(session, counts, *services.values())
-    await session.flush()
+def _tariff_key(branch: str, service: str, zone: Zone, group: str | None, year: int) -> str:
+    kind = {None: "", GROUP_GAS: "-G", GROUP_ELECTRIC: "-E"}[group]
+    return f"T-{branch}-{service}-{zone.value}{kind}-{year}"
 
+
+def reference_set(*, today: dt.date, months: int) -> dict[str, bytes]:
+    """The demo's billing-owned master data as billing sends it (issue 18): suppliers, branches, services
+    and their tariffs (one per branch, service, zone, consumer group and tariff year starting 1 July), the
+    core accounts with their services and meters."""
+    suppliers = [{"billing_id": f"S{fields['inn']}", **fields} for fields in SUPPLIERS.values()]
+    branches = [
+        {
+            "billing_id": f"B{spec.code}",
+            "code": spec.code,
+            "name": spec.name,
+            "time_zone": "Europe/Moscow",
+            "reading_window_start_day": spec.window[0],
+            "reading_window_end_day": spec.window[1],
+            "address": spec.address,
+            "phone": spec.phone,
+            "position": position,
+            "video_consultation_url": f"https://video.resk.demo/room/{spec.code.lower()}",
+        }
+        for position, spec in enumerate(BRANCHES)
+    ]
+    services = [
+        {
+            "billing_id": spec.code,
+            "code": spec.code,
+            "name": spec.name,
+            "unit": spec.unit,
+            "supplier": f"S{SUPPLIERS[spec.supplier]['inn']}",
+            "position": position,
+        }
+        for position, spec in enumerate(SERVICES)
+    ]
     first_month = add_months(month_start(today), -months - 1)  # the base readings' month
     years = tariff_years(first_month, today)
-    tariffs: dict[tuple[int, str, Zone, str | None], list[tuple[dt.date, dt.date | None, Decimal]]] = (
-        defaultdict(list)
-    )
-    rows: list[dict[str, Any]] = []
-    for branch in branches.values():
+    tariffs: list[dict[str, Any]] = []
+    for branch in BRANCHES:
         for number, spec in enumerate(SERVICES):
             variants: list[tuple[Zone, str | None]] = [(Zone.SINGLE, None)]
             if spec.code == "ELECTRICITY":
@@ -277,33 +278,142 @@ async def _reference_data(
                     for zone in (Zone.SINGLE, Zone.DAY, Zone.NIGHT)
                 ]
             for year in years:
-                start = dt.date(year, 7, 1)
-                end = None if year == years[-1] else dt.date(year + 1, 6, 30)
                 for zone, group in variants:
-                    rate = tariff_rate(spec, year, zone, group)
-                    tariffs[(branch.id, spec.code, zone, group)].append((start, end, rate))
-                    rows.append(
+                    tariffs.append(
                         {
-                            "branch_id": branch.id,
-                            "service_id": services[spec.code].id,
-                            "zone": zone,
+                            "billing_id": _tariff_key(branch.code, spec.code, zone, group, year),
+                            "branch": f"B{branch.code}",
+                            "service": spec.code,
+                            "zone": zone.value,
                             "consumer_group": group,
-                            "rate": rate,
-                            "valid_from": start,
-                            "valid_to": end,
+                            "rate": tariff_rate(spec, year, zone, group),
+                            "valid_from": dt.date(year, 7, 1),
+                            "valid_to": None if year == years[-1] else dt.date(year + 1, 6, 30),
                             "document_title": spec.document,
                             "document_number": f"{120 + (year % 100) * 3 + number}",
                             "document_date": dt.date(year - 1, 12, 18 + number % 3),
-                            "created_at": _at(dt.date(year - 1, 12, 25)),
                         }
                     )
-    await _insert(session, counts, Tariff, rows)
+    accounts = [
+        {
+            "billing_id": f"{spec.branch}-{spec.number}",
+            "branch": f"B{spec.branch}",
+            "number": spec.number,
+            "owner_last_name": spec.owner[0],
+            "owner_first_name": spec.owner[1],
+            "owner_middle_name": spec.owner[2],
+            "address": spec.address,
+            "total_area": spec.total_area,
+            "living_area": spec.living_area,
+            "owners_count": spec.owners,
+            "registered_count": spec.registered,
+            "residing_count": spec.residing,
+            "rooms": spec.rooms,
+            "stove_type": spec.stove.value,
+            "electric_heating": spec.electric_heating,
+            "e_receipt_allowed": True,
+        }
+        for spec in CORE_ACCOUNTS
+    ]
+    account_services = [
+        {
+            "account": f"{spec.branch}-{spec.number}",
+            "service": service,
+            "zone_scheme": scheme.value if scheme is not None else None,
+            "started_on": spec.opened,
+        }
+        for spec in CORE_ACCOUNTS
+        for service, scheme in spec.services
+    ]
+    meters = [
+        {
+            "billing_id": f"M-{spec.number}-{meter.serial}",
+            "account": f"{spec.branch}-{spec.number}",
+            "service": meter.service,
+            "serial": meter.serial,
+            "model": meter.model,
+            "zone_scheme": meter.scheme.value,
+            "digits": meter.digits,
+            "decimals": meter.decimals,
+            "location": meter.location,
+            "installed_on": meter.installed,
+            "verified_on": meter.verified,
+            "verification_due": meter.verification_due,
+            "seal_number": meter.seal,
+            "sealed_on": meter.installed,
+        }
+        for spec in CORE_ACCOUNTS
+        for meter in spec.meters
+    ]
+    return {
+        "suppliers.csv": render("suppliers", suppliers).encode(),
+        "branches.csv": render("branches", branches).encode(),
+        "services.csv": render("services", services).encode(),
+        "tariffs.csv": render("tariffs", tariffs).encode(),
+        "accounts.csv": render("accounts", accounts).encode(),
+        "account_services.csv": render("account_services", account_services).encode(),
+        "meters.csv": render("meters", meters).encode(),
+    }
+
+
+async def _import_reference(db: Database, *, today: dt.date, months: int, counts: dict[str, int]) -> None:
+    """Bring the reference data in through the billing import, in its own transaction (idempotent: a
+    rerun after a failed core load changes nothing). No documents: ``kabinet demo`` adds them."""
+    async with db.session() as session:
+        report = await import_batch(
+            session,
+            reference_set(today=today, months=months),
+            storage=local_storage(Path("/nonexistent")),  # the set names no documents
+            now=_at(add_months(month_start(today), -months - 2), 9),  # created before the history
+        )
+        await session.commit()
+    for name, entity in report.entities.items():
+        counts[name] += entity.inserted
+
+
+async def _reference_data(session: AsyncSession, *, today: dt.date, months: int) -> _Ref:
+    """The ids of the reference rows the import brought (:func:`reference_set`)."""
+    suppliers = {
+        code: (
+            await session.execute(select(Supplier.id).where(Supplier.billing_id == f"S{fields['inn']}"))
+        ).scalar_one()
+        for code, fields in SUPPLIERS.items()
+    }
+    branches = {
+        spec.code: (
+            await session.execute(select(Branch.id).where(Branch.billing_id == f"B{spec.code}"))
+        ).scalar_one()
+        for spec in BRANCHES
+    }
+    services = {
+        spec.code: (
+            await session.execute(select(Service.id).where(Service.billing_id == spec.code))
+        ).scalar_one()
+        for spec in SERVICES
+    }
+    tariffs: dict[tuple[int, str, Zone, str | None], list[tuple[dt.date, dt.date | None, Decimal]]] = (
+        defaultdict(list)
+    )
+    codes = {service_id: code for code, service_id in services.items()}
+    rows = await session.execute(
+        select(
+            Tariff.branch_id,
+            Tariff.service_id,
+            Tariff.zone,
+            Tariff.consumer_group,
+            Tariff.valid_from,
+            Tariff.valid_to,
+            Tariff.rate,
+        ).order_by(Tariff.valid_from)
+    )
+    for branch_id, service_id, zone, group, start, end, rate in rows:
+        tariffs[(branch_id, codes[service_id], zone, group)].append((start, end, rate))
     return _Ref(
-        suppliers={code: row.id for code, row in suppliers.items()},
-        branches={code: row.id for code, row in branches.items()},
-        branch_specs={branches[spec.code].id: spec for spec in BRANCHES},
-        services={code: row.id for code, row in services.items()},
-        service_supplier={spec.code: suppliers[spec.supplier].id for spec in SERVICES},
+        suppliers=suppliers,
+        branches=branches,
+        branch_specs={branches[spec.code]: spec for spec in BRANCHES},
+        services=services,
+        service_supplier={spec.code: suppliers[spec.supplier] for spec in SERVICES},
         tariffs=dict(tariffs),
     )
 
@@ -740,29 +850,10 @@ async def _core_accounts(
     counts: dict[str, int],
 ) -> list[tuple[_AccountSpec, Account]]:
     out: list[tuple[_AccountSpec, Account]] = []
-    created = _at(add_months(month_start(today), -months - 2), 9)
-    for spec in CORE_ACCOUNTS:
-        owner_last, owner_first, owner_middle = spec.owner
-        account = Account(
-            branch_id=ref.branches[spec.branch],
-            number=spec.number,
-            owner_last_name=owner_last,
-            owner_first_name=owner_first,
-            owner_middle_name=owner_middle,
-            address=spec.address,
-            total_area=spec.total_area,
-            living_area=spec.living_area,
-            owners_count=spec.owners,
-            registered_count=spec.registered,
-            residing_count=spec.residing,
-            rooms=spec.rooms,
-            stove_type=spec.stove,
-            electric_heating=spec.electric_heating,
-            e_receipt_allowed=True,
-            created_at=created,
-            updated_at=created,
-        )
-        _add(session, counts, account)
+    for spec in CORE_ACCOUNTS:  # imported with the reference data (:func:`reference_set`)
+        account = (
+            await session.execute(select(Account).where(Account.billing_id == f"{spec.branch}-{spec.number}"))
+        ).scalar_one()
         out.append((spec, account))
     await session.flush()
     linked = _at(add_months(month_start(today), -months - 1) + dt.timedelta(days=9), 19, 50)
@@ -770,39 +861,6 @@ async def _core_accounts(
         await session.execute(select(PaymentMethod.id).where(PaymentMethod.user_id == users["ivanov"].id))
     ).scalar_one()
     for position, (spec, account) in enumerate(out):
-        for service, scheme in spec.services:
-            _add(
-                session,
-                counts,
-                AccountService(
-                    account_id=account.id,
-                    service_id=ref.services[service],
-                    zone_scheme=scheme,
-                    started_on=spec.opened,
-                ),
-            )
-        for meter in spec.meters:
-            _add(
-                session,
-                counts,
-                Meter(
-                    account_id=account.id,
-                    service_id=ref.services[meter.service],
-                    serial=meter.serial,
-                    model=meter.model,
-                    zone_scheme=meter.scheme,
-                    digits=meter.digits,
-                    decimals=meter.decimals,
-                    location=meter.location,
-                    installed_at=meter.installed,
-                    verified_at=meter.verified,
-                    verification_due=meter.verification_due,
-                    seal_number=meter.seal,
-                    sealed_at=meter.installed,
-                    created_at=created,
-                    updated_at=created,
-                ),
-            )
         if spec.user is not None:
             link = UserAccount(
                 user_id=users[spec.user].id,
