@@ -155,7 +155,7 @@ def _positional(resolver: Any) -> str | None:
     self_parameter = resolver.self_parameter
     parent = resolver.parent_parameter or resolver.root_parameter
     info = resolver.info_parameter
-    slots = []
+    slots: list[Any] = []
     for parameter in inspect.signature(resolver.wrapped_func).parameters.values():
         if parameter.kind not in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
             return None
@@ -176,6 +176,7 @@ def _enum_names(type_: Any) -> tuple[type | None, dict[Any, str] | None]:
     if type(type_) is not CustomGraphQLEnumType:
         return None, None
     names: dict[Any, str] = {}
+    member: Any
     for member in type_.wrapped_cls:
         for name, value in type_.values.items():
             if member.value == value.value:

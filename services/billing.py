@@ -260,7 +260,18 @@ async def payments(
     for row in rows:
         method = PaymentMethodKind(row[7]) if row[7] is not None else None
         channel = PaymentChannel(row[9]) if row[9] in PaymentChannel.__members__ else PaymentChannel.OTHER
-        line = PaymentLine(*row[:7], method, row[8], channel)  # type: ignore[arg-type]
+        line = PaymentLine(
+            id=row[0],
+            payment_id=row[1],
+            account_id=row[2],
+            supplier_id=row[3],
+            period=row[4],
+            amount=row[5],
+            paid_at=row[6],
+            method=method,
+            is_autopay=row[8],
+            channel=channel,
+        )
         out[line.account_id].append(line)
     return out
 
