@@ -26,7 +26,10 @@ def parse_year_month(value: object) -> dt.date:
     """``"2026-10"`` → ``date(2026, 10, 1)``; anything else is a GraphQL input error."""
     if not isinstance(value, str) or not (match := _YEAR_MONTH.match(value)):
         raise InvalidScalarValue(f'YearMonth must look like "2026-10", got {value!r}')
-    return dt.date(int(match.group(1)), int(match.group(2)), 1)
+    try:
+        return dt.date(int(match.group(1)), int(match.group(2)), 1)
+    except ValueError as error:  # year 0000, month 13: the right form, but no such month
+        raise InvalidScalarValue(f"No such month: {value!r}") from error
 
 
 def serialize_year_month(value: dt.date) -> str:

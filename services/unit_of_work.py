@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -260,8 +261,16 @@ def _dml(state: ORMExecuteState) -> str | None:
     if isinstance(statement, TextClause):
         head = statement.text.lstrip().split(None, 1)[:1]
         if head and head[0].upper() in ("INSERT", "UPDATE", "DELETE", "MERGE", "TRUNCATE", "WITH"):
-            return "sql"
+            simple = _SIMPLE_DML.match(statement.text)
+            return simple.group(1).lower() if simple else "sql"
     return None
+
+
+_SIMPLE_DML = re.compile(
+    r"\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM|TRUNCATE(?:\s+TABLE)?)\s+([a-z_][a-z0-9_]*)\b", re.IGNORECASE
+)
+"""A textual statement that writes one named table (its name counts like an ORM write's: a ``private=``
+declaration covers it); anything else (CTEs, MERGE) counts as ``sql`` and needs a real declaration."""
 
 
 def watch(session_class: type[Session], after_commit: Callable[[Record], None]) -> None:
