@@ -479,11 +479,12 @@ async def documents(
 ) -> Page[Document] | None:
     """G1: documents of a visible account; None when not visible."""
     require_viewer(info)
+    cursor = decode_cursor(after)  # a malformed cursor is INVALID_CURSOR whoever's account it names
     account_ids = await _account_ids(info, account_global_id)
     if not account_ids:
         return None
     async with info.context.session() as session:
-        return await service.document_page(session, account_ids, first=first, after=decode_cursor(after))
+        return await service.document_page(session, account_ids, first=first, after=cursor)
 
 
 async def upload_document(info: Info, data: Any) -> Outcome:

@@ -119,6 +119,23 @@ NOT_PERSONAL: Final[Mapping[str, frozenset[str]]] = {
             "RetryLaterError",
             "TooManyLinkAttemptsError",
             "WrongCodeError",
+            # each domain's default error type (schema.errors: XxxInputError implements XxxError)
+            *(
+                f"{domain}InputError"
+                for domain in (
+                    "Reading",
+                    "Account",
+                    "Identity",
+                    "Payment",
+                    "Appeal",
+                    "Notification",
+                    "Shop",
+                    "Faq",
+                    "Survey",
+                    "Promotion",
+                    "Office",
+                )
+            ),
         )
     },
     **{
