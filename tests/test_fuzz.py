@@ -458,8 +458,9 @@ CONNECTIONS = [
     "{ notifications(first: 2, after: $after) { edges { node { id } } } }",
     "{ appeals(first: 2, after: $after) { edges { node { id } } } }",
     "{ applications(first: 2, after: $after) { edges { node { id } } } }",
-    '{ documents(accountId: "' + b64("Account:1") + '", first: 2, after: $after) { edges { node { id } } } }',
+    '{ documents(accountId: "ACCOUNT", first: 2, after: $after) { edges { node { id } } } }',
 ]
+"""Every connection taking ``after`` (ACCOUNT: the customer's own account, so the cursor is what is judged)."""
 
 
 def assert_clean(body: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
@@ -472,8 +473,10 @@ async def test_issue16_cursor_of_the_wrong_shape_is_invalid_cursor(
     api: Api, customer_token: str, cursor: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR)
+    mine = await api.gql("{ accounts(first: 1) { edges { node { id } } } }", token=customer_token)
+    account = mine["data"]["accounts"]["edges"][0]["node"]["id"]
     for connection in CONNECTIONS:
-        query = "query($after: String) " + connection
+        query = "query($after: String) " + connection.replace("ACCOUNT", account)
         body = await api.gql(query, token=customer_token, after=cursor)
         assert_clean(body, caplog)
         assert body["errors"][0]["extensions"]["code"] == "INVALID_CURSOR", (connection, body)
