@@ -460,7 +460,7 @@ CONNECTIONS = [
     "{ applications(first: 2, after: $after) { edges { node { id } } } }",
     '{ documents(accountId: "ACCOUNT", first: 2, after: $after) { edges { node { id } } } }',
 ]
-"""Every connection taking ``after`` (ACCOUNT: the customer's own account, so the cursor is what is judged)."""
+"""Every connection taking ``after`` (ACCOUNT: the customer's own account: the cursor is judged)."""
 
 
 def assert_clean(body: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
