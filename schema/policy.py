@@ -111,7 +111,6 @@ NOT_PERSONAL: Final[Mapping[str, frozenset[str]]] = {
         name: _ERROR_FIELDS
         for name in (
             "AmountTooSmallError",
-            "InputError",
             "ReadingBelowPreviousError",
             "ReadingDoesNotFitMeterError",
             "ReadingWindowClosedError",

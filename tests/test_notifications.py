@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from app.db import Database
 from app.demo import DEMO_PHONE_E164
 from app.settings import Settings
+from models.accounts import UserAccount
 from models.identity import Consent, ConsentKind, User
 from models.notifications import Notification, NotificationCategory
 from models.outbox import OutboxChannel, OutboxMessage
@@ -544,19 +545,24 @@ async def test_I6_deep_links_in_data_are_global_ids(api: Any, db: Database, cust
     """Producers store database ids; clients get global IDs they can pass to `node` (issue 20)."""
     user_id = await _user_id(db, DEMO_PHONE_E164)
     async with db.session() as session:
+        account_id = (
+            await session.execute(
+                select(func.min(UserAccount.account_id)).where(UserAccount.user_id == user_id)
+            )
+        ).scalar_one()
         await notify(
             session,
             user_id=user_id,
             category=NotificationCategory.BILLING,
             title="Ссылки",
             body="Т",
-            data={"accountId": 1, "paymentId": 42, "status": "SUCCEEDED", "period": "2026-10-01"},
+            data={"accountId": account_id, "paymentId": 42, "status": "SUCCEEDED", "period": "2026-10-01"},
         )
         await session.commit()
     page = await api.data("{ notifications(first: 1) { edges { node { data } } } }", token=customer_token)
     data = page["notifications"]["edges"][0]["node"]["data"]
     assert data == {
-        "accountId": _gid("Account", 1),
+        "accountId": _gid("Account", account_id),
         "paymentId": _gid("Payment", 42),
         "status": "SUCCEEDED",
         "period": "2026-10-01",

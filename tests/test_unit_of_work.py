@@ -1275,9 +1275,12 @@ async def test_issue19_a_write_that_declares_nothing_fails_loudly(db: Database) 
     with pytest.raises(UndeclaredWrite, match="faq_entries"):
         async with db.unit_of_work() as uow:
             await uow.session.execute(delete(FaqEntry))
-    with pytest.raises(UndeclaredWrite, match="sql"):
+    with pytest.raises(UndeclaredWrite, match="faq_entries"):  # textual, one named table
         async with db.unit_of_work() as uow:
             await uow.session.execute(text("DELETE FROM faq_entries"))
+    with pytest.raises(UndeclaredWrite, match="sql"):  # textual, anything else
+        async with db.unit_of_work() as uow:
+            await uow.session.execute(text("WITH gone AS (DELETE FROM faq_entries RETURNING id) SELECT 1"))
     with pytest.raises(UndeclaredWrite, match="faq_entries"):
         async with db.unit_of_work() as uow:
             touch(uow.session, private=AuditLogEntry)
