@@ -545,6 +545,55 @@ async def test_D4_issue18_payments_from_other_channels_show_in_the_history_with_
     assert all(entry["method"] in ("CARD", "SBP") for entry in cabinet)
 
 
+BALANCE_AND_PAID = """query($id: ID!, $filter: StatisticsFilter!) { node(id: $id) { ... on Account {
+  balance { amount billedPeriod suppliers { amount supplier { inn } } }
+  statistics(filter: $filter) { supplier { inn } points { period value } } } } }"""
+
+
+async def test_B4_D6_issue18_payments_from_other_channels_count_in_the_balance_and_the_chart(
+    api: Any, db: Any, keyed: Any, customer_token: str
+) -> None:
+    """A bank payment billing credits after its last closed period lowers the balance at once (B4) like a
+    cabinet payment does; one in a closed period is already in billing's closing balance and changes
+    nothing there but shows in the PAYMENTS chart (D6) next to cabinet payments."""
+    account = gid("Account", await demo_account_id(db))
+    supplier = await supplier_of(db, "ELECTRICITY")
+    inn = supplier.removeprefix("S")
+    chart = {"kind": "PAYMENTS", "from": period(-2), "to": period(-1)}  # D8: charts end at last month
+
+    async def read() -> tuple[Decimal, Decimal, dict[str, Decimal]]:
+        node = (await api.data(BALANCE_AND_PAID, token=customer_token, id=account, filter=chart))["node"]
+        line = next(s for s in node["balance"]["suppliers"] if s["supplier"]["inn"] == inn)
+        [series] = [s for s in node["statistics"] if s["supplier"]["inn"] == inn] or [{"points": []}]
+        points = {p["period"]: Decimal(p["value"]) for p in series["points"]}
+        return Decimal(node["balance"]["amount"]), Decimal(line["amount"]), points
+
+    total, electricity, paid = await read()
+    billed = (await api.data(BALANCE_AND_PAID, token=customer_token, id=account, filter=chart))["node"]
+    assert billed["balance"]["billedPeriod"] == period(-1)  # the demo's last closed period
+
+    def row(billing_id: str, month: int, amount: str) -> dict[str, Any]:
+        year, number = map(int, period(month).split("-"))
+        return {
+            "billing_id": billing_id,
+            "account": DEMO_ACCOUNT,
+            "supplier": supplier,
+            "period": dt.date(year, number, 1),
+            "paid_on": dt.date(year, number, 1),
+            "amount": Decimal(amount),
+            "channel": "BANK",
+        }
+
+    rows = [row("EXT-B4-OPEN", 0, "250.50"), row("EXT-B4-CLOSED", -1, "99.99")]
+    imported = await post_set(api, {"payments.csv": render("payments", rows)})
+    assert imported.status_code == 200, imported.text
+
+    total_after, electricity_after, paid_after = await read()
+    assert total_after == total - Decimal("250.50")
+    assert electricity_after == electricity - Decimal("250.50")
+    assert paid_after[period(-1)] == paid.get(period(-1), Decimal("0")) + Decimal("99.99")
+
+
 async def current_readings(db: Any, ids: list[int]) -> list[Any]:
     """(meter, zone, period, value, accepted, source) of the readings of those meter zones and periods that
     nothing superseded."""
