@@ -140,7 +140,10 @@ async def balances(session: AsyncSession, account_ids: Sequence[int]) -> list[Ac
         found.billed_period = row.period
         found.suppliers.append(SupplierBalance(row.supplier_id, row.closing, row.closing, ZERO))
     paid = await session.execute(_PAID_SINCE, params)
-    for account_id, supplier_id, total in paid:
+    for paid_row in paid:
+        account_id: int = paid_row[0]
+        supplier_id: int = paid_row[1]
+        total: Decimal = paid_row[2]
         found = result[account_id]
         line = next((line for line in found.suppliers if line.supplier_id == supplier_id), None)
         if line is None:
@@ -407,8 +410,8 @@ async def statistics(
             paid.c.supplier_id, paid.c.period
         )
         values: dict[tuple[int | None, Zone | None, int | None], dict[dt.date, Decimal]] = defaultdict(dict)
-        for supplier_id, month, total in await session.execute(stmt):
-            values[(None, None, supplier_id)][month] = total
+        for row in await session.execute(stmt):
+            values[(None, None, row[0])][row[1]] = row[2]
     else:
         measure = (
             Charge.volume if kind is StatisticsKind.CONSUMPTION else Charge.amount + Charge.recalculation
