@@ -404,9 +404,17 @@ class _Lines:
 
 
 async def import_batch(
-    session: AsyncSession, files: Mapping[str, bytes], *, storage: Storage, now: dt.datetime
+    session: AsyncSession,
+    files: Mapping[str, bytes],
+    *,
+    storage: Storage,
+    now: dt.datetime,
+    announce: bool = True,
 ) -> ImportReport:
-    """Apply one batch in the caller's transaction; raises :class:`ImportRefused` (roll back) on any error."""
+    """Apply one batch in the caller's transaction; raises :class:`ImportRefused` (roll back) on any error.
+
+    ``announce=False`` (a history load, e.g. ``kabinet demo``): the receipts are recorded as announced
+    but nobody is notified (:func:`declare_effects`)."""
     started = time.perf_counter()
     heads, problems = read_batch(files)
     if problems:
@@ -470,7 +478,7 @@ async def import_batch(
         step = time.perf_counter()
         await analytics.refresh(session, periods=report.periods)
         report.analytics_seconds = time.perf_counter() - step
-    await declare_effects(session, raw, report, now)
+    await declare_effects(session, raw, report, now, announce=announce)
     return report
 
 
@@ -655,14 +663,20 @@ async def _store_documents(
 
 
 async def declare_effects(
-    session: AsyncSession, raw: asyncpg.Connection, report: ImportReport, now: dt.datetime
+    session: AsyncSession,
+    raw: asyncpg.Connection,
+    report: ImportReport,
+    now: dt.datetime,
+    *,
+    announce: bool = True,
 ) -> None:
     """THE place where an import declares what it touched (port this to the unit of work).
 
     - cache: every user linked to a changed account, once each, bumped in bulk after COMMIT
       (``events.touch``); everybody when reference data changed;
     - notifications: "new receipt" once per account and user, for the newest receipt the batch added;
-      older receipts added by the same batch are marked as announced so the scheduler stays quiet.
+      older receipts added by the same batch are marked as announced so the scheduler stays quiet;
+      with ``announce=False`` all of them are marked and nobody is notified (history, not news).
     """
     accounts = sorted(report.accounts)
     if accounts:
@@ -673,11 +687,11 @@ async def declare_effects(
     # reference data (suppliers, branches, services, tariffs) shows in the answers of Reference.BRANCHES
     events.touch(session, users=report.users, reference=Reference.BRANCHES if report.reference else ())
     if report.new_receipts:
-        report.notified = await _announce_receipts(session, raw, report, now)
+        report.notified = await _announce_receipts(session, raw, report, now, notify=announce)
 
 
 async def _announce_receipts(
-    session: AsyncSession, raw: asyncpg.Connection, report: ImportReport, now: dt.datetime
+    session: AsyncSession, raw: asyncpg.Connection, report: ImportReport, now: dt.datetime, *, notify: bool
 ) -> int:
     from services.scheduler import new_receipt_notice  # the scheduler's wording, one source
 
@@ -698,6 +712,8 @@ async def _announce_receipts(
         accounts,
         now,
     )
+    if not notify:
+        return 0
     newest = set(report.new_receipts.values())
     pairs = [tuple(int(part) for part in row["key"].split(":")) for row in claimed]
     notified = 0
