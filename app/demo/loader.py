@@ -1,7 +1,7 @@
 """The demo loader: the core data set. Billing's data comes in through the billing import as production's
 does (issue 18): the master data first (:func:`reference_set`), then the history billing owns — charges,
-balances, receipts and the readings it accepted — as one batch (:class:`_BillingSet`) after the cabinet's
-own rows (users, links, submitted readings, cabinet payments, appeals, content) are inserted through the ORM.
+balances, receipts and the readings it accepted (:class:`_BillingSet`) — after the cabinet's own rows
+(users, links, submitted readings, cabinet payments, appeals, content) are inserted through the ORM.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class _Ref:
 @dataclass
 class _BillingSet:
     """The billing-owned history of the core accounts as billing sends it (issue 18): rows of the exchange
-    entities by column name, imported in one batch through :func:`services.exchange.importer.import_batch`
+    entities by column name, imported through :func:`services.exchange.importer.import_batch`
     (:func:`_import_history`). A reading billing accepted from the cabinet names the cabinet's
     :class:`Reading` in ``cabinet_reading_id`` (its id is known once the ORM has flushed it)."""
 
@@ -140,8 +140,8 @@ class _BillingSet:
     receipts: list[dict[str, Any]] = field(default_factory=list)
     readings: list[dict[str, Any]] = field(default_factory=list)
 
-    def files(self) -> dict[str, bytes]:
-        """The batch: one ``<entity>.csv`` per entity that has rows."""
+    def files(self, *, since: dt.date | None = None, before: dt.date | None = None) -> dict[str, bytes]:
+        """The batch of the periods ``since`` ≤ period < ``before``: ``<entity>.csv`` per entity with rows."""
         readings = [
             {**row, "cabinet_reading_id": cabinet.id}
             if isinstance(cabinet := row.get("cabinet_reading_id"), Reading)
@@ -155,7 +155,18 @@ class _BillingSet:
             "receipts": self.receipts,
             "readings": readings,
         }
-        return {f"{name}.csv": render(name, rows).encode() for name, rows in entities.items() if rows}
+        return {
+            f"{name}.csv": render(name, chosen).encode()
+            for name, rows in entities.items()
+            if (
+                chosen := [
+                    row
+                    for row in rows
+                    if (since is None or row["period"] >= since)
+                    and (before is None or row["period"] < before)
+                ]
+            )
+        }
 
 
 HISTORY_TABLES = {
@@ -221,9 +232,18 @@ async def load(
                 counts=counts,
                 staff_hashes=staff_password_hashes(staff_passwords),
             )
-            # billing's history in the same transaction: a refused batch leaves no half-loaded demo
-            await _import_history(session, bill, today=today, counts=counts)
+            # billing's history until last month, in the same transaction: a refused batch leaves no
+            # half-loaded demo; then the last closed month, billing's latest batch
+            last = add_months(month_start(today), -1)
+            await session.flush()  # the cabinet readings billing acknowledges get their ids
+            await _import_history(
+                session, bill.files(before=last), now=_at(last, HISTORY_SENT), counts=counts
+            )
             await session.commit()
+            async with db.session() as latest:
+                files = bill.files(since=last)
+                await _import_history(latest, files, now=_at(month_start(today), HISTORY_SENT), counts=counts)
+                await latest.commit()
     if extra_accounts > 0:
         await _load_synthetic(
             db, count=extra_accounts, months=months, today=today, password_hash=password_hash, counts=counts
@@ -265,21 +285,22 @@ async def _load_core(
 
 
 HISTORY_SENT = 3
-"""The hour (Moscow) on the 1st of the current month when billing sent the history batch."""
+"""The hour (Moscow) on the 1st of a month when billing sends the batch of the month it closed."""
 
 
 async def _import_history(
-    session: AsyncSession, bill: _BillingSet, *, today: dt.date, counts: dict[str, int]
+    session: AsyncSession, files: dict[str, bytes], *, now: dt.datetime, counts: dict[str, int]
 ) -> None:
-    """Import the billing-owned history (``bill``) through the billing import, in the caller's transaction,
-    as billing sends it after closing last month. History is not news: nobody is notified of its receipts
-    (they are recorded as announced, so the new-receipt job stays quiet too)."""
-    await session.flush()  # the cabinet readings billing acknowledges get their ids
+    """Import a batch of the billing-owned history through the billing import, in the caller's transaction,
+    sent ``now``. History is not news: the import notifies nobody of its receipts (the new-receipt job
+    still announces the last month's in its first week, as in production)."""
+    if not files:
+        return
     report = await import_batch(
         session,
-        bill.files(),
+        files,
         storage=local_storage(Path("/nonexistent")),  # the batch names no documents
-        now=_at(month_start(today), HISTORY_SENT),
+        now=now,
         announce=False,
     )
     for name, entity in report.entities.items():
@@ -445,6 +466,7 @@ async def _import_reference(db: Database, *, today: dt.date, months: int, counts
         await session.commit()
     for name, entity in report.entities.items():
         counts[name] += entity.inserted
+        counts[f"imported_{name}"] += entity.changed
 
 
 async def _reference_data(session: AsyncSession, *, today: dt.date, months: int) -> _Ref:

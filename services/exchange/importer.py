@@ -413,8 +413,8 @@ async def import_batch(
 ) -> ImportReport:
     """Apply one batch in the caller's transaction; raises :class:`ImportRefused` (roll back) on any error.
 
-    ``announce=False`` (a history load, e.g. ``kabinet demo``): the receipts are recorded as announced
-    but nobody is notified (:func:`declare_effects`)."""
+    ``announce=False`` (a history load, e.g. ``kabinet demo``): the batch notifies nobody of its receipts
+    (:func:`declare_effects`); the new-receipt job still announces those created in its window."""
     started = time.perf_counter()
     heads, problems = read_batch(files)
     if problems:
@@ -676,7 +676,7 @@ async def declare_effects(
       (``events.touch``); everybody when reference data changed;
     - notifications: "new receipt" once per account and user, for the newest receipt the batch added;
       older receipts added by the same batch are marked as announced so the scheduler stays quiet;
-      with ``announce=False`` all of them are marked and nobody is notified (history, not news).
+      not with ``announce=False`` (history, not news).
     """
     accounts = sorted(report.accounts)
     if accounts:
@@ -686,12 +686,12 @@ async def declare_effects(
         report.users = {row["user_id"] for row in users}
     # reference data (suppliers, branches, services, tariffs) shows in the answers of Reference.BRANCHES
     events.touch(session, users=report.users, reference=Reference.BRANCHES if report.reference else ())
-    if report.new_receipts:
-        report.notified = await _announce_receipts(session, raw, report, now, notify=announce)
+    if announce and report.new_receipts:
+        report.notified = await _announce_receipts(session, raw, report, now)
 
 
 async def _announce_receipts(
-    session: AsyncSession, raw: asyncpg.Connection, report: ImportReport, now: dt.datetime, *, notify: bool
+    session: AsyncSession, raw: asyncpg.Connection, report: ImportReport, now: dt.datetime
 ) -> int:
     from services.scheduler import new_receipt_notice  # the scheduler's wording, one source
 
@@ -712,8 +712,6 @@ async def _announce_receipts(
         accounts,
         now,
     )
-    if not notify:
-        return 0
     newest = set(report.new_receipts.values())
     pairs = [tuple(int(part) for part in row["key"].split(":")) for row in claimed]
     notified = 0
