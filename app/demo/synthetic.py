@@ -11,6 +11,7 @@ last in batches of :data:`HISTORY_CHUNK` accounts, then the last closed month in
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ from services.exchange.formats import ENTITIES, FORMAT, VERSION
 from services.exchange.importer import ImportReport, import_batch
 from services.periods import add_months, month_start
 from services.storage import local_storage
+
+log = logging.getLogger("kabinet.demo")
 
 # --- synthetic accounts (bulk, inside PostgreSQL) -----------------------------------------------------------
 
@@ -766,6 +769,13 @@ async def _history_files(
 
 
 def _count(report: ImportReport, counts: dict[str, int]) -> None:
+    log.info(
+        "synthetic batch imported: %s; analytics %.1f s",
+        ", ".join(
+            f"{name} {entity.rows} rows {entity.seconds:.1f} s" for name, entity in report.entities.items()
+        ),
+        report.analytics_seconds,
+    )
     for name, entity in report.entities.items():
         counts[_ENTITY_TABLES[name]] += entity.inserted
         counts[f"imported_{name}"] += entity.changed
