@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 
 from app import demo
 from app.db import Database, async_url
+from app.demo.data import _at
 from migrations import runner
 from models.accounts import Account
 from models.billing import Charge
@@ -107,11 +108,16 @@ async def table_counts(db: Database) -> dict[str, int]:
         }
 
 
+LOADED: dict[str, int] = {}
+"""What :func:`loaded`'s ``demo.load`` answered (rows per table, ``imported_<entity>`` rows the billing
+import changed)."""
+
+
 @pytest.fixture(scope="module")
 async def loaded(scratch_databases: list[str]) -> AsyncIterator[Database]:
     """A database with the core demo set and ``EXTRA`` synthetic accounts."""
     db = await new_database(scratch_databases)
-    await demo.load(db, today=TODAY, months=MONTHS, extra_accounts=EXTRA)
+    LOADED.update(await demo.load(db, today=TODAY, months=MONTHS, extra_accounts=EXTRA))
     yield db
     await db.dispose()
 
@@ -398,3 +404,53 @@ async def test_identity_sequences_are_ahead_of_loaded_ids(loaded: Database) -> N
                 charge.id,
             )
         await session.rollback()
+
+
+async def test_issue18_demo_billing_history_arrives_through_the_billing_import(loaded: Database) -> None:
+    """The demo's billing data (core and synthetic) is what the billing import made of exchange files, the
+    cabinet readings billing accepted are acknowledged (not copied), and the history announces nothing."""
+    from services.scheduler import new_receipt_notifications
+
+    for entity, table in (
+        ("accounts", "accounts"),
+        ("meters", "meters"),
+        ("charges", "charges"),
+        ("balances", "period_balances"),
+        ("receipts", "receipts"),
+    ):  # every row of these tables was inserted by an import
+        assert LOADED[f"imported_{entity}"] == await scalar(loaded, f"SELECT count(*) FROM {table}"), entity
+    for table in ("accounts", "meters", "charges"):
+        assert await scalar(loaded, f"SELECT count(*) FROM {table} WHERE billing_id IS NULL") == 0, table
+    # accepted readings: billing's ids; the accepted ones the import made equal all accepted readings
+    assert await scalar(loaded, "SELECT count(*) FROM readings WHERE accepted AND billing_id IS NULL") == 0
+    assert LOADED["imported_readings"] == await scalar(loaded, "SELECT count(*) FROM readings WHERE accepted")
+    # a reading submitted in the cabinet and accepted by billing is the cabinet's own row (E2)
+    acknowledged = await scalar(
+        loaded,
+        """SELECT count(*) FROM readings r JOIN accounts a ON a.id = r.account_id
+           WHERE a.number = :n AND r.accepted AND r.submission_id IS NOT NULL
+             AND r.submitted_by_user_id IS NOT NULL AND r.billing_id LIKE 'R-%'""",
+        n=demo.DEMO_ACCOUNT_NUMBER,
+    )
+    assert isinstance(acknowledged, int) and acknowledged > 0
+    assert (
+        await scalar(
+            loaded,
+            """SELECT count(*) FROM (SELECT meter_id, zone, period FROM readings
+               WHERE superseded_by_id IS NULL GROUP BY meter_id, zone, period
+               HAVING count(*) > 1) AS twice""",
+        )
+        == 0
+    )
+    # history is not news: the import notified nobody, nothing went into the change feed, and the
+    # new-receipt job announces at most the last closed month's receipt (in its first week, as in production)
+    assert LOADED["imported_notified"] == 0
+    assert await scalar(loaded, "SELECT count(*) FROM notifications WHERE title ~ '^Квитанция за [0-9]'") == 0
+    assert await scalar(loaded, "SELECT count(*) FROM exchange_changes") == 0
+    await new_receipt_notifications(loaded.unit_of_work, _at(TODAY, 10))
+    announced = await scalar(
+        loaded,
+        "SELECT count(*) FROM notifications WHERE title ~ '^Квитанция за [0-9]' AND title <> :last",
+        last=f"Квитанция за {LAST_BILLED:%m.%Y}",
+    )
+    assert announced == 0

@@ -2,10 +2,12 @@
 benchmarks run against.
 
 - :mod:`app.demo.data` — the fictitious people, accounts, suppliers, tariffs and content, and their logins;
-- :mod:`app.demo.loader` — loads the core set (:func:`load`); billing's master data of it (suppliers,
-  branches, services, tariffs, core accounts, their services and meters) only through the billing import
-  (:func:`app.demo.loader.reference_set`);
-- :mod:`app.demo.synthetic` — appends synthetic accounts for benchmarks, generated inside PostgreSQL;
+- :mod:`app.demo.loader` — loads the core set (:func:`load`); billing's data of it only through the billing
+  import: the master data (suppliers, branches, services, tariffs, core accounts, their services and
+  meters, :func:`app.demo.loader.reference_set`), then the history (charges, balances, receipts, accepted
+  readings acknowledging the cabinet's) after the cabinet's own rows;
+- :mod:`app.demo.synthetic` — appends synthetic accounts for benchmarks, generated inside PostgreSQL, their
+  billing data written as exchange files by PostgreSQL and imported the same way;
 - :mod:`app.demo.exchange` — writes the billing-owned part of the data as a billing exchange set and
   imports it through :mod:`services.exchange` (what ``kabinet demo`` runs after loading).
 """

@@ -1,8 +1,9 @@
-"""The demo data through the billing exchange (issue 18): ``kabinet demo`` writes the billing-owned part of
-the demo data (branches, suppliers, services, tariffs with their approving documents, accounts, meters,
-charges, balances, receipts, accepted readings) as an exchange set and imports it through the same path
-production uses (:func:`services.exchange.importer.import_batch`). The import adds what the loader cannot:
-the tariff documents (C4), so ``tariffs { document { url } }`` downloads in the demo.
+"""The demo data through the billing exchange (issue 18): :func:`app.demo.load` already brings every
+billing-owned row in through :func:`services.exchange.importer.import_batch`; ``kabinet demo`` then writes
+the billing-owned part of the loaded data (branches, suppliers, services, tariffs with their approving
+documents, accounts, meters, charges, balances, receipts, accepted readings) as an exchange set and imports
+it again: the rows are unchanged, and the import adds the tariff documents (C4), so
+``tariffs { document { url } }`` downloads in the demo.
 
 ``python -m app.demo.exchange DIR`` writes the small sample set published in ``docs/exchange/sample``
 (the demo customers' accounts, the last two periods) from the database at ``DATABASE_URL``.

@@ -1,5 +1,8 @@
-"""The demo loader: the core data set — billing's master data through the billing import
-(:func:`reference_set`), the rest inserted through the ORM."""
+"""The demo loader: the core data set. Billing's data comes in through the billing import as production's
+does (issue 18): the master data first (:func:`reference_set`), then the history billing owns — charges,
+balances, receipts and the readings it accepted (:class:`_BillingSet`) — after the cabinet's own rows
+(users, links, submitted readings, cabinet payments, appeals, content) are inserted through the ORM.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import math
 import random
 import secrets
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -62,7 +65,6 @@ from models.appeals import (
     RequestEventKind,
     RequestStatus,
 )
-from models.billing import Charge, PeriodBalance, Receipt
 from models.branches import Branch, Service, Supplier
 from models.content import (
     FaqEntry,
@@ -95,7 +97,6 @@ from models.tariffs import Tariff, Zone
 from services import clock
 from services.exchange.formats import render
 from services.exchange.importer import import_batch
-from services.exchange.writer import assign_billing_ids
 from services.passwords import hash_password
 from services.periods import add_months, month_start
 from services.storage import local_storage
@@ -114,12 +115,68 @@ class _Ref:
     service_supplier: dict[str, int]
     # (branch id, service code, zone, group) → [(valid_from, valid_to, rate)]
     tariffs: dict[tuple[int, str, Zone, str | None], list[tuple[dt.date, dt.date | None, Decimal]]]
+    supplier_keys: dict[int, str]  # supplier id → its billing id
+
+    def supplier_key(self, supplier_id: int) -> str:
+        return self.supplier_keys[supplier_id]
 
     def rate(self, branch_id: int, service: str, zone: Zone, group: str | None, period: dt.date) -> Decimal:
         for start, end, rate in self.tariffs[(branch_id, service, zone, group)]:
             if start <= period and (end is None or period <= end):
                 return rate
         raise LookupError(f"no tariff for {service} {zone} on {period}")
+
+
+@dataclass
+class _BillingSet:
+    """The billing-owned history of the core accounts as billing sends it (issue 18): rows of the exchange
+    entities by column name, imported through :func:`services.exchange.importer.import_batch`
+    (:func:`_import_history`). A reading billing accepted from the cabinet names the cabinet's
+    :class:`Reading` in ``cabinet_reading_id`` (its id is known once the ORM has flushed it)."""
+
+    charges: list[dict[str, Any]] = field(default_factory=list)
+    balances: list[dict[str, Any]] = field(default_factory=list)
+    payments: list[dict[str, Any]] = field(default_factory=list)
+    receipts: list[dict[str, Any]] = field(default_factory=list)
+    readings: list[dict[str, Any]] = field(default_factory=list)
+
+    def files(self, *, since: dt.date | None = None, before: dt.date | None = None) -> dict[str, bytes]:
+        """The batch of the periods ``since`` ≤ period < ``before``: ``<entity>.csv`` per entity with rows."""
+        readings = [
+            {**row, "cabinet_reading_id": cabinet.id}
+            if isinstance(cabinet := row.get("cabinet_reading_id"), Reading)
+            else row
+            for row in self.readings
+        ]
+        entities = {
+            "charges": self.charges,
+            "balances": self.balances,
+            "payments": self.payments,
+            "receipts": self.receipts,
+            "readings": readings,
+        }
+        return {
+            f"{name}.csv": render(name, chosen).encode()
+            for name, rows in entities.items()
+            if (
+                chosen := [
+                    row
+                    for row in rows
+                    if (since is None or row["period"] >= since)
+                    and (before is None or row["period"] < before)
+                ]
+            )
+        }
+
+
+HISTORY_TABLES = {
+    "charges": "charges",
+    "balances": "period_balances",
+    "payments": "external_payments",
+    "receipts": "receipts",
+    "readings": "readings",
+}
+"""Exchange entity → the table it fills."""
 
 
 def staff_password_hashes(staff_passwords: bool) -> dict[UserRole, str]:
@@ -165,16 +222,28 @@ async def load(
             await _import_reference(db, today=today, months=months, counts=counts)
             # the demo history is not news for billing: keep it out of the change feed (issue 18)
             await session.execute(text("SET LOCAL kabinet.exchange = 'import'"))
+            bill = _BillingSet()
             await _load_core(
                 session,
+                bill,
                 today=today,
                 months=months,
                 password_hash=password_hash,
                 counts=counts,
                 staff_hashes=staff_password_hashes(staff_passwords),
             )
-            await assign_billing_ids(session)  # the ids billing would know the demo rows by (issue 18)
+            # billing's history until last month, in the same transaction: a refused batch leaves no
+            # half-loaded demo; then the last closed month, billing's latest batch
+            last = add_months(month_start(today), -1)
+            await session.flush()  # the cabinet readings billing acknowledges get their ids
+            await _import_history(
+                session, bill.files(before=last), now=_at(last, HISTORY_SENT), counts=counts
+            )
             await session.commit()
+            async with db.session() as latest:
+                files = bill.files(since=last)
+                await _import_history(latest, files, now=_at(month_start(today), HISTORY_SENT), counts=counts)
+                await latest.commit()
     if extra_accounts > 0:
         await _load_synthetic(
             db, count=extra_accounts, months=months, today=today, password_hash=password_hash, counts=counts
@@ -188,6 +257,7 @@ async def load(
 
 async def _load_core(
     session: AsyncSession,
+    bill: _BillingSet,
     *,
     today: dt.date,
     months: int,
@@ -206,10 +276,37 @@ async def _load_core(
     )
     accounts = await _core_accounts(session, ref, users, today=today, months=months, counts=counts)
     for spec, account in accounts:
-        await _core_history(session, ref, spec, account, users, today=today, months=months, counts=counts)
+        await _core_history(
+            session, ref, bill, spec, account, users, today=today, months=months, counts=counts
+        )
     await _requests_and_documents(session, ref, users, accounts, today=today, counts=counts)
     await _content(session, ref, users, accounts, today=today, counts=counts)
     await _fix_sequences(session, _CORE_TABLES)
+
+
+HISTORY_SENT = 3
+"""The hour (Moscow) on the 1st of a month when billing sends the batch of the month it closed."""
+
+
+async def _import_history(
+    session: AsyncSession, files: dict[str, bytes], *, now: dt.datetime, counts: dict[str, int]
+) -> None:
+    """Import a batch of the billing-owned history through the billing import, in the caller's transaction,
+    sent ``now``. History is not news: the import notifies nobody of its receipts (the new-receipt job
+    still announces the last month's in its first week, as in production)."""
+    if not files:
+        return
+    report = await import_batch(
+        session,
+        files,
+        storage=local_storage(Path("/nonexistent")),  # the batch names no documents
+        now=now,
+        announce=False,
+    )
+    for name, entity in report.entities.items():
+        counts[HISTORY_TABLES[name]] += entity.inserted
+        counts[f"imported_{name}"] += entity.changed
+    counts["imported_notified"] += report.notified
 
 
 def _add(session: AsyncSession, counts: dict[str, int], *rows: Any) -> None:
@@ -369,6 +466,7 @@ async def _import_reference(db: Database, *, today: dt.date, months: int, counts
         await session.commit()
     for name, entity in report.entities.items():
         counts[name] += entity.inserted
+        counts[f"imported_{name}"] += entity.changed
 
 
 async def _reference_data(session: AsyncSession, *, today: dt.date, months: int) -> _Ref:
@@ -415,6 +513,7 @@ async def _reference_data(session: AsyncSession, *, today: dt.date, months: int)
         services=services,
         service_supplier={spec.code: suppliers[spec.supplier] for spec in SERVICES},
         tariffs=dict(tariffs),
+        supplier_keys={suppliers[code]: f"S{fields['inn']}" for code, fields in SUPPLIERS.items()},
     )
 
 
@@ -895,6 +994,7 @@ async def _core_accounts(
 async def _core_history(
     session: AsyncSession,
     ref: _Ref,
+    bill: _BillingSet,
     spec: _AccountSpec,
     account: Account,
     users: dict[str, User],
@@ -903,7 +1003,9 @@ async def _core_history(
     months: int,
     counts: dict[str, int],
 ) -> None:
-    """Readings, charges, payments, balances and receipts of one core account."""
+    """Readings, charges, payments, balances and receipts of one core account: the cabinet's rows (submitted
+    readings, cabinet payments) inserted, billing's (charges, balances, receipts, accepted readings) into
+    ``bill``."""
     if spec.balance == "NEW":
         return
     rng = random.Random(_seed("core", spec.number))
@@ -952,8 +1054,9 @@ async def _core_history(
 
     # readings: a base reading before the history, then one per month in the branch's window
     await _core_readings(
-        session, spec, account, meter_rows, ref, usage, user, branch, periods, today, rng, counts
+        session, bill, spec, account, meter_rows, ref, usage, user, branch, periods, today, rng, counts
     )
+    key = f"{spec.branch}-{spec.number}"  # the account's billing id
 
     # charges
     recalc_months = (
@@ -962,7 +1065,6 @@ async def _core_history(
         else {months - 9: Decimal("-0.25")}
     )
     charged: dict[tuple[int, int], Decimal] = defaultdict(Decimal)  # (month index, supplier id) → total
-    rows: list[dict[str, Any]] = []
     for (service, zone), volumes in sorted(
         usage.items(), key=lambda item: (ref.services[item[0][0]], item[0][1])
     ):
@@ -980,22 +1082,21 @@ async def _core_history(
                 and zone in (Zone.SINGLE, Zone.DAY)
             ):
                 recalculation = _money(amount * recalc_months[m])
-            rows.append(
+            bill.charges.append(
                 {
-                    "account_id": account.id,
+                    "billing_id": f"C-{spec.number}-{period:%Y-%m}-{service}" + (f"-{zone}" if zoned else ""),
+                    "account": key,
                     "period": period,
-                    "service_id": ref.services[service],
-                    "supplier_id": supplier_id,
-                    "zone": zone if zoned else None,
+                    "service": service,
+                    "supplier": ref.supplier_key(supplier_id),
+                    "zone": zone.value if zoned else None,
                     "volume": volume,
                     "rate": rate,
                     "amount": amount,
                     "recalculation": recalculation,
-                    "created_at": _at(add_months(period, 1), 3),
                 }
             )
             charged[(m, supplier_id)] += amount + recalculation
-    await _insert(session, counts, Charge, rows)
 
     # payments: in month t the charges of month t-1 are paid (t = months is the current month)
     suppliers = sorted({supplier for _, supplier in charged})
@@ -1047,8 +1148,6 @@ async def _core_history(
 
     # balances per supplier and month, receipts per month
     closing_by_supplier = dict.fromkeys(suppliers, Decimal("0.00"))
-    balance_rows: list[dict[str, Any]] = []
-    receipt_rows: list[dict[str, Any]] = []
     for m, period in enumerate(periods):
         total = Decimal("0.00")
         for supplier in suppliers:
@@ -1056,29 +1155,25 @@ async def _core_history(
             closing = opening + charged[(m, supplier)] - paid[(m, supplier)]
             closing_by_supplier[supplier] = closing
             total += closing
-            balance_rows.append(
+            bill.balances.append(
                 {
-                    "account_id": account.id,
-                    "supplier_id": supplier,
+                    "account": key,
+                    "supplier": ref.supplier_key(supplier),
                     "period": period,
                     "opening": opening,
                     "charged": charged[(m, supplier)],
                     "paid": paid[(m, supplier)],
                     "closing": closing,
-                    "created_at": _at(add_months(period, 1), 3),
                 }
             )
-        receipt_rows.append(
+        bill.receipts.append(
             {
-                "account_id": account.id,
+                "account": key,
                 "period": period,
                 "total_due": total,
                 "due_date": _day_of(add_months(period, 1), 10),
-                "created_at": _at(add_months(period, 1), 4),
             }
         )
-    await _insert(session, counts, PeriodBalance, balance_rows)
-    await _insert(session, counts, Receipt, receipt_rows)
 
 
 async def _core_payment(
@@ -1197,6 +1292,7 @@ _SOURCES = (
 
 async def _core_readings(
     session: AsyncSession,
+    bill: _BillingSet,
     spec: _AccountSpec,
     account: Account,
     meter_rows: dict[int, Meter],
@@ -1209,6 +1305,9 @@ async def _core_readings(
     rng: random.Random,
     counts: dict[str, int],
 ) -> None:
+    """The readings of one core account. Readings submitted in the cabinet (customers, operators) are the
+    cabinet's rows; billing acknowledges those it accepted (``cabinet_reading_id``, E2). The base reading
+    before the history and the meter data (AMI) are billing's own: they come only through the import."""
     if not spec.meters:
         return
     current = month_start(today)
@@ -1228,8 +1327,9 @@ async def _core_readings(
         by_user = (
             user.id if user is not None and source in (ReadingSource.CABINET, ReadingSource.MOBILE) else None
         )
+        billings = r == 0 or source is ReadingSource.AMI  # billing's own: not submitted in the cabinet
         submission = None
-        if r > 0:
+        if not billings:
             submission = ReadingSubmission(
                 account_id=account.id, user_id=by_user, source=source, period=period, created_at=submitted
             )
@@ -1244,54 +1344,52 @@ async def _core_readings(
                 elif r > len(periods):  # current month: about the usual consumption so far
                     values[(meter.id, zone)] += usage[(meter_spec.service, zone)][-1]
                 value = values[(meter.id, zone)]
-                # once a year the customer first sent a mistyped value and corrected it in the same window
-                if r > 0 and r % 12 == 5 and meter_spec.service == "ELECTRICITY" and user is not None:
-                    wrong = Reading(
-                        meter_id=meter.id,
-                        account_id=account.id,
-                        submission_id=submission.id if submission else None,
-                        zone=zone,
-                        period=period,
-                        value=value + 90,
-                        source=source,
-                        submitted_by_user_id=by_user,
-                        submitted_at=submitted - dt.timedelta(hours=2),
-                        accepted=False,
-                    )
-                    right = Reading(
-                        meter_id=meter.id,
-                        account_id=account.id,
-                        submission_id=submission.id if submission else None,
-                        zone=zone,
-                        period=period,
-                        value=value,
-                        source=source,
-                        submitted_by_user_id=by_user,
-                        submitted_at=submitted,
-                        accepted=True,
-                        accepted_at=accepted_at,
-                    )
-                    _add(session, counts, wrong, right)
-                    await session.flush()
-                    wrong.superseded_by_id = right.id
+                accepted = {
+                    "billing_id": f"R-{spec.number}-{meter_spec.serial}-{zone}-{period:%Y-%m}",
+                    "meter": f"M-{spec.number}-{meter_spec.serial}",
+                    "zone": zone.value,
+                    "period": period,
+                    "value": value,
+                    "accepted_at": accepted_at,
+                    "source": source.value,
+                }
+                if billings:
+                    bill.readings.append(accepted)
                     continue
-                _add(
-                    session,
-                    counts,
-                    Reading(
-                        meter_id=meter.id,
-                        account_id=account.id,
-                        submission_id=submission.id if submission else None,
-                        zone=zone,
-                        period=period,
-                        value=value,
-                        source=source,
-                        submitted_by_user_id=by_user,
-                        submitted_at=submitted,
-                        accepted=period < current or r == 0,
-                        accepted_at=accepted_at if period < current or r == 0 else None,
-                    ),
+                # once a year the customer first sent a mistyped value and corrected it in the same window
+                # (billing accepts the corrected one: it supersedes the typo, E2)
+                if r % 12 == 5 and meter_spec.service == "ELECTRICITY" and user is not None:
+                    _add(
+                        session,
+                        counts,
+                        Reading(
+                            meter_id=meter.id,
+                            account_id=account.id,
+                            submission_id=submission.id if submission else None,
+                            zone=zone,
+                            period=period,
+                            value=value + 90,
+                            source=source,
+                            submitted_by_user_id=by_user,
+                            submitted_at=submitted - dt.timedelta(hours=2),
+                            accepted=False,
+                        ),
+                    )
+                submitted_reading = Reading(
+                    meter_id=meter.id,
+                    account_id=account.id,
+                    submission_id=submission.id if submission else None,
+                    zone=zone,
+                    period=period,
+                    value=value,
+                    source=source,
+                    submitted_by_user_id=by_user,
+                    submitted_at=submitted,
+                    accepted=False,
                 )
+                _add(session, counts, submitted_reading)
+                if period < current:  # billed: billing accepted it
+                    bill.readings.append({**accepted, "cabinet_reading_id": submitted_reading})
     await session.flush()
 
 

@@ -1,15 +1,24 @@
-"""Synthetic accounts for benchmarks, generated in bulk inside PostgreSQL."""
+"""Synthetic accounts for benchmarks, generated in bulk inside PostgreSQL.
+
+Their billing data goes through the billing import as production's does (issue 18): PostgreSQL writes it as
+exchange files (``COPY (SELECT …) TO STDOUT WITH CSV``) that :func:`services.exchange.importer.import_batch`
+reads — the accounts with their services and meters in one batch; then, after the cabinet's own rows
+(users, consents, links, submitted readings, cabinet payments, inserted directly), the history: charges,
+balances, receipts and the readings billing accepted (acknowledging the cabinet's), until the month before
+last in batches of :data:`HISTORY_CHUNK` accounts, then the last closed month in one batch.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import itertools
+import logging
 import re
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.db import Database
 from app.demo.data import (
@@ -28,16 +37,16 @@ from app.demo.data import (
     _fix_sequences,
     synthetic_user_of_account,
 )
+from services.exchange.formats import ENTITIES, FORMAT, VERSION
+from services.exchange.importer import ImportReport, import_batch
 from services.periods import add_months, month_start
+from services.storage import local_storage
+
+log = logging.getLogger("kabinet.demo")
 
 # --- synthetic accounts (bulk, inside PostgreSQL) -----------------------------------------------------------
 
 _SYNTHETIC_NUMBER_RE = "^7[0-9]{7}$"
-SYNTHETIC_CHUNK = _GROUP_SPAN * 250
-"""Accounts per transaction; a multiple of the user group span so no user's accounts straddle two chunks."""
-SYNTHETIC_WORKERS = 2
-"""Connections loading chunks in parallel."""
-
 # Slots give every generated row a fixed id: base + (account slot) * width + row slot.
 _METERS_PER_ACCOUNT = 2  # electricity, cold water (when metered)
 _SERVICES_PER_ACCOUNT = 3  # electricity, cold water, waste
@@ -165,7 +174,7 @@ _PHONE_SQL = f"'+7' || lpad(({SYNTHETIC_PHONE_BASE} + {{u}})::text, 10, '0')"
 
 # Per-account attributes of one chunk, every later statement joins this table.
 SQL_CHUNK_ACCOUNTS = f"""
-CREATE TEMP TABLE demo_acc ON COMMIT DROP AS
+CREATE UNLOGGED TABLE demo_acc AS
 SELECT x.*,
        CASE WHEN x.user_index >= CAST(:u_first AS bigint)
             THEN CAST(:u_base AS bigint) + x.user_index - CAST(:u_first AS bigint)
@@ -179,7 +188,10 @@ SELECT x.*,
            middle_name
 FROM (
     SELECT s.k, s.i,
-           CAST(:acc_base AS bigint) + s.k AS account_id,
+           NULL::bigint AS account_id,  -- the import's (set after the accounts batch)
+           ({SYNTHETIC_NUMBER_BASE} + s.i)::text AS number,
+           b.code || '-' || ({SYNTHETIC_NUMBER_BASE} + s.i)::text AS account_key,
+           b.billing_id AS branch_key,
            b.id AS branch_id, b.reading_window_start_day AS win_start, b.reading_window_end_day AS win_end,
            (s.i / {_GROUP_SPAN}) * {_GROUP_USERS} + (CAST(:user_offsets AS int[]))[1 + s.i % {_GROUP_SPAN}]
                AS user_index,
@@ -226,19 +238,14 @@ SELECT CAST(:cons_base AS bigint) + a.user_id - CAST(:u_base AS bigint), a.user_
 FROM demo_acc AS a WHERE a.first_of_group
 """
 
-SQL_ACCOUNTS = f"""
-INSERT INTO accounts (id, branch_id, number, owner_last_name, owner_first_name, owner_middle_name, address,
-                      total_area, living_area, owners_count, registered_count, residing_count, rooms,
-                          stove_type,
-                      electric_heating, e_receipt_allowed, created_at, updated_at)
-SELECT a.account_id, a.branch_id, ({SYNTHETIC_NUMBER_BASE} + a.i)::text, a.last_name, a.first_name,
-    a.middle_name,
-       a.address, round(22 + a.rooms * 15 + ({_rnd("a.i", 30)} % 900) / 100.0, 2),
-       round((22 + a.rooms * 15) * 0.62, 2), 1 + {_rnd("a.i", 31)} % 2, a.residents + ({_rnd("a.i", 32)} % 5
-           = 0)::int,
-       a.residents, a.rooms, CASE WHEN a.electric_stove THEN 'ELECTRIC' ELSE 'GAS' END, a.electric_heating,
-       {_rnd("a.i", 33)} % 20 <> 0, CAST(:created AS timestamptz), CAST(:created AS timestamptz)
-FROM demo_acc AS a
+CSV_ACCOUNTS = f"""
+SELECT a.account_key, a.branch_key, a.number, a.last_name, a.first_name, a.middle_name, a.address,
+       round(22 + a.rooms * 15 + ({_rnd("a.i", 30)} % 900) / 100.0, 2), round((22 + a.rooms * 15) * 0.62, 2),
+       1 + {_rnd("a.i", 31)} % 2, a.residents + ({_rnd("a.i", 32)} % 5 = 0)::int, a.residents, a.rooms,
+       CASE WHEN a.electric_stove THEN 'ELECTRIC' ELSE 'GAS' END,
+       CASE WHEN a.electric_heating THEN 'true' ELSE 'false' END,
+       CASE WHEN {_rnd("a.i", 33)} % 20 <> 0 THEN 'true' ELSE 'false' END, NULL
+FROM demo_acc AS a ORDER BY a.k
 """
 
 SQL_USER_ACCOUNTS = f"""
@@ -251,22 +258,16 @@ SELECT CAST(:ua_base AS bigint) + a.k, a.user_id, a.account_id,
 FROM demo_acc AS a
 """
 
-SQL_ACCOUNT_SERVICES = f"""
-INSERT INTO account_services (id, account_id, service_id, zone_scheme, started_on)
-SELECT CAST(:as_base AS bigint) + a.k * {_SERVICES_PER_ACCOUNT} + s.slot, a.account_id,
-       (ARRAY[CAST(:svc_electricity AS bigint), CAST(:svc_water AS bigint), CAST(:svc_waste AS bigint)])[1 +
-           s.slot],
+CSV_ACCOUNT_SERVICES = f"""
+SELECT a.account_key, (ARRAY['ELECTRICITY', 'WATER_COLD', 'WASTE'])[1 + s.slot],
        CASE WHEN s.slot = 0 THEN CASE WHEN a.two_zone THEN 'DAY_NIGHT' ELSE 'SINGLE' END END,
-       CAST(:opened AS date)
-FROM demo_acc AS a CROSS JOIN generate_series(0, {_SERVICES_PER_ACCOUNT - 1}) AS s(slot)
+       DATE '{{opened}}', NULL
+FROM demo_acc AS a CROSS JOIN generate_series(0, {_SERVICES_PER_ACCOUNT - 1}) AS s(slot) ORDER BY a.k, s.slot
 """
 
-SQL_METERS = f"""
-INSERT INTO meters (id, account_id, service_id, serial, model, zone_scheme, digits, decimals, location,
-                    installed_at, verified_at, verification_due, seal_number, sealed_at, created_at,
-                        updated_at)
-SELECT CAST(:m_base AS bigint) + a.k * {_METERS_PER_ACCOUNT} + j.slot, a.account_id,
-       CASE WHEN j.slot = 0 THEN CAST(:svc_electricity AS bigint) ELSE CAST(:svc_water AS bigint) END,
+CSV_METERS = f"""
+SELECT 'M-' || a.number || '-' || j.slot, a.account_key,
+       CASE WHEN j.slot = 0 THEN 'ELECTRICITY' ELSE 'WATER_COLD' END,
        lpad(({_rnd("a.i * 2 + j.slot", 50)} * 97 + a.i)::text, 9, '0'),
        CASE WHEN j.slot = 1 THEN 'СГВ-15 «Бетар»' WHEN a.two_zone THEN 'Меркурий 200.02'
             ELSE 'Меркурий 201.8' END,
@@ -275,16 +276,28 @@ SELECT CAST(:m_base AS bigint) + a.k * {_METERS_PER_ACCOUNT} + j.slot, a.account
        CASE WHEN j.slot = 0 THEN 'Лестничная площадка' ELSE 'Санузел' END,
        d.installed, d.installed, d.installed + CASE WHEN j.slot = 0 THEN 5844 ELSE 2191 END,
        CASE WHEN j.slot = 0 THEN 'РЭСК ' ELSE 'ВК ' END || lpad(({_rnd("a.i", 52)})::text, 7, '0'),
-       d.installed, CAST(:created AS timestamptz), CAST(:created AS timestamptz)
+       d.installed, NULL
 FROM demo_acc AS a
-CROSS JOIN LATERAL (SELECT CAST(:installed AS date) - ({_rnd("a.i", 51)} % 1500)::int AS installed) AS d
+CROSS JOIN LATERAL (SELECT DATE '{{installed}}' - ({_rnd("a.i", 51)} % 1500)::int AS installed) AS d
 CROSS JOIN generate_series(0, {_METERS_PER_ACCOUNT - 1}) AS j(slot)
 WHERE j.slot = 0 OR a.water_meter
+ORDER BY a.k, j.slot
+"""
+
+# After the accounts batch: the ids the import gave the accounts and meters.
+SQL_IMPORTED_IDS = f"""
+UPDATE demo_acc AS d SET account_id = acc.id FROM accounts AS acc WHERE acc.billing_id = d.account_key;
+CREATE UNLOGGED TABLE demo_meter AS
+SELECT a.k, j.slot AS meter_slot, m.id AS meter_id, m.billing_id AS meter_key
+FROM demo_acc AS a CROSS JOIN generate_series(0, {_METERS_PER_ACCOUNT - 1}) AS j(slot)
+JOIN meters AS m ON m.billing_id = 'M-' || a.number || '-' || j.slot;
+CREATE INDEX ON demo_acc (k);
+ANALYZE demo_acc, demo_meter
 """
 
 # Consumption per account, month and charge slot; readings and charges are both derived from it.
 SQL_USAGE = f"""
-CREATE TEMP TABLE demo_usage ON COMMIT DROP AS
+CREATE UNLOGGED TABLE demo_usage AS
 SELECT x.k, x.i, x.account_id, x.branch_id, x.m, x.period, c.slot,
        CASE WHEN c.slot < 2 THEN CAST(:svc_electricity AS bigint) WHEN c.slot = 2 THEN CAST(:svc_water AS
            bigint)
@@ -339,28 +352,21 @@ CROSS JOIN LATERAL (SELECT CASE WHEN {_rnd("a.i * 64 + r.r", 70)} % 20 < 9 THEN 
 WHERE src.source IS NOT NULL
 """
 
-# r = 0 is the base reading of the month before the history; r = m + 1 closes month m.
-SQL_READINGS = f"""
-INSERT INTO readings (id, meter_id, account_id, submission_id, zone, period, value, source,
-    submitted_by_user_id,
-                      submitted_at, accepted, accepted_at)
-SELECT CAST(:r_base AS bigint)
-           + ((v.k * {
-    _METERS_PER_ACCOUNT
-} + v.meter_slot) * (CAST(:months AS int) + 1) + v.r) * 2 + v.zone_slot,
-       CAST(:m_base AS bigint) + v.k * {_METERS_PER_ACCOUNT} + v.meter_slot, v.account_id,
-       CASE WHEN src.source IN ('CABINET', 'MOBILE')
-            THEN CAST(:rs_base AS bigint) + v.k * (CAST(:months AS int) + 1) + v.r END,
-       v.zone, (CAST(:p0 AS date) + (v.r - 1) * interval '1 month')::date, v.value, src.source,
-       CASE WHEN src.source IN ('CABINET', 'MOBILE') THEN a.user_id END,
+# r = 0 is the base reading of the month before the history; r = m + 1 closes month m. The base reading and
+# the meter data (AMI) are billing's; the others were submitted in the cabinet and billing acknowledges them.
+SQL_READING_VALUES = f"""
+CREATE UNLOGGED TABLE demo_read AS
+SELECT v.k, v.account_id, v.meter_slot, v.zone, v.r, dm.meter_id, dm.meter_key, a.number, a.user_id,
+       (CAST(:p0 AS date) + (v.r - 1) * interval '1 month')::date AS period, v.value, src.source,
+       (v.r = 0 OR src.source = 'AMI') AS billings, NULL::bigint AS cabinet_id,
        {
     _local(
         "CAST(:p0 AS date) + (v.r - 1) * interval '1 month' + (a.win_start - 1) * interval '1 day'",
         "8 + v.r % 12",
     )
-},
-       true,
+} AS submitted_at,
        {_local("CAST(:p0 AS date) + (v.r - 1) * interval '1 month' + a.win_end * interval '1 day'", "1")}
+           AS accepted_at
 FROM (
     SELECT u.k, u.account_id, u.meter_slot, u.zone_slot, u.zone, u.m + 1 AS r,
            u.base_value + sum(u.volume) OVER (PARTITION BY u.k, u.slot ORDER BY u.m) AS value
@@ -370,6 +376,7 @@ FROM (
     FROM demo_usage AS u WHERE u.metered AND u.m = 0
 ) AS v
 JOIN demo_acc AS a ON a.k = v.k
+JOIN demo_meter AS dm ON dm.k = v.k AND dm.meter_slot = v.meter_slot
 CROSS JOIN LATERAL (SELECT CASE WHEN v.r = 0 THEN 'OPERATOR'
                                 WHEN {_rnd("a.i * 64 + v.r", 70)} % 20 < 9 THEN 'CABINET'
                                 WHEN {_rnd("a.i * 64 + v.r", 70)} % 20 < 17 THEN 'MOBILE'
@@ -377,33 +384,40 @@ CROSS JOIN LATERAL (SELECT CASE WHEN v.r = 0 THEN 'OPERATOR'
                                 ELSE 'OPERATOR' END AS source) AS src
 """
 
-SQL_CHARGES = f"""
-WITH inserted AS (
-    INSERT INTO charges (id, account_id, period, service_id, supplier_id, zone, volume, rate, amount,
-        recalculation,
-                         created_at)
-    SELECT CAST(:c_base AS bigint) + (c.k * CAST(:months AS int) + c.m) * {_CHARGE_SLOTS} + c.slot,
-           c.account_id, c.period, c.service_id, c.supplier_id,
-           CASE WHEN c.slot < 2 THEN c.zone END, c.volume, c.rate, c.amount,
-           CASE WHEN c.slot = 0 AND {_rnd("c.i * 64 + c.m", 80)} % 40 = 0
-                THEN CASE WHEN {_rnd("c.i * 64 + c.m", 81)} % 2 = 0 THEN -round(c.amount * 0.25, 2)
-                          ELSE round(c.amount * 0.15, 2) END
-                ELSE 0 END,
-           {_local("c.period + interval '1 month'", "3")}
-    FROM (
-        SELECT u.*, r.rate, round(u.volume * r.rate, 2) AS amount
-        FROM demo_usage AS u
-        JOIN demo_rates AS r ON r.branch_id = u.branch_id AND r.service_id = u.service_id AND r.zone = u.zone
-                             AND r.grp = u.grp AND r.period = u.period
-    ) AS c
-    RETURNING account_id, period, supplier_id, amount + recalculation AS total
+SQL_CABINET_READINGS = """
+WITH submitted AS (
+    INSERT INTO readings (meter_id, account_id, submission_id, zone, period, value, source,
+                          submitted_by_user_id, submitted_at, accepted)
+    SELECT d.meter_id, d.account_id,
+           CASE WHEN d.source IN ('CABINET', 'MOBILE')
+                THEN CAST(:rs_base AS bigint) + d.k * (CAST(:months AS int) + 1) + d.r END,
+           d.zone, d.period, d.value, d.source,
+           CASE WHEN d.source IN ('CABINET', 'MOBILE') THEN d.user_id END,
+           d.submitted_at, false
+    FROM demo_read AS d WHERE NOT d.billings
+    RETURNING id, meter_id, zone, period
 )
+UPDATE demo_read AS d SET cabinet_id = s.id FROM submitted AS s
+WHERE d.meter_id = s.meter_id AND d.zone = s.zone AND d.period = s.period AND NOT d.billings
+"""
+
+SQL_CHARGES = f"""
+CREATE UNLOGGED TABLE demo_charge AS
+SELECT c.k, c.m, c.slot, c.account_id, c.period, c.service_id, c.supplier_id, c.sup_slot,
+       CASE WHEN c.slot < 2 THEN c.zone END AS zone, c.volume, c.rate, c.amount,
+       CASE WHEN c.slot = 0 AND {_rnd("c.i * 64 + c.m", 80)} % 40 = 0
+            THEN CASE WHEN {_rnd("c.i * 64 + c.m", 81)} % 2 = 0 THEN -round(c.amount * 0.25, 2)
+                      ELSE round(c.amount * 0.15, 2) END
+            ELSE 0 END AS recalculation
+FROM (
+    SELECT u.*, r.rate, round(u.volume * r.rate, 2) AS amount
+    FROM demo_usage AS u
+    JOIN demo_rates AS r ON r.branch_id = u.branch_id AND r.service_id = u.service_id AND r.zone = u.zone
+                         AND r.grp = u.grp AND r.period = u.period
+) AS c;
 INSERT INTO demo_due (k, m, account_id, period, supplier_id, sup_slot, charged)
-SELECT account_id - CAST(:acc_base AS bigint),
-       (extract(year FROM period) * 12 + extract(month FROM period) - 1)::int - CAST(:p0_index AS int),
-       account_id, period, supplier_id,
-       CASE WHEN supplier_id = CAST(:sup_resk AS bigint) THEN 0 ELSE 1 END, sum(total)
-FROM inserted GROUP BY account_id, period, supplier_id
+SELECT k, m, account_id, period, supplier_id, sup_slot, sum(amount + recalculation)
+FROM demo_charge GROUP BY k, m, account_id, period, supplier_id, sup_slot
 """
 
 # Payment in month t (1..months; months = the current month) pays the charges of month t - 1, and of t - 2
@@ -457,40 +471,25 @@ SELECT CAST(:pa_base AS bigint) + (l.k * (CAST(:months AS int) + 1) + l.t) * {_S
 FROM demo_alloc AS l
 """
 
-SQL_BALANCES_AND_RECEIPTS = f"""
-WITH balances AS (
-    INSERT INTO period_balances (id, account_id, supplier_id, period, opening, charged, paid, closing,
-        created_at)
-    SELECT CAST(:pb_base AS bigint) + (b.k * CAST(:months AS int) + b.m) * {_SUPPLIER_SLOTS} + b.sup_slot,
-           b.account_id, b.supplier_id, b.period, b.closing - b.charged + b.paid, b.charged, b.paid,
-               b.closing,
-           {_local("b.period + interval '1 month'", "3")}
-    FROM (
-        SELECT d.*, coalesce(l.amount, 0) AS paid,
-               sum(d.charged - coalesce(l.amount, 0)) OVER (PARTITION BY d.k, d.sup_slot ORDER BY d.m) AS
-                   closing
-        FROM demo_due AS d LEFT JOIN demo_alloc AS l ON l.k = d.k AND l.t = d.m AND l.sup_slot = d.sup_slot
-    ) AS b
-    RETURNING account_id, period, closing
-)
-INSERT INTO receipts (id, account_id, period, total_due, due_date, created_at)
-SELECT CAST(:rc_base AS bigint) + (account_id - CAST(:acc_base AS bigint)) * CAST(:months AS int)
-           + (extract(year FROM period) * 12 + extract(month FROM period) - 1)::int - CAST(:p0_index AS int),
-       account_id, period, sum(closing), (period + interval '1 month 9 days')::date,
-       {_local("period + interval '1 month'", "4")}
-FROM balances GROUP BY account_id, period
+SQL_BALANCES = """
+CREATE UNLOGGED TABLE demo_bal AS
+SELECT b.k, b.period, b.supplier_id, b.closing - b.charged + b.paid AS opening, b.charged, b.paid, b.closing
+FROM (
+    SELECT d.*, coalesce(l.amount, 0) AS paid,
+           sum(d.charged - coalesce(l.amount, 0)) OVER (PARTITION BY d.k, d.sup_slot ORDER BY d.m) AS closing
+    FROM demo_due AS d LEFT JOIN demo_alloc AS l ON l.k = d.k AND l.t = d.m AND l.sup_slot = d.sup_slot
+) AS b
 """
 
-SQL_CHUNK_TEMPS = """
-CREATE TEMP TABLE demo_due (k bigint, m int, account_id bigint, period date, supplier_id bigint, sup_slot int,
-                            charged numeric) ON COMMIT DROP;
-CREATE TEMP TABLE demo_alloc (k bigint, t int, sup_slot int, supplier_id bigint, account_id bigint, user_id
-    bigint,
-                              amount numeric, paid_at timestamptz, method text) ON COMMIT DROP
+SQL_WORK_TABLES = """
+CREATE UNLOGGED TABLE demo_due (k bigint, m int, account_id bigint, period date, supplier_id bigint,
+                                sup_slot int, charged numeric);
+CREATE UNLOGGED TABLE demo_alloc (k bigint, t int, sup_slot int, supplier_id bigint, account_id bigint,
+                                  user_id bigint, amount numeric, paid_at timestamptz, method text)
 """
 
 SQL_RATES = """
-CREATE TEMP TABLE demo_rates AS
+CREATE UNLOGGED TABLE demo_rates AS
 SELECT t.branch_id, t.service_id, t.zone, p::date AS period, t.rate,
        CASE t.consumer_group WHEN CAST(:group_gas AS text) THEN 1 WHEN CAST(:group_electric AS text) THEN 2
             ELSE 0 END AS grp
@@ -499,65 +498,105 @@ CROSS JOIN generate_series(CAST(:p0 AS date), CAST(:p_last AS date), interval '1
 WHERE p::date >= t.valid_from AND (t.valid_to IS NULL OR p::date <= t.valid_to)
 """
 
-# statement → rows counted under this table name
-_CHUNK_STEPS: tuple[tuple[str, str | None], ...] = (
-    (SQL_CHUNK_ACCOUNTS, None),
+WORK_TABLES = (
+    "demo_rates",
+    "demo_acc",
+    "demo_meter",
+    "demo_usage",
+    "demo_read",
+    "demo_charge",
+    "demo_due",
+    "demo_alloc",
+    "demo_bal",
+)
+"""The run's work tables (unlogged, dropped at the end)."""
+
+# A batch of history: ``{where}`` chooses its periods and accounts (:func:`_history_files`).
+HISTORY_FILES: dict[str, str] = {
+    "charges": """
+SELECT 'C-' || a.number || '-' || to_char(c.period, 'YYYY-MM') || '-' || c.slot, a.account_key,
+       to_char(c.period, 'YYYY-MM'), sv.billing_id, sup.billing_id, c.zone, c.volume, c.rate, c.amount,
+       c.recalculation
+FROM demo_charge AS c JOIN demo_acc AS a ON a.k = c.k
+JOIN services AS sv ON sv.id = c.service_id JOIN suppliers AS sup ON sup.id = c.supplier_id
+WHERE {where} ORDER BY c.k, c.period, c.slot
+""",
+    "balances": """
+SELECT a.account_key, sup.billing_id, to_char(b.period, 'YYYY-MM'), b.opening, b.charged, b.paid, b.closing
+FROM demo_bal AS b JOIN demo_acc AS a ON a.k = b.k JOIN suppliers AS sup ON sup.id = b.supplier_id
+WHERE {where} ORDER BY b.k, b.period, b.supplier_id
+""",
+    "receipts": """
+SELECT a.account_key, to_char(b.period, 'YYYY-MM'), sum(b.closing),
+       (b.period + interval '1 month 9 days')::date
+FROM demo_bal AS b JOIN demo_acc AS a ON a.k = b.k
+WHERE {where} GROUP BY b.k, a.account_key, b.period ORDER BY b.k, b.period
+""",
+    "readings": """
+SELECT 'R-' || d.number || '-' || d.meter_slot || '-' || d.zone || '-' || to_char(d.period, 'YYYY-MM'),
+       d.meter_key, d.zone, to_char(d.period, 'YYYY-MM'), d.value, d.accepted_at, d.source, d.cabinet_id
+FROM demo_read AS d WHERE {where} ORDER BY d.k, d.period, d.meter_slot, d.zone
+""",
+}
+
+# cabinet statements → rows counted under this table name
+_CABINET_STEPS: tuple[tuple[str, str | None], ...] = (
     (SQL_USERS, "users"),
     (SQL_CONSENTS, "consents"),
-    (SQL_ACCOUNTS, "accounts"),
     (SQL_USER_ACCOUNTS, "user_accounts"),
-    (SQL_ACCOUNT_SERVICES, "account_services"),
-    (SQL_METERS, "meters"),
     (SQL_USAGE, None),
-    ("ANALYZE demo_acc, demo_usage", None),
+    ("ANALYZE demo_usage", None),
     (SQL_SUBMISSIONS, "reading_submissions"),
-    (SQL_READINGS, "readings"),
+    (SQL_READING_VALUES, None),
+    (SQL_CABINET_READINGS, None),
     (SQL_CHARGES, None),
     ("ANALYZE demo_due", None),
     (SQL_PAYMENT_PLAN, None),
     ("ANALYZE demo_alloc", None),
     (SQL_PAYMENTS, "payments"),
     (SQL_ALLOCATIONS, "payment_allocations"),
-    (SQL_BALANCES_AND_RECEIPTS, None),
+    (SQL_BALANCES, None),
+    ("CREATE INDEX ON demo_charge (k)", None),
+    ("CREATE INDEX ON demo_bal (k)", None),
+    ("CREATE INDEX ON demo_read (k)", None),
+    ("ANALYZE demo_read, demo_charge, demo_bal", None),
 )
 
+# rows given explicit ids (base + slot) by the cabinet statements
 _SYNTHETIC_TABLES = (
     "users",
     "consents",
-    "accounts",
     "user_accounts",
-    "account_services",
-    "meters",
     "reading_submissions",
-    "readings",
-    "charges",
     "payments",
     "payment_allocations",
-    "period_balances",
-    "receipts",
 )
 # table → its id base parameter
 _ID_BASES = {
     "users": "u_base",
     "consents": "cons_base",
-    "accounts": "acc_base",
     "user_accounts": "ua_base",
-    "account_services": "as_base",
-    "meters": "m_base",
     "reading_submissions": "rs_base",
-    "readings": "r_base",
-    "charges": "c_base",
     "payments": "p_base",
     "payment_allocations": "pa_base",
-    "period_balances": "pb_base",
-    "receipts": "rc_base",
+}
+# exchange entity → the table it fills
+_ENTITY_TABLES = {
+    "accounts": "accounts",
+    "account_services": "account_services",
+    "meters": "meters",
+    "charges": "charges",
+    "balances": "period_balances",
+    "receipts": "receipts",
+    "readings": "readings",
 }
 
 
 async def _load_synthetic(
     db: Database, *, count: int, months: int, today: dt.date, password_hash: str, counts: dict[str, int]
 ) -> None:
-    """Append ``count`` synthetic accounts (with users and ``months`` of history) in parallel chunks."""
+    """Append ``count`` synthetic accounts (with users and ``months`` of history): billing's data through
+    the billing import, the cabinet's inserted (module docstring)."""
     current = month_start(today)
     p0 = add_months(current, -months)
     async with db.engine.connect() as conn:
@@ -586,19 +625,19 @@ async def _load_synthetic(
         )
         await conn.commit()
     first_user = synthetic_user_of_account(start) + (0 if _FIRST_OF_GROUP[start % _GROUP_SPAN] else 1)
-    end = start + count
+    created = _at(add_months(p0, -2), 12)
     params: dict[str, Any] = {
         **bases,
         "i0": start,
+        "k0": 0,
+        "k1": count,
         "u_first": first_user,
         "months": months,
         "p0": p0,
+        "p_last": add_months(current, -1),
         "p0_index": p0.year * 12 + p0.month - 1,
         "today_day": today.day,
-        "skip_fk_checks": bool(superuser),
-        "created": _at(add_months(p0, -2), 12),
-        "opened": add_months(p0, -24),
-        "installed": add_months(p0, -1),
+        "created": created,
         "password_hash": password_hash,
         "policy": POLICY_VERSION,
         "branch_ids": branch_ids,
@@ -626,67 +665,143 @@ async def _load_synthetic(
         "group_electric": GROUP_ELECTRIC,
         "water_norm": WATER_NORM_PER_PERSON,
     }
-    # chunk boundaries at multiples of the group span (in global account numbering)
-    bounds = [start]
-    edge = (start // SYNTHETIC_CHUNK + 1) * SYNTHETIC_CHUNK
-    while edge < end:
-        bounds.append(edge)
-        edge += SYNTHETIC_CHUNK
-    bounds.append(end)
-    chunks: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
-    for low, high in itertools.pairwise(bounds):
-        chunks.put_nowait((low - start, high - start))
-
-    async def worker() -> None:
-        async with db.engine.connect() as conn:
-            await conn.execute(
-                text(SQL_RATES), _used(SQL_RATES, {**params, "p_last": add_months(current, -1)})
-            )
-            await conn.execute(text("ANALYZE demo_rates"))
+    storage = local_storage(Path("/nonexistent"))  # the batches name no documents
+    try:
+        async with db.engine.begin() as conn:
+            await _drop_work_tables(conn)
+            for sql in (SQL_RATES, "ANALYZE demo_rates", SQL_CHUNK_ACCOUNTS, *SQL_WORK_TABLES.split(";")):
+                await conn.execute(text(sql), _used(sql, params))
+        # billing sends the accounts with their services and meters
+        async with db.session() as session:
+            raw = await _raw(session)
+            files = {
+                "accounts.csv": await _csv(raw, "accounts", CSV_ACCOUNTS),
+                "account_services.csv": await _csv(
+                    raw, "account_services", CSV_ACCOUNT_SERVICES.format(opened=add_months(p0, -24))
+                ),
+                "meters.csv": await _csv(raw, "meters", CSV_METERS.format(installed=add_months(p0, -1))),
+            }
+            report = await import_batch(session, files, storage=storage, now=created, announce=False)
+            await session.commit()
+        _count(report, counts)
+        # the cabinet's rows: users, their links, submitted readings, cabinet payments
+        async with db.engine.begin() as conn:
+            await conn.execute(text("SET LOCAL synchronous_commit = off"))
+            await conn.execute(text("SET LOCAL work_mem = '128MB'"))
+            await conn.execute(text("SET LOCAL kabinet.exchange = 'import'"))  # history, not news for billing
+            if superuser:  # consistent by construction; the FK triggers would cost half the time
+                await conn.execute(text("SET LOCAL session_replication_role = replica"))
+            for statement in SQL_IMPORTED_IDS.split(";"):
+                await conn.execute(text(statement))
+            for step, counted in _CABINET_STEPS:
+                for statement in step.split(";") if step is SQL_CHARGES else (step,):
+                    result = await conn.execute(text(statement), _used(statement, params))
+                    if counted is not None:
+                        counts[counted] += result.rowcount
+            counts["readings"] += (
+                await conn.execute(text("SELECT count(*) FROM demo_read WHERE NOT billings"))
+            ).scalar_one()
+        async with db.engine.connect() as conn:  # the planner must know the tables grew
+            await conn.execute(text(f"ANALYZE {', '.join(_ANALYZED)}"))
             await conn.commit()
-            try:
-                while not chunks.empty():
-                    k0, k1 = chunks.get_nowait()
-                    await _load_chunk(conn, {**params, "k0": k0, "k1": k1}, counts)
-            finally:
-                await conn.execute(text("DROP TABLE IF EXISTS demo_rates"))
+        # billing's history: until the month before last (by chunks of accounts, so a batch stays a few
+        # hundred MB), then the last closed month, as the core accounts' (app.demo.loader.load)
+        last = add_months(current, -1)
+        batches = [
+            (add_months(p0, -1), last, k0, min(k0 + HISTORY_CHUNK, count), _at(last, HISTORY_HOUR))
+            for k0 in range(0, count, HISTORY_CHUNK)
+        ]
+        batches.append((last, current, 0, count, _at(current, HISTORY_HOUR)))
+        for since, before, k0, k1, sent in batches:
+            async with db.session() as session:
+                files = await _history_files(await _raw(session), since, before, k0, k1)
+                report = await import_batch(
+                    session,
+                    files,
+                    storage=storage,
+                    now=sent,
+                    announce=False,  # history: not news
+                )
+                await session.commit()
+            _count(report, counts)
+            async with db.engine.connect() as conn:  # the planner must know the tables grew
+                await conn.execute(text("ANALYZE charges, period_balances, receipts, readings"))
                 await conn.commit()
-
-    async with asyncio.TaskGroup() as group:
-        for _ in range(min(SYNTHETIC_WORKERS, chunks.qsize())):
-            group.create_task(worker())
+    finally:
+        async with db.engine.begin() as conn:
+            await _drop_work_tables(conn)
     async with db.engine.begin() as conn:
         await _fix_sequences(conn, _SYNTHETIC_TABLES)
         await conn.execute(text("ANALYZE"))
-    counts["synthetic_users"] += synthetic_user_of_account(end - 1) - first_user + 1
+    counts["synthetic_users"] += synthetic_user_of_account(start + count - 1) - first_user + 1
 
 
-async def _load_chunk(conn: AsyncConnection, params: dict[str, Any], counts: dict[str, int]) -> None:
-    """One transaction: accounts ``k0..k1`` (run-local indexes) with everything that hangs off them."""
-    async with conn.begin():
-        await conn.execute(text("SET LOCAL synchronous_commit = off"))
-        await conn.execute(text("SET LOCAL work_mem = '128MB'"))
-        # the rows are consistent by construction, and FK triggers would cost half the time
-        if params["skip_fk_checks"]:
-            await conn.execute(text("SET LOCAL session_replication_role = replica"))
-        for statement in SQL_CHUNK_TEMPS.split(";"):
-            await conn.execute(text(statement))
-        for sql, table in _CHUNK_STEPS:
-            result = await conn.execute(text(sql), _used(sql, params))
-            if table is not None:
-                counts[table] += result.rowcount
-        totals = (
-            await conn.execute(
-                text(
-                    "SELECT (SELECT count(*) FROM demo_usage), (SELECT count(*) FROM demo_due),"
-                    " (SELECT count(DISTINCT (k, m)) FROM demo_due)"
-                )
-            )
-        ).one()
-        # (no await between reading and writing the shared counters: the other worker interleaves)
-        counts["charges"] += totals[0]
-        counts["period_balances"] += totals[1]
-        counts["receipts"] += totals[2]
+_ANALYZED = (
+    "users",
+    "user_accounts",
+    "accounts",
+    "account_services",
+    "meters",
+    "reading_submissions",
+    "readings",
+    "payments",
+    "payment_allocations",
+)
+
+HISTORY_HOUR = 3
+"""Billing sends a closed month's batch at 03:00 Moscow time on the 1st of the next month."""
+HISTORY_CHUNK = 20_000
+"""Accounts per history batch: its files take about 25 kB per account in memory."""
+_ALIASES = {"charges": "c", "balances": "b", "receipts": "b", "readings": "d"}
+
+
+async def _history_files(
+    raw: asyncpg.Connection, since: dt.date, before: dt.date, k0: int, k1: int
+) -> dict[str, bytes]:
+    """The exchange files of the periods ``since`` ≤ period < ``before`` of this run's accounts ``k0..k1``."""
+    files = {}
+    for entity, sql in HISTORY_FILES.items():
+        t = _ALIASES[entity]
+        where = f"{t}.period >= DATE '{since}' AND {t}.period < DATE '{before}'"
+        where += f" AND {t}.k >= {k0} AND {t}.k < {k1}"
+        files[f"{entity}.csv"] = await _csv(raw, entity, sql.format(where=where))
+    return files
+
+
+def _count(report: ImportReport, counts: dict[str, int]) -> None:
+    log.info(
+        "synthetic batch imported: %s; analytics %.1f s",
+        ", ".join(
+            f"{name} {entity.rows} rows {entity.seconds:.1f} s" for name, entity in report.entities.items()
+        ),
+        report.analytics_seconds,
+    )
+    for name, entity in report.entities.items():
+        counts[_ENTITY_TABLES[name]] += entity.inserted
+        counts[f"imported_{name}"] += entity.changed
+    counts["imported_notified"] += report.notified
+
+
+async def _drop_work_tables(conn: AsyncConnection) -> None:
+    await conn.execute(text(f"DROP TABLE IF EXISTS {', '.join(WORK_TABLES)}"))
+
+
+async def _raw(session: AsyncSession) -> asyncpg.Connection:
+    connection = await session.connection()
+    raw = (await connection.get_raw_connection()).driver_connection
+    assert isinstance(raw, asyncpg.Connection)
+    return raw
+
+
+async def _csv(raw: asyncpg.Connection, entity: str, query: str) -> bytes:
+    """An exchange file of ``entity`` written by PostgreSQL: ``query`` selects its columns in order."""
+    chunks = [f"#{FORMAT}/{VERSION} {entity}\n{','.join(ENTITIES[entity].names)}\n".encode()]
+
+    async def sink(chunk: bytes) -> None:
+        chunks.append(chunk)
+
+    await raw.copy_from_query(query, output=sink, format="csv")
+    return b"".join(chunks)
 
 
 _BIND = re.compile(r"(?<![:\w]):(\w+)")

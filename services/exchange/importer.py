@@ -404,9 +404,17 @@ class _Lines:
 
 
 async def import_batch(
-    session: AsyncSession, files: Mapping[str, bytes], *, storage: Storage, now: dt.datetime
+    session: AsyncSession,
+    files: Mapping[str, bytes],
+    *,
+    storage: Storage,
+    now: dt.datetime,
+    announce: bool = True,
 ) -> ImportReport:
-    """Apply one batch in the caller's transaction; raises :class:`ImportRefused` (roll back) on any error."""
+    """Apply one batch in the caller's transaction; raises :class:`ImportRefused` (roll back) on any error.
+
+    ``announce=False`` (a history load, e.g. ``kabinet demo``): the batch notifies nobody of its receipts
+    (:func:`declare_effects`); the new-receipt job still announces those created in its window."""
     started = time.perf_counter()
     heads, problems = read_batch(files)
     if problems:
@@ -470,7 +478,7 @@ async def import_batch(
         step = time.perf_counter()
         await analytics.refresh(session, periods=report.periods)
         report.analytics_seconds = time.perf_counter() - step
-    await declare_effects(session, raw, report, now)
+    await declare_effects(session, raw, report, now, announce=announce)
     return report
 
 
@@ -655,14 +663,20 @@ async def _store_documents(
 
 
 async def declare_effects(
-    session: AsyncSession, raw: asyncpg.Connection, report: ImportReport, now: dt.datetime
+    session: AsyncSession,
+    raw: asyncpg.Connection,
+    report: ImportReport,
+    now: dt.datetime,
+    *,
+    announce: bool = True,
 ) -> None:
     """THE place where an import declares what it touched (port this to the unit of work).
 
     - cache: every user linked to a changed account, once each, bumped in bulk after COMMIT
       (``events.touch``); everybody when reference data changed;
     - notifications: "new receipt" once per account and user, for the newest receipt the batch added;
-      older receipts added by the same batch are marked as announced so the scheduler stays quiet.
+      older receipts added by the same batch are marked as announced so the scheduler stays quiet;
+      not with ``announce=False`` (history, not news).
     """
     accounts = sorted(report.accounts)
     if accounts:
@@ -672,7 +686,7 @@ async def declare_effects(
         report.users = {row["user_id"] for row in users}
     # reference data (suppliers, branches, services, tariffs) shows in the answers of Reference.BRANCHES
     events.touch(session, users=report.users, reference=Reference.BRANCHES if report.reference else ())
-    if report.new_receipts:
+    if announce and report.new_receipts:
         report.notified = await _announce_receipts(session, raw, report, now)
 
 
