@@ -8,9 +8,9 @@ One batch = the files of one call (``kabinet import``, ``POST /exchange/import``
    against its column's kind, the rules across a row, duplicates and references with set queries (a
    charge of an account neither in the batch nor imported before is an error), each reported as
    ``file:line: reason`` (up to 50), and refuse the batch on any;
-   then merge set-based, entity by entity in :data:`formats.ENTITIES` order, with
-   ``INSERT … ON CONFLICT (billing id) DO UPDATE … WHERE the row differs`` — so importing the same files
-   again updates nothing and touches nobody;
+   then merge set-based, entity by entity in :data:`formats.ENTITIES` order (:func:`merge_sql`): update
+   the stored rows (same key) that differ, insert the new ones — so importing the same files again
+   updates nothing and touches nobody;
 3. declare the effects (:func:`declare_effects`, the one place): cache versions of the users of every
    changed account, once each, in bulk; everybody's when reference data (branches, suppliers, services,
    tariffs) changed; the "new receipt" notification once per account and user.
