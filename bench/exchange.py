@@ -295,14 +295,44 @@ def monthly_set(count: int, period: dt.date, suppliers: dict[str, str]) -> dict[
     }
 
 
-async def run_import(db: Database, files: dict[str, bytes], data_dir: Path) -> tuple[ImportReport, float]:
-    started = time.perf_counter()
+_EXPLAIN = (
+    "LOAD 'auto_explain'",
+    "SET LOCAL auto_explain.log_min_duration = {ms}",
+    "SET LOCAL auto_explain.log_analyze = on",
+    "SET LOCAL auto_explain.log_buffers = on",
+    "SET LOCAL auto_explain.log_triggers = on",
+    "SET LOCAL auto_explain.log_level = notice",
+    "SET LOCAL client_min_messages = notice",
+)
+
+
+async def run_import(
+    db: Database, files: dict[str, bytes], data_dir: Path, explain: tuple[int, Path] | None = None
+) -> tuple[ImportReport, float]:
+    """Import ``files`` in one transaction (timed with its COMMIT); with ``explain`` = (ms, file), the plans
+    of the statements slower than ms (auto_explain, a superuser's) are appended to the file."""
     async with db.session() as session:
+        if explain is not None:
+            connection = await session.connection()
+            raw = (await connection.get_raw_connection()).driver_connection
+            for setting in _EXPLAIN:
+                await raw.execute(setting.format(ms=explain[0]))
+            out = explain[1].open("a")
+
+            def listener(_conn: Any, message: Any) -> None:
+                out.write(message.message + "\n\n")
+
+            raw.add_log_listener(listener)
+        started = time.perf_counter()
         report = await import_batch(
             session, files, storage=local_storage(data_dir), now=dt.datetime.now(dt.UTC)
         )
         await session.commit()
-    return report, time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        if explain is not None:
+            raw.remove_log_listener(listener)
+            out.close()
+    return report, seconds
 
 
 def show(title: str, report: ImportReport, seconds: float) -> None:
@@ -323,6 +353,12 @@ async def main() -> None:
     )
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--reuse-db", default=None, help="a database an earlier run created and loaded")
+    parser.add_argument(
+        "--explain",
+        type=int,
+        metavar="MS",
+        help="write the plans of the monthly import's statements slower than MS ms (auto_explain) to a file",
+    )
     args = parser.parse_args()
     server = os.environ.get("DATABASE_URL")
     if not server:
@@ -382,7 +418,11 @@ async def main() -> None:
         print(
             f"\nmonthly set for {period:%Y-%m}: {size / 1e6:.1f} MB, generated in {generated:.1f} s (untimed)"
         )
-        report, seconds = await run_import(db, files, data_dir)
+        explain = None
+        if args.explain is not None:
+            explain = (args.explain, data_dir / "plans.txt")
+            print(f"plans of statements slower than {args.explain} ms: {explain[1]}")
+        report, seconds = await run_import(db, files, data_dir, explain)
         show(f"monthly import ({args.accounts:,} accounts)", report, seconds)
         rows = sum(entity.rows for entity in report.entities.values())
         print(f"  total: {rows:,} rows in {seconds:.1f} s = {rows / seconds:,.0f} rows/s; target ≤ 60 s")

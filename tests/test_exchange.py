@@ -257,6 +257,40 @@ async def test_issue18_importing_the_same_files_twice_changes_nothing(
     assert await snapshot(db) == state
 
 
+async def test_issue18_a_corrected_row_is_updated_in_place_and_nothing_else_is_written(
+    api: Any, db: Any, keyed: Any
+) -> None:
+    """A row billing corrects keeps its id and takes the new values (a receipt's cached PDF is dropped);
+    the rows that did not change are neither updated nor counted."""
+    files = await monthly_set(db)
+    assert (await post_set(api, files)).status_code == 200
+    query = (
+        "SELECT c.id, c.amount, r.id, r.total_due, r.generated_at FROM charges c, receipts r"
+        " WHERE c.billing_id = :charge AND r.account_id = c.account_id AND r.period = :period"
+    )
+    params = {"charge": f"EXC-{period(-1)}-1", "period": dt.date.fromisoformat(period(0) + "-01")}
+    async with db.session() as session:
+        charge_id, _, receipt_id, _, _ = (await session.execute(text(query), params)).one()
+        await session.execute(
+            text("UPDATE receipts SET generated_at = now() WHERE id = :id"), {"id": receipt_id}
+        )
+        await session.commit()
+    corrected = dict(files)
+    corrected["charges.csv"] = str(files["charges.csv"]).replace("123.45", "120.00")
+    corrected["receipts.csv"] = str(files["receipts.csv"]).replace("4321.00", "4300.00")
+    response = await post_set(api, corrected)
+    assert response.status_code == 200, response.text
+    entities = response.json()["entities"]
+    assert entities["charges"] == {"rows": 1, "changed": 1, "inserted": 0}
+    assert entities["receipts"] == {"rows": 1, "changed": 1, "inserted": 0}
+    assert entities["branches"]["changed"] == 0
+    async with db.session() as session:
+        row = (await session.execute(text(query), params)).one()
+    assert row == (charge_id, Decimal("120.00"), receipt_id, Decimal("4300.00"), None)
+    again = (await post_set(api, corrected)).json()["entities"]
+    assert all(entity["changed"] == 0 for entity in again.values())
+
+
 async def test_issue18_a_bad_file_is_refused_with_its_lines_and_nothing_changes(
     api: Any, db: Any, keyed: Any
 ) -> None:

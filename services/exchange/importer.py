@@ -8,9 +8,9 @@ One batch = the files of one call (``kabinet import``, ``POST /exchange/import``
    against its column's kind, the rules across a row, duplicates and references with set queries (a
    charge of an account neither in the batch nor imported before is an error), each reported as
    ``file:line: reason`` (up to 50), and refuse the batch on any;
-   then merge set-based, entity by entity in :data:`formats.ENTITIES` order, with
-   ``INSERT … ON CONFLICT (billing id) DO UPDATE … WHERE the row differs`` — so importing the same files
-   again updates nothing and touches nobody;
+   then merge set-based, entity by entity in :data:`formats.ENTITIES` order (:func:`merge_sql`): update
+   the stored rows (same key) that differ, insert the new ones — so importing the same files again
+   updates nothing and touches nobody;
 3. declare the effects (:func:`declare_effects`, the one place): cache versions of the users of every
    changed account, once each, in bulk; everybody's when reference data (branches, suppliers, services,
    tariffs) changed; the "new receipt" notification once per account and user.
@@ -41,6 +41,11 @@ from services.unit_of_work import Reference
 DOCUMENT_KEY_PREFIX = "exchange/documents/"
 MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
 IMPORT_LOCK = 0x6B62_6578  # advisory lock key: batches apply one after another
+ANALYZE_ROWS = 10_000
+"""A table the batch changed this many rows of is analyzed at once, in the batch's transaction: a new month
+is then known to the planner of the statements that follow (superseding readings, the analytics rollups),
+which otherwise estimate it at a few rows and pick nested loops; autovacuum would only do it after COMMIT,
+and not at all when the month is under a tenth of the table."""
 
 
 class ImportRefused(Exception):
@@ -279,41 +284,60 @@ RETURNING o.account_id
 """
 
 
-def merge_sql(entity: Entity, merge: Merge) -> str:
-    """``WITH changed AS (INSERT … ON CONFLICT … DO UPDATE … WHERE differs RETURNING …)`` per account."""
+def merge_sql(entity: Entity, merge: Merge) -> tuple[str, str]:
+    """The two statements that merge ``entity``'s staging rows into its table (``$1``: the batch's time).
+
+    1. ``CREATE TEMP TABLE mrg_<entity>``: every incoming row cast, its references resolved, the id of the
+       stored row with its key (one join on the table's unique key) and whether a compared column differs
+       from it; analyzed, so the planner of the next statement knows how many rows are new or changed;
+    2. one statement that ``UPDATE``s the stored rows that differ (re-checked against the row as it is
+       then; an equal row is neither written nor locked, so importing the same files again changes
+       nothing) and ``INSERT``s the new ones, and returns the changes per account.
+
+    That is ``INSERT … ON CONFLICT DO UPDATE … WHERE differs`` without its speculative insertion (a
+    unique-index probe and a token per row) and with one pass over the stored rows instead of two. Only
+    the import writes these keys, one batch at a time (:data:`IMPORT_LOCK`), so no other transaction adds
+    a key between the two statements; if one did, the unique constraint would refuse the batch."""
     columns = list(merge.values)
-    exprs = [merge.values[name] for name in columns]
-    if merge.created:
-        columns.append("created_at")
-        exprs.append("$1")
+    compared = [name for name in columns if name not in merge.conflict and name not in merge.insert_only]
+    sources = ", ".join(f"{merge.values[name]} AS {name}" for name in columns)
+    stored_key = " AND ".join(f"t.{name} = {merge.values[name]}" for name in merge.conflict)
+    stage = f"""
+CREATE TEMP TABLE mrg_{entity.name} ON COMMIT DROP AS
+SELECT {sources}, t.id AS stored_id,
+       t.id IS NOT NULL AND ({", ".join(f"t.{name}" for name in compared)}) IS DISTINCT FROM
+       ({", ".join(merge.values[name] for name in compared)}) AS differs
+FROM ({typed(entity)}) s {merge.joins} LEFT JOIN {merge.table} t ON {stored_key}
+"""
+    assignments = [f"{name} = m.{name}" for name in compared]
     if merge.updated:
-        columns.append("updated_at")
-        exprs.append("$1")
-    compared = [name for name in merge.values if name not in merge.conflict and name not in merge.insert_only]
-    # rows equal to what is stored are left out before the upsert: ON CONFLICT would lock each of them
-    same_key = " AND ".join(f"old.{name} = {merge.values[name]}" for name in merge.conflict)
-    stored = ", ".join(f"old.{name}" for name in compared)
-    incoming = ", ".join(merge.values[name] for name in compared)
-    assignments = [f"{name} = EXCLUDED.{name}" for name in compared]
-    if merge.updated:
-        assignments.append("updated_at = EXCLUDED.updated_at")
+        assignments.append("updated_at = $1")
     if merge.on_change:
         assignments.append(merge.on_change)
-    return f"""
-WITH changed AS (
-  INSERT INTO {merge.table} AS t ({", ".join(columns)})
-  SELECT {", ".join(exprs)} FROM ({typed(entity)}) s {merge.joins}
-  WHERE NOT EXISTS (SELECT 1 FROM {merge.table} old WHERE {same_key} AND ({stored})
-                    IS NOT DISTINCT FROM ({incoming}))
-  ON CONFLICT ({", ".join(merge.conflict)}) DO UPDATE SET {", ".join(assignments)}
-  WHERE ({", ".join(f"t.{name}" for name in compared)}) IS DISTINCT FROM
-        ({", ".join(f"EXCLUDED.{name}" for name in compared)})
-  RETURNING {merge.account} AS account_id, t.id, (t.xmax = 0) AS inserted
+    inserted = list(columns)
+    if merge.created:
+        inserted.append("created_at")
+    if merge.updated:
+        inserted.append("updated_at")
+    stamps = ", $1" * (merge.created + merge.updated)
+    apply = f"""
+WITH updated AS (
+  UPDATE {merge.table} AS t SET {", ".join(assignments)}
+  FROM mrg_{entity.name} m
+  WHERE m.differs AND t.id = m.stored_id
+    AND ({", ".join(f"t.{name}" for name in compared)}) IS DISTINCT FROM
+        ({", ".join(f"m.{name}" for name in compared)})
+  RETURNING {merge.account} AS account_id, t.id, false AS inserted
+), added AS (
+  INSERT INTO {merge.table} AS t ({", ".join(inserted)})
+  SELECT {", ".join(columns)}{stamps} FROM mrg_{entity.name} WHERE stored_id IS NULL
+  RETURNING {merge.account} AS account_id, t.id, true AS inserted
 )
 SELECT account_id, count(*) AS changed, count(*) FILTER (WHERE inserted) AS inserted,
        max(id) FILTER (WHERE inserted) AS last_inserted
-FROM changed GROUP BY account_id
+FROM (SELECT * FROM updated UNION ALL SELECT * FROM added) AS changed GROUP BY account_id
 """
+    return stage, apply
 
 
 @dataclass
@@ -454,8 +478,10 @@ async def import_batch(
                 report.accounts.add(row["account_id"])
                 entity_report.changed += 1
         try:
-            sql = merge_sql(entity, MERGES[name])
-            rows = await raw.fetch(sql, *([now] if "$1" in sql else []))
+            stage, apply = merge_sql(entity, MERGES[name])
+            await raw.execute(stage)
+            await raw.execute(f"ANALYZE mrg_{name}")
+            rows = await raw.fetch(apply, *([now] if "$1" in apply else []))
         except asyncpg.PostgresError as error:  # a unique or check constraint the files break
             problems.add(", ".join(head.name for head in by_entity[name]), None, _database_reason(error))
             raise ImportRefused(problems) from None
@@ -466,6 +492,8 @@ async def import_batch(
                 report.accounts.add(row["account_id"])
             if name == "receipts" and row["last_inserted"] is not None:
                 report.new_receipts[row["account_id"]] = row["last_inserted"]
+        if entity_report.changed >= ANALYZE_ROWS:  # before the statements that read what it wrote
+            await raw.execute(f"ANALYZE {MERGES[name].table}")
         if name == "readings":
             for row in await raw.fetch(SUPERSEDE):
                 report.accounts.add(row["account_id"])
@@ -501,7 +529,7 @@ async def _touched_periods(raw: asyncpg.Connection, report: ImportReport) -> lis
     periods: set[dt.date] = set()
     for name in PERIOD_ENTITIES:
         if name in entities and entities[name].changed:
-            rows = await raw.fetch(f"SELECT DISTINCT period FROM ({typed(ENTITIES[name])}) s")
+            rows = await raw.fetch(f"SELECT DISTINCT period FROM mrg_{name}")  # cast once, by the merge
             periods.update(row["period"] for row in rows)
     moved = entities.get("accounts")
     if moved is not None and moved.changed > moved.inserted and report.accounts:
@@ -593,10 +621,13 @@ async def _check_rows(
         ):
             problems.add(*lines.locate(row["seq"]), reason)
     identity = ", ".join(entity.identity)
-    duplicates = await raw.fetch(
-        f"SELECT {identity}, array_agg(seq ORDER BY seq) AS seqs FROM stg_{entity.name}"
-        f" GROUP BY {identity} HAVING count(*) > 1 LIMIT {MAX_ERRORS}"
-    )
+    grouped = f"FROM stg_{entity.name} GROUP BY {identity} HAVING count(*) > 1"
+    # a hashed count first; the sorted lines of each duplicate only when there is one
+    duplicates = []
+    if await raw.fetchval(f"SELECT EXISTS (SELECT 1 {grouped})"):
+        duplicates = await raw.fetch(
+            f"SELECT {identity}, array_agg(seq ORDER BY seq) AS seqs {grouped} LIMIT {MAX_ERRORS}"
+        )
     for row in duplicates:
         first = "{}:{}".format(*lines.locate(row["seqs"][0]))
         for seq in row["seqs"][1:]:
