@@ -30,8 +30,8 @@ RESTART_PAUSE = 1.0
 WEBSOCKET_OPTIONS: dict[str, Any] = {
     # permessage-deflate: uvicorn negotiates it by default with every client that offers it (browsers do,
     # as does the `websockets` client). It keeps a zlib compressor and decompressor per connection and
-    # runs one compression per frame, for frames of a few hundred bytes: at 10,000 sockets that was
-    # several kB of memory per socket and CPU on every event (bench/README.md, "Subscriptions at scale").
+    # runs one compression per frame, for frames of ~150 bytes that barely shrink: ~40 kB of memory per
+    # socket and CPU on every event (bench/README.md, "Subscriptions at scale"). A proxy may compress.
     "ws_per_message_deflate": False,
 }
 """How every Kabinet server speaks websocket: ``kabinet serve``, ``python -m app.workers`` and the
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         log_level=args.log_level,
         access_log=False,
         ws=args.ws,
-        ws_per_message_deflate=args.ws_per_message_deflate,
+        **({"ws_per_message_deflate": True} if args.ws_per_message_deflate else {}),  # else WEBSOCKET_OPTIONS
         metrics_address=(settings.metrics_host, settings.metrics_port) if settings.metrics_port else None,
         database_url=settings.database_url,
     )

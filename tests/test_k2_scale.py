@@ -16,10 +16,12 @@ from sqlalchemy.pool import NullPool
 from app.db import Database
 from app.demo import DEMO_PHONE_E164
 from app.event_results import RESULTS
+from app.settings import Settings
 from models.identity import User
 from models.notifications import NotificationCategory
 from services.notifications import notify
 from tests.client import graphql_ws
+from tests.test_notifications import _free_port, _kabinet_process
 
 STREAM = "subscription { notifications { cursor notification { id title } } }"
 OTHER_STREAM = "subscription { notifications { cursor notification { id title body } } }"
@@ -121,3 +123,22 @@ async def test_issue21_client_leaving_while_an_operation_sends_is_not_an_error(
     ), [record.getMessage() for record in caplog.records]
     errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
     assert not errors, [(record.name, record.getMessage()) for record in errors]
+
+
+def test_issue21_servers_do_not_negotiate_permessage_deflate(settings: Settings) -> None:
+    """``kabinet serve`` (app.workers, here with 2 workers) answers a client offering permessage-deflate
+    (as browsers and the ``websockets`` client do) without it: a zlib compressor and decompressor per
+    socket cost ~40 kB each at 10,000 sockets, for frames of ~150 bytes (bench/README.md)."""
+    from websockets.sync.client import connect
+
+    port = _free_port()
+    with _kabinet_process(settings, port, workers=2) as url:
+        for _ in range(4):  # connections are spread over both workers
+            with connect(
+                url.replace("http://", "ws://") + "/graphql", subprotocols=["graphql-transport-ws"]
+            ) as ws:  # type: ignore[list-item]
+                assert ws.request is not None and "permessage-deflate" in str(
+                    ws.request.headers.get("Sec-WebSocket-Extensions")
+                )
+                assert ws.response is not None
+                assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
