@@ -13,11 +13,13 @@ from graphql import GraphQLError, OperationType
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnected as SendAfterClose
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
 from strawberry.http.async_base_view import AsyncHTTPRequestAdapter
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
@@ -27,6 +29,8 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 )
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
+from uvicorn.protocols.utils import ClientDisconnected
+from websockets.exceptions import ConnectionClosed, InvalidState
 
 from app import http_negotiation, metrics, tracing
 from app.cache import operation_type
@@ -107,6 +111,29 @@ def close_reason(reason: str) -> str:
     if len(encoded) <= MAX_CLOSE_REASON_BYTES:
         return reason
     return encoded[: MAX_CLOSE_REASON_BYTES - 3].decode(errors="ignore") + "..."
+
+
+CLIENT_GONE: tuple[type[BaseException], ...] = (
+    WebSocketDisconnected,  # Strawberry's, around Starlette's WebSocketDisconnect
+    WebSocketDisconnect,
+    SendAfterClose,  # Starlette: a send after the socket was marked disconnected
+    ClientDisconnected,  # uvicorn
+    InvalidState,  # websockets: a frame sent after the client's close frame arrived
+    ConnectionClosed,
+)
+"""Exceptions (anywhere in the cause chain) that mean the client closed or dropped the socket."""
+
+
+def client_went_away(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) says the client closed or dropped the websocket."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, CLIENT_GONE):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
@@ -211,6 +238,17 @@ class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             operation = self.operations.get(message.get("id"))
             if operation is not None:
                 metrics.subscription_message_sent(operation.query, operation.operation_name)
+
+    async def handle_task_exception(self, error: Exception) -> None:
+        """An operation's task failed. When it failed because the client went away while it was sending
+        (closed or dropped the socket before the handler stopped the operation), that is the client's
+        doing: logged at INFO without a traceback, not as Strawberry's ERROR "Exception in worker task"."""
+        if client_went_away(error):
+            log.info(
+                "websocket operation stopped: the client left while it was sending (%s)", type(error).__name__
+            )
+            return
+        await super().handle_task_exception(error)
 
     async def close_for_session(self, code: int, reason: str) -> None:
         """Stop every operation of this socket, then close it (the guard calls this)."""
@@ -616,7 +654,9 @@ class KabinetGraphQL(GraphQL[Context, None]):
         client = f"user:{viewer.user_id}" if viewer is not None else f"address:{context.client_ip}"
         requested = requested_cost(
             self.schema._schema,  # type: ignore[attr-defined]  # graphql-core schema of our strawberry.Schema
-            request_data.query, request_data.variables, request_data.operation_name
+            request_data.query,
+            request_data.variables,
+            request_data.operation_name,
         )
         refusal = await self._refuse_costly(client, requested, sub_response)
         if refusal is not None:

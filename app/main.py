@@ -24,6 +24,7 @@ from app.cache import References, ResultCache, run_bumps
 from app.config_check import UnsafeConfiguration, problems
 from app.db import Database
 from app.downloads import download
+from app.event_results import sharing
 from app.exchange_api import routes as exchange_routes
 from app.execution import KabinetExecutor
 from app.graphiql import GRAPHIQL_STATIC_DIR, GRAPHIQL_STATIC_PREFIX
@@ -99,7 +100,8 @@ def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -
         db.publish_after_commit(publish, touched, strict=strict)
     else:
         db.publish_after_commit(publish, strict=strict)
-    executor = KabinetExecutor if settings.fast_execution else None
+    # one execution of a live event for all the sockets that receive it with the same inputs (issue 21)
+    executor = sharing(KabinetExecutor if settings.fast_execution else None)
     graphql = KabinetGraphQL(build_schema(settings, execution_context_class=executor), state)
     if state.cache is not None:
         state.cache.references = References(graphql.schema._schema, dict(REFERENCE_TYPES))  # type: ignore[attr-defined]

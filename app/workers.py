@@ -27,6 +27,16 @@ log = logging.getLogger(__name__)
 RESTART_PAUSE = 1.0
 """Seconds between restarts of a crashing worker (so a broken deploy does not spin)."""
 
+WEBSOCKET_OPTIONS: dict[str, Any] = {
+    # permessage-deflate: uvicorn negotiates it by default with every client that offers it (browsers do,
+    # as does the `websockets` client). It keeps a zlib compressor and decompressor per connection and
+    # runs one compression per frame, for frames of ~150 bytes that barely shrink: ~40 kB of memory per
+    # socket and CPU on every event (bench/README.md, "Subscriptions at scale"). A proxy may compress.
+    "ws_per_message_deflate": False,
+}
+"""How every Kabinet server speaks websocket: ``kabinet serve``, ``python -m app.workers`` and the
+benchmarks all start uvicorn through :func:`run`, which applies these (an explicit option wins)."""
+
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host:port`` that other processes may bind too (``SO_REUSEPORT``)."""
@@ -67,6 +77,7 @@ def run(
     """
     import uvicorn
 
+    options = {**WEBSOCKET_OPTIONS, **options}
     metrics_server = None
     metrics_done = None
     if workers > 1 and metrics_address is not None and not options.get("reload"):
@@ -149,6 +160,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--factory", action="store_true", help="the target is an app factory")
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--ws", default="auto", help="uvicorn's websocket implementation")
+    parser.add_argument(
+        "--ws-per-message-deflate", action="store_true", help="compress frames (off by default: measurements)"
+    )
     args = parser.parse_args(argv)
     from app.settings import Settings
 
@@ -161,6 +176,8 @@ def main(argv: list[str] | None = None) -> None:
         factory=args.factory,
         log_level=args.log_level,
         access_log=False,
+        ws=args.ws,
+        **({"ws_per_message_deflate": True} if args.ws_per_message_deflate else {}),  # else WEBSOCKET_OPTIONS
         metrics_address=(settings.metrics_host, settings.metrics_port) if settings.metrics_port else None,
         database_url=settings.database_url,
     )

@@ -102,7 +102,7 @@ async def prepare_database(server_url: str, users: int) -> tuple[str, list[tuple
 
 
 def start_server(
-    database_url: str, redis_url: str, port: int, metrics_port: int, ws: str = "auto"
+    database_url: str, redis_url: str, port: int, metrics_port: int, ws: str = "auto", deflate: bool = False
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -122,25 +122,15 @@ def start_server(
         "KABINET_SMTP_HOST": "127.0.0.1",
         "KABINET_SMS_GATEWAY_URL": "http://127.0.0.1:9/sms",
     }
+    # what `kabinet serve` runs (app/workers.py applies the production websocket options), one process each
+    command = [sys.executable, "-m", "app.workers", "app.main:app_from_env", "--factory", "--workers", "1"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--ws", ws]
+    if deflate:
+        command.append("--ws-per-message-deflate")
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app.main:app_from_env",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--ws-max-queue",
-            "64",
-            "--ws",
-            ws,
-        ],
+        command,
         env=env,
+        cwd=Path(__file__).resolve().parent.parent,
     )
 
 
@@ -328,6 +318,9 @@ async def main() -> None:
     parser.add_argument(
         "--ws", default="auto", help="uvicorn's websocket implementation (auto, websockets-sansio, wsproto)"
     )
+    parser.add_argument(
+        "--deflate", action="store_true", help="servers negotiate permessage-deflate (off in production)"
+    )
     parser.add_argument("--client-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client_worker:
@@ -353,7 +346,7 @@ async def main() -> None:
         ports = [free_port(), free_port()]
         metrics_ports = [free_port(), free_port()]
         servers = [
-            start_server(database_url, redis_url, port, mport, args.ws)
+            start_server(database_url, redis_url, port, mport, args.ws, args.deflate)
             for port, mport in zip(ports, metrics_ports, strict=True)
         ]
         workers: Workers | None = None
@@ -441,13 +434,19 @@ async def main() -> None:
                 )
 
             n = args.subscribers
-            per_socket = [(b - a) * 1024 / n for a, b in zip(rss_idle, rss_sockets, strict=True)]
-            per_sub = [(b - a) * 1024 / n for a, b in zip(rss_sockets, rss_subscribed, strict=True)]
+            held_by = [
+                sum(1 for port_, _, _ in plan if port_ == port) for port in ports
+            ]  # sockets per server
+            per_socket = [(b - a) * 1024 / k for a, b, k in zip(rss_idle, rss_sockets, held_by, strict=True)]
+            per_sub = [
+                (b - a) * 1024 / k for a, b, k in zip(rss_sockets, rss_subscribed, held_by, strict=True)
+            ]
 
             def two(values: list[float], unit: str) -> str:
                 return ", ".join(f"{v:.0f} {unit}" if abs(v) >= 10 else f"{v:.1f} {unit}" for v in values)
 
-            print(f"websockets             uvicorn --ws {args.ws}")
+            deflate = "on" if args.deflate else "off"
+            print(f"websockets             uvicorn --ws {args.ws}, permessage-deflate {deflate}")
             print(
                 f"subscribers            {n} over 2 processes, {args.users} users, {count} client processes"
             )

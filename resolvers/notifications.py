@@ -6,7 +6,8 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from models.notifications import Notification, NotificationCategory
@@ -249,7 +250,7 @@ async def live(info: Info, after: str | None) -> AsyncIterator[Notification]:
                         reread = True  # a gap, or rights to re-check: the rows decide
                         continue
                     # the common case: the event is the very next notification, and it carries it whole
-                    row = notifications.from_event(viewer.user_id, message)
+                    row = EVENT_ROWS.get(message, viewer.user_id, notifications.from_event)
                     last = row.id
                     yield row
             while reread:
@@ -270,6 +271,34 @@ async def live(info: Info, after: str | None) -> AsyncIterator[Notification]:
                 reread = len(rows) == REPLAY_PAGE  # more to replay
             waiting = await _next_bells(bell)
 
+
+class ByIdentity:
+    """Values built once per (object, user) and shared, for the last ``size`` objects.
+
+    The event bus hands the same message to every stream of a channel in the process, so every socket
+    of a user gets the *same* notification object for one event, and the executor can run the
+    subscription's selection once for all of them (``app.event_results``). Each entry keeps its object
+    alive, so its ``id()`` cannot be reused while the entry exists."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[int, int], tuple[Any, Any]] = OrderedDict()
+
+    def get(self, source: Any, user_id: int, build: Callable[[int, Any], Any]) -> Any:
+        """``build(user_id, source)``, or the value built for this very ``source`` and user before."""
+        key = (id(source), user_id)
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] is source:
+            return entry[1]
+        value = build(user_id, source)
+        self._entries[key] = (source, value)
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return value
+
+
+EVENT_ROWS = ByIdentity()
+"""Notification rows rebuilt from live events, one per event and user (read-only once built)."""
 
 REPLAY_PAGE = 100
 """Rows one re-read returns (``services.notifications.since``'s limit); a full page reads on."""

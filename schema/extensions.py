@@ -55,6 +55,12 @@ class MaskUnexpectedErrors(MaskErrors):
     def __init__(self) -> None:
         super().__init__(should_mask_error=is_unexpected, error_message="Internal server error")
 
+    def _process_result(self, result: object) -> None:
+        # Nothing to mask without errors. Strawberry's check is an isinstance of a runtime-checkable
+        # Protocol, ~10 µs: at 10,000 subscribers it was 8 % of a server's CPU (every streamed result).
+        if getattr(result, "errors", None):
+            super()._process_result(result)
+
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         errors = [domain_error(error) for error in errors]
         for error in errors:

@@ -385,6 +385,14 @@ class NotificationMutations:
         return PushDevicePayload(registered=False, user_errors=[])
 
 
+def _stream_event(_user_id: int, row: Any) -> NotificationEvent:
+    return NotificationEvent(cursor=encode_cursor((row.id,)), notification=row)
+
+
+STREAM_EVENTS = resolvers.ByIdentity()
+"""Stream items by notification row (``resolvers.notifications.ByIdentity``)."""
+
+
 @strawberry.type
 class NotificationSubscriptions:
     """Subscriptions of this module (merged into Subscription)."""
@@ -404,5 +412,7 @@ class NotificationSubscriptions:
         ] = None,
     ) -> AsyncGenerator[NotificationEvent, None]:
         require_viewer(info)
+        user_id = info.context.viewer.user_id  # type: ignore[union-attr]  # require_viewer checked it
         async for row in resolvers.live(info, after):
-            yield NotificationEvent(cursor=encode_cursor((row.id,)), notification=row)  # type: ignore[arg-type]
+            # one event object per row: the sockets of the user given the same row share one execution
+            yield STREAM_EVENTS.get(row, user_id, _stream_event)

@@ -1,0 +1,144 @@
+"""Issue 21 (K2 at scale): one execution per live event for the sockets that share its inputs, and a client
+that leaves while an operation is sending is not an error of ours. Real PostgreSQL, Redis, uvicorn and
+websockets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from app.db import Database
+from app.demo import DEMO_PHONE_E164
+from app.event_results import RESULTS
+from app.settings import Settings
+from models.identity import User
+from models.notifications import NotificationCategory
+from services.notifications import notify
+from tests.client import graphql_ws
+from tests.test_notifications import _free_port, _kabinet_process
+
+STREAM = "subscription { notifications { cursor notification { id title } } }"
+OTHER_STREAM = "subscription { notifications { cursor notification { id title body } } }"
+
+
+async def _user_id(db: Database) -> int:
+    async with db.session() as session:
+        return (await session.execute(select(User.id).where(User.phone == DEMO_PHONE_E164))).scalar_one()
+
+
+async def _commit(db: Database, user_id: int, title: str) -> int:
+    async with db.session() as session:
+        row = await notify(
+            session, user_id=user_id, category=NotificationCategory.BILLING, title=title, body=title
+        )
+        await session.commit()
+    await db.drain()
+    assert row is not None
+    return row.id
+
+
+async def _next(ws: Any, op: str) -> dict[str, Any]:
+    message = await ws.receive(10)
+    assert message.get("id") == op and message["type"] == "next", message
+    assert not message["payload"].get("errors"), message
+    return message["payload"]["data"]["notifications"]  # type: ignore[no-any-return]
+
+
+async def test_issue21_sockets_of_one_user_share_one_execution_per_event(
+    live_server: str, db: Database, customer_token: str
+) -> None:
+    """Three sockets of one user with the same document: each event is executed once for all three (and
+    every socket gets it, whole); a socket with another document gets its own execution."""
+    user_id = await _user_id(db)
+    init = {"token": customer_token}
+    async with (
+        graphql_ws(live_server, init=init) as first,
+        graphql_ws(live_server, init=init) as second,
+        graphql_ws(live_server, init=init) as third,
+        graphql_ws(live_server, init=init) as other,
+    ):
+        same = [(ws, await ws.subscribe(STREAM)) for ws in (first, second, third)]
+        other_op = await other.subscribe(OTHER_STREAM)
+        await asyncio.sleep(0.5)  # the subscriptions run (graphql-transport-ws does not acknowledge them)
+        hits, misses = RESULTS.hits, RESULTS.misses
+        ids = [await _commit(db, user_id, f"Общее {n}") for n in range(2)]
+        for ws, op in same:
+            events = [await _next(ws, op) for _ in ids]
+            assert [e["notification"]["title"] for e in events] == ["Общее 0", "Общее 1"]
+        others = [await _next(other, other_op) for _ in ids]
+        assert [e["notification"]["body"] for e in others] == ["Общее 0", "Общее 1"]
+        # per event: one execution per document (2), reused by the two other sockets of the first one
+        assert RESULTS.misses - misses == 2 * len(ids)
+        assert RESULTS.hits - hits == 2 * len(ids)
+
+
+async def test_issue21_client_leaving_while_an_operation_sends_is_not_an_error(
+    live_server: str, db: Database, customer_token: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client closes its socket while the handler is busy (here: its next ``subscribe`` waits for the
+    session check) and its running subscription has an event to send. Strawberry logged that send's
+    ``InvalidState``/``ClientDisconnected`` at ERROR with a traceback ("Exception in worker task"); it is
+    the client's doing: INFO, no traceback."""
+    caplog.set_level(logging.INFO)
+    user_id = await _user_id(db)
+    async with graphql_ws(live_server, init={"token": customer_token}) as ws:
+        op = await ws.subscribe(STREAM)
+        await asyncio.sleep(0.5)
+        await _commit(db, user_id, "Первое")
+        assert (await _next(ws, op))["notification"]["title"] == "Первое"
+        outside = create_async_engine(db.engine.url, poolclass=NullPool)  # not the server's pool
+        async with outside.connect() as blocker:
+            # the session check of the next subscribe waits on this lock: the handler is busy meanwhile
+            await blocker.execute(text("LOCK TABLE auth_sessions IN ACCESS EXCLUSIVE MODE"))
+            await ws.subscribe(STREAM)
+            async with outside.connect() as probe:
+                for _ in range(200):
+                    waiting = await probe.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity "
+                            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                        )
+                    )
+                    if waiting:
+                        break
+                    await asyncio.sleep(0.05)
+                assert waiting, "the subscribe's session check never waited for the lock"
+            await ws.socket.close()  # the client leaves; the handler has not noticed yet
+            await asyncio.wait_for(_commit(db, user_id, "После ухода"), 10)  # the stream sends it
+            for _ in range(200):
+                if any("client left" in record.getMessage() for record in caplog.records):
+                    break
+                await asyncio.sleep(0.05)
+            await blocker.rollback()
+        await outside.dispose()
+    await asyncio.sleep(0.3)
+    assert any(
+        "client left" in record.getMessage() and record.levelno == logging.INFO for record in caplog.records
+    ), [record.getMessage() for record in caplog.records]
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert not errors, [(record.name, record.getMessage()) for record in errors]
+
+
+def test_issue21_servers_do_not_negotiate_permessage_deflate(settings: Settings) -> None:
+    """``kabinet serve`` (app.workers, here with 2 workers) answers a client offering permessage-deflate
+    (as browsers and the ``websockets`` client do) without it: a zlib compressor and decompressor per
+    socket cost ~40 kB each at 10,000 sockets, for frames of ~150 bytes (bench/README.md)."""
+    from websockets.sync.client import connect
+
+    port = _free_port()
+    with _kabinet_process(settings, port, workers=2) as url:
+        for _ in range(4):  # connections are spread over both workers
+            with connect(
+                url.replace("http://", "ws://") + "/graphql", subprotocols=["graphql-transport-ws"]
+            ) as ws:  # type: ignore[list-item]
+                assert ws.request is not None and "permessage-deflate" in str(
+                    ws.request.headers.get("Sec-WebSocket-Extensions")
+                )
+                assert ws.response is not None
+                assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
