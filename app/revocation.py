@@ -46,7 +46,13 @@ from app.broadcast import EventBus
 from app.db import Database
 from services import clock
 from services.limits import Counters
-from services.sessions import SESSIONS_CHANNEL, inactive_sessions, is_revoked, is_session_active
+from services.sessions import (
+    SESSIONS_CHANNEL,
+    inactive_sessions,
+    is_revoked,
+    is_session_active,
+    revoked_among,
+)
 
 log = logging.getLogger("kabinet.revocation")
 
@@ -81,6 +87,18 @@ class Socket:
     seq: int = field(default=0)
 
 
+def _settle(batch: dict[int, list[asyncio.Future[bool]]], outcome: bool | Exception) -> None:
+    """Answer every check of ``batch`` that is still waiting with ``outcome`` (a result or the error)."""
+    for futures in batch.values():
+        for future in futures:
+            if future.done():
+                continue
+            if isinstance(outcome, Exception):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+
 class SessionGuard:
     """Per-process answers to "is this session still active?" and the closer of ended sessions' sockets."""
 
@@ -107,6 +125,8 @@ class SessionGuard:
         self._sweeper: asyncio.Task[None] | None = None
         self._row_checks: dict[int, list[asyncio.Future[bool]]] = {}
         self._row_reader: asyncio.Task[None] | None = None
+        self._flag_checks: dict[int, list[asyncio.Future[bool]]] = {}
+        self._flag_reader: asyncio.Task[None] | None = None
         self.generation = 0
         """Bumped by every session end or resync this process hears of (see :meth:`is_active`)."""
 
@@ -140,7 +160,12 @@ class SessionGuard:
     ) -> bool:
         """Whether the session may still act: Redis flag → positive cache (unless ``fresh``) → the row."""
         try:
-            if await is_revoked(self._counters, session_id):
+            revoked = (
+                await self._revoked_batched(session_id)
+                if opener is None  # websockets: checked together, like the rows below
+                else await is_revoked(self._counters, session_id)
+            )
+            if revoked:
                 return False
         except (RedisError, OSError) as error:
             log.warning("revocation flags unavailable, reading the session row: %s", error)
@@ -163,6 +188,28 @@ class SessionGuard:
             self._active[session_id] = now + self._cache_for
         return active
 
+    async def _revoked_batched(self, session_id: int) -> bool:
+        """Whether Redis has the session's revocation flag, asked together with every other flag check
+        waiting in this loop pass (one MGET): 20,000 sockets connecting at once had emptied the Redis pool
+        with one EXISTS each, and the checks that waited too long fell back to the database."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._flag_checks.setdefault(session_id, []).append(future)
+        if self._flag_reader is None or self._flag_reader.done():
+            self._flag_reader = asyncio.create_task(self._read_flags(), name="kabinet-session-flags")
+        return await future
+
+    async def _read_flags(self) -> None:
+        while self._flag_checks:
+            await asyncio.sleep(0)  # the checks asked in this loop pass join the batch
+            batch, self._flag_checks = self._flag_checks, {}
+            try:
+                revoked = await revoked_among(self._counters, list(batch))
+            except Exception as error:
+                _settle(batch, error)
+                continue
+            for session_id, futures in batch.items():
+                _settle({session_id: futures}, session_id in revoked)
+
     async def _read_batched(self, session_id: int, now: dt.datetime) -> bool:
         """Whether the row says active, read together with every other check waiting in this loop pass:
         10,000 sockets subscribing at once cost a few queries instead of 10,000 (which had exhausted the
@@ -181,15 +228,10 @@ class SessionGuard:
                 async with self._fresh_session() as session:
                     ended = await inactive_sessions(session, list(batch), now=max(now, clock.now()))
             except Exception as error:
-                for futures in batch.values():
-                    for future in futures:
-                        if not future.done():
-                            future.set_exception(error)
+                _settle(batch, error)
                 continue
             for session_id, futures in batch.items():
-                for future in futures:
-                    if not future.done():
-                        future.set_result(session_id not in ended)
+                _settle({session_id: futures}, session_id not in ended)
 
     @contextlib.asynccontextmanager
     async def _fresh_session(self) -> AsyncIterator[AsyncSession]:

@@ -92,6 +92,15 @@ class Counters:
         found = self._memory.get(key)
         return found is not None and found[1] > clock.now().timestamp()
 
+    async def flags_present(self, keys: list[str]) -> set[str]:
+        """Which of ``keys`` have a flag set by :meth:`set_flags` (one MGET however many)."""
+        if not keys:
+            return set()
+        if self._redis_url:
+            values = await self._client().mget([self._key(key) for key in keys])
+            return {key for key, value in zip(keys, values, strict=True) if value is not None}
+        return {key for key in keys if await self.has_flag(key)}
+
     async def close(self) -> None:
         """Close the Redis connection pool (if one was opened)."""
         if self._redis is not None:

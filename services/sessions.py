@@ -191,6 +191,12 @@ async def is_revoked(counters: Counters, session_id: int) -> bool:
     return await counters.has_flag(f"revoked-session:{session_id}")
 
 
+async def revoked_among(counters: Counters, session_ids: list[int]) -> set[int]:
+    """:func:`is_revoked` for many sessions in one Redis round trip: those with a revocation flag."""
+    found = await counters.flags_present([f"revoked-session:{session_id}" for session_id in session_ids])
+    return {int(key.rsplit(":", 1)[1]) for key in found}
+
+
 async def active_sessions(session: AsyncSession, user_id: int, *, now: dt.datetime) -> list[AuthSession]:
     """The user's sessions that have not ended, most recently used first."""
     rows = await session.execute(

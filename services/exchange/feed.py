@@ -29,6 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.exchange import ExchangeChange, ExchangeFeedState
+from services import clock
 from services.exchange.formats import FORMAT, VERSION
 from services.unit_of_work import Units, touch
 
@@ -110,10 +111,10 @@ async def changes(session: AsyncSession, after: str = START, *, limit: int = MAX
     touch(session, private=ExchangeFeedState)
     await session.execute(
         text(
-            "UPDATE exchange_feed_state SET acknowledged = :after, updated_at = now()"
+            "UPDATE exchange_feed_state SET acknowledged = :after, updated_at = :now"
             " WHERE id = 1 AND acknowledged < :after"
         ),
-        {"after": last},
+        {"after": last, "now": clock.now()},
     )
     rows = await session.execute(
         text(
@@ -152,10 +153,10 @@ async def prune(session: AsyncSession, before: dt.datetime, *, batch: int = PRUN
     )
     await session.execute(
         text(
-            "UPDATE exchange_feed_state SET pruned_through = :bound, updated_at = now()"
+            "UPDATE exchange_feed_state SET pruned_through = :bound, updated_at = :now"
             " WHERE id = 1 AND pruned_through < :bound"
         ),
-        {"bound": bound},
+        {"bound": bound, "now": clock.now()},
     )
     return int(deleted.rowcount)  # type: ignore[attr-defined]
 
