@@ -18,7 +18,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Select, inspect, select
+from sqlalchemy import Select, any_, bindparam, inspect, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter
+from sqlalchemy.sql.visitors import replacement_traverse
 
 _CLASSES: dict[tuple[type, tuple[str, ...]], type] = {}
 
@@ -55,7 +59,7 @@ def plain(model: type, extra: tuple[str, ...] = ()) -> type:
             "__repr__": __repr__,
             "__doc__": f"A ``{model.__tablename__}`` row as plain attributes (see models.plain).",  # type: ignore[attr-defined]
             "__module__": model.__module__,
-            "model": model,
+            "plain_of": model,  # (not "model": a column may be called that, e.g. meters.model)
         },
     )
     _CLASSES[key] = cls
@@ -70,6 +74,29 @@ def plain_select(model: type) -> Select[Any]:
 def plain_rows(cls: type, rows: Iterable[Any]) -> list[Any]:
     """Instances of a :func:`plain` class from result rows of its :func:`plain_select`."""
     return [cls(*row) for row in rows]
+
+
+def _arrays(statement: Any) -> Any:
+    """``statement`` with every ``col IN (:expanding)`` as ``col = ANY(:array)`` (the same parameter)."""
+
+    def replace(element: Any) -> Any:
+        if (
+            isinstance(element, BinaryExpression)
+            and element.operator is operators.in_op
+            and isinstance(element.right, BindParameter)
+            and element.right.expanding
+        ):
+            key = element.right.key
+            return element.left == any_(bindparam(key, type_=ARRAY(element.left.type)))
+        return None
+
+    return replacement_traverse(statement, {}, replace)
+
+
+def plain_query(model: type, statement: Any) -> PlainQuery:
+    """A :class:`PlainQuery` of ``statement`` (a select of ``model``'s rows: joins, filters, order, DISTINCT
+    ON kept) selecting :func:`plain`'s columns instead, so rows of :func:`plain` ``(model, …)`` come out."""
+    return PlainQuery(statement.with_only_columns(*(column for _, column in _columns(model))))
 
 
 class _Context:
@@ -90,8 +117,8 @@ class PlainQuery:
     SQLAlchemy would apply (learned from the prepared statement's column types: enums become their
     Python members, numerics stay ``Decimal``), so the values are identical to ``session.execute``'s.
 
-    Lists are bound as arrays (write ``column == any_(bindparam(name, type_=ARRAY(...)))``), not as
-    expanding ``IN`` parameters, so one statement text serves any number of keys. SQLAlchemy's
+    Lists are bound as arrays: ``column.in_(bindparam(name, expanding=True))`` is rewritten once to
+    ``column = ANY(:name)`` (same rows), so one statement text serves any number of keys. SQLAlchemy's
     ``before_cursor_execute`` / ``after_cursor_execute`` listeners are called as for any statement
     (statement counting in tests, tracing spans). It runs in the session's transaction when one has
     begun on the connection, else as a single read. Read-only: the caller holds the session (the request
@@ -99,7 +126,7 @@ class PlainQuery:
     """
 
     def __init__(self, statement: Any) -> None:
-        self.statement = statement
+        self.statement = _arrays(statement)
         self._compiled: tuple[str, tuple[str, ...], list[Any]] | None = None
         self._processors: list[tuple[int, Any]] | None = None
 

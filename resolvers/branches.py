@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from models.branches import Branch, Service, Supplier
 from resolvers.context import Info
-from resolvers.loaders import ById, PlainById
+from resolvers.loaders import PlainById
 from services import branches
 
 
-class BranchById(ById):
-    """Branches by id."""
+class BranchById(PlainById):
+    """Branches by id, as plain rows (:data:`BranchRow`)."""
 
     model = Branch
 
@@ -29,6 +29,7 @@ class ServiceById(PlainById):
 SupplierRow = SupplierById.row_class()
 """Reference rows every dashboard shows, read only: plain rows (issue 21; schema's ``is_type_of`` takes them)."""
 ServiceRow = ServiceById.row_class()
+BranchRow = BranchById.row_class()
 
 
 async def list_branches(info: Info) -> list[Branch]:

@@ -31,7 +31,7 @@ class ReadingWindow:
 class Branch(relay.Node):
     """A regional branch, e.g. «Скопинское отделение». Backed by ``models.branches.Branch`` rows."""
 
-    is_type_of = backed_by(models.Branch)
+    is_type_of = backed_by(models.Branch, resolvers.BranchRow)  # plain rows from BranchById (issue 21)
 
     id: relay.NodeID[int]
     name: str = strawberry.field(description="Name shown to customers, e.g. «Скопинское отделение».")

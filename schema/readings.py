@@ -142,7 +142,7 @@ class MeterService:
 class Meter(relay.Node):
     """Backed by ``models.meters.Meter`` rows."""
 
-    is_type_of = backed_by(meter_models.Meter)
+    is_type_of = backed_by(meter_models.Meter, resolvers.MeterRow)  # plain rows from MetersByAccountId
 
     id: relay.NodeID[int]
     serial: str = strawberry.field(description="Factory (serial) number.")
@@ -208,7 +208,7 @@ class AccountMeters:
 class MeterReading(relay.Node):
     """Backed by ``models.readings.Reading`` rows; never changed except to record what happened later."""
 
-    is_type_of = backed_by(models.Reading)
+    is_type_of = backed_by(models.Reading, resolvers.ReadingRow)  # plain rows from LastReadingsByMeterId
 
     id: relay.NodeID[int]
     zone: Zone = strawberry.field(description="Zone (register) of the meter.")
