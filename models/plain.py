@@ -99,6 +99,9 @@ def plain_query(model: type, statement: Any) -> PlainQuery:
     return PlainQuery(statement.with_only_columns(*(column for _, column in _columns(model))))
 
 
+_REQUIRED = object()
+
+
 class _Context:
     """What SQLAlchemy's ``before/after_cursor_execute`` listeners get as the execution context (statement
     counters and tracing keep working for :class:`PlainQuery`; tracing sets an attribute on it)."""
@@ -127,18 +130,18 @@ class PlainQuery:
 
     def __init__(self, statement: Any) -> None:
         self.statement = _arrays(statement)
-        self._compiled: tuple[str, tuple[str, ...], list[Any]] | None = None
+        self._compiled: tuple[str, list[tuple[str, Any, Any]]] | None = None
         self._processors: list[tuple[int, Any]] | None = None
 
-    def _compile(self, dialect: Any) -> tuple[str, tuple[str, ...], list[Any]]:
+    def _compile(self, dialect: Any) -> tuple[str, list[tuple[str, Any, Any]]]:
         compiled = self.statement.compile(dialect=dialect)
-        names = tuple(compiled.positiontup or ())
         binds = compiled.binds
-        processors = []
-        for name in names:
-            bind_type = binds[name].type
-            processors.append(bind_type._cached_bind_processor(dialect))
-        self._compiled = (compiled.string, names, processors)
+        parameters = []
+        for name in compiled.positiontup or ():
+            bind = binds[name]
+            fixed = _REQUIRED if bind.required or bind.callable is not None else bind.value  # literals
+            parameters.append((name, bind.type._cached_bind_processor(dialect), fixed))
+        self._compiled = (compiled.string, parameters)
         return self._compiled
 
     async def rows(self, session: Any, params: dict[str, Any]) -> list[Any]:
@@ -147,11 +150,11 @@ class PlainQuery:
         sync = connection.sync_connection
         dialect = sync.dialect
         compiled = self._compiled or self._compile(dialect)
-        sql, names, binders = compiled
-        args = [
-            params[name] if binder is None else binder(params[name])
-            for name, binder in zip(names, binders, strict=True)
-        ]
+        sql, parameters = compiled
+        args = []
+        for name, binder, fixed in parameters:
+            value = params[name] if fixed is _REQUIRED else params.get(name, fixed)
+            args.append(value if binder is None else binder(value))
         raw = (await connection.get_raw_connection()).driver_connection
         if self._processors is None:
             prepared = await raw.prepare(sql)

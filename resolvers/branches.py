@@ -27,7 +27,7 @@ class ServiceById(PlainById):
 
 
 SupplierRow = SupplierById.row_class()
-"""Reference rows every dashboard shows, read only: plain rows (issue 21; schema's ``is_type_of`` takes them)."""
+"""Reference rows every dashboard shows, read only: plain rows (issue 21; ``is_type_of`` takes them)."""
 ServiceRow = ServiceById.row_class()
 BranchRow = BranchById.row_class()
 

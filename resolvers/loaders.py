@@ -10,12 +10,10 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from aiodataloader import DataLoader
-from sqlalchemy import BigInteger, any_, bindparam, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.plain import PlainQuery, plain, plain_select
-
 from resolvers.context import DbScope
 
 K = TypeVar("K")
@@ -84,7 +82,7 @@ class PlainById(Loader[int, Any]):
         if cls.__dict__.get("_query") is None:
             table = cls.model.__table__
             cls._query = PlainQuery(
-                plain_select(cls.model).where(table.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
+                plain_select(cls.model).where(table.c.id.in_(bindparam("ids", expanding=True)))
             )
             cls._row = cls.row_class()
         assert cls._query is not None
@@ -94,7 +92,8 @@ class PlainById(Loader[int, Any]):
         query = self.query()
         make = self._row
         assert make is not None
-        found = {row.id: row for row in (make(*values) for values in await query.rows(session, {"ids": keys}))}
+        rows = await query.rows(session, {"ids": keys})
+        found = {row.id: row for row in (make(*values) for values in rows)}
         return [found.get(key) for key in keys]
 
 

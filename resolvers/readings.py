@@ -17,10 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.relay import GlobalID
 
 from models.meters import Meter
+from models.plain import plain, plain_query, plain_rows
 from models.readings import Reading, ReadingSource, ReadingSubmission
 from resolvers.branches import ServiceById
 from resolvers.context import Info
-from models.plain import plain, plain_query, plain_rows
 from resolvers.loaders import CAST, ById, Loader, grouped
 from resolvers.permissions import Forbidden, require_viewer
 from services import accounts, readings

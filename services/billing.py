@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, and_, any_, bindparam, cast, false, func, literal, null, or_, select, union_all
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import DateTime, and_, bindparam, cast, false, func, literal, null, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.accounts import Account, AccountService
@@ -149,7 +148,7 @@ _C = Charge.__table__.c
 _CHARGES = PlainQuery(
     plain_select(Charge)
     .where(
-        _C.account_id == any_(bindparam("account_ids", type_=ARRAY(BigInteger))),
+        _C.account_id.in_(bindparam("account_ids", expanding=True)),
         _C.period.between(bindparam("start"), bindparam("end")),
     )
     .order_by(_C.account_id, _C.period.desc(), _C.service_id, _C.zone, _C.id)
@@ -365,6 +364,26 @@ class Series:
     points: list[tuple[dt.date, Decimal]]
 
 
+def _series(kind: StatisticsKind) -> Any:
+    """D6's statement of a CONSUMPTION or CHARGES series: sums per service, zone and month."""
+    measure = Charge.volume if kind is StatisticsKind.CONSUMPTION else Charge.amount + Charge.recalculation
+    total = func.coalesce(func.sum(measure), 0)
+    by = (Charge.service_id, Charge.zone, Charge.period)
+    return select(*by, total).group_by(*by)
+
+
+_SERIES = {
+    kind: PlainQuery(
+        _series(kind).where(
+            Charge.account_id == bindparam("account_id"),
+            Charge.period.between(bindparam("start"), bindparam("end")),
+        )
+    )
+    for kind in (StatisticsKind.CONSUMPTION, StatisticsKind.CHARGES)
+}
+"""D6 without service or zone filters (what the charts ask), built once (models.plain.PlainQuery)."""
+
+
 async def statistics(
     session: AsyncSession,
     account_id: int,
@@ -394,14 +413,14 @@ async def statistics(
         values: dict[tuple[int | None, Zone | None, int | None], dict[dt.date, Decimal]] = defaultdict(dict)
         for supplier_id, month, total in await session.execute(stmt):
             values[(None, None, supplier_id)][month] = total
+    elif not service_ids and not zones:  # the usual chart: a statement built once, on asyncpg directly
+        values = defaultdict(dict)
+        params = {"account_id": account_id, "start": period.start, "end": period.end}
+        for service_id, zone, month, total in await _SERIES[kind].rows(session, params):
+            values[(service_id, zone, None)][month] = total
     else:
-        measure = (
-            Charge.volume if kind is StatisticsKind.CONSUMPTION else Charge.amount + Charge.recalculation
-        )
-        charges = (
-            select(Charge.service_id, Charge.zone, Charge.period, func.coalesce(func.sum(measure), 0))
-            .where(Charge.account_id == account_id, Charge.period.between(period.start, period.end))
-            .group_by(Charge.service_id, Charge.zone, Charge.period)
+        charges = _series(kind).where(
+            Charge.account_id == account_id, Charge.period.between(period.start, period.end)
         )
         if service_ids:
             charges = charges.where(Charge.service_id.in_(service_ids))
