@@ -297,8 +297,8 @@ async def _exchange_export(database_url: str, after: str, limit: int) -> Any:
 
     db = Database(database_url, pool_size=1)
     try:
-        async with db.session() as session:
-            return await feed.changes(session, after, limit=limit)
+        async with db.unit_of_work() as uow:  # reading after N acknowledges up to N
+            return await feed.changes(uow.session, after, limit=limit)
     finally:
         await db.dispose()
 

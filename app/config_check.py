@@ -112,13 +112,20 @@ def problems(settings: Settings, *, workers: int = 1) -> list[str]:
 
     # --- billing exchange (issue 18): no default key ships; the one in the docs' examples is refused
     if settings.exchange_key_sha256 is not None:
-        from app.exchange_api import EXAMPLE_KEY, key_sha256
+        from app.exchange_api import EXAMPLE_KEY, MAX_KEYS, key_hashes, key_sha256
 
-        if not re.fullmatch(r"[0-9a-fA-F]{64}", settings.exchange_key_sha256):
+        hashes = key_hashes(settings.exchange_key_sha256)
+        if not hashes or not all(re.fullmatch(r"[0-9a-f]{64}", known) for known in hashes):
             found.append(
-                "KABINET_EXCHANGE_KEY_SHA256 is not a hex SHA-256: make one with `kabinet exchange-key`"
+                "KABINET_EXCHANGE_KEY_SHA256 is not a hex SHA-256 (or a comma-separated few while rotating): "
+                "make one with `kabinet exchange-key`"
             )
-        elif settings.exchange_key_sha256.lower() == key_sha256(EXAMPLE_KEY):
+        elif len(hashes) > MAX_KEYS:
+            found.append(
+                f"KABINET_EXCHANGE_KEY_SHA256 holds {len(hashes)} keys: at most {MAX_KEYS} (old and new)"
+                " while rotating; remove the retired ones"
+            )
+        elif key_sha256(EXAMPLE_KEY) in hashes:
             found.append(
                 "KABINET_EXCHANGE_KEY_SHA256 is the example key's from the docs: run `kabinet exchange-key`"
             )

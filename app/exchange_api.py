@@ -1,7 +1,8 @@
 """The billing system's integration endpoint (issue 18): ``POST /exchange/import``, ``GET /exchange/changes``.
 
 Only the billing service account may call it: its key goes in ``Authorization: Bearer <key>`` and the server
-keeps only the key's SHA-256 (``KABINET_EXCHANGE_KEY_SHA256``; ``kabinet exchange-key`` makes a pair). The
+keeps only the key's SHA-256 (``KABINET_EXCHANGE_KEY_SHA256``; ``kabinet exchange-key`` makes a pair; during a
+rotation it holds the old and the new key's hashes, separated by a comma). The
 key opens these two routes and nothing else (role BILLING: no GraphQL, no customer data beyond the
 exchange), and customer or staff tokens never open them. Unset setting: the routes answer 404.
 """
@@ -28,6 +29,8 @@ log = logging.getLogger("kabinet.exchange")
 BILLING_ROLE = "BILLING"
 """The role of the billing service account; it exists only for these routes."""
 MAX_MEMBERS = 1000
+MAX_KEYS = 2
+"""Keys valid at once: the current one, and the one being retired during a rotation."""
 EXAMPLE_KEY = "kbx_example_do_not_use_0000000000000000000000"
 """The key the documentation's examples use; production refuses its hash (app/config_check.py)."""
 
@@ -51,10 +54,21 @@ def _authenticate(request: Request, state: AppState) -> Response | None:
         return _error(
             401, "EXCHANGE_KEY_REQUIRED", "Authorization: Bearer <billing exchange key> is required"
         )
-    if not hmac.compare_digest(key_sha256(credential.strip()), expected.lower()):
+    presented = key_sha256(credential.strip())
+    known_keys = key_hashes(expected)[:MAX_KEYS]
+    matches = [hmac.compare_digest(presented, known) for known in known_keys]  # each compared
+    if not any(matches):
         log.warning("exchange call with a wrong key refused")
         return _error(403, "EXCHANGE_KEY_INVALID", "This key does not open the billing exchange")
+    # which of the keys (its hash's first 8 hex digits, not the key): shows when an old key fell out of use
+    log.info("exchange call with key %s", presented[:8])
     return None
+
+
+def key_hashes(setting: str) -> list[str]:
+    """The key hashes of ``KABINET_EXCHANGE_KEY_SHA256``: one, or several separated by commas while keys
+    are rotated (add the new key's hash, move billing to the new key, then remove the old hash)."""
+    return [part.strip().lower() for part in setting.split(",") if part.strip()]
 
 
 async def _body(request: Request, limit: int) -> bytes | None:
@@ -144,10 +158,12 @@ async def changes(request: Request) -> Response:
     if not limit_text.isdigit():
         return _error(400, "EXCHANGE_BAD_LIMIT", "limit must be a positive integer")
     try:
-        async with state.db.session() as session:
+        async with state.db.unit_of_work() as uow:  # reading after N acknowledges up to N
             page = await feed.changes(
-                session, request.query_params.get("after", feed.START), limit=int(limit_text[:6])
+                uow.session, request.query_params.get("after", feed.START), limit=int(limit_text[:6])
             )
+    except feed.CursorExpired as error:
+        return _error(410, "EXCHANGE_CURSOR_EXPIRED", str(error))
     except feed.BadCursor as error:
         return _error(400, "EXCHANGE_BAD_CURSOR", str(error))
     return Response(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -112,9 +114,12 @@ def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -
             from services.scheduler import DEFAULT_JOBS, Scheduler
 
             gateways_of(state)  # the payment jobs use the installed registry (services.gateways.installed)
+            from services.exchange.feed import prune_job
+
+            retention = dt.timedelta(days=settings.exchange_feed_retention_days)
             scheduler = Scheduler(
                 db,
-                DEFAULT_JOBS,
+                {**DEFAULT_JOBS, "exchange-feed-prune": functools.partial(prune_job, keep=retention)},
                 interval=settings.scheduler_interval,
                 clock=clock.now,
                 on_run=metrics.job_ran,

@@ -233,7 +233,17 @@ class Settings(BaseSettings):
         None,
         description=(
             "Hex SHA-256 of the billing system's exchange key (`kabinet exchange-key` makes one); only the "
-            "hash is kept. Unset: the /exchange endpoints answer 404."
+            "hash is kept. While rotating keys: the old and the new hash, comma-separated. Unset: the "
+            "/exchange endpoints answer 404."
+        ),
+    )
+    exchange_feed_retention_days: int = Field(
+        30,
+        ge=1,
+        le=3650,
+        description=(
+            "Days the change feed keeps changes billing has already read (reading after cursor N "
+            "acknowledges up to N); the scheduler deletes older ones. Unread changes are never deleted."
         ),
     )
     exchange_max_bytes: int = Field(

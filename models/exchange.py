@@ -5,7 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -42,3 +51,19 @@ class ExchangeChange(Base):
     account_id: Mapped[int | None] = mapped_column(BigInteger)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+
+    __table_args__ = (Index("ix_exchange_changes_created_at", "created_at"),)
+
+
+class ExchangeFeedState(Base):
+    """The feed's one row (migration 0007): the highest cursor billing has read after (``acknowledged``) and
+    the highest change id the retention job deleted (``pruned_through``); only read changes are pruned."""
+
+    __tablename__ = "exchange_feed_state"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, server_default=text("1"))
+    acknowledged: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    pruned_through: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    updated_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+
+    __table_args__ = (CheckConstraint("id = 1", name="ck_exchange_feed_state_one_row"),)

@@ -102,17 +102,31 @@ _LAST_CLOSED = (
     )
     .order_by(PeriodBalance.account_id, PeriodBalance.supplier_id)
 )
-_PAID_SINCE = (
-    select(PaymentAllocation.account_id, PaymentAllocation.supplier_id, func.sum(PaymentAllocation.amount))
+_CABINET_PAID = (
+    select(
+        PaymentAllocation.account_id,
+        PaymentAllocation.supplier_id,
+        PaymentAllocation.period,
+        PaymentAllocation.amount,
+    )
     .join(Payment, Payment.id == PaymentAllocation.payment_id)
-    .outerjoin(_LATEST, _LATEST.c.account_id == PaymentAllocation.account_id)
     .where(
         PaymentAllocation.account_id.in_(bindparam("account_ids", expanding=True)),
         Payment.status == PaymentStatus.SUCCEEDED,
-        or_(_LATEST.c.period.is_(None), PaymentAllocation.period > _LATEST.c.period),
     )
-    .group_by(PaymentAllocation.account_id, PaymentAllocation.supplier_id)
 )
+_EXTERNAL_PAID = select(
+    ExternalPayment.account_id, ExternalPayment.supplier_id, ExternalPayment.period, ExternalPayment.amount
+).where(ExternalPayment.account_id.in_(bindparam("account_ids", expanding=True)))
+_PAID = union_all(_CABINET_PAID, _EXTERNAL_PAID).subquery("paid")
+_PAID_SINCE = (
+    select(_PAID.c.account_id, _PAID.c.supplier_id, func.sum(_PAID.c.amount))
+    .outerjoin(_LATEST, _LATEST.c.account_id == _PAID.c.account_id)
+    .where(or_(_LATEST.c.period.is_(None), _PAID.c.period > _LATEST.c.period))
+    .group_by(_PAID.c.account_id, _PAID.c.supplier_id)
+)
+"""Payments credited after the last closed period: the cabinet's own and those billing received through
+other channels (issue 18: a bank payment of this month lowers the balance as a cabinet payment does)."""
 """B4's two statements, built once (the dashboard runs them on every request)."""
 
 
@@ -126,7 +140,10 @@ async def balances(session: AsyncSession, account_ids: Sequence[int]) -> list[Ac
         found.billed_period = row.period
         found.suppliers.append(SupplierBalance(row.supplier_id, row.closing, row.closing, ZERO))
     paid = await session.execute(_PAID_SINCE, params)
-    for account_id, supplier_id, total in paid:
+    for paid_row in paid:
+        account_id: int = paid_row[0]
+        supplier_id: int = paid_row[1]
+        total: Decimal = paid_row[2]
         found = result[account_id]
         line = next((line for line in found.suppliers if line.supplier_id == supplier_id), None)
         if line is None:
@@ -396,23 +413,25 @@ async def statistics(
     """D6: series for charts, filtered by period, services and zones, one statement."""
     months = period.months
     if kind is StatisticsKind.PAYMENTS:
-        stmt = (
-            select(
-                PaymentAllocation.supplier_id,
-                PaymentAllocation.period,
-                func.sum(PaymentAllocation.amount),
-            )
+        paid = union_all(
+            select(PaymentAllocation.supplier_id, PaymentAllocation.period, PaymentAllocation.amount)
             .join(Payment, Payment.id == PaymentAllocation.payment_id)
             .where(
                 PaymentAllocation.account_id == account_id,
                 PaymentAllocation.period.between(period.start, period.end),
                 Payment.status == PaymentStatus.SUCCEEDED,
-            )
-            .group_by(PaymentAllocation.supplier_id, PaymentAllocation.period)
+            ),
+            select(ExternalPayment.supplier_id, ExternalPayment.period, ExternalPayment.amount).where(
+                ExternalPayment.account_id == account_id,
+                ExternalPayment.period.between(period.start, period.end),
+            ),
+        ).subquery()
+        stmt = select(paid.c.supplier_id, paid.c.period, func.sum(paid.c.amount)).group_by(
+            paid.c.supplier_id, paid.c.period
         )
         values: dict[tuple[int | None, Zone | None, int | None], dict[dt.date, Decimal]] = defaultdict(dict)
-        for supplier_id, month, total in await session.execute(stmt):
-            values[(None, None, supplier_id)][month] = total
+        for row in await session.execute(stmt):
+            values[(None, None, row[0])][row[1]] = row[2]
     elif not service_ids and not zones:  # the usual chart: a statement built once, on asyncpg directly
         values = defaultdict(dict)
         params = {"account_id": account_id, "start": period.start, "end": period.end}

@@ -30,6 +30,7 @@ from services import payments
 from services.analytics.refresh import refresh_job as analytics_refresh_job
 from services.branches import window_state
 from services.clock import now as clock_now
+from services.exchange.feed import prune_job
 from services.notifications import notify, notify_many
 from services.unit_of_work import Units, touch
 
@@ -143,6 +144,7 @@ DEFAULT_JOBS: dict[str, Job] = {
     "payments-recheck": payments.recheck_job,
     "autopay": payments.autopay_job,
     "analytics-refresh": analytics_refresh_job,
+    "exchange-feed-prune": prune_job,  # app.main passes KABINET_EXCHANGE_FEED_RETENTION_DAYS
 }
 
 

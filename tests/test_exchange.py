@@ -441,6 +441,67 @@ def test_issue18_production_ships_no_default_exchange_key(settings: Any) -> None
     assert refused(exchange_key_sha256=key_sha256(EXAMPLE_KEY))  # the docs' example key
     assert refused(exchange_key_sha256="not-a-hash")
     assert refused(exchange_key_sha256=key_sha256(KEY)) == []
+    rotating = f"{key_sha256(KEY)}, {key_sha256('kbx_next_' + 'n' * 30)}"
+    assert refused(exchange_key_sha256=rotating) == []  # old and new while rotating
+    assert refused(exchange_key_sha256=f"{rotating},{key_sha256('third_' + 't' * 30)}")  # at most two
+    assert refused(exchange_key_sha256=f"{key_sha256(KEY)},{key_sha256(EXAMPLE_KEY)}")
+    assert refused(exchange_key_sha256=f"{key_sha256(KEY)},") == []  # a trailing comma is harmless
+    assert refused(exchange_key_sha256=",")
+
+
+async def test_issue18_keys_rotate_without_downtime(api: Any, db: Any, keyed: Any) -> None:
+    """Old and new key both open the exchange while both hashes are configured; then only the new one."""
+    new = "kbx_next_" + "n" * 30
+    keyed.exchange_key_sha256 = f"{key_sha256(KEY)},{key_sha256(new)}"
+    for key in (KEY, new):
+        response = await api.client.get("/exchange/changes", headers={"authorization": f"Bearer {key}"})
+        assert response.status_code == 200, response.text
+    keyed.exchange_key_sha256 = key_sha256(new)  # the old hash removed
+    old = await api.client.get("/exchange/changes", headers={"authorization": f"Bearer {KEY}"})
+    assert old.status_code == 403 and old.json()["error"]["code"] == "EXCHANGE_KEY_INVALID"
+    assert (await api.client.get("/exchange/changes", headers={"authorization": f"Bearer {new}"})).is_success
+
+
+async def test_issue18_the_feed_prunes_only_what_billing_read_and_refuses_cursors_into_the_gap(
+    api: Any, db: Any, keyed: Any, customer_token: str
+) -> None:
+    """Reading after N acknowledges up to N; the retention job deletes acknowledged old changes only; a
+    cursor into what was deleted is 410, one beyond the last change 400 — never a silent gap."""
+    from services.exchange.feed import DEFAULT_RETENTION, prune_job
+
+    _, start = await changes(api, feed.START)
+    form = await account_form(api, customer_token, "11111111")
+    for _ in range(3):  # three changes: a PENDING payment each
+        assert (await create(api, customer_token, card_input(form)))["userErrors"] == []
+    first, middle = await changes(api, start)
+    assert len(first) == 3
+    # the feed records changes with the database's time: the job's "now" is judged against that
+    async with db.session() as session:
+        recorded = (await session.execute(text("SELECT max(created_at) FROM exchange_changes"))).scalar_one()
+    later = recorded + DEFAULT_RETENTION + dt.timedelta(days=1)
+    # billing read them but has not asked past `start` yet: nothing acknowledged, nothing pruned
+    assert await prune_job(db.unit_of_work, later) == 0
+    middle = first[1]["cursor"]
+    assert len((await changes(api, middle))[0]) == 1  # acknowledges the first two
+    assert await prune_job(db.unit_of_work, recorded + dt.timedelta(days=1)) == 0  # too recent to prune
+    assert await prune_job(db.unit_of_work, later) >= 2
+    async with db.session() as session:
+        kept = (await session.execute(text("SELECT min(id) FROM exchange_changes"))).scalar_one()
+    assert kept == int(first[2]["cursor"])  # the unread change is kept, however old
+
+    gone = await api.client.get(
+        "/exchange/changes", params={"after": start}, headers={"authorization": f"Bearer {KEY}"}
+    )
+    assert gone.status_code == 410 and gone.json()["error"]["code"] == "EXCHANGE_CURSOR_EXPIRED"
+    assert middle in gone.json()["error"]["message"]  # where to continue from
+    rows, _ = await changes(api, middle)  # the oldest valid cursor still reads on
+    assert [row["cursor"] for row in rows] == [first[2]["cursor"]]
+    beyond = await api.client.get(
+        "/exchange/changes",
+        params={"after": str(int(first[2]["cursor"]) + 1000)},
+        headers={"authorization": f"Bearer {KEY}"},
+    )
+    assert beyond.status_code == 400 and beyond.json()["error"]["code"] == "EXCHANGE_BAD_CURSOR"
 
 
 ANALYST = "+73333333333"
@@ -543,6 +604,55 @@ async def test_D4_issue18_payments_from_other_channels_show_in_the_history_with_
     assert paid_at.isoformat().startswith(f"{period(-1)}-05T00:00:00")
     cabinet = [entry for entry in last["payments"] if entry["channel"] == "CABINET"]
     assert all(entry["method"] in ("CARD", "SBP") for entry in cabinet)
+
+
+BALANCE_AND_PAID = """query($id: ID!, $filter: StatisticsFilter!) { node(id: $id) { ... on Account {
+  balance { amount billedPeriod suppliers { amount supplier { inn } } }
+  statistics(filter: $filter) { supplier { inn } points { period value } } } } }"""
+
+
+async def test_B4_D6_issue18_payments_from_other_channels_count_in_the_balance_and_the_chart(
+    api: Any, db: Any, keyed: Any, customer_token: str
+) -> None:
+    """A bank payment billing credits after its last closed period lowers the balance at once (B4) like a
+    cabinet payment does; one in a closed period is already in billing's closing balance and changes
+    nothing there but shows in the PAYMENTS chart (D6) next to cabinet payments."""
+    account = gid("Account", await demo_account_id(db))
+    supplier = await supplier_of(db, "ELECTRICITY")
+    inn = supplier.removeprefix("S")
+    chart = {"kind": "PAYMENTS", "from": period(-2), "to": period(-1)}  # D8: charts end at last month
+
+    async def read() -> tuple[Decimal, Decimal, dict[str, Decimal]]:
+        node = (await api.data(BALANCE_AND_PAID, token=customer_token, id=account, filter=chart))["node"]
+        line = next(s for s in node["balance"]["suppliers"] if s["supplier"]["inn"] == inn)
+        [series] = [s for s in node["statistics"] if s["supplier"]["inn"] == inn] or [{"points": []}]
+        points = {p["period"]: Decimal(p["value"]) for p in series["points"]}
+        return Decimal(node["balance"]["amount"]), Decimal(line["amount"]), points
+
+    total, electricity, paid = await read()
+    billed = (await api.data(BALANCE_AND_PAID, token=customer_token, id=account, filter=chart))["node"]
+    assert billed["balance"]["billedPeriod"] == period(-1)  # the demo's last closed period
+
+    def row(billing_id: str, month: int, amount: str) -> dict[str, Any]:
+        year, number = map(int, period(month).split("-"))
+        return {
+            "billing_id": billing_id,
+            "account": DEMO_ACCOUNT,
+            "supplier": supplier,
+            "period": dt.date(year, number, 1),
+            "paid_on": dt.date(year, number, 1),
+            "amount": Decimal(amount),
+            "channel": "BANK",
+        }
+
+    rows = [row("EXT-B4-OPEN", 0, "250.50"), row("EXT-B4-CLOSED", -1, "99.99")]
+    imported = await post_set(api, {"payments.csv": render("payments", rows)})
+    assert imported.status_code == 200, imported.text
+
+    total_after, electricity_after, paid_after = await read()
+    assert total_after == total - Decimal("250.50")
+    assert electricity_after == electricity - Decimal("250.50")
+    assert paid_after[period(-1)] == paid.get(period(-1), Decimal("0")) + Decimal("99.99")
 
 
 async def current_readings(db: Any, ids: list[int]) -> list[Any]:

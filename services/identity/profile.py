@@ -66,6 +66,76 @@ async def update_names(
     return user
 
 
+@dataclass(frozen=True)
+class _Contact:
+    """A contact changed by a code sent to its new value (J2 the phone, J3 the e-mail)."""
+
+    field: str  # the input field, the code's payload key and the audited change's name
+    purpose: CodePurpose
+    channel: CodeChannel
+
+
+_PHONE = _Contact("phone", CodePurpose.PHONE_CHANGE, CodeChannel.SMS)
+_EMAIL = _Contact("email", CodePurpose.EMAIL_CHANGE, CodeChannel.EMAIL)
+
+
+async def _ensure_contact_free(session: AsyncSession, contact: _Contact, value: str, user_id: int) -> None:
+    phone, email = (value, None) if contact is _PHONE else (None, value)
+    await _ensure_free(session, phone, email, except_user=user_id)
+
+
+async def _send_change_code(
+    session: AsyncSession, caller: Caller, user: User, contact: _Contact, new: str
+) -> codes.SentCode:
+    """A code to ``new`` once nobody else holds it (A1's message otherwise)."""
+    await _ensure_contact_free(session, contact, new, user.id)
+    return await codes.issue(
+        session,
+        caller.counters,
+        secret=caller.secret,
+        purpose=contact.purpose,
+        channel=contact.channel,
+        destination=new,
+        now=caller.now,
+        client_ip=caller.client_ip,
+        user_id=user.id,
+        payload={contact.field: new},
+        field=["input", contact.field],
+    )
+
+
+async def _check_change_code(
+    session: AsyncSession, caller: Caller, user: User, contact: _Contact, new: str, code: str
+) -> None:
+    """The code sent to ``new`` is right, and ``new`` is still free (someone may have taken it since)."""
+    await codes.check(
+        session,
+        caller.counters,
+        secret=caller.secret,
+        purpose=contact.purpose,
+        destination=new,
+        code=code,
+        now=caller.now,
+        client_ip=caller.client_ip,
+        user_id=user.id,
+        field=["input", "code"],
+    )
+    await _ensure_contact_free(session, contact, new, user.id)
+
+
+def _audit_change(
+    session: AsyncSession, caller: Caller, user: User, contact: _Contact, old: str | None, new: str
+) -> None:
+    audit(
+        session,
+        caller,
+        f"user.change_{contact.field}",
+        actor_user_id=user.id,
+        user_id=user.id,
+        changes={contact.field: [old, new]},
+    )
+
+
 async def request_phone_change(
     session: AsyncSession, caller: Caller, user_id: int, phone: str | None
 ) -> codes.SentCode:
@@ -74,20 +144,7 @@ async def request_phone_change(
     user = await live_user(session, user_id)
     if new == user.phone:
         raise SameValue(field=["input", "phone"])
-    await _ensure_free(session, new, None, except_user=user.id)
-    return await codes.issue(
-        session,
-        caller.counters,
-        secret=caller.secret,
-        purpose=CodePurpose.PHONE_CHANGE,
-        channel=CodeChannel.SMS,
-        destination=new,
-        now=caller.now,
-        client_ip=caller.client_ip,
-        user_id=user.id,
-        payload={"phone": new},
-        field=["input", "phone"],
-    )
+    return await _send_change_code(session, caller, user, _PHONE, new)
 
 
 async def confirm_phone_change(
@@ -96,28 +153,9 @@ async def confirm_phone_change(
     """J2: the code sent to the new number switches the phone."""
     new = normalize_phone(phone, ["input", "phone"])
     user = await live_user(session, user_id)
-    row = await codes.check(
-        session,
-        caller.counters,
-        secret=caller.secret,
-        purpose=CodePurpose.PHONE_CHANGE,
-        destination=new,
-        code=code,
-        now=caller.now,
-        client_ip=caller.client_ip,
-        user_id=user.id,
-        field=["input", "code"],
-    )
-    await _ensure_free(session, row.payload["phone"] if row.payload else new, None, except_user=user.id)
+    await _check_change_code(session, caller, user, _PHONE, new, code)
     old, user.phone = user.phone, new
-    audit(
-        session,
-        caller,
-        "user.change_phone",
-        actor_user_id=user.id,
-        user_id=user.id,
-        changes={"phone": [old, new]},
-    )
+    _audit_change(session, caller, user, _PHONE, old, new)
     return user
 
 
@@ -129,20 +167,7 @@ async def request_email_change(
     user = await live_user(session, user_id)
     if new == user.email and user.email_confirmed_at is not None:
         raise SameValue(field=["input", "email"])
-    await _ensure_free(session, None, new, except_user=user.id)
-    return await codes.issue(
-        session,
-        caller.counters,
-        secret=caller.secret,
-        purpose=CodePurpose.EMAIL_CHANGE,
-        channel=CodeChannel.EMAIL,
-        destination=new,
-        now=caller.now,
-        client_ip=caller.client_ip,
-        user_id=user.id,
-        payload={"email": new},
-        field=["input", "email"],
-    )
+    return await _send_change_code(session, caller, user, _EMAIL, new)
 
 
 async def confirm_email_change(
@@ -151,28 +176,9 @@ async def confirm_email_change(
     """J3: the code sent to the new address sets it, confirmed."""
     new = normalize_email(email, ["input", "email"])
     user = await live_user(session, user_id)
-    await codes.check(
-        session,
-        caller.counters,
-        secret=caller.secret,
-        purpose=CodePurpose.EMAIL_CHANGE,
-        destination=new,
-        code=code,
-        now=caller.now,
-        client_ip=caller.client_ip,
-        user_id=user.id,
-        field=["input", "code"],
-    )
-    await _ensure_free(session, None, new, except_user=user.id)
+    await _check_change_code(session, caller, user, _EMAIL, new, code)
     old, user.email, user.email_confirmed_at = user.email, new, caller.now
-    audit(
-        session,
-        caller,
-        "user.change_email",
-        actor_user_id=user.id,
-        user_id=user.id,
-        changes={"email": [old, new]},
-    )
+    _audit_change(session, caller, user, _EMAIL, old, new)
     return user
 
 
