@@ -22,7 +22,7 @@ from models.accounts import Account, AccountService
 from models.billing import Charge, PeriodBalance, Receipt
 from models.exchange import ExternalPayment
 from models.payments import Payment, PaymentAllocation, PaymentMethodKind, PaymentStatus
-from models.plain import PlainQuery, plain, plain_rows, plain_select
+from models.plain import PlainQuery, plain, plain_query, plain_rows, plain_select
 from models.tariffs import Tariff, Zone
 from services.clock import MOSCOW
 from services.periods import PeriodRange, add_months, allowed_range, month_start
@@ -128,18 +128,22 @@ _PAID_SINCE = (
 """Payments credited after the last closed period: the cabinet's own and those billing received through
 other channels (issue 18: a bank payment of this month lowers the balance as a cabinet payment does)."""
 """B4's two statements, built once (the dashboard runs them on every request)."""
+_PERIOD_BALANCE_ROW = plain(PeriodBalance)
+_LAST_CLOSED_ROWS = plain_query(PeriodBalance, _LAST_CLOSED)
+_PAID_SINCE_ROWS = PlainQuery(_PAID_SINCE)
+"""The same two, run on asyncpg directly (models.plain.PlainQuery: the values SQLAlchemy would give)."""
 
 
 async def balances(session: AsyncSession, account_ids: Sequence[int]) -> list[AccountBalance]:
     """B4: current balances of many accounts in two statements (last closed balances, later payments)."""
     params = {"account_ids": list(account_ids)}
-    rows = (await session.execute(_LAST_CLOSED, params)).scalars()
+    rows = plain_rows(_PERIOD_BALANCE_ROW, await _LAST_CLOSED_ROWS.rows(session, params))
     result = {account_id: AccountBalance(account_id, None) for account_id in account_ids}
     for row in rows:
         found = result[row.account_id]
         found.billed_period = row.period
         found.suppliers.append(SupplierBalance(row.supplier_id, row.closing, row.closing, ZERO))
-    paid = await session.execute(_PAID_SINCE, params)
+    paid = await _PAID_SINCE_ROWS.rows(session, params)
     for paid_row in paid:
         account_id: int = paid_row[0]
         supplier_id: int = paid_row[1]
