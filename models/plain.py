@@ -90,7 +90,8 @@ def _arrays(statement: Any) -> Any:
             return element.left == any_(bindparam(key, type_=ARRAY(element.left.type)))
         return None
 
-    return replacement_traverse(statement, {}, replace)
+    traverse: Any = replacement_traverse  # (its overloads do not take an Any statement)
+    return traverse(statement, {}, replace)
 
 
 def plain_query(model: type, statement: Any) -> PlainQuery:

@@ -450,7 +450,8 @@ async def statistics(
         if zones:
             charges = charges.where(Charge.zone.in_(zones))
         values = defaultdict(dict)
-        for service_id, zone, month, total in await session.execute(charges):
+        found: Any = await session.execute(charges)
+        for service_id, zone, month, total in found:
             values[(service_id, zone, None)][month] = total
     zero = Decimal("0.000") if kind is StatisticsKind.CONSUMPTION else ZERO
     return [
