@@ -14,7 +14,9 @@ send time). Printed per run, then a summary with the spread (min–max over runs
 Operations (the same data asked of both; PostGraphile leaves totals, labels and countdowns to the client):
 - ``dashboard`` — Kabinet's DASHBOARD of `bench/dashboard.py`; PostGraphile's equivalent
   `bench/peers/postgraphile/pgl_dashboard.graphql` (12 months of charges, balances, meters, readings);
-- ``charges36`` — one account's charges over the longest D8 range (36 months) with service and supplier.
+- ``charges36`` — one account's charges over the longest D8 range (36 months) with service and supplier;
+- ``statistics`` — Kabinet's two 36-month series (CONSUMPTION, CHARGES) of one account; PostGraphile has
+  no aggregates in this preset, so its side returns the 36 months' lines the client would sum.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from bench.dashboard import (
     CHARGES_36,
     DASHBOARD,
     MSK,
+    STATISTICS,
     VARIANTS,
     Customer,
     Op,
@@ -75,6 +78,18 @@ PGL_CHARGES_36 = """query Charges($id: BigInt!, $from: Date!, $to: Date!) {
     }
   }
 }"""
+PGL_STATISTICS = """query Statistics($id: BigInt!, $from: Date!, $to: Date!) {
+  accountByRowId(rowId: $id) {
+    lines: chargesByAccountId(
+      filter: { period: { greaterThanOrEqualTo: $from, lessThanOrEqualTo: $to } }
+      orderBy: [SERVICE_ID_ASC, ZONE_ASC, PERIOD_ASC]
+    ) {
+      nodes { period zone volume amount recalculation service: serviceByServiceId { id name } }
+    }
+  }
+}"""
+"""PostGraphile (amber preset, no aggregates plugin) cannot sum: the closest request returns the 36 months'
+charge lines with what Kabinet's two series are summed from (the client would add them up)."""
 
 
 class Peer:
@@ -114,9 +129,21 @@ def make_ops(today: dt.date, peers: dict[int, Peer]) -> dict[str, dict[str, Op]]
         account = rng.choice(peers[c.user_id].account_ids)
         return pgl_body(PGL_CHARGES_36, id=str(account), **dates36)
 
+    def k_statistics(c: Customer, rng: random.Random) -> tuple[str, bytes]:
+        index = rng.randrange(len(peers[c.user_id].account_ids))
+        return pgl_body(STATISTICS, id=c.accounts[index], **months36)
+
+    def p_statistics(c: Customer, rng: random.Random) -> tuple[str, bytes]:
+        account = rng.choice(peers[c.user_id].account_ids)
+        return pgl_body(PGL_STATISTICS, id=str(account), **dates36)
+
     return {
         "dashboard": {"kabinet": Op("dashboard", k_dashboard), "postgraphile": Op("dashboard", p_dashboard)},
         "charges36": {"kabinet": Op("charges36", k_charges), "postgraphile": Op("charges36", p_charges)},
+        "statistics": {
+            "kabinet": Op("statistics", k_statistics),
+            "postgraphile": Op("statistics", p_statistics),
+        },
     }
 
 
@@ -235,7 +262,7 @@ async def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight, closed loop")
     parser.add_argument("--runs", type=int, default=2, help="repetitions (the spread is printed)")
-    parser.add_argument("--ops", default="dashboard,charges36", help="comma-separated operations")
+    parser.add_argument("--ops", default="dashboard,charges36,statistics", help="comma-separated operations")
     parser.add_argument("--servers", default="kabinet,postgraphile", help="comma-separated servers")
     parser.add_argument("--server-cpu", default="0", help="the core both servers are pinned to")
     parser.add_argument("--client-cpu", default="1", help="the core(s) this load generator uses")

@@ -4,26 +4,32 @@ from __future__ import annotations
 
 from models.branches import Branch, Service, Supplier
 from resolvers.context import Info
-from resolvers.loaders import ById
+from resolvers.loaders import PlainById
 from services import branches
 
 
-class BranchById(ById):
-    """Branches by id."""
+class BranchById(PlainById):
+    """Branches by id, as plain rows (:data:`BranchRow`)."""
 
     model = Branch
 
 
-class SupplierById(ById):
-    """Suppliers by id."""
+class SupplierById(PlainById):
+    """Suppliers by id, as plain rows (:data:`SupplierRow`)."""
 
     model = Supplier
 
 
-class ServiceById(ById):
-    """Services by id."""
+class ServiceById(PlainById):
+    """Services by id, as plain rows (:data:`ServiceRow`)."""
 
     model = Service
+
+
+SupplierRow = SupplierById.row_class()
+"""Reference rows every dashboard shows, read only: plain rows (issue 21; ``is_type_of`` takes them)."""
+ServiceRow = ServiceById.row_class()
+BranchRow = BranchById.row_class()
 
 
 async def list_branches(info: Info) -> list[Branch]:

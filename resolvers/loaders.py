@@ -13,6 +13,7 @@ from aiodataloader import DataLoader
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from models.plain import PlainQuery, plain, plain_select
 from resolvers.context import DbScope
 
 K = TypeVar("K")
@@ -53,6 +54,46 @@ class ById(Loader[int, Any]):
     async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[Any]:
         rows: Any = (await session.execute(self.statement(), {"ids": keys})).scalars()
         found = {row.id: row for row in rows}
+        return [found.get(key) for key in keys]
+
+
+CAST = ("__as_strawberry_type__",)
+"""The attribute ``strawberry.cast`` sets (``schema.node.as_node``): plain rows of Node types keep a slot."""
+
+
+class PlainById(Loader[int, Any]):
+    """Rows of ``model`` by primary key as plain rows (``models.plain``; None where missing): for reference
+    data that requests only read. One statement text for any number of ids, sent on asyncpg directly
+    (``models.plain.PlainQuery``). The rows are not in the session: never write them.
+    """
+
+    model: ClassVar[Any]
+    _query: ClassVar[PlainQuery | None] = None
+    _row: ClassVar[type | None] = None
+
+    @classmethod
+    def row_class(cls) -> type:
+        """The plain-row class of ``model`` (also what the schema's ``is_type_of`` accepts)."""
+        return plain(cls.model, extra=CAST)
+
+    @classmethod
+    def query(cls) -> PlainQuery:
+        """``SELECT … WHERE id = ANY(:ids)``, built once per class."""
+        if cls.__dict__.get("_query") is None:
+            table = cls.model.__table__
+            cls._query = PlainQuery(
+                plain_select(cls.model).where(table.c.id.in_(bindparam("ids", expanding=True)))
+            )
+            cls._row = cls.row_class()
+        assert cls._query is not None
+        return cls._query
+
+    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[Any]:
+        query = self.query()
+        make = self._row
+        assert make is not None
+        rows = await query.rows(session, {"ids": keys})
+        found = {row.id: row for row in (make(*values) for values in rows)}
         return [found.get(key) for key in keys]
 
 

@@ -17,10 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.relay import GlobalID
 
 from models.meters import Meter
+from models.plain import plain, plain_query, plain_rows
 from models.readings import Reading, ReadingSource, ReadingSubmission
 from resolvers.branches import ServiceById
 from resolvers.context import Info
-from resolvers.loaders import ById, Loader
+from resolvers.loaders import CAST, ById, Loader, grouped
 from resolvers.permissions import Forbidden, require_viewer
 from services import accounts, readings
 from services.errors import DomainError, PeriodOutOfRange
@@ -49,20 +50,30 @@ class ReadingSubmissionById(ById):
     model = ReadingSubmission
 
 
-class MetersByAccountId(Loader[int, list[Meter]]):
-    """Installed meters of each account (service order, then serial): account id → list of meters."""
+MeterRow = plain(Meter, extra=CAST)
+"""Meters and readings as the dashboard reads them: plain rows (models.plain; the schema's ``is_type_of``
+takes them), the same statements as ``services.readings.meters_by_account`` / ``last_readings``."""
+ReadingRow = plain(Reading, extra=CAST)
+_METERS = plain_query(Meter, readings._METERS)
+_LAST_READINGS = plain_query(Reading, readings._LAST_READINGS)
 
-    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[Meter]]:
-        found = await readings.meters_by_account(session, keys)
-        return [found.get(key, []) for key in keys]
+
+class MetersByAccountId(Loader[int, list[Any]]):
+    """Installed meters of each account (service order, then serial): account id → list of meters
+    (plain :data:`MeterRow` rows, read only)."""
+
+    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[Any]]:
+        rows = await _METERS.rows(session, {"ids": keys})
+        return grouped(plain_rows(MeterRow, rows), keys, "account_id")
 
 
-class LastReadingsByMeterId(Loader[int, list[Reading]]):
-    """Meter id → its latest non-superseded reading of every zone (any period, any source)."""
+class LastReadingsByMeterId(Loader[int, list[Any]]):
+    """Meter id → its latest non-superseded reading of every zone (any period, any source), as plain
+    :data:`ReadingRow` rows (read only)."""
 
-    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[Reading]]:
-        found = await readings.last_readings(session, keys)
-        return [found.get(key, []) for key in keys]
+    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[Any]]:
+        rows = await _LAST_READINGS.rows(session, {"ids": keys})
+        return grouped(plain_rows(ReadingRow, rows), keys, "meter_id")
 
 
 # ---------------------------------------------------------------- helpers

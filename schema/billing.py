@@ -18,7 +18,7 @@ from models import billing as billing_models
 from models import branches as branch_models
 from models import tariffs as tariff_models
 from resolvers import billing as resolvers
-from resolvers.branches import ServiceById, SupplierById
+from resolvers.branches import ServiceById, ServiceRow, SupplierById
 from resolvers.context import Info
 from schema.branches import Supplier
 from schema.node import as_node, backed_by
@@ -47,9 +47,9 @@ class FileDownload:
 
 @strawberry.type(description="A billed service (electricity, water, heating, …), billed by one supplier.")
 class Service(relay.Node):
-    """Reference data. Backed by ``models.branches.Service`` rows."""
+    """Reference data. Backed by ``models.branches.Service`` rows or their plain rows (``ServiceById``)."""
 
-    is_type_of = backed_by(branch_models.Service)
+    is_type_of = backed_by(branch_models.Service, ServiceRow)
 
     id: relay.NodeID[int]
     code: str = strawberry.field(description="Stable code, e.g. `ELECTRICITY`.")

@@ -31,7 +31,7 @@ class ReadingWindow:
 class Branch(relay.Node):
     """A regional branch, e.g. «Скопинское отделение». Backed by ``models.branches.Branch`` rows."""
 
-    is_type_of = backed_by(models.Branch)
+    is_type_of = backed_by(models.Branch, resolvers.BranchRow)  # plain rows from BranchById (issue 21)
 
     id: relay.NodeID[int]
     name: str = strawberry.field(description="Name shown to customers, e.g. «Скопинское отделение».")
@@ -56,7 +56,7 @@ class Branch(relay.Node):
 class Supplier(relay.Node):
     """A legal entity with the bank requisites printed on receipts and in payment QR codes."""
 
-    is_type_of = backed_by(models.Supplier)
+    is_type_of = backed_by(models.Supplier, resolvers.SupplierRow)  # plain rows from SupplierById (issue 21)
 
     id: relay.NodeID[int]
     name: str = strawberry.field(description="Full name, e.g. ПАО «РЭСК».")

@@ -16,7 +16,7 @@ from models import meters as meter_models
 from models import readings as models
 from models import tariffs as tariff_models
 from resolvers import readings as resolvers
-from resolvers.branches import ServiceById
+from resolvers.branches import ServiceById, ServiceRow
 from resolvers.context import Info
 from schema.enums import model_enum
 from schema.errors import error_code_enum, error_domain
@@ -131,7 +131,7 @@ def meter_gid(meter_id: int) -> strawberry.ID:
 class MeterService:
     """Backed by ``models.branches.Service`` rows."""
 
-    is_type_of = backed_by(branch_models.Service)
+    is_type_of = backed_by(branch_models.Service, ServiceRow)  # plain rows from ServiceById (issue 21)
 
     code: str = strawberry.field(description="Stable code, e.g. `ELECTRICITY`.")
     name: str = strawberry.field(description="Name shown to customers, e.g. «Электроэнергия».")
@@ -142,7 +142,7 @@ class MeterService:
 class Meter(relay.Node):
     """Backed by ``models.meters.Meter`` rows."""
 
-    is_type_of = backed_by(meter_models.Meter)
+    is_type_of = backed_by(meter_models.Meter, resolvers.MeterRow)  # plain rows from MetersByAccountId
 
     id: relay.NodeID[int]
     serial: str = strawberry.field(description="Factory (serial) number.")
@@ -208,7 +208,7 @@ class AccountMeters:
 class MeterReading(relay.Node):
     """Backed by ``models.readings.Reading`` rows; never changed except to record what happened later."""
 
-    is_type_of = backed_by(models.Reading)
+    is_type_of = backed_by(models.Reading, resolvers.ReadingRow)  # plain rows from LastReadingsByMeterId
 
     id: relay.NodeID[int]
     zone: Zone = strawberry.field(description="Zone (register) of the meter.")

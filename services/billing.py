@@ -22,7 +22,7 @@ from models.accounts import Account, AccountService
 from models.billing import Charge, PeriodBalance, Receipt
 from models.exchange import ExternalPayment
 from models.payments import Payment, PaymentAllocation, PaymentMethodKind, PaymentStatus
-from models.plain import plain, plain_rows, plain_select
+from models.plain import PlainQuery, plain, plain_query, plain_rows, plain_select
 from models.tariffs import Tariff, Zone
 from services.clock import MOSCOW
 from services.periods import PeriodRange, add_months, allowed_range, month_start
@@ -128,18 +128,22 @@ _PAID_SINCE = (
 """Payments credited after the last closed period: the cabinet's own and those billing received through
 other channels (issue 18: a bank payment of this month lowers the balance as a cabinet payment does)."""
 """B4's two statements, built once (the dashboard runs them on every request)."""
+_PERIOD_BALANCE_ROW = plain(PeriodBalance)
+_LAST_CLOSED_ROWS = plain_query(PeriodBalance, _LAST_CLOSED)
+_PAID_SINCE_ROWS = PlainQuery(_PAID_SINCE)
+"""The same two, run on asyncpg directly (models.plain.PlainQuery: the values SQLAlchemy would give)."""
 
 
 async def balances(session: AsyncSession, account_ids: Sequence[int]) -> list[AccountBalance]:
     """B4: current balances of many accounts in two statements (last closed balances, later payments)."""
     params = {"account_ids": list(account_ids)}
-    rows = (await session.execute(_LAST_CLOSED, params)).scalars()
+    rows = plain_rows(_PERIOD_BALANCE_ROW, await _LAST_CLOSED_ROWS.rows(session, params))
     result = {account_id: AccountBalance(account_id, None) for account_id in account_ids}
     for row in rows:
         found = result[row.account_id]
         found.billed_period = row.period
         found.suppliers.append(SupplierBalance(row.supplier_id, row.closing, row.closing, ZERO))
-    paid = await session.execute(_PAID_SINCE, params)
+    paid = await _PAID_SINCE_ROWS.rows(session, params)
     for paid_row in paid:
         account_id: int = paid_row[0]
         supplier_id: int = paid_row[1]
@@ -162,7 +166,7 @@ ChargeRow = plain(Charge, extra=("_kabinet_service", "_kabinet_supplier"))
 The extra attributes hold the service and supplier rows the schema attaches (schema.billing)."""
 
 _C = Charge.__table__.c
-_CHARGES = (
+_CHARGES = PlainQuery(
     plain_select(Charge)
     .where(
         _C.account_id.in_(bindparam("account_ids", expanding=True)),
@@ -170,7 +174,7 @@ _CHARGES = (
     )
     .order_by(_C.account_id, _C.period.desc(), _C.service_id, _C.zone, _C.id)
 )
-"""Built once: the dashboard runs it on every request (statement building and keying are not free)."""
+"""Built once, run on asyncpg directly (models.plain.PlainQuery): the dashboard runs it on every request."""
 
 
 async def charges(
@@ -178,7 +182,7 @@ async def charges(
 ) -> dict[int, list[Any]]:
     """D2: charges (plain :data:`ChargeRow` rows) of many accounts over the months ``start``..``end``,
     newest month first, one statement."""
-    rows = await session.execute(_CHARGES, {"account_ids": list(account_ids), "start": start, "end": end})
+    rows = await _CHARGES.rows(session, {"account_ids": list(account_ids), "start": start, "end": end})
     out: dict[int, list[Any]] = {account_id: [] for account_id in account_ids}
     for row in plain_rows(ChargeRow, rows):
         out[row.account_id].append(row)
@@ -381,6 +385,26 @@ class Series:
     points: list[tuple[dt.date, Decimal]]
 
 
+def _series(kind: StatisticsKind) -> Any:
+    """D6's statement of a CONSUMPTION or CHARGES series: sums per service, zone and month."""
+    measure = Charge.volume if kind is StatisticsKind.CONSUMPTION else Charge.amount + Charge.recalculation
+    total = func.coalesce(func.sum(measure), 0)
+    by = (Charge.service_id, Charge.zone, Charge.period)
+    return select(*by, total).group_by(*by)
+
+
+_SERIES = {
+    kind: PlainQuery(
+        _series(kind).where(
+            Charge.account_id == bindparam("account_id"),
+            Charge.period.between(bindparam("start"), bindparam("end")),
+        )
+    )
+    for kind in (StatisticsKind.CONSUMPTION, StatisticsKind.CHARGES)
+}
+"""D6 without service or zone filters (what the charts ask), built once (models.plain.PlainQuery)."""
+
+
 async def statistics(
     session: AsyncSession,
     account_id: int,
@@ -412,21 +436,22 @@ async def statistics(
         values: dict[tuple[int | None, Zone | None, int | None], dict[dt.date, Decimal]] = defaultdict(dict)
         for row in await session.execute(stmt):
             values[(None, None, row[0])][row[1]] = row[2]
+    elif not service_ids and not zones:  # the usual chart: a statement built once, on asyncpg directly
+        values = defaultdict(dict)
+        params = {"account_id": account_id, "start": period.start, "end": period.end}
+        for service_id, zone, month, total in await _SERIES[kind].rows(session, params):
+            values[(service_id, zone, None)][month] = total
     else:
-        measure = (
-            Charge.volume if kind is StatisticsKind.CONSUMPTION else Charge.amount + Charge.recalculation
-        )
-        charges = (
-            select(Charge.service_id, Charge.zone, Charge.period, func.coalesce(func.sum(measure), 0))
-            .where(Charge.account_id == account_id, Charge.period.between(period.start, period.end))
-            .group_by(Charge.service_id, Charge.zone, Charge.period)
+        charges = _series(kind).where(
+            Charge.account_id == account_id, Charge.period.between(period.start, period.end)
         )
         if service_ids:
             charges = charges.where(Charge.service_id.in_(service_ids))
         if zones:
             charges = charges.where(Charge.zone.in_(zones))
         values = defaultdict(dict)
-        for service_id, zone, month, total in await session.execute(charges):
+        found: Any = await session.execute(charges)
+        for service_id, zone, month, total in found:
             values[(service_id, zone, None)][month] = total
     zero = Decimal("0.000") if kind is StatisticsKind.CONSUMPTION else ZERO
     return [

@@ -317,3 +317,90 @@ async def test_issue21_charge_lines_read_as_plain_rows_equal_the_orm_rows(db: An
     assert rows and all(type(row) is billing.ChargeRow for row in rows)
     # same values of the same types (Decimal stays Decimal, the zone stays a Zone), in the same order
     assert [typed(row, keys) for row in rows] == expected
+
+
+async def test_issue21_dashboard_loaders_read_plain_rows_equal_the_orm_rows(
+    db: Any, settings: Any, sql_counter: Any
+) -> None:
+    """The dashboard's meters, last readings, branches, services and suppliers come as plain rows on asyncpg
+    (models.plain.PlainQuery): the ORM's values of the same types, in the same order; still counted."""
+    from sqlalchemy import inspect, select
+
+    from models.branches import Branch, Service, Supplier
+    from models.meters import Meter
+    from models.readings import Reading
+    from resolvers.branches import BranchById, ServiceById, SupplierById
+    from resolvers.context import DbScope
+    from resolvers.readings import LastReadingsByMeterId, MetersByAccountId
+    from services import readings
+
+    seeded = await seed_accounts(db, settings, accounts=2, months=3)
+    scope = DbScope(db.sessionmaker, None)  # type: ignore[arg-type]  # these loaders need no context
+    with sql_counter() as counted:
+        meters = await scope.loader(MetersByAccountId).load_many(seeded.account_ids)
+        meter_ids = [meter.id for rows in meters for meter in rows]
+        last = await scope.loader(LastReadingsByMeterId).load_many(meter_ids)
+        branches = await scope.loader(BranchById).load_many([seeded.branch_id, 0])
+        services = await scope.loader(ServiceById).load_many([seeded.water_id, seeded.electricity_id])
+        suppliers = await scope.loader(SupplierById).load_many(
+            [seeded.energy_supplier_id, seeded.water_supplier_id]
+        )
+    await scope.close()
+    assert counted.statements == 5
+    assert meter_ids and all(rows for rows in last) and branches[1] is None
+
+    def keys(model: Any) -> list[str]:
+        return [attr.key for attr in inspect(model).column_attrs]
+
+    async with db.session() as session:
+        orm_meters = await readings.meters_by_account(session, seeded.account_ids)
+        orm_last = await readings.last_readings(session, meter_ids)
+
+        async def by_id(model: Any, ids: list[int]) -> list[Any]:
+            rows = (await session.execute(select(model).where(model.id.in_(ids)))).scalars()
+            found = {row.id: row for row in rows}
+            return [found.get(key) for key in ids]
+
+        expected_branches = await by_id(Branch, [seeded.branch_id])
+        expected_services = await by_id(Service, [seeded.water_id, seeded.electricity_id])
+        expected_suppliers = await by_id(Supplier, [seeded.energy_supplier_id, seeded.water_supplier_id])
+    assert [[typed(row, keys(Meter)) for row in rows] for rows in meters] == [
+        [typed(row, keys(Meter)) for row in orm_meters[key]] for key in seeded.account_ids
+    ]
+    assert [[typed(row, keys(Reading)) for row in rows] for rows in last] == [
+        [typed(row, keys(Reading)) for row in orm_last[key]] for key in meter_ids
+    ]
+    assert [typed(branches[0], keys(Branch))] == [typed(row, keys(Branch)) for row in expected_branches]
+    assert [typed(row, keys(Service)) for row in services] == [
+        typed(row, keys(Service)) for row in expected_services
+    ]
+    assert [typed(row, keys(Supplier)) for row in suppliers] == [
+        typed(row, keys(Supplier)) for row in expected_suppliers
+    ]
+
+
+async def test_issue21_statistics_series_without_filters_equal_the_filtered_statement(
+    db: Any, settings: Any
+) -> None:
+    """D6's usual chart (no service or zone filter) runs a statement built once on asyncpg; its series equal
+    those of the general statement given every service (values and types)."""
+    from services import billing
+    from services.periods import history_range
+
+    seeded = await seed_accounts(db, settings, accounts=1, months=6)
+    account_id = seeded.account_ids[0]
+    async with db.session() as session:
+        span = history_range(CLOCK.today(), month(-6), month(-1))
+        for kind in (billing.StatisticsKind.CONSUMPTION, billing.StatisticsKind.CHARGES):
+            plain = await billing.statistics(session, account_id, span, kind)
+            general = await billing.statistics(
+                session,
+                account_id,
+                span,
+                kind,
+                service_ids=[seeded.electricity_id, seeded.water_id],  # the general statement
+            )
+            shown = [(s.service_id, s.zone, [(m, type(v), v) for m, v in s.points]) for s in plain]
+            assert plain and shown == [
+                (s.service_id, s.zone, [(m, type(v), v) for m, v in s.points]) for s in general
+            ]
