@@ -15,7 +15,7 @@ from sqlalchemy.pool import NullPool
 
 from app.db import Database
 from app.demo import DEMO_PHONE_E164
-from app.event_results import RESULTS
+from app.event_results import FRAMES, RESULTS
 from app.settings import Settings
 from models.identity import User
 from models.notifications import NotificationCategory
@@ -76,6 +76,49 @@ async def test_issue21_sockets_of_one_user_share_one_execution_per_event(
         # per event: one execution per document (2), reused by the two other sockets of the first one
         assert RESULTS.misses - misses == 2 * len(ids)
         assert RESULTS.hits - hits == 2 * len(ids)
+
+
+async def test_issue21_sockets_sharing_an_execution_share_its_encoded_frame(
+    live_server: str, db: Database, customer_token: str
+) -> None:
+    """The ``next`` payload of a shared execution is encoded once per event for all its sockets, and each
+    socket's frame is exactly what encoding the whole message gives, with its own operation id (one here
+    needs JSON escaping); the payload JSON is the same text on every socket."""
+    import json
+
+    import orjson
+
+    user_id = await _user_id(db)
+    init = {"token": customer_token}
+    ids_of_ops = ["1", 'quote " and \\ backslash', "Ω-3"]
+    async with (
+        graphql_ws(live_server, init=init) as first,
+        graphql_ws(live_server, init=init) as second,
+        graphql_ws(live_server, init=init) as third,
+    ):
+        sockets = [first, second, third]
+        for ws, op in zip(sockets, ids_of_ops, strict=True):
+            payload = {"query": STREAM, "variables": {}}
+            await ws.socket.send(json.dumps({"id": op, "type": "subscribe", "payload": payload}))
+        await asyncio.sleep(0.5)
+        hits, misses = FRAMES.hits, FRAMES.misses
+        ids = [await _commit(db, user_id, f"Кадр {n}") for n in range(2)]
+        texts: list[list[str]] = []
+        for ws, op in zip(sockets, ids_of_ops, strict=True):
+            raw = [await asyncio.wait_for(ws.socket.recv(), 10) for _ in ids]
+            assert all(isinstance(frame, str) for frame in raw)  # text frames, as browsers need
+            messages = [json.loads(frame) for frame in raw]
+            assert [m["id"] for m in messages] == [op, op] and {m["type"] for m in messages} == {"next"}
+            assert [m["payload"]["data"]["notifications"]["notification"]["title"] for m in messages] == [
+                "Кадр 0",
+                "Кадр 1",
+            ]
+            assert raw == [orjson.dumps(m).decode() for m in messages]  # byte for byte the encoded message
+            texts.append([orjson.dumps(m["payload"]).decode() for m in messages])
+        assert texts[0] == texts[1] == texts[2]
+        # per event: one encoding of the payload, reused by the two other sockets
+        assert FRAMES.misses - misses == len(ids)
+        assert FRAMES.hits - hits == 2 * len(ids)
 
 
 async def test_issue21_client_leaving_while_an_operation_sends_is_not_an_error(
