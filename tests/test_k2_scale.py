@@ -5,6 +5,7 @@ websockets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -241,3 +242,48 @@ async def test_issue21_sockets_checking_their_sessions_at_once_share_one_redis_r
     counters.reads = 0
     assert await guard.is_active(revoked[0], opener=db.session) is False  # a request checks on its own
     assert counters.reads == 1
+
+
+async def test_issue21_subscriber_queue_is_bounded_wakes_its_consumer_and_survives_cancellation(
+    redis_url: str,
+) -> None:
+    """The per-subscription queue (a deque and a future, not an ``asyncio.Queue``, to save ~2.4 kB per
+    subscription): a waiting consumer wakes on each event in order, a consumer cancelled while waiting
+    leaves the subscriber usable, and a full queue drops events for one ``resync`` — over real Redis."""
+    import uuid
+
+    from app.broadcast import RESYNC, EventBus
+
+    prefix = f"t-k2q-{uuid.uuid4().hex[:8]}"
+    publisher, bus = EventBus(redis_url, prefix=prefix), EventBus(redis_url, prefix=prefix, queue_size=3)
+    await publisher.connect()
+    await bus.connect()
+    try:
+        async with bus.subscribe("user:1") as bell:
+            await asyncio.sleep(0.2)  # the SUBSCRIBE reaches Redis
+            waiting = asyncio.ensure_future(bell.get())
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+            await publisher.publish("user:1", {"n": 1})
+            assert await asyncio.wait_for(waiting, 5) == {"n": 1}
+            cancelled = asyncio.ensure_future(bell.get())
+            await asyncio.sleep(0.05)
+            cancelled.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await cancelled
+            for n in range(2, 4):
+                await publisher.publish("user:1", {"n": n})
+            await asyncio.sleep(0.3)
+            assert await asyncio.wait_for(bell.get(), 5) == {"n": 2}
+            assert bell.drain() == [{"n": 3}]
+            # a consumer slower than its events: 3 fit, the rest are dropped for one resync
+            for n in range(10, 16):
+                await publisher.publish("user:1", {"n": n})
+            await asyncio.sleep(0.3)
+            assert await asyncio.wait_for(bell.get(), 5) is RESYNC
+            assert bell.drain() == []
+            await publisher.publish("user:1", {"n": 20})
+            assert await asyncio.wait_for(bell.get(), 5) == {"n": 20}
+    finally:
+        await publisher.disconnect()
+        await bus.disconnect()
