@@ -19,6 +19,7 @@ import json
 from collections import OrderedDict
 from typing import Any
 
+import orjson
 from graphql import ExecutionResult, OperationType
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.utils.await_maybe import await_maybe
@@ -58,6 +59,49 @@ class SharedResults:
 
 
 RESULTS = SharedResults()
+
+
+class SharedFrames:
+    """The encoded ``next`` payload of the last :data:`SHARED_RESULTS` result ``data`` objects.
+
+    Sockets that share an execution get the *same* ``data`` dict (Strawberry wraps it in a new
+    ``ExecutionResult`` per socket, but keeps the dict), so its JSON is encoded once, and each socket's
+    frame is that text with the socket's own operation id around it (:meth:`next_frame`). Each entry keeps
+    its ``data`` alive, so ``id(data)`` cannot be reused by another object while the entry exists."""
+
+    def __init__(self, size: int = SHARED_RESULTS) -> None:
+        self.size = size
+        self.entries: OrderedDict[int, tuple[Any, str]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def payload(self, data: Any) -> str:
+        """``{"data": data}`` as compact JSON (orjson, as ``KabinetGraphQL.encode_json``), encoded once."""
+        key = id(data)
+        entry = self.entries.get(key)
+        if entry is not None and entry[0] is data:
+            self.hits += 1
+            return entry[1]
+        self.misses += 1
+        encoded = '{"data":' + orjson.dumps(data).decode() + "}"
+        self.entries[key] = (data, encoded)
+        if len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+        return encoded
+
+    def next_frame(self, operation_id: str, data: Any) -> str:
+        """The graphql-transport-ws ``next`` message of ``operation_id`` carrying ``{"data": data}``: the
+        same text ``orjson.dumps({"id": …, "type": "next", "payload": {"data": data}})`` gives."""
+        return (
+            '{"id":'
+            + orjson.dumps(operation_id).decode()
+            + ',"type":"next","payload":'
+            + self.payload(data)
+            + "}"
+        )
+
+
+FRAMES = SharedFrames()
 
 
 def _key(executor: Any) -> tuple[Any, ...] | None:

@@ -36,6 +36,7 @@ from app import http_negotiation, metrics, tracing
 from app.cache import operation_type
 from app.context import Context, Viewer
 from app.cost import CostMeter, actual_cost, requested_cost
+from app.event_results import FRAMES
 from app.persisted import PersistedDocuments, PersistedQueryError
 from app.revocation import SESSION_ENDED, SessionGuard, SessionOpener, Socket
 from app.state import AppState
@@ -233,11 +234,25 @@ class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await self.websocket.close(code=4409, reason=f"Subscriber for {operation_id} already exists")
 
     async def send_message(self, message: Any) -> None:
-        await super().send_message(message)
-        if message.get("type") == "next":  # observability hook: events delivered and their lag
-            operation = self.operations.get(message.get("id"))
-            if operation is not None:
-                metrics.subscription_message_sent(operation.query, operation.operation_name)
+        if message.get("type") != "next":
+            await super().send_message(message)
+            return
+        payload = message["payload"]
+        socket = getattr(self.websocket, "ws", None)  # Starlette's WebSocket under Strawberry's adapter
+        if socket is None or len(payload) != 1 or "data" not in payload:  # errors or extensions: as is
+            await super().send_message(message)
+        else:
+            # a result's data without errors: its JSON encoded once for every socket that shares it
+            # (app.event_results), sent as text straight through Starlette (issue 21, K2 at scale)
+            try:
+                await socket.send(
+                    {"type": "websocket.send", "text": FRAMES.next_frame(message["id"], payload["data"])}
+                )
+            except WebSocketDisconnect as error:
+                raise WebSocketDisconnected from error
+        operation = self.operations.get(message.get("id"))  # observability hook: events delivered, their lag
+        if operation is not None:
+            metrics.subscription_message_sent(operation.query, operation.operation_name)
 
     async def handle_task_exception(self, error: Exception) -> None:
         """An operation's task failed. When it failed because the client went away while it was sending

@@ -5,6 +5,7 @@ websockets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlalchemy.pool import NullPool
 
 from app.db import Database
 from app.demo import DEMO_PHONE_E164
-from app.event_results import RESULTS
+from app.event_results import FRAMES, RESULTS
 from app.settings import Settings
 from models.identity import User
 from models.notifications import NotificationCategory
@@ -76,6 +77,49 @@ async def test_issue21_sockets_of_one_user_share_one_execution_per_event(
         # per event: one execution per document (2), reused by the two other sockets of the first one
         assert RESULTS.misses - misses == 2 * len(ids)
         assert RESULTS.hits - hits == 2 * len(ids)
+
+
+async def test_issue21_sockets_sharing_an_execution_share_its_encoded_frame(
+    live_server: str, db: Database, customer_token: str
+) -> None:
+    """The ``next`` payload of a shared execution is encoded once per event for all its sockets, and each
+    socket's frame is exactly what encoding the whole message gives, with its own operation id (one here
+    needs JSON escaping); the payload JSON is the same text on every socket."""
+    import json
+
+    import orjson
+
+    user_id = await _user_id(db)
+    init = {"token": customer_token}
+    ids_of_ops = ["1", 'quote " and \\ backslash', "Ω-3"]
+    async with (
+        graphql_ws(live_server, init=init) as first,
+        graphql_ws(live_server, init=init) as second,
+        graphql_ws(live_server, init=init) as third,
+    ):
+        sockets = [first, second, third]
+        for ws, op in zip(sockets, ids_of_ops, strict=True):
+            payload = {"query": STREAM, "variables": {}}
+            await ws.socket.send(json.dumps({"id": op, "type": "subscribe", "payload": payload}))
+        await asyncio.sleep(0.5)
+        hits, misses = FRAMES.hits, FRAMES.misses
+        ids = [await _commit(db, user_id, f"Кадр {n}") for n in range(2)]
+        texts: list[list[str]] = []
+        for ws, op in zip(sockets, ids_of_ops, strict=True):
+            raw = [await asyncio.wait_for(ws.socket.recv(), 10) for _ in ids]
+            assert all(isinstance(frame, str) for frame in raw)  # text frames, as browsers need
+            messages = [json.loads(frame) for frame in raw]
+            assert [m["id"] for m in messages] == [op, op] and {m["type"] for m in messages} == {"next"}
+            assert [m["payload"]["data"]["notifications"]["notification"]["title"] for m in messages] == [
+                "Кадр 0",
+                "Кадр 1",
+            ]
+            assert raw == [orjson.dumps(m).decode() for m in messages]  # byte for byte the encoded message
+            texts.append([orjson.dumps(m["payload"]).decode() for m in messages])
+        assert texts[0] == texts[1] == texts[2]
+        # per event: one encoding of the payload, reused by the two other sockets
+        assert FRAMES.misses - misses == len(ids)
+        assert FRAMES.hits - hits == 2 * len(ids)
 
 
 async def test_issue21_client_leaving_while_an_operation_sends_is_not_an_error(
@@ -198,3 +242,48 @@ async def test_issue21_sockets_checking_their_sessions_at_once_share_one_redis_r
     counters.reads = 0
     assert await guard.is_active(revoked[0], opener=db.session) is False  # a request checks on its own
     assert counters.reads == 1
+
+
+async def test_issue21_subscriber_queue_is_bounded_wakes_its_consumer_and_survives_cancellation(
+    redis_url: str,
+) -> None:
+    """The per-subscription queue (a deque and a future, not an ``asyncio.Queue``, to save ~2.4 kB per
+    subscription): a waiting consumer wakes on each event in order, a consumer cancelled while waiting
+    leaves the subscriber usable, and a full queue drops events for one ``resync`` — over real Redis."""
+    import uuid
+
+    from app.broadcast import RESYNC, EventBus
+
+    prefix = f"t-k2q-{uuid.uuid4().hex[:8]}"
+    publisher, bus = EventBus(redis_url, prefix=prefix), EventBus(redis_url, prefix=prefix, queue_size=3)
+    await publisher.connect()
+    await bus.connect()
+    try:
+        async with bus.subscribe("user:1") as bell:
+            await asyncio.sleep(0.2)  # the SUBSCRIBE reaches Redis
+            waiting = asyncio.ensure_future(bell.get())
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+            await publisher.publish("user:1", {"n": 1})
+            assert await asyncio.wait_for(waiting, 5) == {"n": 1}
+            cancelled = asyncio.ensure_future(bell.get())
+            await asyncio.sleep(0.05)
+            cancelled.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await cancelled
+            for n in range(2, 4):
+                await publisher.publish("user:1", {"n": n})
+            await asyncio.sleep(0.3)
+            assert await asyncio.wait_for(bell.get(), 5) == {"n": 2}
+            assert bell.drain() == [{"n": 3}]
+            # a consumer slower than its events: 3 fit, the rest are dropped for one resync
+            for n in range(10, 16):
+                await publisher.publish("user:1", {"n": n})
+            await asyncio.sleep(0.3)
+            assert await asyncio.wait_for(bell.get(), 5) is RESYNC
+            assert bell.drain() == []
+            await publisher.publish("user:1", {"n": 20})
+            assert await asyncio.wait_for(bell.get(), 5) == {"n": 20}
+    finally:
+        await publisher.disconnect()
+        await bus.disconnect()
