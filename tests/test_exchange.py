@@ -116,6 +116,28 @@ async def monthly_set(db: Any) -> dict[str, str | bytes]:
     }
 
 
+async def submit_every_meter(api: Any, token: str, account: str, plus: Decimal) -> int:
+    """The customer submits every zone of every meter of the account at ``plus`` above the last value (the
+    reading window must be open); returns how many zone values were submitted."""
+    form = (await api.data(FORM, token=token, id=account))["readingsForm"]
+    assert form["window"]["isOpen"]
+    meters = [
+        {
+            "meterId": meter["meter"]["id"],
+            "values": [
+                {"zone": zone["zone"], "value": str(Decimal(zone["previous"] or "0") + plus)}
+                for zone in meter["zones"]
+            ],
+        }
+        for meter in form["meters"]
+    ]
+    submitted = (await api.data(SUBMIT, token=token, input={"accountId": account, "meters": meters}))[
+        "submitReadings"
+    ]
+    assert submitted["userErrors"] == []
+    return sum(len(meter["values"]) for meter in meters)
+
+
 CHARGES = """query($id: ID!) { node(id: $id) { ... on Account {
   charges { period total charges { amount recalculation service { name } } } } } }"""
 
@@ -161,23 +183,7 @@ async def test_issue18_round_trip_import_customer_sees_acts_and_export_shows_it_
     _, cursor = await changes(api, feed.START)  # billing has read everything up to now
 
     # the customer submits readings and pays through the sandbox
-    form = (await api.data(FORM, token=customer_token, id=account))["readingsForm"]
-    assert form["window"]["isOpen"]
-    meters = [
-        {
-            "meterId": meter["meter"]["id"],
-            "values": [
-                {"zone": zone["zone"], "value": str(Decimal(zone["previous"] or "0") + 7)}
-                for zone in meter["zones"]
-            ],
-        }
-        for meter in form["meters"]
-    ]
-    submitted = (
-        await api.data(SUBMIT, token=customer_token, input={"accountId": account, "meters": meters})
-    )["submitReadings"]
-    assert submitted["userErrors"] == []
-    zones = sum(len(meter["values"]) for meter in meters)
+    zones = await submit_every_meter(api, customer_token, account, Decimal(7))
     payment = (
         await create(api, customer_token, card_input(await account_form(api, customer_token, "11111111")))
     )["payment"]
@@ -711,22 +717,7 @@ async def test_E2_issue18_a_reading_billing_accepted_with_another_value_supersed
     account = gid("Account", await demo_account_id(db))
     assert (await post_set(api, {"branches.csv": (await monthly_set(db))["branches.csv"]})).status_code == 200
     _, cursor = await changes(api, feed.START)
-    form = (await api.data(FORM, token=customer_token, id=account))["readingsForm"]
-    assert form["window"]["isOpen"]  # the window spans the whole month now
-    meters = [
-        {
-            "meterId": meter["meter"]["id"],
-            "values": [
-                {"zone": zone["zone"], "value": str(Decimal(zone["previous"] or "0") + 10)}
-                for zone in meter["zones"]
-            ],
-        }
-        for meter in form["meters"]
-    ]
-    submitted = (
-        await api.data(SUBMIT, token=customer_token, input={"accountId": account, "meters": meters})
-    )["submitReadings"]
-    assert submitted["userErrors"] == []
+    await submit_every_meter(api, customer_token, account, Decimal(10))  # the window spans the month now
     readings = [change for change in (await changes(api, cursor))[0] if change["kind"] == "reading.submitted"]
     ids = [change["readingId"] for change in readings]
     assert len(ids) >= 2
