@@ -363,3 +363,31 @@ async def test_SEC5_SEC6_a_session_ended_while_redis_was_away_is_caught_up_after
             assert ws.socket.close_code is None
             start()
             assert await _closed_with(ws, within=20) == 4403
+
+
+def test_issue21_a_verified_access_token_is_remembered_but_its_expiry_is_judged_every_time() -> None:
+    """The signature of a token a client repeats is checked once per process; expiry, the secret and
+    tampering are still judged on every call (services.tokens.VERIFIED)."""
+    from services import tokens
+
+    now = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+    secret, other = "s" * 32, "o" * 32
+    token, expires_at = tokens.issue_access_token(secret, user_id=7, role="CUSTOMER", session_id=9, now=now)
+    tokens.VERIFIED.clear()
+    first = tokens.verify_access_token(secret, token, now=now)
+    assert first is not None and (first.user_id, first.role, first.session_id) == (7, "CUSTOMER", 9)
+    assert tokens.verify_access_token(secret, token, now=now + dt.timedelta(minutes=1)) is first  # remembered
+    assert tokens.verify_access_token(secret, token, now=expires_at) is None  # expired, though remembered
+    assert tokens.verify_access_token(other, token, now=now) is None  # another secret: checked again, refused
+    tampered = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+    assert tokens.verify_access_token(secret, tampered, now=now) is None
+    assert set(tokens.VERIFIED) == {(secret, token)}  # only valid tokens are kept
+    for n in range(tokens.VERIFIED_SIZE + 5):  # bounded
+        tokens.VERIFIED[(secret, str(n))] = first
+        if len(tokens.VERIFIED) >= tokens.VERIFIED_SIZE:
+            break
+    tokens.verify_access_token(secret, token + "x", now=now)  # invalid: not added
+    fresh, _ = tokens.issue_access_token(secret, user_id=8, role="CUSTOMER", session_id=10, now=now)
+    assert tokens.verify_access_token(secret, fresh, now=now) is not None
+    assert len(tokens.VERIFIED) <= tokens.VERIFIED_SIZE
+    tokens.VERIFIED.clear()
