@@ -202,6 +202,18 @@ class ResultCache:
         CACHE_HITS.inc()
         return version, orjson.loads(body)
 
+    async def reference_version(self, kind: str) -> str | None:
+        """The current version of reference data ``kind`` as ``"<everyone>.<kind>"`` — either bump changes
+        it — for what keeps such rows in memory between requests (``resolvers.loaders.ReferenceById``);
+        None when Redis cannot be read (then nothing may be served from memory). One MGET."""
+        if self._redis is not None:
+            try:
+                everyone, mine = await self._redis.mget(self._global_key, self._reference_key(kind))
+            except (RedisError, OSError):
+                return None
+            return f"{int(everyone or 0)}.{int(mine or 0)}"
+        return f"{self._global_version}.{self._reference_versions.get(kind, 0)}"
+
     async def put(self, key: str, version: str, data: Any) -> None:
         """Store ``data`` computed while the user's version was ``version``."""
         if not version:

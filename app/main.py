@@ -85,6 +85,8 @@ def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -
         else None
     )
     state.cache = versions if settings.result_cache else None
+    if versions is not None:  # what reference rows kept in memory are checked against (ReferenceById)
+        state.extras["reference_version"] = versions.reference_version
     guard = state.sessions = SessionGuard(db, state.bus, counters_of(state))
 
     async def publish(channel: str, message: dict[str, Any]) -> None:

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 from models.branches import Branch, Service, Supplier
 from resolvers.context import Info
-from resolvers.loaders import PlainById
+from resolvers.loaders import ReferenceById
 from services import branches
 
 
-class BranchById(PlainById):
-    """Branches by id, as plain rows (:data:`BranchRow`)."""
+class BranchById(ReferenceById):
+    """Branches by id, as plain rows (:data:`BranchRow`), kept between requests per version."""
 
     model = Branch
 
 
-class SupplierById(PlainById):
-    """Suppliers by id, as plain rows (:data:`SupplierRow`)."""
+class SupplierById(ReferenceById):
+    """Suppliers by id, as plain rows (:data:`SupplierRow`), kept between requests per version."""
 
     model = Supplier
 
 
-class ServiceById(PlainById):
-    """Services by id, as plain rows (:data:`ServiceRow`)."""
+class ServiceById(ReferenceById):
+    """Services by id, as plain rows (:data:`ServiceRow`), kept between requests per version."""
 
     model = Service
 

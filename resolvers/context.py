@@ -72,6 +72,7 @@ class DbScope:
         self._closed = False
         self._lock = asyncio.Lock()
         self._loaders: dict[type, Any] = {}
+        self._versions: dict[str, asyncio.Future[str | None]] = {}
         self.context = context
 
     @contextlib.asynccontextmanager
@@ -92,6 +93,20 @@ class DbScope:
         if found is None:
             found = self._loaders[cls] = cast(Any, cls)(self)  # every loader class takes its scope
         return found
+
+    async def reference_version(self, kind: str) -> str | None:
+        """The version of reference data ``kind`` (``services.unit_of_work.Reference``) as this scope sees
+        it: read once per scope (request or subscription event) from what the app provides as
+        ``state.extras["reference_version"]`` (``app.cache.ResultCache.reference_version``); None when the
+        app keeps no versions or they cannot be read — then nothing may be served from memory."""
+        found = self._versions.get(kind)
+        if found is None:
+            state = getattr(self.context, "state", None)  # a scope without a context keeps no versions
+            read = state.extras.get("reference_version") if state is not None else None
+            if read is None:
+                return None
+            found = self._versions[kind] = asyncio.ensure_future(cast(Any, read)(kind))
+        return await found
 
     async def close(self) -> None:
         """Roll back anything uncommitted and return the connection to the pool, once whatever still uses

@@ -6,6 +6,7 @@ with the number of rows. Name loaders ``<Thing>By<Key>``.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -15,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.plain import PlainQuery, plain, plain_select
 from resolvers.context import DbScope
+from services import clock
+from services.unit_of_work import Reference
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -95,6 +98,57 @@ class PlainById(Loader[int, Any]):
         rows = await query.rows(session, {"ids": keys})
         found = {row.id: row for row in (make(*values) for values in rows)}
         return [found.get(key) for key in keys]
+
+
+REFERENCE_ROWS = "reference_rows"
+"""``state.extras`` key of the reference rows an app keeps between requests (:class:`ReferenceById`)."""
+REFERENCE_ROWS_MAX = 10_000
+"""Rows kept per loader class at most (reference tables hold hundreds; a bound all the same)."""
+REFERENCE_ROWS_MAX_AGE = dt.timedelta(minutes=5)
+"""Rows are read again at least this often, even without a bump (a bump lost in a Redis outage)."""
+
+
+class ReferenceById(PlainById):
+    """:class:`PlainById` for reference data that only the billing import writes (branches, suppliers,
+    services: ``Reference.BRANCHES``), with the rows kept in the app's memory between requests — every
+    dashboard shows the same few dozen, and reading them cost three statements per dashboard (issue 21).
+
+    Never stale: the rows are kept for one *version* of the reference kind (``DbScope.reference_version``:
+    the result cache's version of the kind and of "everyone", which the unit of work bumps after COMMIT and
+    before the writing request answers, ``services.unit_of_work.touch(reference=…)``); a scope that sees
+    another version drops them and reads again. Rows are read after the version, so what is kept under a
+    version is at least as new as that version. Without a readable version (no Redis, no versions) every
+    batch reads PostgreSQL as :class:`PlainById` does. Ids not kept (new rows) are read, and only the
+    missing ones. The rows are shared by requests: read only, as every plain row.
+    """
+
+    reference: ClassVar[str] = Reference.BRANCHES.value
+
+    async def batch_load_fn(self, keys: Sequence[int]) -> list[Any]:
+        """Kept rows without opening the session; the rest as :class:`PlainById` reads them."""
+        version = await self.scope.reference_version(self.reference)
+        if version is None:
+            return await super().batch_load_fn(keys)
+        extras = self.scope.context.state.extras
+        kept: dict[type, tuple[str, dt.datetime, dict[int, Any]]] = extras.setdefault(REFERENCE_ROWS, {})  # type: ignore[assignment]
+        now = clock.now()
+        held = kept.get(type(self))
+        if (
+            held is None
+            or held[0] != version
+            or now - held[1] > REFERENCE_ROWS_MAX_AGE
+            or len(held[2]) > REFERENCE_ROWS_MAX
+        ):
+            held = kept[type(self)] = (version, now, {})
+        rows = held[2]
+        missing = [key for key in dict.fromkeys(keys) if key not in rows]
+        if missing:
+            async with self.scope.session() as session:
+                loaded = await self.load_batch(session, missing)
+            for key, row in zip(missing, loaded, strict=True):
+                if row is not None:
+                    rows[key] = row
+        return [rows.get(key) for key in keys]
 
 
 def grouped(rows: Any, keys: list[K], attribute: str) -> list[list[Any]]:

@@ -404,3 +404,43 @@ async def test_issue21_statistics_series_without_filters_equal_the_filtered_stat
             assert plain and shown == [
                 (s.service_id, s.zone, [(m, type(v), v) for m, v in s.points]) for s in general
             ]
+
+
+async def test_issue21_reference_rows_are_kept_between_requests_and_never_stale(
+    api: Any, db: Any, settings: Any, customer_token: str, sql_counter: Any
+) -> None:
+    """D2/B4: services and suppliers (reference data only the billing import writes) are read once per
+    version of ``Reference.BRANCHES``, not on every request; a write that declares the kind (as the import
+    does) is seen by the very next request (resolvers.loaders.ReferenceById)."""
+    from sqlalchemy import update
+
+    from models.branches import Supplier
+    from services.unit_of_work import Reference, touch
+
+    seeded = await seed_accounts(db, settings, months=1)
+    asked: list[int] = []
+
+    async def names() -> tuple[set[str], set[str]]:
+        asked.append(len(asked))  # another alias each time: the result cache never answers
+        body = f"c{len(asked)}: charges {{ charges {{ service {{ name }} supplier {{ name }} }} }}"
+        with sql_counter() as counted:
+            node = await account_field(api, customer_token, seeded.account_ids[0], body)
+        lines = [line for month in node[f"c{len(asked)}"] for line in month["charges"]]
+        tables = ("services", "suppliers")
+        reference = {table for table in tables for sql in counted.sql if f"FROM {table} " in sql}
+        return {line["supplier"]["name"] for line in lines}, reference
+
+    first, cold = await names()
+    assert len(first) == 2
+    again, warm = await names()
+    assert again == first
+    assert cold == {"services", "suppliers"}
+    assert warm == set()  # services and suppliers were not read again
+
+    async with db.unit_of_work() as work:  # billing renames a supplier (the import declares the same kind)
+        renaming = update(Supplier).where(Supplier.id == seeded.water_supplier_id)
+        await work.session.execute(renaming.values(name="МУП «Новый Водоканал»"))
+        touch(work.session, reference=Reference.BRANCHES)
+    renamed, after = await names()
+    assert "МУП «Новый Водоканал»" in renamed and renamed != first
+    assert after == {"services", "suppliers"}  # read again under the new version
