@@ -103,7 +103,12 @@ async def prepare_database(server_url: str, users: int) -> tuple[str, list[tuple
 
 
 def start_server(
-    database_url: str, redis_url: str, port: int, metrics_port: int, ws: str | None = None, deflate: bool = False
+    database_url: str,
+    redis_url: str,
+    port: int,
+    metrics_port: int,
+    ws: str | None = None,
+    deflate: bool = False,
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -458,7 +463,8 @@ async def main() -> None:
                 return ", ".join(f"{v:.0f} {unit}" if abs(v) >= 10 else f"{v:.1f} {unit}" for v in values)
 
             deflate = "on" if args.deflate else "off"
-            print(f"websockets             uvicorn --ws {args.ws or 'production (app/workers.py)'}, permessage-deflate {deflate}")
+            implementation = args.ws or "production's (app/workers.py)"
+            print(f"websockets             uvicorn --ws {implementation}, permessage-deflate {deflate}")
             print(
                 f"subscribers            {n} over 2 processes, {args.users} users, {count} client processes"
             )

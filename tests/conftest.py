@@ -103,8 +103,6 @@ async def template_database(pg_server_url: str) -> AsyncIterator[str]:
     await _admin(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-
-
 @pytest.fixture(autouse=True)
 def clock() -> Iterator[Clock]:
     """The process's one clock, pinned to the run's :data:`tests.dates.NOW` for every test.
