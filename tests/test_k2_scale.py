@@ -316,7 +316,9 @@ async def test_issue21_sockets_keep_no_handshake_objects_nor_the_finished_init_t
             assert protocol.request is None and protocol.response is None
             assert isinstance(protocol.queue, LeanQueue) and isinstance(protocol.writable, LeanEvent)
         handlers = [
-            item for item in gc.get_objects() if isinstance(item, KabinetTransportWSHandler) and item.operations
+            item
+            for item in gc.get_objects()
+            if isinstance(item, KabinetTransportWSHandler) and item.operations
         ]
         assert handlers
         assert all(handler.connection_init_timeout_task is None for handler in handlers)
@@ -370,5 +372,6 @@ def test_issue21_a_server_process_does_not_load_receipt_rendering() -> None:
     import sys
 
     code = "import sys, app.main; print(sorted(m for m in ('fpdf', 'services.receipts') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    command = [sys.executable, "-c", code]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "[]", out.stderr
