@@ -15,7 +15,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
 from app.state import AppState
 from models.files import StoredFile
-from services import clock, receipts, storage
+from services import clock, storage
 from services.errors import DomainError
 
 
@@ -49,6 +49,10 @@ async def download(request: Request) -> Response:
         if kind == "file":
             row = await session.get(StoredFile, int(rest))
         elif kind == "receipt":
+            # imported here: fpdf, fontTools and Pillow are ~40 MB of every server process otherwise, and
+            # a websocket-only process never renders a receipt (bench/README.md, issue 21 session 6)
+            from services import receipts
+
             account_id, _, period = rest.partition(":")
             try:
                 row = await receipts.receipt_pdf(

@@ -3,6 +3,7 @@ serves the offline GraphiQL page, and closes the database session when the opera
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections import Counter
@@ -165,6 +166,15 @@ class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         heard = self.guard.generation
         await super().handle_connection_init(message)
+        # Strawberry cancels its connection_init timeout task here but keeps the Task for the life of the
+        # socket — with its CancelledError, traceback and two frames (~1.5 kB; issue 21: 5,000 sockets per
+        # process). Once it has finished, shutdown has nothing to wait for.
+        timeout = self.connection_init_timeout_task
+        if timeout is not None:
+            if timeout.done():
+                self.connection_init_timeout_task = None
+            else:
+                timeout.add_done_callback(self._forget_init_timeout)
         viewer = self.context.viewer
         if not self.connection_acknowledged or viewer is None or self._watched is not None:
             return
@@ -173,6 +183,10 @@ class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         # a session that ended between the check in on_ws_connect and this registration
         if self.guard.generation != heard and not await self.guard.is_active(viewer.session_id, fresh=True):
             await self.close_for_session(SESSION_ENDED, "Session ended")
+
+    def _forget_init_timeout(self, task: asyncio.Task[None]) -> None:
+        if self.connection_init_timeout_task is task:
+            self.connection_init_timeout_task = None
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         payload = message.get("payload")

@@ -33,6 +33,10 @@ WEBSOCKET_OPTIONS: dict[str, Any] = {
     # runs one compression per frame, for frames of ~150 bytes that barely shrink: ~40 kB of memory per
     # socket and CPU on every event (bench/README.md, "Subscriptions at scale"). A proxy may compress.
     "ws_per_message_deflate": False,
+    # uvicorn's sans-I/O protocol (its `auto`) without the handshake's request/response kept for the life
+    # of the socket, and with a list-based receive queue and write event instead of asyncio's (deques):
+    # ~5 kB less per socket (app/ws_protocol.py; bench/README.md, "Subscriptions at scale", session 6).
+    "ws": "app.ws_protocol:LeanWebSocketProtocol",
 }
 """How every Kabinet server speaks websocket: ``kabinet serve``, ``python -m app.workers`` and the
 benchmarks all start uvicorn through :func:`run`, which applies these (an explicit option wins)."""
@@ -160,7 +164,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--factory", action="store_true", help="the target is an app factory")
     parser.add_argument("--log-level", default="warning")
-    parser.add_argument("--ws", default="auto", help="uvicorn's websocket implementation")
+    parser.add_argument(
+        "--ws", default=None, help="uvicorn's websocket implementation (default: WEBSOCKET_OPTIONS's)"
+    )
     parser.add_argument(
         "--ws-per-message-deflate", action="store_true", help="compress frames (off by default: measurements)"
     )
@@ -176,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         factory=args.factory,
         log_level=args.log_level,
         access_log=False,
-        ws=args.ws,
+        **({"ws": args.ws} if args.ws else {}),  # else WEBSOCKET_OPTIONS
         **({"ws_per_message_deflate": True} if args.ws_per_message_deflate else {}),  # else WEBSOCKET_OPTIONS
         metrics_address=(settings.metrics_host, settings.metrics_port) if settings.metrics_port else None,
         database_url=settings.database_url,

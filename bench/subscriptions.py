@@ -103,7 +103,12 @@ async def prepare_database(server_url: str, users: int) -> tuple[str, list[tuple
 
 
 def start_server(
-    database_url: str, redis_url: str, port: int, metrics_port: int, ws: str = "auto", deflate: bool = False
+    database_url: str,
+    redis_url: str,
+    port: int,
+    metrics_port: int,
+    ws: str | None = None,
+    deflate: bool = False,
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -125,7 +130,9 @@ def start_server(
     }
     # what `kabinet serve` runs (app/workers.py applies the production websocket options), one process each
     command = [sys.executable, "-m", "app.workers", "app.main:app_from_env", "--factory", "--workers", "1"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--ws", ws]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    if ws:  # else production's (app/workers.py WEBSOCKET_OPTIONS)
+        command += ["--ws", ws]
     if deflate:
         command.append("--ws-per-message-deflate")
     return subprocess.Popen(
@@ -324,7 +331,9 @@ async def main() -> None:
     parser.add_argument("--settle", type=float, default=None, help="seconds to wait after subscribing")
     parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the last deliveries")
     parser.add_argument(
-        "--ws", default="auto", help="uvicorn's websocket implementation (auto, websockets-sansio, wsproto)"
+        "--ws",
+        default=None,
+        help="uvicorn's websocket implementation (auto, websockets-sansio, wsproto; default: production's)",
     )
     parser.add_argument(
         "--deflate", action="store_true", help="servers negotiate permessage-deflate (off in production)"
@@ -454,7 +463,8 @@ async def main() -> None:
                 return ", ".join(f"{v:.0f} {unit}" if abs(v) >= 10 else f"{v:.1f} {unit}" for v in values)
 
             deflate = "on" if args.deflate else "off"
-            print(f"websockets             uvicorn --ws {args.ws}, permessage-deflate {deflate}")
+            implementation = args.ws or "production's (app/workers.py)"
+            print(f"websockets             uvicorn --ws {implementation}, permessage-deflate {deflate}")
             print(
                 f"subscribers            {n} over 2 processes, {args.users} users, {count} client processes"
             )

@@ -103,8 +103,6 @@ async def template_database(pg_server_url: str) -> AsyncIterator[str]:
     await _admin(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-
-
 @pytest.fixture(autouse=True)
 def clock() -> Iterator[Clock]:
     """The process's one clock, pinned to the run's :data:`tests.dates.NOW` for every test.
@@ -204,9 +202,15 @@ def _free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def running_server(application: Any) -> AsyncIterator[str]:
-    """Serve ``application`` with a real uvicorn on a free port; yields ``http://127.0.0.1:<port>``."""
+    """Serve ``application`` with a real uvicorn on a free port; yields ``http://127.0.0.1:<port>``.
+
+    With the production websocket options (``app.workers.WEBSOCKET_OPTIONS``), as ``kabinet serve``."""
+    from app.workers import WEBSOCKET_OPTIONS
+
     port = _free_port()
-    config = uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        application, host="127.0.0.1", port=port, log_level="warning", lifespan="off", **WEBSOCKET_OPTIONS
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

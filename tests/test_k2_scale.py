@@ -247,7 +247,7 @@ async def test_issue21_sockets_checking_their_sessions_at_once_share_one_redis_r
 async def test_issue21_subscriber_queue_is_bounded_wakes_its_consumer_and_survives_cancellation(
     redis_url: str,
 ) -> None:
-    """The per-subscription queue (a deque and a future, not an ``asyncio.Queue``, to save ~2.4 kB per
+    """The per-subscription queue (a list and a future, not an ``asyncio.Queue``, to save ~2.4 kB per
     subscription): a waiting consumer wakes on each event in order, a consumer cancelled while waiting
     leaves the subscriber usable, and a full queue drops events for one ``resync`` — over real Redis."""
     import uuid
@@ -287,3 +287,91 @@ async def test_issue21_subscriber_queue_is_bounded_wakes_its_consumer_and_surviv
     finally:
         await publisher.disconnect()
         await bus.disconnect()
+
+
+async def test_issue21_sockets_keep_no_handshake_objects_nor_the_finished_init_timeout(
+    live_server: str, db: Database, customer_token: str
+) -> None:
+    """What a server keeps per open socket at 5,000 sockets per process (bench/README.md, session 6): with
+    the production websocket options (``app.workers.WEBSOCKET_OPTIONS``) the protocol drops the handshake's
+    request and response once it has answered, uses the list-based queue and event, and the handler drops
+    Strawberry's finished ``connection_init`` timeout task — and the socket still delivers its events."""
+    import gc
+
+    from app.graphql_view import KabinetTransportWSHandler
+    from app.ws_protocol import LeanEvent, LeanQueue, LeanWebSocketProtocol
+
+    user_id = await _user_id(db)
+    async with graphql_ws(live_server, init={"token": customer_token}) as ws:
+        op = await ws.subscribe(STREAM)
+        await asyncio.sleep(0.5)  # the subscription runs
+        gc.collect()
+        protocols = [
+            item
+            for item in gc.get_objects()
+            if isinstance(item, LeanWebSocketProtocol) and item.handshake_complete and not item.disconnected
+        ]
+        assert protocols
+        for protocol in protocols:
+            assert protocol.request is None and protocol.response is None
+            assert isinstance(protocol.queue, LeanQueue) and isinstance(protocol.writable, LeanEvent)
+        handlers = [
+            item
+            for item in gc.get_objects()
+            if isinstance(item, KabinetTransportWSHandler) and item.operations
+        ]
+        assert handlers
+        assert all(handler.connection_init_timeout_task is None for handler in handlers)
+        await _commit(db, user_id, "Лёгкий сокет")
+        assert (await _next(ws, op))["notification"]["title"] == "Лёгкий сокет"
+
+
+async def test_issue21_lean_websocket_queue_and_event_behave_as_asyncio_s() -> None:
+    """``app.ws_protocol``'s queue and event (no deque per socket) keep the behaviour uvicorn relies on: FIFO,
+    a waiting ``get`` wakes on ``put_nowait``, a cancelled ``get`` takes nothing (even when woken first),
+    ``wait`` returns at once when set and wakes every waiter on ``set``."""
+    from app.ws_protocol import LeanEvent, LeanQueue
+
+    queue = LeanQueue()
+    assert queue.empty()
+    waiting = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    queue.put_nowait(1)
+    queue.put_nowait(2)
+    assert await waiting == 1
+    assert queue.qsize() == 1 and await queue.get() == 2 and queue.empty()
+    woken_then_cancelled = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    queue.put_nowait(3)
+    woken_then_cancelled.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await woken_then_cancelled
+    assert await asyncio.wait_for(queue.get(), 1) == 3
+
+    event = LeanEvent()
+    assert not event.is_set()
+    waiters = [asyncio.ensure_future(event.wait()) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert not any(waiter.done() for waiter in waiters)
+    event.set()
+    assert await asyncio.gather(*waiters) == [True, True]
+    assert await event.wait()
+    event.clear()
+    later = asyncio.ensure_future(event.wait())
+    await asyncio.sleep(0)
+    assert not later.done()
+    event.set()
+    assert await asyncio.wait_for(later, 1)
+
+
+def test_issue21_a_server_process_does_not_load_receipt_rendering() -> None:
+    """fpdf, fontTools and Pillow were ~20 MB of every server process (145 MB idle at K2 scale): the
+    receipt PDF renderer is imported when a receipt is first downloaded, not with the application."""
+    import subprocess
+    import sys
+
+    code = "import sys, app.main; print(sorted(m for m in ('fpdf', 'services.receipts') if m in sys.modules))"
+    command = [sys.executable, "-c", code]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stderr
