@@ -578,6 +578,8 @@ async def test_F1_G3_lists_run_in_a_fixed_number_of_statements(
     api: Api, customer_token: str, sql_counter: Any
 ) -> None:
     await api.data("{ me { id } }", token=customer_token)  # warm-up: the session row is read once (SEC6)
+    # and reference rows (suppliers) once per version (issue 21); another text: the result cache misses
+    await api.data(LISTS.replace("{", "{ warm: __typename ", 1), token=customer_token)
     with sql_counter() as few:
         first = await api.data(LISTS, token=customer_token)
     for n in range(4):
@@ -598,9 +600,9 @@ async def test_F1_G3_lists_run_in_a_fixed_number_of_statements(
     assert len(second["appeals"]["edges"]) == len(first["appeals"]["edges"]) + 4
     assert len(second["applications"]["edges"]) == len(first["applications"]["edges"]) + 4
     assert many.statements == few.statements
-    # linked accounts ×2, appeals count + page, applications count + page, accounts, suppliers, meters,
-    # timelines ×2, attachments ×2
-    assert many.statements == 13
+    # linked accounts ×2, appeals count + page, applications count + page, accounts, meters, timelines ×2,
+    # attachments ×2; suppliers are reference rows, read once per version of the data (issue 21)
+    assert many.statements == 12
 
 
 # ---------------------------------------------------------------- F3, F4
