@@ -66,6 +66,11 @@ def plain(model: type, extra: tuple[str, ...] = ()) -> type:
     return cls
 
 
+def plain_columns(model: type) -> list[Any]:
+    """The model's mapped columns in :func:`plain`'s attribute order (to select several tables' rows)."""
+    return [column for _, column in _columns(model)]
+
+
 def plain_select(model: type) -> Select[Any]:
     """``SELECT`` of the model's mapped columns, in :func:`plain`'s attribute order (a Core statement)."""
     return select(*(column for _, column in _columns(model)))

@@ -9,29 +9,32 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.accounts import Account, AccountService, UserAccount
 from models.payments import AutopaySetting
+from models.plain import plain, plain_columns
 from resolvers.branches import BranchById
 from resolvers.context import Info
-from resolvers.loaders import ById, Loader, grouped
+from resolvers.loaders import CAST, ById, Loader, grouped
 from resolvers.permissions import require_viewer
 from services import accounts
 from services.accounts import WindowCountdown
-from services.pagination import Page, keyset_page
+from services.pagination import Page, PlainKeyset
 from services.roles import reads_customer_data
 
 
 class AccountById(ById):
-    """Accounts by id (no visibility rule: callers apply it)."""
+    """Accounts by id (no visibility rule: callers apply it). Read only: the accounts page primes plain
+    :data:`AccountRow` rows."""
 
     model = Account
 
 
 class LinkByAccountId(Loader[int, UserAccount | None]):
-    """The viewer's own link to each account (display name, e-receipt), None where not linked."""
+    """The viewer's own link to each account (display name, e-receipt), None where not linked (read only:
+    the accounts page primes plain :data:`LinkRow` rows, mutations their ORM instances)."""
 
     async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[UserAccount | None]:
         viewer = self.scope.context.viewer
@@ -82,27 +85,48 @@ class ServicesByAccountId(Loader[int, list[AccountService]]):
         return grouped(rows, keys, "account_id")
 
 
-async def linked_accounts(info: Info, *, first: int, after: tuple[Any, ...] | None) -> Page[Account]:
-    """B4: the caller's accounts in the order they were linked, a page at a time (links primed)."""
+LinkRow = plain(UserAccount)
+"""The viewer's links as plain rows (``models.plain``), as the accounts page primes them."""
+
+AccountRow = plain(Account, extra=CAST)
+"""Accounts as plain rows (``models.plain``): what the accounts page lists (the schema accepts them)."""
+
+_LINK_WIDTH = len(plain_columns(UserAccount))
+_ACCOUNT_END = _LINK_WIDTH + len(plain_columns(Account))
+
+_LINKED = PlainKeyset(
+    select(*plain_columns(UserAccount), *plain_columns(Account))
+    .join(Account, Account.id == UserAccount.account_id)
+    .where(UserAccount.user_id == bindparam("user_id")),
+    order_by=[UserAccount.linked_at, UserAccount.id],
+    descending=False,
+    count_total=True,
+)
+"""B4's page of the viewer's links and accounts with their count, built once (issue 21)."""
+
+
+def _link_and_account(row: Any) -> tuple[Any, Any]:
+    return LinkRow(*row[:_LINK_WIDTH]), AccountRow(*row[_LINK_WIDTH:_ACCOUNT_END])
+
+
+async def linked_accounts(info: Info, *, first: int, after: tuple[Any, ...] | None) -> Page[Any]:
+    """B4: the caller's accounts (plain :data:`AccountRow` rows) in the order they were linked, a page at a
+    time with their count, in one statement; the links (:data:`LinkRow`) and accounts are primed."""
     viewer = require_viewer(info)
     async with info.context.session() as session:
-        page = await keyset_page(
+        page: Page[Any] = await _LINKED.page(
             session,
-            select(UserAccount, Account)
-            .join(Account, Account.id == UserAccount.account_id)
-            .where(UserAccount.user_id == viewer.user_id),
-            order_by=[UserAccount.linked_at, UserAccount.id],
-            key=lambda row: (row[0].linked_at, row[0].id),
+            {"user_id": viewer.user_id},
+            make=_link_and_account,
+            key=lambda item: (item[0].linked_at, item[0].id),
             first=first,
             after=after,
-            descending=False,
-            count_total=True,
-            scalars=False,
         )
     links = info.context.loader(LinkByAccountId)
+    accounts_by_id = info.context.loader(AccountById)
     for link, account in page.items:
         links.prime(account.id, link)
-        info.context.loader(AccountById).prime(account.id, account)
+        accounts_by_id.prime(account.id, account)
     page.items = [account for _, account in page.items]
     return page
 

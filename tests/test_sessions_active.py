@@ -39,12 +39,15 @@ async def test_issue21_session_check_is_one_plain_read_without_a_transaction(
         assert await is_session_active(session, session_id, now=now + dt.timedelta(days=31)) is False
 
 
-async def test_issue21_session_check_sees_a_revocation_committed_elsewhere(db: Database, settings: Any) -> None:
+async def test_issue21_session_check_sees_a_revocation_committed_elsewhere(
+    db: Database, settings: Any
+) -> None:
     session_id = await _session_id(db, settings)
     now = CLOCK.now()
     async with db.session() as reader:
         assert await is_session_active(reader, session_id, now=now) is True
         async with db.session() as writer:
-            await writer.execute(update(AuthSession).where(AuthSession.id == session_id).values(revoked_at=now))
+            revoke = update(AuthSession).where(AuthSession.id == session_id).values(revoked_at=now)
+            await writer.execute(revoke)
             await writer.commit()
         assert await is_session_active(reader, session_id, now=now) is False  # the same reader, at once
