@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.accounts import Account, AccountService, UserAccount
 from models.payments import AutopaySetting
-from models.plain import plain, plain_columns
+from models.plain import PlainQuery, plain, plain_columns
 from resolvers.branches import BranchById
 from resolvers.context import Info
 from resolvers.loaders import CAST, ById, Loader, grouped
@@ -51,6 +51,18 @@ class LinkByAccountId(Loader[int, UserAccount | None]):
         return [found.get(key) for key in keys]
 
 
+_AUTOPAY_ON = PlainQuery(
+    select(UserAccount.account_id)
+    .join(AutopaySetting, AutopaySetting.user_account_id == UserAccount.id)
+    .where(
+        UserAccount.user_id == bindparam("user_id"),
+        UserAccount.account_id.in_(bindparam("ids", expanding=True)),
+        AutopaySetting.enabled.is_(True),
+    )
+)
+"""Which of the accounts the user has autopay on for, built once, on asyncpg directly (issue 21)."""
+
+
 class AutopayByAccountId(Loader[int, bool]):
     """Whether the viewer has autopay switched on for each account."""
 
@@ -58,16 +70,8 @@ class AutopayByAccountId(Loader[int, bool]):
         viewer = self.scope.context.viewer
         if viewer is None:
             return [False for _ in keys]
-        rows = await session.execute(
-            select(UserAccount.account_id)
-            .join(AutopaySetting, AutopaySetting.user_account_id == UserAccount.id)
-            .where(
-                UserAccount.user_id == viewer.user_id,
-                UserAccount.account_id.in_(keys),
-                AutopaySetting.enabled.is_(True),
-            )
-        )
-        enabled = set(rows.scalars())
+        rows = await _AUTOPAY_ON.rows(session, {"user_id": viewer.user_id, "ids": keys})
+        enabled = {row[0] for row in rows}
         return [key in enabled for key in keys]
 
 

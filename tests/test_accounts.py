@@ -854,3 +854,48 @@ async def test_B1_demo_unlinked_account_links_by_the_owners_last_name(
 
 
 __all__ = ["LAST_BILLED", "TODAY", "Seeded", "gid", "seed_accounts"]
+
+
+# --- issue 21: a read-only request of plain reads sends no BEGIN/COMMIT --------------------------------------
+
+PLAIN_DASHBOARD = """query {
+  accounts(first: 20) {
+    totalCount pageInfo { hasNextPage }
+    edges { node {
+      id number address displayName autopayEnabled
+      balance { amount status label displayAmount billedPeriod suppliers { amount supplier { id name } } }
+      readingWindow { isOpen opensOn closesOn daysUntilOpens daysUntilCloses }
+      meters { id serial zoneScheme service { code name unit } lastReadings { zone period value } }
+      charges { period total charges { zone volume rate amount recalculation total service { id name } } }
+    } }
+  }
+}"""
+"""``bench/dashboard.py``'s uncached dashboard (plus autopay): every statement of it is a plain read."""
+
+
+async def test_B4_issue21_a_dashboard_of_plain_reads_sends_no_begin_or_commit(
+    api: Any, db: Any, settings: Any, sql_counter: Any, monkeypatch: Any
+) -> None:
+    import asyncpg.transaction
+
+    await seed_accounts(db, settings, accounts=2)
+    token = await login_as(db, settings, "+71111111111")
+    begun: list[object] = []
+    start = asyncpg.transaction.Transaction.start
+
+    async def counting_start(self: Any) -> None:  # a spy: the real BEGIN still runs
+        begun.append(self)
+        await start(self)
+
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "start", counting_start)
+    with sql_counter() as counted:  # the session check included (the first request of this token)
+        data = await api.data(PLAIN_DASHBOARD, token=token)
+    assert data["accounts"]["totalCount"] == len(data["accounts"]["edges"]) >= 2
+    assert counted.statements == 11  # session check, page + count, branches, 2 balances, autopay, 5 more
+    assert begun == []  # no statement ran through the ORM: no transaction to begin or end
+    await api.data(
+        "mutation($input: RenameAccountInput!) { renameAccount(input: $input) { userErrors { code } } }",
+        token=token,
+        input={"accountId": data["accounts"]["edges"][0]["node"]["id"], "name": "Дача"},
+    )
+    assert len(begun) == 1  # a write still runs in its transaction
