@@ -856,7 +856,7 @@ async def test_B1_demo_unlinked_account_links_by_the_owners_last_name(
 __all__ = ["LAST_BILLED", "TODAY", "Seeded", "gid", "seed_accounts"]
 
 
-# --- issue 21: a read-only request of plain reads sends no BEGIN/COMMIT --------------------------------------
+# --- issue 21: a read-only request of plain reads sends no BEGIN/COMMIT ------------------------------------
 
 PLAIN_DASHBOARD = """query {
   accounts(first: 20) {
@@ -893,6 +893,13 @@ async def test_B4_issue21_a_dashboard_of_plain_reads_sends_no_begin_or_commit(
     assert data["accounts"]["totalCount"] == len(data["accounts"]["edges"]) >= 2
     assert counted.statements == 11  # session check, page + count, branches, 2 balances, autopay, 5 more
     assert begun == []  # no statement ran through the ORM: no transaction to begin or end
+    history = """query($id: ID!) { node(id: $id) { ... on Account {
+      number displayName eReceiptEnabled charges { period total charges { amount service { id name } } } } } }"""
+    with sql_counter() as counted:  # bench/peers.py's charges36 path: the account by its global ID
+        node = (await api.data(history, token=token, id=data["accounts"]["edges"][0]["node"]["id"]))["node"]
+    assert node["number"] and node["charges"]
+    assert counted.statements == 5  # account, link (visibility), charges, services, suppliers
+    assert begun == []
     await api.data(
         "mutation($input: RenameAccountInput!) { renameAccount(input: $input) { userErrors { code } } }",
         token=token,
