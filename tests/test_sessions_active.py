@@ -51,3 +51,24 @@ async def test_issue21_session_check_sees_a_revocation_committed_elsewhere(
             await writer.execute(revoke)
             await writer.commit()
         assert await is_session_active(reader, session_id, now=now) is False  # the same reader, at once
+
+
+async def test_issue21_plain_reads_follow_the_sessions_transaction_to_its_next_connection(
+    database_url: str, db: Database, settings: Any
+) -> None:
+    session_id = await _session_id(db, settings)
+    now = CLOCK.now()
+    own = Database(database_url, pool_size=2)
+    try:
+        async with own.session() as first, own.session() as second:
+            assert await is_session_active(first, session_id, now=now) is True  # connection A
+            await first.commit()  # A goes back to the pool ...
+            await second.connection()  # ... and another session takes it
+            revoke = update(AuthSession).where(AuthSession.id == session_id).values(revoked_at=now)
+            await first.execute(revoke)  # the first session's next transaction: connection B, uncommitted
+            assert await is_session_active(first, session_id, now=now) is False  # read in that transaction
+            assert await is_session_active(second, session_id, now=now) is True  # not committed
+            await first.rollback()
+            assert await is_session_active(first, session_id, now=now) is True
+    finally:
+        await own.dispose()
