@@ -894,7 +894,8 @@ async def test_B4_issue21_a_dashboard_of_plain_reads_sends_no_begin_or_commit(
     assert counted.statements == 11  # session check, page + count, branches, 2 balances, autopay, 5 more
     assert begun == []  # no statement ran through the ORM: no transaction to begin or end
     history = """query($id: ID!) { node(id: $id) { ... on Account {
-      number displayName eReceiptEnabled charges { period total charges { amount service { id name } } } } } }"""
+      number displayName eReceiptEnabled
+      charges { period total charges { amount service { id name } } } } } }"""
     with sql_counter() as counted:  # bench/peers.py's charges36 path: the account by its global ID
         node = (await api.data(history, token=token, id=data["accounts"]["edges"][0]["node"]["id"]))["node"]
     assert node["number"] and node["charges"]

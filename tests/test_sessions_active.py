@@ -33,7 +33,7 @@ async def test_issue21_session_check_is_one_plain_read_without_a_transaction(
             assert await is_session_active(session, session_id, now=now) is True
         assert counted.statements == 1
         assert len(session.identity_map) == 0  # no ORM instance
-        raw = (await (await session.connection()).get_raw_connection()).driver_connection
+        raw: Any = (await (await session.connection()).get_raw_connection()).driver_connection
         assert not raw.is_in_transaction()  # no BEGIN was sent for it
         assert await is_session_active(session, 0, now=now) is False  # no such row
         assert await is_session_active(session, session_id, now=now + dt.timedelta(days=31)) is False
