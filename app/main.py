@@ -64,12 +64,17 @@ def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -
     db = Database(
         settings.database_url,
         pool_size=settings.db_pool_size,
+        pool_timeout=settings.db_pool_timeout,
         echo=settings.db_echo,
         hide_parameters=settings.env is not Environment.DEVELOPMENT,
     )
     metrics.instrument_pool(db.engine, settings.db_pool_size)  # observability hooks
     analytics_db = (
-        Database(settings.analytics_database_url, pool_size=max(2, settings.db_pool_size // 2))
+        Database(
+            settings.analytics_database_url,
+            pool_size=max(2, settings.db_pool_size // 2),
+            pool_timeout=settings.db_pool_timeout,
+        )
         if settings.analytics_database_url
         else None
     )

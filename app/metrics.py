@@ -106,7 +106,7 @@ POOL_CHECKED_OUT = Gauge(
 )
 POOL_SIZE = Gauge(
     "kabinet_db_pool_size",
-    "Configured database pool size (plus as many overflow connections).",
+    "Configured database pool size (the most connections; no overflow).",
     multiprocess_mode="livesum",
 )
 JOB_RUNS = Counter(

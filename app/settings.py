@@ -67,7 +67,16 @@ class Settings(BaseSettings):
     migrate_on_start: bool = Field(True, description="Apply migrations when `kabinet serve` starts.")
     log_level: str = Field("INFO", description="Logging level.")
     log_json: bool = Field(False, description="Log JSON lines (production) instead of console text.")
-    db_pool_size: int = Field(10, description="SQLAlchemy pool size per process.")
+    db_pool_size: int = Field(
+        10,
+        description="Database connections per process: opened as needed, then kept (no overflow).",
+        ge=1,
+    )
+    db_pool_timeout: float = Field(
+        10.0,
+        description="Seconds a request waits for one of the pool's connections when all are in use.",
+        gt=0,
+    )
     analytics_database_url: str | None = Field(
         None,
         description="PostgreSQL URL of a read replica for analytics reads (queries and CSV exports). "

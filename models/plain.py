@@ -66,6 +66,11 @@ def plain(model: type, extra: tuple[str, ...] = ()) -> type:
     return cls
 
 
+def plain_columns(model: type) -> list[Any]:
+    """The model's mapped columns in :func:`plain`'s attribute order (to select several tables' rows)."""
+    return [column for _, column in _columns(model)]
+
+
 def plain_select(model: type) -> Select[Any]:
     """``SELECT`` of the model's mapped columns, in :func:`plain`'s attribute order (a Core statement)."""
     return select(*(column for _, column in _columns(model)))
@@ -110,6 +115,29 @@ class _Context:
     __slots__ = ("__dict__",)
 
 
+_CONNECTION = "kabinet_plain_connection"
+"""``session.info`` key of the connection :func:`_connection` found for the session's current transaction."""
+
+
+async def _connection(session: Any) -> tuple[Any, Any]:
+    """The session's (sync) connection and its asyncpg connection, for its current transaction.
+
+    ``session.connection()`` and ``get_raw_connection()`` cost a greenlet switch each (~0.1 ms together per
+    statement); the pair is the same for every statement until the session's transaction ends (commit,
+    rollback, close return the connection to the pool), so it is kept with the transaction it belongs to
+    and asked again only when that transaction is no longer the active one."""
+    cached = session.info.get(_CONNECTION)
+    if cached is not None:
+        transaction, sync, raw = cached
+        if transaction.is_active and session.sync_session.get_transaction() is transaction:
+            return sync, raw
+    connection = await session.connection()
+    raw = (await connection.get_raw_connection()).driver_connection
+    transaction = session.sync_session.get_transaction()
+    session.info[_CONNECTION] = (transaction, connection.sync_connection, raw)
+    return connection.sync_connection, raw
+
+
 class PlainQuery:
     """A Core ``SELECT`` run straight on the session's asyncpg connection, rows as tuples (issue 21).
 
@@ -147,8 +175,7 @@ class PlainQuery:
 
     async def rows(self, session: Any, params: dict[str, Any]) -> list[Any]:
         """The result rows (asyncpg records, or tuples where a column needed processing)."""
-        connection = await session.connection()
-        sync = connection.sync_connection
+        sync, raw = await _connection(session)
         dialect = sync.dialect
         compiled = self._compiled or self._compile(dialect)
         sql, parameters = compiled
@@ -156,7 +183,6 @@ class PlainQuery:
         for name, binder, fixed in parameters:
             value = params[name] if fixed is _REQUIRED else params.get(name, fixed)
             args.append(value if binder is None else binder(value))
-        raw = (await connection.get_raw_connection()).driver_connection
         if self._processors is None:
             prepared = await raw.prepare(sql)
             types = self.statement.selected_columns

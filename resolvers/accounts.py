@@ -9,43 +9,67 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.accounts import Account, AccountService, UserAccount
 from models.payments import AutopaySetting
+from models.plain import PlainQuery, plain, plain_columns, plain_rows, plain_select
 from resolvers.branches import BranchById
 from resolvers.context import Info
-from resolvers.loaders import ById, Loader, grouped
+from resolvers.loaders import Loader, PlainById, grouped
 from resolvers.permissions import require_viewer
 from services import accounts
 from services.accounts import WindowCountdown
-from services.pagination import Page, keyset_page
+from services.pagination import Page, PlainKeyset
 from services.roles import reads_customer_data
 
 
-class AccountById(ById):
-    """Accounts by id (no visibility rule: callers apply it)."""
+class AccountById(PlainById):
+    """Accounts by id as plain :data:`AccountRow` rows (no visibility rule: callers apply it; read only:
+    mutations read their ORM instances in their unit of work). The accounts page primes it."""
 
     model = Account
 
 
-class LinkByAccountId(Loader[int, UserAccount | None]):
-    """The viewer's own link to each account (display name, e-receipt), None where not linked."""
+AccountRow = AccountById.row_class()
+"""Accounts as plain rows (``models.plain``; the schema's ``Account`` accepts them): the accounts page's and
+:class:`AccountById`'s (issue 21)."""
 
-    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[UserAccount | None]:
+LinkRow = plain(UserAccount)
+"""The viewer's links as plain rows (``models.plain``): :class:`LinkByAccountId`'s and the accounts page's."""
+
+_LINKS = PlainQuery(
+    plain_select(UserAccount).where(
+        UserAccount.user_id == bindparam("user_id"),
+        UserAccount.account_id.in_(bindparam("ids", expanding=True)),
+    )
+)
+
+
+class LinkByAccountId(Loader[int, Any]):
+    """The viewer's own link to each account (display name, e-receipt), None where not linked: plain
+    :data:`LinkRow` rows, read only (the link mutations prime their ORM instances)."""
+
+    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[Any]:
         viewer = self.scope.context.viewer
         if viewer is None:
             return [None for _ in keys]
-        rows = (
-            await session.execute(
-                select(UserAccount).where(
-                    UserAccount.user_id == viewer.user_id, UserAccount.account_id.in_(keys)
-                )
-            )
-        ).scalars()
-        found = {row.account_id: row for row in rows}
+        rows = await _LINKS.rows(session, {"user_id": viewer.user_id, "ids": keys})
+        found = {link.account_id: link for link in plain_rows(LinkRow, rows)}
         return [found.get(key) for key in keys]
+
+
+_AUTOPAY_ON = PlainQuery(
+    select(UserAccount.account_id)
+    .join(AutopaySetting, AutopaySetting.user_account_id == UserAccount.id)
+    .where(
+        UserAccount.user_id == bindparam("user_id"),
+        UserAccount.account_id.in_(bindparam("ids", expanding=True)),
+        AutopaySetting.enabled.is_(True),
+    )
+)
+"""Which of the accounts the user has autopay on for, built once, on asyncpg directly (issue 21)."""
 
 
 class AutopayByAccountId(Loader[int, bool]):
@@ -55,16 +79,8 @@ class AutopayByAccountId(Loader[int, bool]):
         viewer = self.scope.context.viewer
         if viewer is None:
             return [False for _ in keys]
-        rows = await session.execute(
-            select(UserAccount.account_id)
-            .join(AutopaySetting, AutopaySetting.user_account_id == UserAccount.id)
-            .where(
-                UserAccount.user_id == viewer.user_id,
-                UserAccount.account_id.in_(keys),
-                AutopaySetting.enabled.is_(True),
-            )
-        )
-        enabled = set(rows.scalars())
+        rows = await _AUTOPAY_ON.rows(session, {"user_id": viewer.user_id, "ids": keys})
+        enabled = {row[0] for row in rows}
         return [key in enabled for key in keys]
 
 
@@ -82,33 +98,49 @@ class ServicesByAccountId(Loader[int, list[AccountService]]):
         return grouped(rows, keys, "account_id")
 
 
-async def linked_accounts(info: Info, *, first: int, after: tuple[Any, ...] | None) -> Page[Account]:
-    """B4: the caller's accounts in the order they were linked, a page at a time (links primed)."""
+_LINK_WIDTH = len(plain_columns(UserAccount))
+_ACCOUNT_END = _LINK_WIDTH + len(plain_columns(Account))
+
+_LINKED = PlainKeyset(
+    select(*plain_columns(UserAccount), *plain_columns(Account))
+    .join(Account, Account.id == UserAccount.account_id)
+    .where(UserAccount.user_id == bindparam("user_id")),
+    order_by=[UserAccount.linked_at, UserAccount.id],
+    descending=False,
+    count_total=True,
+)
+"""B4's page of the viewer's links and accounts with their count, built once (issue 21)."""
+
+
+def _link_and_account(row: Any) -> tuple[Any, Any]:
+    return LinkRow(*row[:_LINK_WIDTH]), AccountRow(*row[_LINK_WIDTH:_ACCOUNT_END])
+
+
+async def linked_accounts(info: Info, *, first: int, after: tuple[Any, ...] | None) -> Page[Any]:
+    """B4: the caller's accounts (plain :data:`AccountRow` rows) in the order they were linked, a page at a
+    time with their count, in one statement; the links (:data:`LinkRow`) and accounts are primed."""
     viewer = require_viewer(info)
     async with info.context.session() as session:
-        page = await keyset_page(
+        page: Page[Any] = await _LINKED.page(
             session,
-            select(UserAccount, Account)
-            .join(Account, Account.id == UserAccount.account_id)
-            .where(UserAccount.user_id == viewer.user_id),
-            order_by=[UserAccount.linked_at, UserAccount.id],
-            key=lambda row: (row[0].linked_at, row[0].id),
+            {"user_id": viewer.user_id},
+            make=_link_and_account,
+            key=lambda item: (item[0].linked_at, item[0].id),
             first=first,
             after=after,
-            descending=False,
-            count_total=True,
-            scalars=False,
         )
     links = info.context.loader(LinkByAccountId)
+    accounts_by_id = info.context.loader(AccountById)
     for link, account in page.items:
         links.prime(account.id, link)
-        info.context.loader(AccountById).prime(account.id, account)
+        accounts_by_id.prime(account.id, account)
     page.items = [account for _, account in page.items]
     return page
 
 
-async def accounts_by_ids(info: Info, ids: list[int]) -> list[Account | None]:
-    """Accounts by id, None where missing or not visible (customers: linked only; OPERATOR, ADMIN: all)."""
+async def accounts_by_ids(info: Info, ids: list[int]) -> list[Any]:
+    """Accounts by id (plain :data:`AccountRow` rows), None where missing or not visible (customers: linked
+    only; OPERATOR, ADMIN: all)."""
     viewer = info.context.viewer
     if viewer is None:
         return [None for _ in ids]
@@ -119,7 +151,7 @@ async def accounts_by_ids(info: Info, ids: list[int]) -> list[Account | None]:
     return [row if link is not None else None for row, link in zip(rows, links, strict=True)]
 
 
-async def require_account(info: Info, account_id: int) -> Account:
+async def require_account(info: Info, account_id: int) -> Any:
     """An account the caller may see, else :class:`services.accounts.AccountNotFound`."""
     found = (await accounts_by_ids(info, [account_id]))[0]
     if found is None:
@@ -127,8 +159,9 @@ async def require_account(info: Info, account_id: int) -> Account:
     return found
 
 
-async def link_of(info: Info, account_id: int) -> UserAccount | None:
-    """The viewer's link to the account (None for staff viewing an account they are not linked to)."""
+async def link_of(info: Info, account_id: int) -> Any:
+    """The viewer's link to the account, read only (a :data:`LinkRow`, or the ``UserAccount`` a mutation
+    primed); None for staff viewing an account they are not linked to."""
     return await info.context.loader(LinkByAccountId).load(account_id)
 
 
@@ -154,7 +187,7 @@ async def reading_window(info: Info, account: Account) -> WindowCountdown:
     return accounts.window_countdown(today, branch.reading_window_start_day, branch.reading_window_end_day)
 
 
-async def effective_receipt_email(info: Info, link: UserAccount | None) -> str | None:
+async def effective_receipt_email(info: Info, link: Any) -> str | None:
     """J5: the address e-receipts go to: the link's own, else the confirmed profile e-mail."""
     if link is None or not link.e_receipt_enabled:
         return None

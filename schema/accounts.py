@@ -162,7 +162,7 @@ class ReadingWindowCountdown:
 class Account(relay.Node):
     """Backed by ``models.accounts.Account`` rows; the viewer's own link adds name and e-receipt state."""
 
-    is_type_of = backed_by(models.Account)
+    is_type_of = backed_by(models.Account, resolvers.AccountRow)  # plain rows of the accounts page (issue 21)
 
     id: relay.NodeID[int]
     number: str = strawberry.field(description="Account number as printed on the receipt, e.g. `11111111`.")

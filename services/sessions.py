@@ -14,10 +14,11 @@ import secrets
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.identity import AuthSession, ClientKind, RefreshToken, User
+from models.plain import PlainQuery
 from services.errors import DomainError
 from services.events import emit, user_channel
 from services.limits import Counters
@@ -151,10 +152,23 @@ SESSIONS_CHANNEL = "sessions-ended"
 active sessions and closes their websockets with 4403 (``app.revocation``)."""
 
 
+_SESSION_STATE = PlainQuery(
+    select(AuthSession.revoked_at, AuthSession.expires_at).where(AuthSession.id == bindparam("session_id"))
+)
+"""The session row's end times, read on asyncpg directly (``models.plain``; built once): every request of
+a logged-in user may ask (issue 21)."""
+
+
 async def is_session_active(session: AsyncSession, session_id: int, *, now: dt.datetime) -> bool:
-    """True while the session has not been revoked or expired: the truth, one primary-key read."""
-    found = await session.get(AuthSession, session_id, populate_existing=True)
-    return found is not None and found.revoked_at is None and found.expires_at > now
+    """True while the session has not been revoked or expired: the truth, one primary-key read.
+
+    Always the row as committed now (no ORM instance, nothing from the session's identity map), and no
+    transaction of its own: a read-only request that reads only plain rows sends no BEGIN/COMMIT."""
+    rows = await _SESSION_STATE.rows(session, {"session_id": session_id})
+    if not rows:
+        return False
+    revoked_at, expires_at = rows[0]
+    return revoked_at is None and expires_at > now
 
 
 async def inactive_sessions(session: AsyncSession, session_ids: list[int], *, now: dt.datetime) -> set[int]:

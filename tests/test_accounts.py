@@ -484,8 +484,9 @@ async def test_B4_dashboard_statement_count_does_not_grow_with_accounts_or_month
     assert many.statements == DASHBOARD_STATEMENTS
 
 
-DASHBOARD_STATEMENTS = 13
-"""The dashboard's statements: accounts page + count, branches, balances (closed balances, later payments),
+DASHBOARD_STATEMENTS = 12
+"""The dashboard's statements: accounts page with its count (one statement since issue 21: was 13 with the
+count separate), branches, balances (closed balances, later payments),
 autopay, the user (profile e-mail for e-receipts), latest receipts, charges, services, suppliers, meters,
 last readings."""
 
@@ -545,6 +546,35 @@ async def test_B4_accounts_list_is_paged(api: Any, db: Any, settings: Any, custo
         seen += [edge["node"]["id"] for edge in page["edges"]]
         after = page["pageInfo"]["endCursor"] if page["pageInfo"]["hasNextPage"] else None
     assert len(seen) == len(set(seen)) == total
+
+
+async def test_B4_issue21_accounts_page_and_total_count_are_one_statement(
+    api: Any, db: Any, settings: Any, customer_token: str, sql_counter: Any
+) -> None:
+    await seed_accounts(db, settings, accounts=5, months=1)
+    await api.data("{ me { id } }", token=customer_token)  # the session check is cached from here on
+    with sql_counter() as counted:
+        everything = (await api.data(ACCOUNTS, token=customer_token, first=100))["accounts"]
+    assert counted.statements == 1  # page and count(*) OVER () together
+    total = everything["totalCount"]
+    assert total == len(everything["edges"]) >= 5
+    ids = [edge["node"]["id"] for edge in everything["edges"]]
+    seen: list[str] = []
+    after = None
+    while True:
+        with sql_counter() as counted:
+            page = (await api.data(ACCOUNTS, token=customer_token, first=2, after=after))["accounts"]
+        assert counted.statements == 1  # later pages: the count as a scalar subquery
+        assert page["totalCount"] == total  # the whole list's, not what follows the cursor
+        seen += [edge["node"]["id"] for edge in page["edges"]]
+        after = page["pageInfo"]["endCursor"]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+    assert seen == ids
+    with sql_counter() as counted:  # a cursor past the end: an empty page, still the whole count
+        past = (await api.data(ACCOUNTS, token=customer_token, first=2, after=after))["accounts"]
+    assert past["edges"] == [] and past["totalCount"] == total and past["pageInfo"]["hasNextPage"] is False
+    assert counted.statements == 2
 
 
 async def test_B4_accounts_need_a_login(api: Any) -> None:
@@ -824,3 +854,57 @@ async def test_B1_demo_unlinked_account_links_by_the_owners_last_name(
 
 
 __all__ = ["LAST_BILLED", "TODAY", "Seeded", "gid", "seed_accounts"]
+
+
+# --- issue 21: a read-only request of plain reads sends no BEGIN/COMMIT ------------------------------------
+
+PLAIN_DASHBOARD = """query {
+  accounts(first: 20) {
+    totalCount pageInfo { hasNextPage }
+    edges { node {
+      id number address displayName autopayEnabled
+      balance { amount status label displayAmount billedPeriod suppliers { amount supplier { id name } } }
+      readingWindow { isOpen opensOn closesOn daysUntilOpens daysUntilCloses }
+      meters { id serial zoneScheme service { code name unit } lastReadings { zone period value } }
+      charges { period total charges { zone volume rate amount recalculation total service { id name } } }
+    } }
+  }
+}"""
+"""``bench/dashboard.py``'s uncached dashboard (plus autopay): every statement of it is a plain read."""
+
+
+async def test_B4_issue21_a_dashboard_of_plain_reads_sends_no_begin_or_commit(
+    api: Any, db: Any, settings: Any, sql_counter: Any, monkeypatch: Any
+) -> None:
+    import asyncpg.transaction
+
+    await seed_accounts(db, settings, accounts=2)
+    token = await login_as(db, settings, "+71111111111")
+    begun: list[object] = []
+    start = asyncpg.transaction.Transaction.start
+
+    async def counting_start(self: Any) -> None:  # a spy: the real BEGIN still runs
+        begun.append(self)
+        await start(self)
+
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "start", counting_start)
+    with sql_counter() as counted:  # the session check included (the first request of this token)
+        data = await api.data(PLAIN_DASHBOARD, token=token)
+    assert data["accounts"]["totalCount"] == len(data["accounts"]["edges"]) >= 2
+    assert counted.statements == 11  # session check, page + count, branches, 2 balances, autopay, 5 more
+    assert begun == []  # no statement ran through the ORM: no transaction to begin or end
+    history = """query($id: ID!) { node(id: $id) { ... on Account {
+      number displayName eReceiptEnabled
+      charges { period total charges { amount service { id name } } } } } }"""
+    with sql_counter() as counted:  # bench/peers.py's charges36 path: the account by its global ID
+        node = (await api.data(history, token=token, id=data["accounts"]["edges"][0]["node"]["id"]))["node"]
+    assert node["number"] and node["charges"]
+    # account, link (visibility), charges; services and suppliers unless kept from the request before
+    assert 3 <= counted.statements <= 5
+    assert begun == []
+    await api.data(
+        "mutation($input: RenameAccountInput!) { renameAccount(input: $input) { userErrors { code } } }",
+        token=token,
+        input={"accountId": data["accounts"]["edges"][0]["node"]["id"], "name": "Дача"},
+    )
+    assert len(begun) == 1  # a write still runs in its transaction

@@ -318,13 +318,16 @@ async def test_J7_autopay_settings_refuse_a_foreign_card_and_can_be_switched_off
     )["setAutopay"]
     assert [e["code"] for e in result["userErrors"]] == ["CARD_NOT_FOUND"]
     await _autopay_on(api, customer_token, "11111111")
+    autopay = """query($id: ID!) { node(id: $id) { ... on Account { autopayEnabled } } }"""
+    assert (await api.data(autopay, token=customer_token, id=account["account"]["id"]))["node"] == {
+        "autopayEnabled": True  # the plain read of the autopay loader (issue 21)
+    }
     off = (
         await api.data(
             SET_AUTOPAY, token=customer_token, input={"accountId": account["account"]["id"], "enabled": False}
         )
     )["setAutopay"]
     assert off == {"enabled": False, "userErrors": []}
-    autopay = """query($id: ID!) { node(id: $id) { ... on Account { autopayEnabled } } }"""
     assert (await api.data(autopay, token=customer_token, id=account["account"]["id"]))["node"] == {
         "autopayEnabled": False
     }

@@ -1,0 +1,82 @@
+"""The database pool under more concurrent requests than its size (issue 21): connections are kept, not
+churned. Real PostgreSQL and the real app; no timing is asserted, only connections opened."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+
+from app.db import Database
+from app.demo import DEMO_PHONE_E164
+from tests.conftest import login_as
+
+
+def _connects(db: Database) -> list[int]:
+    """A list that grows by one for every new DBAPI connection the pool opens."""
+    opened: list[int] = []
+    event.listen(db.engine.sync_engine.pool, "connect", lambda *_args: opened.append(1))
+    return opened
+
+
+async def test_issue21_pool_keeps_its_connections_under_concurrency_above_its_size(database_url: str) -> None:
+    db = Database(database_url, pool_size=3)
+    opened = _connects(db)
+    peak = 0
+    in_use = 0
+
+    async def request() -> None:
+        nonlocal peak, in_use
+        async with db.session() as session:
+            await session.execute(text("SELECT 1"))
+            in_use += 1
+            peak = max(peak, in_use)
+            await asyncio.sleep(0.005)  # holds its connection while others want one
+            in_use -= 1
+
+    try:
+        await asyncio.gather(*(request() for _ in range(12)))  # warm-up: the pool fills
+        assert len(opened) == 3
+        for _ in range(5):  # steady state: 12 at a time against 3 connections
+            await asyncio.gather(*(request() for _ in range(12)))
+        assert len(opened) == 3  # overflow connections used to be opened and closed in every round
+        assert peak == 3  # the others waited for a pooled connection
+        pool: Any = db.engine.sync_engine.pool  # a QueuePool
+        assert pool.checkedin() == 3  # all kept, none closed on return
+    finally:
+        await db.dispose()
+
+
+async def test_issue21_the_app_opens_no_connection_in_steady_state(
+    app: Any, api: Any, db: Database, settings: Any
+) -> None:
+    from tests.test_accounts import DASHBOARD, seed_accounts
+
+    await seed_accounts(db, settings, accounts=2)
+    token = await login_as(db, settings, DEMO_PHONE_E164)
+    opened = _connects(db)
+    concurrency = settings.db_pool_size + 6
+    await asyncio.gather(*(api.data(DASHBOARD, token=token) for _ in range(concurrency)))  # warm-up
+    warm = len(opened)
+    assert warm <= settings.db_pool_size
+    for _ in range(3):
+        await asyncio.gather(*(api.data(DASHBOARD, token=token) for _ in range(concurrency)))
+    assert len(opened) == warm
+
+
+@pytest.mark.parametrize("size", [1])
+async def test_issue21_a_request_waits_for_a_pooled_connection(database_url: str, size: int) -> None:
+    db = Database(database_url, pool_size=size, pool_timeout=5)
+    opened = _connects(db)
+    try:
+
+        async def read() -> int:
+            async with db.session() as session:
+                return int((await session.execute(text("SELECT 1"))).scalar_one())
+
+        assert await asyncio.gather(*(read() for _ in range(4))) == [1, 1, 1, 1]
+        assert len(opened) == 1
+    finally:
+        await db.dispose()
