@@ -415,8 +415,9 @@ async def audit_analyst(
     state: AppState, context: Context, viewer: Viewer, document: Any, operation_name: Any, variables: Any
 ) -> None:
     """Every analyst operation, over HTTP or a websocket, is audited before it runs (``services.query_audit``,
-    issue 17)."""
-    async with state.db.unit_of_work() as uow:
+    issue 17) — in the request's own session: the request may already hold a pooled connection (its login
+    session was read through it), and waiting for a second one could wait out the pool (issue 21)."""
+    async with context.unit_of_work() as uow:
         query_audit.record_analyst_query(
             uow.session,
             user_id=viewer.user_id,
@@ -666,7 +667,7 @@ class KabinetGraphQL(GraphQL[Context, None]):
         run = (request, request_adapter, request_data, context, root_value, sub_response)
         if isinstance(request_data, GraphQLRequestData):  # persisted documents (app/persisted.py)
             request_data.query = await self.persisted.resolve(
-                request_data.query, request_data.extensions, context.viewer
+                request_data.query, request_data.extensions, context.viewer, context
             )
         if not isinstance(request_data, GraphQLRequestData) or not request_data.query:
             return await self._execute(*run)

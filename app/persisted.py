@@ -22,7 +22,7 @@ import orjson
 from graphql import GraphQLSyntaxError, parse
 from starlette.responses import Response
 
-from app.context import Viewer
+from app.context import Context, Viewer
 from app.db import Database
 from app.graphiql import STAFF_LOGIN_DOCUMENT
 from app.http_negotiation import Message, mark_request_error
@@ -86,12 +86,15 @@ class PersistedDocuments:
         self.manifest: dict[str, str] = persisted_documents.read_manifest(path) if path else {}
         self.known: dict[str, str] = {}
 
-    async def find(self, hash_: str) -> str | None:
-        """The document with this hash: the manifest, what this process read before, or the database."""
+    async def find(self, hash_: str, context: Context | None = None) -> str | None:
+        """The document with this hash: the manifest, what this process read before, or the database —
+        through the HTTP request's own session when ``context`` is given (the request may already hold a
+        pooled connection: waiting for a second one could wait out the pool, issue 21)."""
         text = self.manifest.get(hash_) or self.known.get(hash_)
         if text is not None:
             return text
-        async with self.db.session() as session:
+        opened = context.session() if context is not None else self.db.session()
+        async with opened as session:
             text = await persisted_documents.lookup(session, hash_)
         if text is not None:
             if len(self.known) >= KNOWN_CACHE_SIZE:
@@ -99,14 +102,16 @@ class PersistedDocuments:
             self.known[hash_] = text
         return text
 
-    async def register(self, hash_: str, text: str) -> None:
-        """Store a document sent with its hash (APQ) — only one that parses."""
+    async def register(self, hash_: str, text: str, context: Context | None = None) -> None:
+        """Store a document sent with its hash (APQ) — only one that parses; in the HTTP request's own
+        session when ``context`` is given (as :meth:`find`)."""
         try:
             parse(text, no_location=True)
         except GraphQLSyntaxError:
             return  # executing it reports the syntax error; nothing worth keeping
         document = persisted_documents.Document(hash_, text, persisted_documents.operation_name(text))
-        async with self.db.unit_of_work() as uow:
+        work = context.unit_of_work() if context is not None else self.db.unit_of_work()
+        async with work as uow:
             await persisted_documents.store(uow.session, [document])
         self.known[hash_] = text
 
@@ -116,8 +121,12 @@ class PersistedDocuments:
             raise required()  # (the production GraphiQL page's login document is let through: issue 17)
         return query
 
-    async def resolve(self, query: str | None, extensions: object, viewer: Viewer | None) -> str | None:
-        """The document to execute for a request's ``query`` and ``extensions`` (see the module doc)."""
+    async def resolve(
+        self, query: str | None, extensions: object, viewer: Viewer | None, context: Context | None = None
+    ) -> str | None:
+        """The document to execute for a request's ``query`` and ``extensions`` (see the module doc); an
+        HTTP request passes its ``context`` (its session is used, see :meth:`find`), a websocket does not
+        (its context lives as long as the socket: a session opened there would hold a connection)."""
         persisted = extensions.get("persistedQuery") if isinstance(extensions, dict) else None
         if persisted is None:
             return self.free_form(query, viewer)
@@ -134,7 +143,7 @@ class PersistedDocuments:
                 status=400,
             )
         if query is None:
-            text = await self.find(hash_)
+            text = await self.find(hash_, context)
             if text is None:
                 raise not_found()
             return text
@@ -142,9 +151,9 @@ class PersistedDocuments:
             raise PersistedQueryError(
                 "provided sha256Hash does not match query", "PERSISTED_QUERY_HASH_MISMATCH", status=400
             )
-        if await self.find(hash_) is not None:
+        if await self.find(hash_, context) is not None:
             return query
         if self.auto_register and (is_staff(viewer) or not self.only):
-            await self.register(hash_, query)
+            await self.register(hash_, query, context)
             return query
         return self.free_form(query, viewer)

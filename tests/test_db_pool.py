@@ -80,3 +80,46 @@ async def test_issue21_a_request_waits_for_a_pooled_connection(database_url: str
         assert len(opened) == 1
     finally:
         await db.dispose()
+
+
+async def test_issue21_side_writes_of_a_request_use_its_own_connection(settings: Any) -> None:
+    """With one pooled connection, a logged-in request that writes on the side — an analyst's audit row
+    (issue 17), an automatically registered persisted document — must not wait for a second connection
+    while it holds its own: it would wait out the pool timeout (or, with every connection held that
+    way, all would). They go through the request's own session."""
+    import httpx
+
+    from app.main import create_app
+    from services.persisted_documents import document_hash
+    from services.query_audit import ACTION
+    from tests.client import Api
+    from tests.test_analytics import ANALYST
+
+    AUDITED = f"SELECT count(*) FROM audit_log WHERE action = '{ACTION}'"
+
+    small = create_app(
+        settings.model_copy(
+            update={"db_pool_size": 1, "db_pool_timeout": 2, "persisted_documents_auto_register": True}
+        )
+    )
+    async with small.router.lifespan_context(small):
+        db = small.state.kabinet.db
+        transport = httpx.ASGITransport(app=small, client=("203.0.113.10", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://kabinet.test") as client:
+            api = Api(client)
+            analyst = await login_as(db, settings, ANALYST)
+            assert (await api.data("{ me { id } }", token=analyst))["me"]["id"]
+            async with db.session() as session:
+                audited = (await session.execute(text(AUDITED))).scalar_one()
+            assert audited >= 1
+            customer = await login_as(db, settings, DEMO_PHONE_E164)
+            query = "query Side { me { id } }"
+            body = {
+                "query": query,
+                "extensions": {"persistedQuery": {"version": 1, "sha256Hash": document_hash(query)}},
+            }
+            answer = await client.post("/graphql", json=body, headers={"authorization": f"Bearer {customer}"})
+            assert answer.status_code == 200 and answer.json()["data"]["me"]["id"]
+            del body["query"]  # registered: now known by its hash alone
+            answer = await client.post("/graphql", json=body, headers={"authorization": f"Bearer {customer}"})
+            assert answer.status_code == 200 and answer.json()["data"]["me"]["id"]
