@@ -24,36 +24,52 @@ from typing import Any
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 
-class LeanQueue:
+class _Waiters:
+    """Futures of coroutines waiting for something, allocated only when one waits (no deque)."""
+
+    __slots__ = ("_waiters",)
+
+    def __init__(self) -> None:
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def _wake(self) -> None:
+        """Wake every waiter (each re-checks what it waits for)."""
+        if self._waiters:
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        """Wait for the next :meth:`_wake` (a cancelled wait leaves no future behind)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            self._waiters.remove(waiter)
+
+
+class LeanQueue(_Waiters):
     """The part of :class:`asyncio.Queue` uvicorn's protocol uses (``put_nowait``, ``get``, ``empty``),
     unbounded, in a list and a future while a consumer waits (no deques allocated per connection)."""
 
-    __slots__ = ("_items", "_waiters")
+    __slots__ = ("_items",)
 
     def __init__(self) -> None:
+        super().__init__()
         self._items: list[Any] = []
-        self._waiters: list[asyncio.Future[None]] | None = None
 
     def put_nowait(self, item: Any) -> None:
         """Append ``item`` and wake whoever waits in :meth:`get` (each re-checks, as with a Queue)."""
         self._items.append(item)
-        waiters = self._waiters
-        if waiters:
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+        self._wake()
 
     async def get(self) -> Any:
         """The oldest item, waiting for one if there is none. A cancelled wait takes nothing."""
         while not self._items:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            if self._waiters is None:
-                self._waiters = []
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                self._waiters.remove(waiter)
+            await self._wait()
         return self._items.pop(0)
 
     def empty(self) -> bool:
@@ -65,14 +81,14 @@ class LeanQueue:
         return len(self._items)
 
 
-class LeanEvent:
+class LeanEvent(_Waiters):
     """:class:`asyncio.Event` (``set``, ``clear``, ``is_set``, ``wait``) without a deque per instance."""
 
-    __slots__ = ("_value", "_waiters")
+    __slots__ = ("_value",)
 
     def __init__(self) -> None:
+        super().__init__()
         self._value = False
-        self._waiters: list[asyncio.Future[None]] | None = None
 
     def is_set(self) -> bool:
         """Whether the flag is set."""
@@ -82,10 +98,7 @@ class LeanEvent:
         """Set the flag and wake every waiter."""
         if not self._value:
             self._value = True
-            if self._waiters:
-                for waiter in self._waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
+            self._wake()
 
     def clear(self) -> None:
         """Reset the flag: :meth:`wait` blocks until the next :meth:`set`."""
@@ -93,17 +106,9 @@ class LeanEvent:
 
     async def wait(self) -> bool:
         """Return at once when the flag is set, else when it next is."""
-        if self._value:
-            return True
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._waiters is None:
-            self._waiters = []
-        self._waiters.append(waiter)
-        try:
-            await waiter
-            return True
-        finally:
-            self._waiters.remove(waiter)
+        if not self._value:
+            await self._wait()
+        return True
 
 
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
