@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import datetime as dt
 import os
 import subprocess
 import sys
@@ -31,16 +29,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.dashboard import (
-    MSK,
     VARIANTS,
     Servers,
     closed_loop,
     free_port,
-    issue_tokens,
-    prepare_database,
     server_env,
 )
-from bench.peers import global_ids, load_peers, make_ops, pin, wait_graphql
+from bench.peers import global_ids, make_ops, pin, setup, wait_graphql
 
 
 def start(root: Path, env: dict[str, str], port: int, cpus: str) -> Servers:
@@ -62,14 +57,9 @@ async def main() -> None:
     parser.add_argument("--server-cpu", default="0", help="the core every server is pinned to")
     parser.add_argument("--client-cpu", default="1", help="the core(s) this load generator uses")
     args = parser.parse_args()
-    with contextlib.suppress(OSError):
-        os.sched_setaffinity(0, {int(cpu) for cpu in args.client_cpu.split(",")})
-    server_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    today = dt.datetime.now(MSK).date()
-    database_url = await prepare_database(server_url, 0, args.reuse_db, today)
-    customers = await issue_tokens(database_url, args.users)
-    peers = await load_peers(database_url, customers)
+    _, database_url, redis_url, today, customers, peers = await setup(
+        args.reuse_db, args.users, args.client_cpu
+    )
     env = {**server_env(database_url, redis_url), **VARIANTS["uncached"]}
     names = [checkout.resolve().name for checkout in args.checkouts]
     running = [

@@ -185,6 +185,22 @@ async def global_ids(port: int, customers: list[Customer]) -> None:
             c.accounts = [edge["node"]["id"] for edge in answer.json()["data"]["accounts"]["edges"]]
 
 
+async def setup(
+    reuse_db: str, users: int, client_cpu: str
+) -> tuple[str, str, str, dt.date, list[Customer], dict[int, Peer]]:
+    """Pin this load generator to ``client_cpu``; then the PostgreSQL server's URL, the bench database's,
+    Redis's, today (Moscow), ``users`` customers with access tokens and their accounts (and `bench/ab.py`)."""
+    with contextlib.suppress(OSError):
+        os.sched_setaffinity(0, {int(cpu) for cpu in client_cpu.split(",")})
+    server_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    today = dt.datetime.now(MSK).date()
+    database_url = await prepare_database(server_url, 0, reuse_db, today)
+    customers = await issue_tokens(database_url, users)
+    peers = await load_peers(database_url, customers)
+    return server_url, database_url, redis_url, today, customers, peers
+
+
 def pin(cpus: str) -> list[str]:
     return ["taskset", "-c", cpus]
 
@@ -268,16 +284,10 @@ async def main() -> None:
     parser.add_argument("--client-cpu", default="1", help="the core(s) this load generator uses")
     parser.add_argument("--no-count", action="store_true", help="skip counting SQL statements per request")
     args = parser.parse_args()
-    with contextlib.suppress(OSError):
-        os.sched_setaffinity(0, {int(cpu) for cpu in args.client_cpu.split(",")})
-
-    server_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    today = dt.datetime.now(MSK).date()
-    database_url = await prepare_database(server_url, 0, args.reuse_db, today)
+    server_url, database_url, redis_url, today, customers, peers = await setup(
+        args.reuse_db, args.users, args.client_cpu
+    )
     database = args.reuse_db
-    customers = await issue_tokens(database_url, args.users)
-    peers = await load_peers(database_url, customers)
     names = args.servers.split(",")
     selected = args.ops.split(",")
     env = {**server_env(database_url, redis_url), **VARIANTS["uncached"]}
