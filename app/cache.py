@@ -115,6 +115,7 @@ class ResultCache:
             from services import redis_client
 
             self._redis = redis_client.connect(redis_url)
+            self._reads = redis_client.Coalescer(self._redis)  # reads shared with concurrent requests
         self._versions: dict[int, int] = {}
         self._global_version = 0
         self._reference_versions: dict[str, int] = {}
@@ -205,10 +206,11 @@ class ResultCache:
     async def reference_version(self, kind: str) -> str | None:
         """The current version of reference data ``kind`` as ``"<everyone>.<kind>"`` — either bump changes
         it — for what keeps such rows in memory between requests (``resolvers.loaders.ReferenceById``);
-        None when Redis cannot be read (then nothing may be served from memory). One MGET."""
+        None when Redis cannot be read (then nothing may be served from memory). One MGET, shared with the
+        other requests' reads of the moment (:class:`services.redis_client.Coalescer`)."""
         if self._redis is not None:
             try:
-                everyone, mine = await self._redis.mget(self._global_key, self._reference_key(kind))
+                everyone, mine = await self._reads.get_many([self._global_key, self._reference_key(kind)])
             except (RedisError, OSError):
                 return None
             return f"{int(everyone or 0)}.{int(mine or 0)}"

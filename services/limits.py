@@ -27,6 +27,7 @@ class Counters:
         self.prefix = prefix
         self._redis_url = redis_url
         self._redis: Any = None
+        self._coalescer: Any = None
         self._memory: dict[str, tuple[int, float]] = {}
 
     def _client(self) -> Any:
@@ -37,6 +38,15 @@ class Counters:
                 raise RuntimeError("counters without a Redis URL keep to memory")
             self._redis = connect(self._redis_url)
         return self._redis
+
+    def _batch(self) -> Any:
+        """The process's :class:`services.redis_client.Coalescer` of these counters: every read and
+        increment below shares a pipeline with the others asked meanwhile (issue 21)."""
+        if self._coalescer is None:
+            from services.redis_client import Coalescer
+
+            self._coalescer = Coalescer(self._client())
+        return self._coalescer
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}:{key}"
@@ -58,15 +68,12 @@ class Counters:
         retry_after = max(int(ends - now + 0.999), 1)
         name = f"{key}:{window_seconds}:{bucket}"
         if self._redis_url:
-            if amount == 0:  # just look: one GET, no transaction (a missing counter is 0 and needs no expiry)
-                return Hit(int(await self._client().get(self._key(name)) or 0), retry_after)
-            # one round trip; INCRBY is atomic on its own (no MULTI/EXEC: two fewer commands to send,
-            # queue and parse), and EXPIRE after it only refreshes the counter's garbage collection
-            pipe = self._client().pipeline(transaction=False)
-            pipe.incrby(self._key(name), amount)
-            pipe.expire(self._key(name), window_seconds + 60)
-            total, _ = await pipe.execute()
-            return Hit(int(total), retry_after)
+            if amount == 0:  # just look (a missing counter is 0 and needs no expiry)
+                return Hit(int(await self._batch().get(self._key(name)) or 0), retry_after)
+            # INCRBY is atomic on its own (no MULTI/EXEC), and EXPIRE after it only refreshes the counter's
+            # garbage collection; both go in the coalescer's next pipeline
+            total = await self._batch().increment(self._key(name), amount, window_seconds + 60)
+            return Hit(total, retry_after)
         if len(self._memory) > 100_000:  # one process without Redis: drop windows that have ended
             self._memory = {k: v for k, v in self._memory.items() if v[1] > now}
         total = int(self._memory.get(name, (0, 0.0))[0]) + amount
@@ -89,8 +96,8 @@ class Counters:
 
     async def has_flag(self, key: str) -> bool:
         """Whether a flag set by :meth:`set_flags` is still there."""
-        if self._redis_url:
-            return bool(await self._client().exists(self._key(key)))
+        if self._redis_url:  # a flag's value is b"1": present exactly when EXISTS would say so
+            return await self._batch().get(self._key(key)) is not None
         found = self._memory.get(key)
         return found is not None and found[1] > clock.now().timestamp()
 
@@ -99,13 +106,14 @@ class Counters:
         if not keys:
             return set()
         if self._redis_url:
-            values = await self._client().mget([self._key(key) for key in keys])
+            values = await self._batch().get_many([self._key(key) for key in keys])
             return {key for key, value in zip(keys, values, strict=True) if value is not None}
         return {key for key in keys if await self.has_flag(key)}
 
     async def close(self) -> None:
         """Close the Redis connection pool (if one was opened)."""
         if self._redis is not None:
+            self._coalescer = None
             client, self._redis = self._redis, None
             await client.aclose()
 

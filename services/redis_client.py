@@ -8,6 +8,9 @@ Redis *and* queues the excess commands for up to ``timeout`` seconds.
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from redis import asyncio as redis
 
 MAX_CONNECTIONS = 64
@@ -23,3 +26,85 @@ def connect(url: str, *, name: str | None = None, max_connections: int = MAX_CON
         url, max_connections=max_connections, timeout=WAIT_SECONDS, client_name=name
     )
     return redis.Redis(connection_pool=pool)
+
+
+class Coalescer:
+    """A process's small Redis reads and counter increments, sent together: one pipeline in flight at a
+    time, and everything asked meanwhile (by any request) goes in the next one.
+
+    An uncached request asked Redis four times one after the other (its session's revocation flag, its cost
+    budget, the reference data's version, then the budget's spend): four round trips through the pool, each
+    a connection check, a packed command, a ``write`` and a parsed reply — ~10 % of the server's CPU for a
+    small query (issue 21). Coalesced, 16 concurrent requests share a few pipelines per loop pass instead.
+
+    Order is kept: a batch sends its increments before its reads, and batches go one after the other on
+    this one channel, so a read asked after an increment (in this process) sees it. Nothing waits for a
+    timer: the first call of an idle coalescer starts the sender, which sends in the next loop pass. An
+    error (Redis down) is raised to every caller of that batch, as the single commands raised it."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._reads: list[tuple[list[str], bool, asyncio.Future[Any]]] = []
+        """What to read: keys, whether the caller wants a list (:meth:`get_many`), the caller's future."""
+        self._increments: list[tuple[str, int, int, asyncio.Future[int]]] = []
+        self._sender: asyncio.Task[None] | None = None
+        self.batches = 0
+        """Pipelines sent so far (for tests and benchmarks)."""
+
+    def get(self, key: str) -> asyncio.Future[bytes | None]:
+        """The value of ``key`` (None when missing), read in the next batch (an MGET of all its reads)."""
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        self._reads.append(([key], False, future))
+        self._wake()
+        return future
+
+    def get_many(self, keys: list[str]) -> asyncio.Future[list[bytes | None]]:
+        """The values of ``keys`` in their order, read in the next batch like :meth:`get`."""
+        future: asyncio.Future[list[bytes | None]] = asyncio.get_running_loop().create_future()
+        self._reads.append((list(keys), True, future))
+        self._wake()
+        return future
+
+    def increment(self, key: str, amount: int, ttl_seconds: int) -> asyncio.Future[int]:
+        """INCRBY ``amount`` (atomic; the new total) and EXPIRE ``ttl_seconds``, in the next batch."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._increments.append((key, amount, ttl_seconds, future))
+        self._wake()
+        return future
+
+    def _wake(self) -> None:
+        sender = self._sender
+        if sender is None or sender.done() or sender.get_loop() is not asyncio.get_running_loop():
+            self._sender = asyncio.create_task(self._send(), name="kabinet-redis-coalescer")
+
+    async def _send(self) -> None:
+        while self._reads or self._increments:
+            reads, self._reads = self._reads, []
+            increments, self._increments = self._increments, []
+            waiting: list[asyncio.Future[Any]] = [item[3] for item in increments] + [item[2] for item in reads]
+            try:
+                pipe = self._client.pipeline(transaction=False)
+                for key, amount, ttl, _ in increments:
+                    pipe.incrby(key, amount)
+                    pipe.expire(key, ttl)
+                if reads:
+                    pipe.mget([key for keys, _, _ in reads for key in keys])
+                results = await pipe.execute()
+            except BaseException as error:  # every caller of the batch learns, then the next batch goes
+                for future in waiting:
+                    if not future.done():
+                        future.set_exception(error)
+                if isinstance(error, asyncio.CancelledError):
+                    raise
+                continue
+            self.batches += 1
+            for index, (_, _, _, future) in enumerate(increments):
+                if not future.done():
+                    future.set_result(int(results[2 * index]))
+            if reads:
+                values, start = results[-1], 0
+                for keys, many, future in reads:
+                    if not future.done():
+                        found = values[start : start + len(keys)]
+                        future.set_result(found if many else found[0])
+                    start += len(keys)
