@@ -284,9 +284,7 @@ async def run_bumps(cache: ResultCache, db: Any, touched: Touched) -> None:
                 select(UserAccount.user_id).where(UserAccount.account_id.in_(touched.accounts)).distinct()
             )
             users.update(linked.scalars())
-    await cache.bump(
-        users, everyone=touched.everyone, references=(str(kind) for kind in touched.references)
-    )
+    await cache.bump(users, everyone=touched.everyone, references=(str(kind) for kind in touched.references))
 
 
 __all__ = ["References", "ResultCache", "operation_type", "run_bumps"]

@@ -81,7 +81,9 @@ class Coalescer:
         while self._reads or self._increments:
             reads, self._reads = self._reads, []
             increments, self._increments = self._increments, []
-            waiting: list[asyncio.Future[Any]] = [item[3] for item in increments] + [item[2] for item in reads]
+            waiting: list[asyncio.Future[Any]] = [item[3] for item in increments] + [
+                item[2] for item in reads
+            ]
             try:
                 pipe = self._client.pipeline(transaction=False)
                 for key, amount, ttl, _ in increments:

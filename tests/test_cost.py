@@ -3,6 +3,7 @@ minute, and `extensions.cost` on every HTTP answer."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -103,3 +104,68 @@ async def test_the_budget_per_minute_refuses_with_retry_after_then_recovers(tigh
     clock.advance(dt.timedelta(seconds=31))
     again = await tight.post(query)
     assert again.status_code == 200 and again.json()["extensions"]["cost"]["budget"]["remaining"] == 76
+
+
+async def test_issue21_concurrent_requests_share_their_redis_round_trips(
+    app: Any, api: Api, customer_token: str
+) -> None:
+    """An uncached request asks Redis for its session's revocation flag, reads its budget and spends it:
+    sixteen at once used to be 48 round trips through the pool, one after the other per request. Through
+    the process's coalescer (``services.redis_client.Coalescer``) the ones asked meanwhile share one
+    pipeline — and every request still gets its own budget, spent exactly once."""
+    from services.limits import counters_of
+
+    coalescer = counters_of(app.state.kabinet)._batch()
+    before = coalescer.batches
+    queries = [
+        f"{{ a{index}: accounts(first: 1) {{ totalCount }} }}" for index in range(16)
+    ]  # distinct: no cache
+    answers = await asyncio.gather(*(api.gql(query, token=customer_token) for query in queries))
+    sent = coalescer.batches - before
+    assert all("errors" not in answer for answer in answers)
+    assert 1 <= sent < 16 * 3 // 2  # shared: fewer pipelines than half the operations asked
+    remaining = sorted(answer["extensions"]["cost"]["budget"]["remaining"] for answer in answers)
+    spent = [answer["extensions"]["cost"]["actualQueryCost"] for answer in answers]
+    assert len(set(remaining)) == 16  # each spend was counted on its own, atomically
+    assert remaining[-1] - remaining[0] == sum(spent[1:])
+
+
+async def test_issue21_coalescer_keeps_order_and_gives_every_caller_its_error(redis_url: str) -> None:
+    """Increments go before reads in a batch and batches go one after the other, so a read asked after an
+    increment sees it; each caller gets its own values; with Redis unreachable every caller of the batch
+    gets the error (as with single commands), and the next batch is tried again."""
+    import uuid
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from services.redis_client import Coalescer, connect
+
+    key = f"t-coalesce-{uuid.uuid4().hex[:8]}"
+    client = connect(redis_url)
+    try:
+        coalescer = Coalescer(client)
+        first, missing, total, seen, both = await asyncio.gather(
+            coalescer.get(key),
+            coalescer.get(f"{key}:none"),
+            coalescer.increment(key, 5, 60),
+            coalescer.get(key),
+            coalescer.get_many([f"{key}:none", key]),
+        )
+        assert (first, missing, total, seen, both) == (b"5", None, 5, b"5", [None, b"5"])
+        assert coalescer.batches == 1
+        assert await coalescer.increment(key, 2, 60) == 7
+        assert 0 < await client.ttl(key) <= 60
+        await client.delete(key)
+    finally:
+        await client.aclose()
+    dead = connect("redis://127.0.0.1:9/0")  # nothing listens on the discard port
+    try:
+        coalescer = Coalescer(dead)
+        outcomes = await asyncio.gather(
+            coalescer.get("a"), coalescer.increment("b", 1, 60), return_exceptions=True
+        )
+        assert all(isinstance(outcome, RedisConnectionError) for outcome in outcomes)
+        with pytest.raises(RedisConnectionError):
+            await coalescer.get("c")
+    finally:
+        await dead.aclose()
