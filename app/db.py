@@ -18,6 +18,7 @@ from services.unit_of_work import Event, Record, Touched, UnitOfWork, watch
 
 log = logging.getLogger(__name__)
 
+
 def async_url(url: str) -> str:
     """Normalize ``postgres://`` / ``postgresql://`` URLs to the asyncpg driver SQLAlchemy needs."""
     parsed = make_url(url)

@@ -100,7 +100,8 @@ async def main() -> None:
                     for index, ms in enumerate(per_request):
                         ratios[index].append(ms / per_request[0])
                     print(
-                        f"{name:<11} round {round_ + 1}: " + " | ".join(cells)
+                        f"{name:<11} round {round_ + 1}: "
+                        + " | ".join(cells)
                         + f"  (load average {os.getloadavg()[0]:.2f})",
                         flush=True,
                     )

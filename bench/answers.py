@@ -107,8 +107,10 @@ async def main() -> None:
             if different == 1:
                 at = next((i for i, (a, b) in enumerate(zip(before, body, strict=False)) if a != b), None)
                 at = min(len(before), len(body)) if at is None else at
-                print(f"{key}: differs at byte {at}:\n  before {before[at - 80:at + 80]!r}\n"
-                      f"  after  {body[at - 80:at + 80]!r}")
+                print(
+                    f"{key}: differs at byte {at}:\n  before {before[at - 80 : at + 80]!r}\n"
+                    f"  after  {body[at - 80 : at + 80]!r}"
+                )
     size = sum(len(body) for _, body in answers)
     same = len(answers) - different
     print(f"{same}/{len(answers)} answers byte-identical ({size} bytes, {errors} with errors)")

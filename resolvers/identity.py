@@ -129,9 +129,7 @@ async def login_with_password(
     info: Info, login: str, password: str, client: ClientKind, device: str | None
 ) -> tuple[Tokens, User]:
     """A3."""
-    return await _login(
-        info, lambda s, c: logins.login_with_password(s, c, login, password), client, device
-    )
+    return await _login(info, lambda s, c: logins.login_with_password(s, c, login, password), client, device)
 
 
 async def request_code(info: Info, login: str, purpose: CodePurpose) -> SentCode:

@@ -201,9 +201,7 @@ class Account(relay.Node):
         )
 
     @strawberry.field(description="C1: services delivered to the account.")
-    async def services(
-        self, root: strawberry.Parent[models.Account], info: Info
-    ) -> list[AccountService]:
+    async def services(self, root: strawberry.Parent[models.Account], info: Info) -> list[AccountService]:
         return await resolvers.services_of(info, root.id)  # type: ignore[return-value]
 
     @strawberry.field(description="C1/B4: meters installed on the account (each with its last readings).")
@@ -242,15 +240,11 @@ class Account(relay.Node):
         description="J5: where e-receipts go: the address set for this account, else the confirmed profile "
         "e-mail; null for paper receipts."
     )
-    async def receipt_email(
-        self, root: strawberry.Parent[models.Account], info: Info
-    ) -> str | None:
+    async def receipt_email(self, root: strawberry.Parent[models.Account], info: Info) -> str | None:
         return await resolvers.effective_receipt_email(info, await resolvers.link_of(info, root.id))
 
     @strawberry.field(description="B4: the current (latest) receipt; null before the first one.")
-    async def current_receipt(
-        self, root: strawberry.Parent[models.Account], info: Info
-    ) -> Receipt | None:
+    async def current_receipt(self, root: strawberry.Parent[models.Account], info: Info) -> Receipt | None:
         return await billing_resolvers.current_receipt(info, root.id)  # type: ignore[return-value]
 
     @strawberry.field(description="D3: the receipt of a period (D8 range); null when none was issued.")

@@ -176,7 +176,6 @@ class RequisiteField(enum.Enum):
     ELECTRIC_HEATING = strawberry.enum_value("ELECTRIC_HEATING", description="Electric heating yes/no.")
 
 
-
 def _gid(type_name: str, value: int | None) -> strawberry.ID | None:
     return strawberry.ID(relay.to_base64(type_name, value)) if value is not None else None
 
@@ -233,9 +232,7 @@ class TimelineEvent:
     is_type_of = backed_by(models.RequestEvent)
 
     kind: RequestEventKind = strawberry.field(description="What happened.")
-    status: RequestStatus | None = strawberry.field(
-        description="The status it moved to, if it changed."
-    )
+    status: RequestStatus | None = strawberry.field(description="The status it moved to, if it changed.")
     text: str | None = strawberry.field(description="The answer, the reason of a rejection, or a comment.")
     created_at: dt.datetime = strawberry.field(description="When it happened.")
 
@@ -292,9 +289,7 @@ class CustomerRequest(relay.Node):
         return await info.context.loader(AccountById).load(root.account_id)
 
     @strawberry.field(description="The supplier it is addressed to.")
-    async def supplier(
-        self, root: strawberry.Parent[resolvers.RequestRow], info: Info
-    ) -> Supplier | None:
+    async def supplier(self, root: strawberry.Parent[resolvers.RequestRow], info: Info) -> Supplier | None:
         if root.supplier_id is None:
             return None
         return await info.context.loader(SupplierById).load(root.supplier_id)
@@ -766,6 +761,8 @@ PageSize = Annotated[int, strawberry.argument(description="Page size (1–100)."
 After = Annotated[
     str | None, strawberry.argument(description="Cursor of the last item of the previous page.")
 ]
+
+
 def _contact_block(draft: service.AppealDraft) -> dict[str, Any]:
     """The fields of :class:`RequestDraft` from the service's pre-filled draft (F2, G3 §2.11)."""
     return {
@@ -845,9 +842,7 @@ class AppealQueries:
             "null when the account is not yours."
         )
     )
-    async def application_draft(
-        self, info: Info, account_id: AccountArg = None
-    ) -> ApplicationDraft | None:
+    async def application_draft(self, info: Info, account_id: AccountArg = None) -> ApplicationDraft | None:
         draft = await resolvers.appeal_draft(info, account_id)  # the same pre-filled contact block
         if draft is None:
             return None

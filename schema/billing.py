@@ -57,9 +57,7 @@ class Service(relay.Node):
     unit: str = strawberry.field(description="Unit of volume, e.g. «кВт·ч».")
 
     @strawberry.field(description="The supplier that bills this service.")
-    async def supplier(
-        self, root: strawberry.Parent[branch_models.Service], info: Info
-    ) -> Supplier:
+    async def supplier(self, root: strawberry.Parent[branch_models.Service], info: Info) -> Supplier:
         return await info.context.loader(SupplierById).load(root.supplier_id)
 
     @classmethod
@@ -180,9 +178,7 @@ class Receipt:
         return root.period  # type: ignore[return-value]
 
     @strawberry.field(description="A short-lived signed link to the receipt's PDF (with payment QR codes).")
-    def download(
-        self, root: strawberry.Parent[billing_models.Receipt], info: Info
-    ) -> FileDownload:
+    def download(self, root: strawberry.Parent[billing_models.Receipt], info: Info) -> FileDownload:
         return FileDownload.of(
             resolvers.download_url(info, storage.receipt_target(root.account_id, root.period))
         )
@@ -243,9 +239,7 @@ ATTACHED_SERVICE = "_kabinet_service"
 ATTACHED_SUPPLIER = "_kabinet_supplier"
 
 
-async def with_references(
-    info: Info, rows: list[billing_models.Charge]
-) -> list[billing_models.Charge]:
+async def with_references(info: Info, rows: list[billing_models.Charge]) -> list[billing_models.Charge]:
     """Attach each charge's service and supplier rows (through the request's loaders, batched with every
     other account's) so ``Charge.service`` / ``Charge.supplier`` resolve without a coroutine per line."""
     services, suppliers = await asyncio.gather(
@@ -426,9 +420,7 @@ class PeriodBalance:
     closing: Decimal = strawberry.field(description="Balance at the end: opening + charged − paid.")
 
     @strawberry.field(description="The supplier.")
-    async def supplier(
-        self, root: strawberry.Parent[billing_models.PeriodBalance], info: Info
-    ) -> Supplier:
+    async def supplier(self, root: strawberry.Parent[billing_models.PeriodBalance], info: Info) -> Supplier:
         return await load_supplier(info, root.supplier_id)  # type: ignore[return-value]
 
 

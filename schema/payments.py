@@ -91,15 +91,11 @@ class PaymentAllocation:
     period: YearMonth = strawberry.field(description="The month it is credited in.")
 
     @strawberry.field(description="The account.")
-    async def account(
-        self, root: strawberry.Parent[models.PaymentAllocation], info: Info
-    ) -> Account:
+    async def account(self, root: strawberry.Parent[models.PaymentAllocation], info: Info) -> Account:
         return await info.context.loader(AccountById).load(root.account_id)
 
     @strawberry.field(description="The supplier.")
-    async def supplier(
-        self, root: strawberry.Parent[models.PaymentAllocation], info: Info
-    ) -> Supplier:
+    async def supplier(self, root: strawberry.Parent[models.PaymentAllocation], info: Info) -> Supplier:
         return await info.context.loader(SupplierById).load(root.supplier_id)
 
 

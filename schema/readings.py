@@ -162,9 +162,7 @@ class Meter(relay.Node):
         return list(service.zones_of(root.zone_scheme))
 
     @strawberry.field(description="The service the meter measures.")
-    async def service(
-        self, root: strawberry.Parent[meter_models.Meter], info: Info
-    ) -> MeterService:
+    async def service(self, root: strawberry.Parent[meter_models.Meter], info: Info) -> MeterService:
         return await info.context.loader(ServiceById).load(root.service_id)
 
     @strawberry.field(

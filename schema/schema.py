@@ -182,9 +182,7 @@ class KabinetSchema(strawberry.Schema):
             log.debug("graphql error at %s: %s", error.path, error.message)
 
 
-def build_schema(
-    settings: Any = None, *, execution_context_class: Any = None
-) -> KabinetSchema:
+def build_schema(settings: Any = None, *, execution_context_class: Any = None) -> KabinetSchema:
     """The schema with the protection extensions configured from ``settings`` (a :class:`SchemaSettings`
     or the app's settings); the app passes its executor (``app.execution.KabinetExecutor``, a graphql-core
     execution context class; typed Any because Strawberry's stubs name that class differently by version)."""

@@ -44,7 +44,6 @@ from tests.dates import CURRENT, LAST_BILLED, TODAY, on_day, period
 _seq = itertools.count(1)
 
 
-
 @dataclass
 class Seeded:
     """What :func:`seed_accounts` created."""
@@ -440,9 +439,7 @@ def test_B4_window_days_count_to_opening_and_closing() -> None:
 
 
 @pytest.mark.calendar  # date-dependent: CI runs it again on other days
-async def test_B4_window_days_follow_the_branchs_time_zone(
-    api: Any, db: Any, settings: Any
-) -> None:
+async def test_B4_window_days_follow_the_branchs_time_zone(api: Any, db: Any, settings: Any) -> None:
     seeded = await seed_accounts(db, settings, accounts=2)
     async with db.session() as session:
         branch = await session.get(Branch, seeded.branch_id)

@@ -136,9 +136,11 @@ async def test_F1_history_follows_the_D8_period_rule(api: Api, customer_token: s
     # the demo customer's appeals were written 40 and 2 days before TODAY; one of them falls in last month
     demo_months = [f"{TODAY - dt.timedelta(days=days):%Y-%m}" for days in (2, 40)]
     last_month = await api.data(APPEALS, token=customer_token, **{"from": period(-1), "to": period(-1)})
-    assert [edge["node"]["period"] for edge in last_month["appeals"]["edges"]] == [
-        month for month in demo_months if month == period(-1)
-    ] == [period(-1)]
+    assert (
+        [edge["node"]["period"] for edge in last_month["appeals"]["edges"]]
+        == [month for month in demo_months if month == period(-1)]
+        == [period(-1)]
+    )
     body = await api.gql(APPEALS, token=customer_token, **{"from": "2020-01"})
     assert body["errors"][0]["extensions"]["code"] == "PERIOD_OUT_OF_RANGE"
 
@@ -660,11 +662,7 @@ async def test_F4_video_call_link_carries_a_short_lived_token(
     assert link["url"].startswith("https://video.resk.demo/room/")
     assert "?token=" in link["url"]
     expires = dt.datetime.fromisoformat(link["expiresAt"])
-    assert (
-        dt.timedelta(0)
-        < expires - CLOCK.now()
-        <= dt.timedelta(seconds=settings.video_token_ttl_seconds)
-    )
+    assert dt.timedelta(0) < expires - CLOCK.now() <= dt.timedelta(seconds=settings.video_token_ttl_seconds)
     assert (await api.data(query, token=second_token, a=account))["videoCall"] is None
 
 

@@ -38,6 +38,8 @@ LATER = NOW + dt.timedelta(days=70)
 def at(days: int, hour: int, minute: int = 0) -> str:
     """``hour:minute`` Moscow time ``days`` after TODAY, as the API writes instants."""
     return dt.datetime.combine(TODAY + dt.timedelta(days=days), dt.time(hour, minute), tzinfo=MSK).isoformat()
+
+
 ADMIN_PHONE = "+75555555555"
 SECOND_PHONE = None  # looked up from the demo when needed
 
@@ -518,9 +520,7 @@ async def test_I5_someone_elses_appointment_cannot_be_cancelled(
 
 
 @pytest.mark.calendar  # date-dependent: CI runs it again on other days
-async def test_I5_a_slot_in_the_past_cannot_be_booked(
-    api: Api, db: Database, settings: Settings
-) -> None:
+async def test_I5_a_slot_in_the_past_cannot_be_booked(api: Api, db: Database, settings: Settings) -> None:
     slot = (await _slots(api, await _first_office(api)))[0]
     CLOCK.pin(dt.datetime.fromisoformat(slot["startsAt"]) + dt.timedelta(minutes=1))
     customer_token = await login_as(db, settings, DEMO_PHONE_E164)

@@ -21,12 +21,12 @@ from app.http_negotiation import prefers_graphql_response_json
 AUDIT_DIR = Path(__file__).parent / "audit"
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 
+
 def data_of(response: Any) -> dict[str, Any]:
     """The body without ``extensions`` (every answer carries ``extensions.cost``, tests/test_cost.py)."""
     body = dict(response.json())
     body.pop("extensions", None)
     return body
-
 
 
 async def _run(*command: str, timeout: float) -> tuple[int, str]:

@@ -26,12 +26,12 @@ ME = "query Me { me { role } }"
 TYPENAME = "query Typename { __typename }"
 ADMIN_PHONE = "+75555555555"
 
+
 def data_of(response: Any) -> dict[str, Any]:
     """The body without ``extensions`` (every answer carries ``extensions.cost``, tests/test_cost.py)."""
     body = dict(response.json())
     body.pop("extensions", None)
     return body
-
 
 
 def persisted(hash_: str) -> dict[str, Any]:

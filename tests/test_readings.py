@@ -657,9 +657,7 @@ async def test_E3_concurrent_submissions_for_one_meter_never_interleave_or_get_l
             (
                 await session.execute(
                     select(Reading)
-                    .where(
-                        Reading.meter_id == world.meters["home_el"], Reading.period == month(0)
-                    )
+                    .where(Reading.meter_id == world.meters["home_el"], Reading.period == month(0))
                     .order_by(Reading.id)
                 )
             ).scalars()

@@ -48,7 +48,7 @@ async def test_SEC4_production_refuses_anonymous_introspection_even_when_validat
         assert anonymous.get("data") is None
         assert "introspection" in anonymous["errors"][0]["message"].lower()
     customer = await login_as(db, prod_settings, "+71111111111")
-    assert (await prod_api.gql("{ __type(name: \"Account\") { name } }", token=customer)).get("data") is None
+    assert (await prod_api.gql('{ __type(name: "Account") { name } }', token=customer)).get("data") is None
 
 
 async def test_SEC12_every_answer_carries_the_security_headers(

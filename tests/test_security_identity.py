@@ -32,11 +32,11 @@ from tests.test_identity import REQUEST_LOGIN_CODE, allow_resend, password_login
 
 SPELLINGS = ["+7 (984) 417-37-94", "89844173794", "+79844173794", "8 (984) 417-37-94", " 9844173794 "]
 
+
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """Every finding here is tested against an app in production configuration (issue 15)."""
     return production(settings)
-
 
 
 async def test_SEC9_phone_spellings_share_one_password_login_allowance(api: Any) -> None:

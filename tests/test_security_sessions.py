@@ -52,11 +52,11 @@ restartable_redis = test_notifications.restartable_redis
 CLOSED_WITHIN = 1.0
 """Seconds within which an ended session's sockets must be closed."""
 
+
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """Every finding here is tested against an app in production configuration (issue 15)."""
     return production(settings)
-
 
 
 async def _login(api: Api) -> str:

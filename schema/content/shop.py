@@ -73,9 +73,7 @@ class ShopCategory(relay.Node):
     position: int = strawberry.field(description="Display order (ascending).")
 
     @strawberry.field(description="Goods and services on sale in this category, in display order.")
-    async def items(
-        self, info: Info, root: strawberry.Parent[models.ShopCategory]
-    ) -> list[ShopItem]:
+    async def items(self, info: Info, root: strawberry.Parent[models.ShopCategory]) -> list[ShopItem]:
         return await shop_resolvers.items_of_category(info, root.id)  # type: ignore[return-value]
 
     @classmethod

@@ -101,9 +101,7 @@ class SurveyQuestion(relay.Node):
         return SurveyQuestionKind(root.kind.value)
 
     @strawberry.field(description="Options to choose from (empty for TEXT questions).")
-    async def options(
-        self, info: Info, root: strawberry.Parent[models.SurveyQuestion]
-    ) -> list[SurveyOption]:
+    async def options(self, info: Info, root: strawberry.Parent[models.SurveyQuestion]) -> list[SurveyOption]:
         return await surveys_resolvers.options(info, root.id)  # type: ignore[return-value]
 
     @classmethod
@@ -135,16 +133,12 @@ class Survey(relay.Node):
         return await surveys_resolvers.my_response(info, root.id) is not None
 
     @strawberry.field(description="When the caller answered it; null if not yet.")
-    async def answered_at(
-        self, info: Info, root: strawberry.Parent[models.Survey]
-    ) -> dt.datetime | None:
+    async def answered_at(self, info: Info, root: strawberry.Parent[models.Survey]) -> dt.datetime | None:
         response = await surveys_resolvers.my_response(info, root.id)
         return response.submitted_at if response else None
 
     @strawberry.field(description="Its questions, in order.")
-    async def questions(
-        self, info: Info, root: strawberry.Parent[models.Survey]
-    ) -> list[SurveyQuestion]:
+    async def questions(self, info: Info, root: strawberry.Parent[models.Survey]) -> list[SurveyQuestion]:
         return await surveys_resolvers.questions(info, root.id)  # type: ignore[return-value]
 
     @classmethod
