@@ -49,6 +49,7 @@ from graphql.error import GraphQLSyntaxError
 from redis.exceptions import RedisError
 
 from app.metrics import RESULT_CACHE
+from services import redis_client
 from services.unit_of_work import Touched
 
 log = logging.getLogger("kabinet.cache")
@@ -106,16 +107,22 @@ class ResultCache:
     """Versioned entries in Redis (shared by every process) or in this process's memory."""
 
     def __init__(
-        self, redis_url: str | None, *, prefix: str, ttl: float, max_local_entries: int = 10_000
+        self,
+        redis_url: str | None,
+        *,
+        prefix: str,
+        ttl: float,
+        max_local_entries: int = 10_000,
+        reads: redis_client.Coalescer | None = None,
     ) -> None:
         self.prefix = prefix
         self.ttl = ttl
         self._redis: Any = None
         if redis_url:
-            from services import redis_client
-
             self._redis = redis_client.connect(redis_url)
-            self._reads = redis_client.Coalescer(self._redis)  # reads shared with concurrent requests
+            # reads share pipelines with concurrent requests' (the app passes its counters' coalescer, so
+            # a request's version reads go with its revocation-flag and budget reads)
+            self._reads = reads or redis_client.Coalescer(self._redis)
         self._versions: dict[int, int] = {}
         self._global_version = 0
         self._reference_versions: dict[str, int] = {}
@@ -168,14 +175,16 @@ class ResultCache:
     ) -> tuple[str, Any | None]:
         """The current version of the answer (``"<user>.<everyone>"`` plus ``.<kind>=<n>`` for each
         reference kind in ``references``) and the cached ``data`` for ``key`` if it was stored at that
-        version. One Redis round trip (MGET of the versions and the entry)."""
+        version. One MGET of the versions and the entry, shared with concurrent requests' reads."""
         if self._redis is not None:
             try:
-                mine, everyone, *kinds, raw = await self._redis.mget(
-                    self._version_key(user_id),
-                    self._global_key,
-                    *(self._reference_key(kind) for kind in references),
-                    key,
+                mine, everyone, *kinds, raw = await self._reads.get_many(
+                    [
+                        self._version_key(user_id),
+                        self._global_key,
+                        *(self._reference_key(kind) for kind in references),
+                        key,
+                    ]
                 )
             except (RedisError, OSError) as error:
                 log.warning("result cache unavailable, executing instead: %s", error)

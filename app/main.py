@@ -85,7 +85,12 @@ def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -
     # Versions are bumped by every process that shares Redis, even one that serves nothing from the cache
     # (KABINET_RESULT_CACHE=false), so processes with it on next to it never serve stale results.
     versions = (
-        ResultCache(settings.redis_url, prefix=settings.redis_prefix, ttl=settings.result_cache_ttl)
+        ResultCache(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            ttl=settings.result_cache_ttl,
+            reads=counters_of(state).coalescer() if settings.redis_url else None,
+        )
         if settings.result_cache or settings.redis_url
         else None
     )

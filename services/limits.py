@@ -39,7 +39,7 @@ class Counters:
             self._redis = connect(self._redis_url)
         return self._redis
 
-    def _batch(self) -> Any:
+    def coalescer(self) -> Any:
         """The process's :class:`services.redis_client.Coalescer` of these counters: every read and
         increment below shares a pipeline with the others asked meanwhile (issue 21)."""
         if self._coalescer is None:
@@ -69,10 +69,10 @@ class Counters:
         name = f"{key}:{window_seconds}:{bucket}"
         if self._redis_url:
             if amount == 0:  # just look (a missing counter is 0 and needs no expiry)
-                return Hit(int(await self._batch().get(self._key(name)) or 0), retry_after)
+                return Hit(int(await self.coalescer().get(self._key(name)) or 0), retry_after)
             # INCRBY is atomic on its own (no MULTI/EXEC), and EXPIRE after it only refreshes the counter's
             # garbage collection; both go in the coalescer's next pipeline
-            total = await self._batch().increment(self._key(name), amount, window_seconds + 60)
+            total = await self.coalescer().increment(self._key(name), amount, window_seconds + 60)
             return Hit(total, retry_after)
         if len(self._memory) > 100_000:  # one process without Redis: drop windows that have ended
             self._memory = {k: v for k, v in self._memory.items() if v[1] > now}
@@ -97,7 +97,7 @@ class Counters:
     async def has_flag(self, key: str) -> bool:
         """Whether a flag set by :meth:`set_flags` is still there."""
         if self._redis_url:  # a flag's value is b"1": present exactly when EXISTS would say so
-            return await self._batch().get(self._key(key)) is not None
+            return await self.coalescer().get(self._key(key)) is not None
         found = self._memory.get(key)
         return found is not None and found[1] > clock.now().timestamp()
 
@@ -106,7 +106,7 @@ class Counters:
         if not keys:
             return set()
         if self._redis_url:
-            values = await self._batch().get_many([self._key(key) for key in keys])
+            values = await self.coalescer().get_many([self._key(key) for key in keys])
             return {key for key, value in zip(keys, values, strict=True) if value is not None}
         return {key for key in keys if await self.has_flag(key)}
 

@@ -115,7 +115,7 @@ async def test_issue21_concurrent_requests_share_their_redis_round_trips(
     pipeline — and every request still gets its own budget, spent exactly once."""
     from services.limits import counters_of
 
-    coalescer = counters_of(app.state.kabinet)._batch()
+    coalescer = counters_of(app.state.kabinet).coalescer()
     before = coalescer.batches
     queries = [
         f"{{ a{index}: accounts(first: 1) {{ totalCount }} }}" for index in range(16)
