@@ -39,7 +39,7 @@ from app.context import Context, Viewer
 from app.cost import CostMeter, actual_cost, requested_cost
 from app.event_results import FRAMES
 from app.persisted import PersistedDocuments, PersistedQueryError
-from app.revocation import SESSION_ENDED, SessionGuard, SessionOpener, Socket
+from app.revocation import SESSION_ENDED, SessionGuard, Socket
 from app.state import AppState
 from services import clock, query_audit
 from services.limits import counters_of
@@ -492,9 +492,7 @@ class KabinetGraphQL(GraphQL[Context, None]):
             expires_at=claims.expires_at,
         )
 
-    async def active_viewer(
-        self, viewer: Viewer | None, *, fresh: bool = False, opener: SessionOpener | None = None
-    ) -> Viewer | None:
+    async def active_viewer(self, viewer: Viewer | None, *, fresh: bool = False) -> Viewer | None:
         """The viewer unless their session has ended (logout, password change, token reuse…).
 
         PostgreSQL decides, sped up by Redis's revocation flags and a two-second per-process cache of
@@ -502,7 +500,7 @@ class KabinetGraphQL(GraphQL[Context, None]):
         read; losing Redis never lets an ended session back in."""
         guard = self.state.sessions
         assert guard is not None, "the app factory sets state.sessions"
-        if viewer is not None and not await guard.is_active(viewer.session_id, fresh=fresh, opener=opener):
+        if viewer is not None and not await guard.is_active(viewer.session_id, fresh=fresh):
             raise PermissionError("session ended")
         return viewer
 
@@ -521,8 +519,8 @@ class KabinetGraphQL(GraphQL[Context, None]):
             request=request,
         )
         if viewer is not None:
-            try:  # the session row, if read, is read through the request's own database session
-                await self.active_viewer(viewer, opener=context.session)
+            try:
+                await self.active_viewer(viewer)
             except BaseException:
                 await context.close()
                 raise

@@ -9,7 +9,8 @@ memory only make the answer cheap. :meth:`SessionGuard.is_active` asks, in order
    on the one clock and dropped the moment a ``session-ended`` event for S arrives (the revoking process
    drops it before its client even gets the answer), and emptied whole when the event bus reconnects
    (events may have been lost while it was away).
-3. Otherwise one primary-key read of the session row (``services.sessions.is_session_active``).
+3. Otherwise a read of the session row (``services.sessions.inactive_sessions``, together with the other
+   checks of the moment).
 
 Why this design and not "Redis flags only" (finding SEC6: a Redis restart or FLUSHALL brought logged-out
 tokens back for up to 15 minutes) nor "PostgreSQL on every request": the row read is the only thing
@@ -50,8 +51,6 @@ from services.sessions import (
     SESSIONS_CHANNEL,
     inactive_sessions,
     is_revoked,
-    is_session_active,
-    revoked_among,
 )
 
 log = logging.getLogger("kabinet.revocation")
@@ -71,9 +70,6 @@ SESSION_ENDED = 4403
 
 Closer = Callable[[int, str], Coroutine[Any, Any, None]]
 """Closes one websocket with a code and a reason."""
-
-SessionOpener = Callable[[], contextlib.AbstractAsyncContextManager[AsyncSession]]
-"""Gives a database session to read the session row through (the request's own, or a fresh one)."""
 
 
 @dataclass(eq=False)
@@ -125,8 +121,6 @@ class SessionGuard:
         self._sweeper: asyncio.Task[None] | None = None
         self._row_checks: dict[int, list[asyncio.Future[bool]]] = {}
         self._row_reader: asyncio.Task[None] | None = None
-        self._flag_checks: dict[int, list[asyncio.Future[bool]]] = {}
-        self._flag_reader: asyncio.Task[None] | None = None
         self.generation = 0
         """Bumped by every session end or resync this process hears of (see :meth:`is_active`)."""
 
@@ -155,17 +149,15 @@ class SessionGuard:
 
     # --- is a session active? ---------------------------------------------------------------------------
 
-    async def is_active(
-        self, session_id: int, *, fresh: bool = False, opener: SessionOpener | None = None
-    ) -> bool:
-        """Whether the session may still act: Redis flag → positive cache (unless ``fresh``) → the row."""
+    async def is_active(self, session_id: int, *, fresh: bool = False) -> bool:
+        """Whether the session may still act: Redis flag → positive cache (unless ``fresh``) → the row.
+
+        HTTP requests and websockets ask the same way, and the checks of a moment are answered together:
+        the flags go in the counters' shared Redis pipeline (``services.redis_client.Coalescer``), the rows
+        in one plain read per loop pass (:meth:`_read_batched`) — 10,000 sockets subscribing at once, or a
+        busy server's requests of users not seen in the last two seconds (issue 21)."""
         try:
-            revoked = (
-                await self._revoked_batched(session_id)
-                if opener is None  # websockets: checked together, like the rows below
-                else await is_revoked(self._counters, session_id)
-            )
-            if revoked:
+            if await is_revoked(self._counters, session_id):
                 return False
         except (RedisError, OSError) as error:
             log.warning("revocation flags unavailable, reading the session row: %s", error)
@@ -175,11 +167,7 @@ class SessionGuard:
             if until is not None and until > now:
                 return True
         generation = self.generation
-        if opener is None:  # websockets: many connect or subscribe at once (a deploy, a network blip)
-            active = await self._read_batched(session_id, now)
-        else:
-            async with opener() as session:
-                active = await is_session_active(session, session_id, now=now)
+        active = await self._read_batched(session_id, now)
         if active and generation == self.generation:  # no end was heard while reading: safe to remember
             if len(self._active) >= MAX_CACHED_SESSIONS:
                 self._active = {sid: until for sid, until in self._active.items() if until > now}
@@ -187,28 +175,6 @@ class SessionGuard:
                     self._active.clear()
             self._active[session_id] = now + self._cache_for
         return active
-
-    async def _revoked_batched(self, session_id: int) -> bool:
-        """Whether Redis has the session's revocation flag, asked together with every other flag check
-        waiting in this loop pass (one MGET): 20,000 sockets connecting at once had emptied the Redis pool
-        with one EXISTS each, and the checks that waited too long fell back to the database."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._flag_checks.setdefault(session_id, []).append(future)
-        if self._flag_reader is None or self._flag_reader.done():
-            self._flag_reader = asyncio.create_task(self._read_flags(), name="kabinet-session-flags")
-        return await future
-
-    async def _read_flags(self) -> None:
-        while self._flag_checks:
-            await asyncio.sleep(0)  # the checks asked in this loop pass join the batch
-            batch, self._flag_checks = self._flag_checks, {}
-            try:
-                revoked = await revoked_among(self._counters, list(batch))
-            except Exception as error:
-                _settle(batch, error)
-                continue
-            for session_id, futures in batch.items():
-                _settle({session_id: futures}, session_id in revoked)
 
     async def _read_batched(self, session_id: int, now: dt.datetime) -> bool:
         """Whether the row says active, read together with every other check waiting in this loop pass:

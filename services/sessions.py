@@ -152,35 +152,22 @@ SESSIONS_CHANNEL = "sessions-ended"
 active sessions and closes their websockets with 4403 (``app.revocation``)."""
 
 
-_SESSION_STATE = PlainQuery(
-    select(AuthSession.revoked_at, AuthSession.expires_at).where(AuthSession.id == bindparam("session_id"))
+_SESSIONS_STATE = PlainQuery(
+    select(AuthSession.id, AuthSession.revoked_at, AuthSession.expires_at).where(
+        AuthSession.id.in_(bindparam("session_ids", expanding=True))
+    )
 )
-"""The session row's end times, read on asyncpg directly (``models.plain``; built once): every request of
-a logged-in user may ask (issue 21)."""
-
-
-async def is_session_active(session: AsyncSession, session_id: int, *, now: dt.datetime) -> bool:
-    """True while the session has not been revoked or expired: the truth, one primary-key read.
-
-    Always the row as committed now (no ORM instance, nothing from the session's identity map), and no
-    transaction of its own: a read-only request that reads only plain rows sends no BEGIN/COMMIT."""
-    rows = await _SESSION_STATE.rows(session, {"session_id": session_id})
-    if not rows:
-        return False
-    revoked_at, expires_at = rows[0]
-    return revoked_at is None and expires_at > now
+"""Many sessions' end times in one plain read (an array parameter: one statement text for any count)."""
 
 
 async def inactive_sessions(session: AsyncSession, session_ids: list[int], *, now: dt.datetime) -> set[int]:
-    """Which of ``session_ids`` have ended (revoked, expired or gone): one query for many sockets."""
+    """Which of ``session_ids`` have ended (revoked, expired or gone): one plain read for many requests and
+    sockets (:class:`app.revocation.SessionGuard` batches the checks of a loop pass), no transaction."""
     if not session_ids:
         return set()
-    rows = await session.execute(
-        select(AuthSession.id).where(
-            AuthSession.id.in_(session_ids), AuthSession.revoked_at.is_(None), AuthSession.expires_at > now
-        )
-    )
-    return set(session_ids) - set(rows.scalars())
+    rows = await _SESSIONS_STATE.rows(session, {"session_ids": list(session_ids)})
+    active = {row[0] for row in rows if row[1] is None and row[2] > now}
+    return set(session_ids) - active
 
 
 REVOCATION_FLAG_TTL = int(ACCESS_TOKEN_TTL.total_seconds()) + 60
@@ -201,7 +188,7 @@ async def flag_revoked(counters: Counters, session_ids: list[int]) -> None:
 
 async def is_revoked(counters: Counters, session_id: int) -> bool:
     """Whether a revocation flag of the session is in Redis (one EXISTS). True is final: revocations are
-    never undone. False proves nothing (the flag may have been lost): ask :func:`is_session_active`."""
+    never undone. False proves nothing (the flag may have been lost): ask :func:`inactive_sessions`."""
     return await counters.has_flag(f"revoked-session:{session_id}")
 
 

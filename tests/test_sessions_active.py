@@ -1,5 +1,6 @@
-"""``services.sessions.is_session_active`` (SEC6's truth about a session) as a plain read (issue 21):
-one statement, no ORM instance, no transaction of its own, and always the committed row."""
+"""``services.sessions.inactive_sessions`` (SEC6's truth about a session) as a plain read (issue 21):
+one statement for any number of sessions, no ORM instance, no transaction of its own, and always the
+committed row."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ from app.db import Database
 from app.demo import DEMO_PHONE_E164
 from models.identity import AuthSession, User
 from services.clock import CLOCK
-from services.sessions import is_session_active, start_session
+from services.sessions import inactive_sessions, start_session
+
+
+async def is_session_active(session: Any, session_id: int, *, now: dt.datetime) -> bool:
+    return session_id not in await inactive_sessions(session, [session_id], now=now)
 
 
 async def _session_id(db: Database, settings: Any) -> int:
@@ -37,6 +42,9 @@ async def test_issue21_session_check_is_one_plain_read_without_a_transaction(
         assert not raw.is_in_transaction()  # no BEGIN was sent for it
         assert await is_session_active(session, 0, now=now) is False  # no such row
         assert await is_session_active(session, session_id, now=now + dt.timedelta(days=31)) is False
+        with db.count_statements() as counted:  # many sessions: still one statement
+            assert await inactive_sessions(session, [session_id, 0, -1], now=now) == {0, -1}
+        assert counted.statements == 1
 
 
 async def test_issue21_session_check_sees_a_revocation_committed_elsewhere(
