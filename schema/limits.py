@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-import functools
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -216,8 +216,32 @@ class ListLengthLimiter(SchemaExtension):
         yield
 
 
-@functools.lru_cache(maxsize=512)
+VALIDATED_SIZE = 512
+"""Validation results kept per process (parsed documents × rule sets), oldest dropped first."""
+
+_VALIDATED: OrderedDict[tuple[int, int, tuple[Any, ...]], tuple[Any, Any, list[GraphQLError]]] = OrderedDict()
+"""Validation results by the *identity* of schema and parsed document (the parser cache hands out the same
+document object for the same text) and the rule set. An ``lru_cache`` keyed by the document itself hashed
+the whole syntax tree on every request (~100 node hashes for a small query, issue 21); the entry keeps the
+schema and document alive, so their ids cannot be reused by other objects while it exists."""
+
+
 def _validate(schema: GraphQLSchema, document: DocumentNode, rules: tuple[Any, ...]) -> list[GraphQLError]:
+    key = (id(schema), id(document), rules)
+    found = _VALIDATED.get(key)
+    if found is not None:
+        _VALIDATED.move_to_end(key)
+        return found[2]
+    errors = _validate_now(schema, document, rules)
+    _VALIDATED[key] = (schema, document, errors)
+    if len(_VALIDATED) > VALIDATED_SIZE:
+        _VALIDATED.popitem(last=False)
+    return errors
+
+
+def _validate_now(
+    schema: GraphQLSchema, document: DocumentNode, rules: tuple[Any, ...]
+) -> list[GraphQLError]:
     errors = validate(
         schema,
         document,
