@@ -423,7 +423,8 @@ _SUMS_BY = (Charge.account_id, Charge.service_id, Charge.zone, Charge.period)
 _SUMS = PlainQuery(
     select(
         *_SUMS_BY,
-        *(func.coalesce(func.sum(_measure), 0) for _measure in (Charge.volume, Charge.amount + Charge.recalculation)),
+        func.coalesce(func.sum(Charge.volume), 0),  # CONSUMPTION, as _series
+        func.coalesce(func.sum(Charge.amount + Charge.recalculation), 0),  # CHARGES, as _series
     )
     .where(
         Charge.account_id.in_(bindparam("account_ids", expanding=True)),
