@@ -53,12 +53,12 @@ class ReceiptByAccountPeriod(Loader[tuple[int, dt.date], Receipt | None]):
 async def _by_range(
     session: AsyncSession,
     keys: list[RangeKey],
-    fetch: Callable[[AsyncSession, Sequence[int], dt.date, dt.date], Awaitable[dict[int, list[Any]]]],
-) -> list[list[Any]]:
+    fetch: Callable[[AsyncSession, Sequence[int], dt.date, dt.date], Awaitable[dict[int, Any]]],
+) -> list[Any]:
     ranges: dict[tuple[dt.date, dt.date], list[int]] = defaultdict(list)
     for account_id, start, end in keys:
         ranges[(start, end)].append(account_id)
-    results: dict[RangeKey, list[Any]] = {}
+    results: dict[RangeKey, Any] = {}
     for (start, end), account_ids in ranges.items():
         found = await fetch(session, account_ids, start, end)
         for account_id in account_ids:
@@ -87,6 +87,14 @@ class BalancesByAccountRange(Loader[RangeKey, list[PeriodBalance]]):
 
     async def load_batch(self, session: AsyncSession, keys: list[RangeKey]) -> list[list[PeriodBalance]]:
         return await _by_range(session, keys, billing.balance_history)
+
+
+class ChargeSumsByAccountRange(Loader[RangeKey, billing.ChargeSums]):
+    """D6: the CONSUMPTION and CHARGES sums of an account over a range of months, both from one statement
+    (a chart asks both series at the same level: one statement for every account and both, issue 21)."""
+
+    async def load_batch(self, session: AsyncSession, keys: list[RangeKey]) -> list[billing.ChargeSums]:
+        return await _by_range(session, keys, billing.charge_sums)
 
 
 class TariffsByAccountId(Loader[int, list[Tariff]]):
@@ -162,7 +170,12 @@ async def statistics(
     service_ids: list[int] | None,
     zones: list[Zone] | None,
 ) -> list[billing.Series]:
-    """D6."""
+    """D6: the unfiltered CONSUMPTION and CHARGES series through :class:`ChargeSumsByAccountRange`, the rest
+    (filters, PAYMENTS) by their own statement."""
+    if kind in billing.SUMMED and not service_ids and not zones:
+        loader = info.context.loader(ChargeSumsByAccountRange)
+        sums = await loader.load((account_id, period.start, period.end))
+        return billing.series_of_sums(sums, period, kind)
     async with info.context.session() as session:
         return await billing.statistics(
             session, account_id, period, kind, service_ids=service_ids, zones=zones

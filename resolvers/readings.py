@@ -12,12 +12,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from graphql import GraphQLError
+from graphql import FieldNode, FragmentSpreadNode, GraphQLError, InlineFragmentNode
+from sqlalchemy import true
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.relay import GlobalID
 
 from models.meters import Meter
-from models.plain import plain, plain_query, plain_rows
+from models.plain import PlainQuery, plain, plain_columns, plain_query, plain_rows
 from models.readings import Reading, ReadingSource, ReadingSubmission
 from resolvers.branches import ServiceById
 from resolvers.context import Info
@@ -74,6 +75,80 @@ class LastReadingsByMeterId(Loader[int, list[Any]]):
     async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[Any]]:
         rows = await _LAST_READINGS.rows(session, {"ids": keys})
         return grouped(plain_rows(ReadingRow, rows), keys, "meter_id")
+
+
+_LAST_OF_METER = (
+    readings._latest_per_zone(Reading.meter_id == Meter.id)
+    .with_only_columns(*plain_columns(Reading))
+    .lateral("last_reading")
+)
+_METERS_WITH_LAST = PlainQuery(
+    readings._METERS.with_only_columns(*plain_columns(Meter), *_LAST_OF_METER.c)
+    .outerjoin(_LAST_OF_METER, true())
+    .order_by(_LAST_OF_METER.c.zone)
+)
+"""The meters of :data:`_METERS` (same order), each joined with its rows of :data:`_LAST_READINGS` (the
+latest non-superseded reading per zone, zone order; none: one row of NULLs), built once (issue 21)."""
+_METER_WIDTH = len(plain_columns(Meter))
+_METER_ID = [column.key for column in plain_columns(Meter)].index("id")
+_READING_ID = _METER_WIDTH + [column.key for column in plain_columns(Reading)].index("id")
+
+
+class MetersWithLastReadingsByAccountId(Loader[int, list[Any]]):
+    """:class:`MetersByAccountId` and, in the same statement, every meter's :class:`LastReadingsByMeterId`
+    (primed): for a selection that asks ``meters { lastReadings }`` (the dashboard), one statement instead
+    of one per level (issue 21). The same plain rows, read only."""
+
+    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[Any]]:
+        rows = await _METERS_WITH_LAST.rows(session, {"ids": keys})
+        meters: dict[int, list[Any]] = {key: [] for key in keys}
+        last: dict[int, list[Any]] = {}
+        for row in rows:
+            found = last.get(row[_METER_ID])
+            if found is None:
+                meter = MeterRow(*row[:_METER_WIDTH])
+                meters[meter.account_id].append(meter)
+                found = last[meter.id] = []
+            if row[_READING_ID] is not None:  # (a meter without readings: its one row of NULLs)
+                found.append(ReadingRow(*row[_METER_WIDTH:]))
+        readings_of = self.scope.loader(LastReadingsByMeterId)
+        for meter_id, found in last.items():
+            readings_of.prime(meter_id, found)
+        meters_of = self.scope.loader(MetersByAccountId)
+        for key in keys:
+            meters_of.prime(key, meters[key])
+        return [meters[key] for key in keys]
+
+
+def selects(info: Info, name: str) -> bool:
+    """Whether the field being resolved selects a field ``name`` on its value (directly or through
+    fragments; ``@skip``/``@include`` not evaluated: a field that may be asked counts as asked)."""
+    raw = info._raw_info
+    fragments = raw.fragments
+    stack = [node.selection_set for node in raw.field_nodes]
+    while stack:
+        selection_set = stack.pop()
+        if selection_set is None:
+            continue
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                if selection.name.value == name:
+                    return True
+            elif isinstance(selection, InlineFragmentNode):
+                stack.append(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                fragment = fragments.get(selection.name.value)
+                if fragment is not None:
+                    stack.append(fragment.selection_set)
+    return False
+
+
+async def meters_of(info: Info, account_id: int) -> list[Any]:
+    """C1/B4: the account's installed meters (plain :data:`MeterRow` rows); with their last readings in
+    the same statement when the selection asks for them."""
+    if selects(info, "lastReadings"):
+        return await info.context.loader(MetersWithLastReadingsByAccountId).load(account_id)
+    return await info.context.loader(MetersByAccountId).load(account_id)
 
 
 # ---------------------------------------------------------------- helpers

@@ -18,7 +18,7 @@ from models.tariffs import Zone as ModelZone
 from resolvers import accounts as resolvers
 from resolvers import billing as billing_resolvers
 from resolvers.context import Info
-from resolvers.readings import MetersByAccountId
+from resolvers.readings import meters_of
 from schema import rules
 from schema.billing import (
     AccountBalance,
@@ -206,7 +206,7 @@ class Account(relay.Node):
 
     @strawberry.field(description="C1/B4: meters installed on the account (each with its last readings).")
     async def meters(self, root: strawberry.Parent[models.Account], info: Info) -> list[Meter]:
-        return await info.context.loader(MetersByAccountId).load(root.id)
+        return await meters_of(info, root.id)
 
     @strawberry.field(
         description="B4: balance including this period's payments, with the supplier breakdown."

@@ -22,7 +22,7 @@ from models.accounts import Account, AccountService
 from models.billing import Charge, PeriodBalance, Receipt
 from models.exchange import ExternalPayment
 from models.payments import Payment, PaymentAllocation, PaymentMethodKind, PaymentStatus
-from models.plain import PlainQuery, plain, plain_query, plain_rows, plain_select
+from models.plain import PlainQuery, plain, plain_rows, plain_select
 from models.tariffs import Tariff, Zone
 from services.clock import MOSCOW
 from services.periods import PeriodRange, add_months, allowed_range, month_start
@@ -127,28 +127,40 @@ _PAID_SINCE = (
 )
 """Payments credited after the last closed period: the cabinet's own and those billing received through
 other channels (issue 18: a bank payment of this month lowers the balance as a cabinet payment does)."""
-"""B4's two statements, built once (the dashboard runs them on every request)."""
-_PERIOD_BALANCE_ROW = plain(PeriodBalance)
-_LAST_CLOSED_ROWS = plain_query(PeriodBalance, _LAST_CLOSED)
-_PAID_SINCE_ROWS = PlainQuery(_PAID_SINCE)
-"""The same two, run on asyncpg directly (models.plain.PlainQuery: the values SQLAlchemy would give)."""
+"""B4's two parts, built once (the dashboard runs them on every request)."""
+_BALANCE_PARTS = PlainQuery(
+    union_all(
+        _LAST_CLOSED.order_by(None).with_only_columns(
+            literal(0).label("part"),
+            PeriodBalance.account_id,
+            PeriodBalance.supplier_id,
+            PeriodBalance.period,
+            PeriodBalance.closing,
+        ),
+        _PAID_SINCE.with_only_columns(
+            literal(1).label("part"),
+            _PAID.c.account_id,
+            _PAID.c.supplier_id,
+            null(),
+            func.sum(_PAID.c.amount),
+        ),
+    ).order_by("part", "account_id", "supplier_id")
+)
+"""Both parts in one statement (issue 21), run on asyncpg directly (models.plain.PlainQuery: the values
+SQLAlchemy would give): part 0, the last closed balances (account, supplier, period, closing); then part 1,
+the payments credited since (account, supplier, –, their sum); each by account and supplier."""
 
 
 async def balances(session: AsyncSession, account_ids: Sequence[int]) -> list[AccountBalance]:
-    """B4: current balances of many accounts in two statements (last closed balances, later payments)."""
+    """B4: current balances of many accounts in one statement (last closed balances, later payments)."""
     params = {"account_ids": list(account_ids)}
-    rows = plain_rows(_PERIOD_BALANCE_ROW, await _LAST_CLOSED_ROWS.rows(session, params))
     result = {account_id: AccountBalance(account_id, None) for account_id in account_ids}
-    for row in rows:
-        found = result[row.account_id]
-        found.billed_period = row.period
-        found.suppliers.append(SupplierBalance(row.supplier_id, row.closing, row.closing, ZERO))
-    paid = await _PAID_SINCE_ROWS.rows(session, params)
-    for paid_row in paid:
-        account_id: int = paid_row[0]
-        supplier_id: int = paid_row[1]
-        total: Decimal = paid_row[2]
+    for part, account_id, supplier_id, period, total in await _BALANCE_PARTS.rows(session, params):
         found = result[account_id]
+        if part == 0:  # (all of part 0 comes first)
+            found.billed_period = period
+            found.suppliers.append(SupplierBalance(supplier_id, total, total, ZERO))
+            continue
         line = next((line for line in found.suppliers if line.supplier_id == supplier_id), None)
         if line is None:
             line = SupplierBalance(supplier_id, ZERO, ZERO, ZERO)
@@ -404,6 +416,51 @@ _SERIES = {
 }
 """D6 without service or zone filters (what the charts ask), built once (models.plain.PlainQuery)."""
 
+SUMMED = (StatisticsKind.CONSUMPTION, StatisticsKind.CHARGES)
+"""The kinds :func:`charge_sums` measures: both from one statement."""
+
+_SUMS_BY = (Charge.account_id, Charge.service_id, Charge.zone, Charge.period)
+_SUMS = PlainQuery(
+    select(
+        *_SUMS_BY,
+        func.coalesce(func.sum(Charge.volume), 0),  # CONSUMPTION, as _series
+        func.coalesce(func.sum(Charge.amount + Charge.recalculation), 0),  # CHARGES, as _series
+    )
+    .where(
+        Charge.account_id.in_(bindparam("account_ids", expanding=True)),
+        Charge.period.between(bindparam("start"), bindparam("end")),
+    )
+    .group_by(*_SUMS_BY)
+)
+"""D6's CONSUMPTION and CHARGES sums of many accounts in one statement: the measures and grouping of
+:func:`_series` (same SQL expressions, so the same values and types), per account as well (issue 21)."""
+
+ChargeSums = dict[tuple[int, Zone | None], dict[dt.date, tuple[Decimal, Decimal]]]
+"""(service id, zone) → month → (volume, amount + recalculation): what :func:`series_of_sums` reads."""
+
+
+async def charge_sums(
+    session: AsyncSession, account_ids: Sequence[int], start: dt.date, end: dt.date
+) -> dict[int, ChargeSums]:
+    """D6: the unfiltered CONSUMPTION and CHARGES sums of many accounts over ``start``..``end``, one
+    statement (a chart page asks both series: one statement instead of two per account)."""
+    params = {"account_ids": list(account_ids), "start": start, "end": end}
+    out: dict[int, ChargeSums] = {account_id: defaultdict(dict) for account_id in account_ids}
+    for account_id, service_id, zone, month, volume, charged in await _SUMS.rows(session, params):
+        out[account_id][(service_id, zone)][month] = (volume, charged)
+    return out
+
+
+def series_of_sums(sums: ChargeSums, period: PeriodRange, kind: StatisticsKind) -> list[Series]:
+    """D6: the series of one of :data:`SUMMED` from :func:`charge_sums` (what :func:`statistics` gives
+    without service or zone filters)."""
+    at = 0 if kind is StatisticsKind.CONSUMPTION else 1
+    values: dict[tuple[int | None, Zone | None, int | None], dict[dt.date, Decimal]] = {
+        (service_id, zone, None): {month: pair[at] for month, pair in months.items()}
+        for (service_id, zone), months in sums.items()
+    }
+    return _series_list(values, period, kind)
+
 
 async def statistics(
     session: AsyncSession,
@@ -415,7 +472,6 @@ async def statistics(
     zones: Sequence[Zone] | None = None,
 ) -> list[Series]:
     """D6: series for charts, filtered by period, services and zones, one statement."""
-    months = period.months
     if kind is StatisticsKind.PAYMENTS:
         paid = union_all(
             select(PaymentAllocation.supplier_id, PaymentAllocation.period, PaymentAllocation.amount)
@@ -453,6 +509,16 @@ async def statistics(
         found: Any = await session.execute(charges)
         for service_id, zone, month, total in found:
             values[(service_id, zone, None)][month] = total
+    return _series_list(values, period, kind)
+
+
+def _series_list(
+    values: dict[tuple[int | None, Zone | None, int | None], dict[dt.date, Decimal]],
+    period: PeriodRange,
+    kind: StatisticsKind,
+) -> list[Series]:
+    """Series in a stable order (by service, zone, supplier), a value for every month, zeros included."""
+    months = period.months
     zero = Decimal("0.000") if kind is StatisticsKind.CONSUMPTION else ZERO
     return [
         Series(service_id, zone, supplier_id, [(month, found.get(month, zero)) for month in months])

@@ -406,6 +406,146 @@ async def test_issue21_statistics_series_without_filters_equal_the_filtered_stat
             ]
 
 
+STATISTICS_BOTH = """query($id: ID!, $from: YearMonth!, $to: YearMonth!) { node(id: $id) { ... on Account {
+  consumption: statistics(filter: {kind: CONSUMPTION, from: $from, to: $to}) {
+    zone service { id name } points { period value } }
+  charges: statistics(filter: {kind: CHARGES, from: $from, to: $to}) {
+    zone service { id name } points { period value } }
+} } }"""
+"""``bench/dashboard.py``'s STATISTICS: a chart page's two series of one account."""
+
+
+async def test_D6_issue21_consumption_and_charges_series_come_from_one_statement(
+    api: Any, db: Any, settings: Any, customer_token: str, sql_counter: Any
+) -> None:
+    """D6: a chart page's CONSUMPTION and CHARGES series (no filters) are summed by ONE statement for both
+    (and for every account of the request), with the values, types and order each kind's own statement
+    gives; the account and the viewer's link (visibility) are one statement too."""
+    from resolvers.billing import ChargeSumsByAccountRange
+    from resolvers.context import DbScope
+    from services import billing
+    from services.periods import history_range
+
+    seeded = await seed_accounts(db, settings, accounts=2, months=6)
+    account_id = seeded.account_ids[0]
+    months = {"from": period(-6), "to": period(-1)}
+    variables = {"id": gid("Account", account_id), **months}
+    # the other account first (a new request each time: the result cache answers none of them): the session
+    # check and the services are kept from it
+    await api.data(
+        STATISTICS_BOTH, token=customer_token, **{**variables, "id": gid("Account", seeded.account_ids[1])}
+    )
+    with sql_counter() as counted:
+        both = (await api.data(STATISTICS_BOTH, token=customer_token, **variables))["node"]
+    assert counted.statements == 2  # the account with the viewer's link; both series' sums
+    # the same answers as each kind's general statement (a service filter naming every service)
+    every = [gid("Service", seeded.electricity_id), gid("Service", seeded.water_id)]
+    for alias, kind in (("consumption", "CONSUMPTION"), ("charges", "CHARGES")):
+        query = (
+            "query($id: ID!, $from: YearMonth!, $to: YearMonth!, $ids: [ID!]) { node(id: $id) { ... on"
+            f" Account {{ statistics(filter: {{kind: {kind}, from: $from, to: $to, serviceIds: $ids}})"
+            " { zone service { id name } points { period value } } } } }"
+        )
+        general = (await api.data(query, token=customer_token, ids=every, **variables))["node"]["statistics"]
+        assert both[alias] == general
+        assert both[alias] and all(len(series["points"]) == 6 for series in both[alias])
+    assert both["consumption"][0]["points"][0]["value"] == "100.000"  # electricity DAY volume
+    assert both["charges"][0]["points"][0]["value"] == "500.00"  # 100 × 5.0000
+    # a customer still sees only linked accounts: a foreign account is null, still without a third statement
+    foreign = await seed_accounts(db, settings, link_to=None, months=1)
+    with sql_counter() as counted:
+        hidden = await api.data(
+            STATISTICS_BOTH,
+            token=customer_token,
+            **{**variables, "id": gid("Account", foreign.account_ids[0])},
+        )
+    assert hidden["node"] is None and counted.statements == 1
+    # in Python: both kinds from one statement for two accounts, values and types as each kind's statement
+    span = history_range(CLOCK.today(), month(-6), month(-1))
+    scope = DbScope(db.sessionmaker, None)  # type: ignore[arg-type]  # this loader needs no context
+    with sql_counter() as counted:
+        sums = await scope.loader(ChargeSumsByAccountRange).load_many(
+            [(key, span.start, span.end) for key in seeded.account_ids]
+        )
+    await scope.close()
+    assert counted.statements == 1
+    async with db.session() as session:
+        for key, found in zip(seeded.account_ids, sums, strict=True):
+            for kind in billing.SUMMED:
+                expected = await billing.statistics(session, key, span, kind)
+                got = billing.series_of_sums(found, span, kind)
+
+                def shown(series: list[billing.Series]) -> list[Any]:
+                    return [
+                        (
+                            type(s.service_id),
+                            s.service_id,
+                            type(s.zone),
+                            s.zone,
+                            s.supplier_id,
+                            [(type(m), m, type(v), v) for m, v in s.points],
+                        )
+                        for s in series
+                    ]
+
+                assert expected and shown(got) == shown(expected)
+
+
+async def test_B4_issue21_meters_and_their_last_readings_come_from_one_statement(
+    db: Any, settings: Any, sql_counter: Any
+) -> None:
+    """B4: when a selection asks ``meters { lastReadings }`` both come from one statement (a lateral join):
+    the same plain rows, values, types and order as the two loaders' statements; a meter without readings
+    has none; the two loaders are primed (no further statement)."""
+    from sqlalchemy import inspect
+
+    from models.meters import Meter, ZoneScheme
+    from models.readings import Reading
+    from resolvers.context import DbScope
+    from resolvers.readings import LastReadingsByMeterId, MetersByAccountId, MetersWithLastReadingsByAccountId
+
+    seeded = await seed_accounts(db, settings, accounts=2, months=3)
+    async with db.session() as session:
+        session.add(
+            Meter(
+                account_id=seeded.account_ids[1],
+                service_id=seeded.water_id,
+                serial="NEW-1",
+                zone_scheme=ZoneScheme.SINGLE,
+                digits=5,
+            )
+        )
+        await session.commit()
+    keys = [*seeded.account_ids, 0]  # and an account that does not exist
+    scope = DbScope(db.sessionmaker, None)  # type: ignore[arg-type]  # these loaders need no context
+    with sql_counter() as counted:
+        meters = await scope.loader(MetersWithLastReadingsByAccountId).load_many(keys)
+        meter_ids = [meter.id for rows in meters for meter in rows]
+        last = await scope.loader(LastReadingsByMeterId).load_many(meter_ids)  # primed
+        again = await scope.loader(MetersByAccountId).load_many(keys)  # primed
+    await scope.close()
+    assert counted.statements == 1
+    assert again == meters and meters[2] == []
+    separate = DbScope(db.sessionmaker, None)  # type: ignore[arg-type]
+    with sql_counter() as counted:
+        expected_meters = await separate.loader(MetersByAccountId).load_many(keys)
+        expected_last = await separate.loader(LastReadingsByMeterId).load_many(meter_ids)
+    await separate.close()
+    assert counted.statements == 2
+
+    def keys_of(model: Any) -> list[str]:
+        return [attr.key for attr in inspect(model).column_attrs]
+
+    assert [[typed(row, keys_of(Meter)) for row in rows] for rows in meters] == [
+        [typed(row, keys_of(Meter)) for row in rows] for rows in expected_meters
+    ]
+    assert [[typed(row, keys_of(Reading)) for row in rows] for rows in last] == [
+        [typed(row, keys_of(Reading)) for row in rows] for rows in expected_last
+    ]
+    assert sum(1 for rows in last if not rows) == 1  # the new meter
+    assert sum(len(rows) for rows in last) >= 4
+
+
 async def test_issue21_reference_rows_are_kept_between_requests_and_never_stale(
     api: Any, db: Any, settings: Any, customer_token: str, sql_counter: Any
 ) -> None:
