@@ -41,7 +41,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from operator import attrgetter
 from types import GeneratorType
 from typing import Any
@@ -65,11 +65,15 @@ from graphql.language import BREAK, DirectiveNode, Visitor, visit
 from graphql.pyutils import Path, is_awaitable
 from graphql.type import GraphQLBoolean, GraphQLID, GraphQLString
 from strawberry.execution import optimized_is_awaitable
-from strawberry.relay import Node
+from strawberry.relay import GlobalID, Node
 from strawberry.relay.utils import to_base64
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import CustomGraphQLEnumType
 from strawberry.schema.types.base_scalars import isoformat
+from strawberry.types.arguments import _is_leaf_type, _is_optional_leaf_type
+from strawberry.types.base import StrawberryList, StrawberryMaybe, StrawberryOptional, has_object_definition
+from strawberry.types.enum import has_enum_definition
+from strawberry.types.unset import UNSET
 
 from app.cost import count_objects
 from app.metrics import EXECUTOR
@@ -112,7 +116,7 @@ class Fallback(Exception):
 # --- plans ----------------------------------------------------------------------------------------------
 
 # how a field gets its value
-ATTR, TYPENAME, NODE_ID, DIRECT, GENERIC = range(5)
+ATTR, TYPENAME, NODE_ID, DIRECT, ARGS, GENERIC = range(6)
 # how a value is completed
 LEAF, LIST, OBJECT, ABSTRACT = range(4)
 
@@ -180,6 +184,9 @@ def _node_id(type_name: str, key: Any) -> str:
     return found
 
 
+ARGUMENT_CONVERTERS: dict[int, tuple[Any, Any]] = {}
+"""Strawberry field definition → (it, its argument conversion or None), per process (fields are few)."""
+
 ROWS: dict[tuple[str, ...], Callable[..., dict[str, Any]]] = {}
 """Row builders by response keys (see :func:`_row_builder`), per process."""
 ROWS_SIZE = 4096
@@ -227,6 +234,107 @@ def _positional(resolver: Any) -> str | None:
         else:
             return None
     return "".join(slots)
+
+
+Converter = Callable[[Any], Any]
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _value_converter(type_: Any, registry: Any, config: Any) -> Converter | None:
+    """Strawberry's ``convert_argument`` for one argument type, decided once: a function of the value that
+    returns what ``convert_argument(value, type_, …)`` returns, step for step in the same order — or None
+    for what it does not reproduce (``Maybe``, lazy types, input types with their own ``from_input``, or
+    anything Strawberry itself would refuse); such fields keep Strawberry's own conversion."""
+    if isinstance(type_, StrawberryMaybe):
+        return None
+    if isinstance(type_, StrawberryOptional):
+        return _value_converter(type_.of_type, registry, config)
+    # below: convert_argument's ``None`` → None and ``UNSET`` → UNSET come first, for every type
+    if isinstance(type_, StrawberryList):
+        of_type = type_.of_type
+        if _is_leaf_type(of_type, registry, skip_classes=(GlobalID,)) or _is_optional_leaf_type(
+            of_type, registry, skip_classes=(GlobalID,)
+        ):
+
+            def copy_list(value: Any) -> Any:  # a copy: graphql-core shares a default between requests
+                return value if value is None or value is UNSET else list(value)
+
+            return copy_list
+        item = _value_converter(of_type, registry, config)
+        if item is None:
+            return None
+
+        def convert_list(value: Any) -> Any:
+            return value if value is None or value is UNSET else [item(one) for one in value]
+
+        return convert_list
+    if _is_leaf_type(type_, registry):
+        if type_ is GlobalID:
+
+            def global_id(value: Any) -> Any:  # a bad ID raises: the fast path gives up, graphql-core reports
+                return value if value is None or value is UNSET else GlobalID.from_id(value)
+
+            return global_id
+        return _identity
+    if has_enum_definition(type_):  # converted as its enum definition: a leaf, so the value itself
+        return _identity
+    if not has_object_definition(type_):
+        return None
+    definition = type_.__strawberry_definition__
+    if definition.from_input is not None:
+        return None
+    defaults = (
+        [
+            field.python_name
+            for field in definition.fields
+            if field.default_value is MISSING and field.default_factory is MISSING
+        ]
+        if definition.is_input
+        else []
+    )
+    fields = []
+    for input_field in definition.fields:
+        converter = _value_converter(input_field.resolve_type(type_definition=definition), registry, config)
+        if converter is None:
+            return None
+        fields.append((config.name_converter.from_field(input_field), input_field.python_name, converter))
+    cls = type_
+
+    def convert_input(value: Any) -> Any:  # a fresh input object per call, as Strawberry builds it
+        if value is None or value is UNSET:
+            return value
+        kwargs: dict[str, Any] = dict.fromkeys(defaults)
+        for graphql_name, python_name, converter in fields:
+            if graphql_name in value:
+                kwargs[python_name] = converter(value[graphql_name])
+        return cls(**kwargs)
+
+    return convert_input
+
+
+def _arguments_converter(
+    definition: Any, registry: Any, config: Any
+) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+    """Strawberry's ``convert_arguments`` for one field's arguments, decided once (see
+    :func:`_value_converter`); None when one of them is not reproduced."""
+    parts = []
+    for argument in definition.arguments:
+        converter = _value_converter(argument.type, registry, config)
+        if converter is None:
+            return None
+        parts.append((config.name_converter.from_argument(argument), argument.python_name, converter))
+
+    def convert(values: dict[str, Any]) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        for name, python_name, converter in parts:
+            if name in values:
+                kwargs[python_name] = converter(values[name])
+        return kwargs
+
+    return convert
 
 
 def _enum_names(type_: Any) -> tuple[type | None, dict[Any, str] | None]:
@@ -278,6 +386,7 @@ class FieldPlan:
     root_name: str | None = None
     info_name: str | None = None
     strawberry_field: Any = None
+    convert: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -529,7 +638,45 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
                 strawberry_field=definition,
                 positional=_positional(resolver),
             )
+        convert = (
+            self._arguments_converter(definition)
+            if resolver is not None
+            and not definition.extensions
+            and field_def.args
+            and not is_node_id
+            and not self.schema._strawberry_schema.schema_converter._exception_handler_specs  # type: ignore[attr-defined]
+            else None
+        )
+        if convert is not None:
+            assert resolver is not None
+            parent_parameter = resolver.parent_parameter or resolver.root_parameter
+            info_parameter = resolver.info_parameter
+            return FieldPlan(
+                key=key,
+                kind=ARGS,
+                field_def=field_def,
+                details=details,
+                completion=completion,
+                func=resolver.wrapped_func,
+                self_arg=resolver.self_parameter is not None,
+                root_name=parent_parameter.name if parent_parameter is not None else None,
+                info_name=info_parameter.name if info_parameter is not None else None,
+                strawberry_field=definition,
+                convert=convert,
+            )
         return FieldPlan(key=key, kind=GENERIC, field_def=field_def, details=details, completion=completion)
+
+    def _arguments_converter(self, definition: Any) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+        """The field's argument conversion (:func:`_arguments_converter`), built once per field definition."""
+        found = ARGUMENT_CONVERTERS.get(id(definition))
+        if found is not None and found[0] is definition:
+            return found[1]
+        strawberry_schema = self.schema._strawberry_schema  # type: ignore[attr-defined]
+        convert = _arguments_converter(
+            definition, strawberry_schema.schema_converter.scalar_registry, strawberry_schema.config
+        )
+        ARGUMENT_CONVERTERS[id(definition)] = (definition, convert)
+        return convert
 
     def _completion(self, type_: GraphQLOutputType, details: list[FieldDetails]) -> Completion:
         nullable = True
@@ -627,6 +774,8 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
         self, plan: FieldPlan, parent: GraphQLObjectType, sources: list[Any], path: Path | None
     ) -> list[Any]:
         raw_info = self._info(plan, parent, path)
+        if plan.kind == ARGS:
+            return self._call_with_arguments(plan, raw_info, sources)
         if plan.kind == DIRECT:
             func = plan.func
             assert func is not None
@@ -649,22 +798,51 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
             if root_name is None:
                 return [func(**kwargs) for _ in sources]
             return [func(**{root_name: source}, **kwargs) for source in sources]
+        args = self._argument_values(plan)
+        field_def = plan.field_def
+        assert field_def is not None
+        resolve = field_def.resolve or self.field_resolver
+        return [resolve(source, raw_info, **args) for source in sources]
+
+    def _argument_values(self, plan: FieldPlan) -> dict[str, Any]:
+        """The field's arguments as graphql-core coerces them (the same for every object of a level)."""
         field_def = plan.field_def
         assert field_def is not None
         first = plan.details[0]
-        args = (
-            get_argument_values(
-                field_def,
-                first.node,
-                self.variable_values,
-                first.fragment_variable_values,
-                self.hide_suggestions,
-            )
-            if field_def.args or first.node.arguments
-            else {}
+        if not field_def.args and not first.node.arguments:
+            return {}
+        return get_argument_values(
+            field_def,
+            first.node,
+            self.variable_values,
+            first.fragment_variable_values,
+            self.hide_suggestions,
         )
-        resolve = field_def.resolve or self.field_resolver
-        return [resolve(source, raw_info, **args) for source in sources]
+
+    def _call_with_arguments(self, plan: FieldPlan, raw_info: Any, sources: list[Any]) -> list[Any]:
+        """A resolver with arguments, called as Strawberry calls it (``get_arguments``: arguments converted
+        afresh for every call, then self, parent/root and info) without its per-call wrappers."""
+        func = plan.func
+        convert = plan.convert
+        assert func is not None and convert is not None
+        args = self._argument_values(plan)
+        info = None
+        if plan.info_name is not None:
+            info = self.schema._strawberry_schema.config.info_class(  # type: ignore[attr-defined]
+                _raw_info=raw_info, _field=plan.strawberry_field
+            )
+        root_name = plan.root_name
+        info_name = plan.info_name
+        self_arg = plan.self_arg
+        out = []
+        for source in sources:
+            kwargs = convert(args)
+            if root_name is not None:
+                kwargs[root_name] = source
+            if info_name is not None:
+                kwargs[info_name] = info
+            out.append(func(source, **kwargs) if self_arg else func(**kwargs))
+        return out
 
     def _complete(
         self,
@@ -724,8 +902,8 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
             kind = kinds.pop()
             if kind is completion.pass_through:
                 return values
-            if kind is completion.enum_class:
-                return list(map(completion.enum_names.__getitem__, values))  # type: ignore[union-attr]
+            if kind is completion.enum_class and completion.enum_names is not None:
+                return list(map(completion.enum_names.__getitem__, values))
             if kind is type(None):
                 if not completion.nullable:
                     raise Fallback
