@@ -42,7 +42,8 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field
-from operator import attrgetter
+from itertools import repeat
+from operator import attrgetter, is_
 from types import GeneratorType
 from typing import Any
 
@@ -968,13 +969,13 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
         out: list[Any] = [None] * len(values)
         if completion.kind == OBJECT:  # one runtime type: no grouping
             runtime = completion.type
-            if None in values:  # identity first: leaf-free objects, so no surprising __eq__ in practice
+            if any(map(is_, values, repeat(None))):  # identity only: no dataclass __eq__ per object
                 if not completion.nullable:
                     raise Fallback
                 indexes = [index for index, value in enumerate(values) if value is not None]
                 sources = [values[index] for index in indexes]
             else:
-                indexes = list(range(len(values)))
+                indexes = None  # every value: the rows are the answer as they are
                 sources = values
             if sources:
                 self._check_type_of(completion, runtime, sources, path, key)
@@ -1049,8 +1050,12 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
         )
 
     async def _fill(
-        self, out: list[Any], indexes: list[int], plan: ObjectPlan, sources: list[Any], path: Path
+        self, out: list[Any], indexes: list[int] | None, plan: ObjectPlan, sources: list[Any], path: Path
     ) -> None:
+        """Put the rows of ``sources`` at ``indexes`` of ``out`` (None: ``sources`` are all of ``out``)."""
         rows = await self._run(plan, sources, path)
+        if indexes is None:
+            out[:] = rows
+            return
         for index, row in zip(indexes, rows, strict=True):
             out[index] = row
