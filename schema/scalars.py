@@ -37,6 +37,9 @@ def serialize_year_month(value: dt.date) -> str:
     return f"{value.year:04d}-{value.month:02d}"
 
 
+serialize_year_month.kabinet_memo_by_value = dt.date  # type: ignore[attr-defined]  # a pure function of a date: app.execution remembers its results per value
+
+
 YEAR_MONTH = strawberry.scalar(
     name="YearMonth",
     description='A calendar month, e.g. "2026-10": the billing period of charges, readings and receipts.',
