@@ -249,7 +249,7 @@ class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await super().run_operation(operation)  # queries and mutations over the socket; unparsable
             return
         try:
-            sent, live = await ws_subscriptions.start(
+            started = await ws_subscriptions.start(
                 self.schema,  # type: ignore[arg-type]  # our KabinetSchema, a strawberry.Schema
                 operation.query,
                 operation.variables,
@@ -257,6 +257,10 @@ class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 self.root_value,
                 operation.operation_name,
             )
+            if started is None:  # an extension keeps on_operation open for the stream: Strawberry's way
+                await super().run_operation(operation)
+                return
+            sent, live = started
             try:
                 await self._send_started(operation, sent, live)
             finally:
@@ -301,6 +305,9 @@ class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             except Exception as error:  # ... nor while executing an event
                 await self._send_failure(operation, live, error)
                 return
+            if live.quiet and not result.errors:  # the per-result hooks would do nothing
+                await operation.send_next(result)
+                continue
             async with runner.on_stream_result(result):
                 await operation.send_next(result)
 

@@ -31,7 +31,7 @@ from graphql.execution import create_source_event_stream
 from graphql.execution.execute import ExecutorThrowingOnIncremental, execute_subscription_event
 from graphql.language import OperationDefinitionNode
 from strawberry.exceptions import MissingQueryError
-from strawberry.extensions import SchemaExtension
+from strawberry.extensions import AddValidationRules, MaskErrors, MaxTokensLimiter, SchemaExtension
 from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.schema.schema import (
@@ -45,8 +45,26 @@ from strawberry.types.graphql import OperationType as StrawberryOperationType
 from strawberry.utils.aio import aclosing
 from strawberry.utils.await_maybe import await_maybe
 
+from schema.extensions import MaskUnexpectedErrors
+
 PER_RESULT_HOOKS = ("on_stream_result", "get_results")
 """Extension methods Strawberry calls for every streamed result."""
+
+DONE_AT_START: tuple[type[SchemaExtension], ...] = (AddValidationRules, MaxTokensLimiter, MaskErrors)
+"""Extensions whose ``on_operation`` hook does nothing after its ``yield`` for a stream that has started:
+the validation rules and the token limit are set before parsing, and ``MaskErrors`` masks streamed results
+one by one (``on_stream_result``) and only post-processes the result of an operation that yielded none
+(which a started subscription cannot be in before its first event — and then there is nothing to mask).
+An extension with any other ``on_operation`` hook keeps Strawberry's way (:func:`lean`)."""
+
+
+def lean(extensions: list[SchemaExtension]) -> bool:
+    """Whether a subscription with these extension instances may leave ``on_operation`` once started."""
+    default = SchemaExtension.on_operation
+    return all(
+        type(extension).on_operation is default or isinstance(extension, DONE_AT_START)
+        for extension in extensions
+    )
 
 
 def acts_per_result(extension: SchemaExtension) -> bool:
@@ -55,10 +73,18 @@ def acts_per_result(extension: SchemaExtension) -> bool:
     return any(getattr(kind, hook) is not getattr(SchemaExtension, hook) for hook in PER_RESULT_HOOKS)
 
 
-class Live:
-    """A running subscription: the resolver's event stream and what mapping one event needs."""
+QUIET_WITHOUT_ERRORS: tuple[type[SchemaExtension], ...] = (MaskErrors, MaskUnexpectedErrors)
+"""Per-result extensions whose hooks do nothing for a result without errors (masking masks errors; their
+``get_results`` is Strawberry's empty default)."""
 
-    __slots__ = ("context", "executor", "runner", "schema", "source")
+
+class Live:
+    """A running subscription: the resolver's event stream and what mapping one event needs.
+
+    ``quiet``: every per-result extension is one of :data:`QUIET_WITHOUT_ERRORS`, so a result without
+    errors needs none of their hooks (an event of a subscription is almost always one)."""
+
+    __slots__ = ("context", "executor", "quiet", "runner", "schema", "source")
 
     def __init__(
         self,
@@ -73,6 +99,7 @@ class Live:
         self.runner = runner
         self.executor = executor
         self.source = source
+        self.quiet = all(type(extension) in QUIET_WITHOUT_ERRORS for extension in runner.extensions)
 
     async def result(self, payload: Any) -> ExecutionResult:
         """The response event of one source event (graphql-core's per-event execution), handled as
@@ -81,6 +108,14 @@ class Live:
         outcome: Any = execute_subscription_event(executor.build_per_event_executor(payload))
         if executor.is_awaitable(outcome):
             outcome = await outcome
+        if (
+            self.quiet
+            and type(outcome) is GraphQLExecutionResult
+            and not outcome.errors
+            and not self.context.extensions_results
+        ):
+            # what Strawberry's result handling makes of it: the same data, no errors, {} of extensions
+            return ExecutionResult(data=outcome.data, errors=None, extensions={})
         return await self.schema._handle_execution_result(self.context, outcome, self.runner)
 
     async def failure(self, error: Exception) -> ExecutionResult:
@@ -148,9 +183,10 @@ async def start(
     context_value: Any,
     root_value: Any,
     operation_name: str | None,
-) -> tuple[Sent, Live | None]:
+) -> tuple[Sent, Live | None] | None:
     """Prepare a subscription exactly as ``Schema.stream`` + ``Schema._stream`` do (same hooks, same
-    order, same results), leaving the operation's hooks once the event stream exists."""
+    order, same results), leaving the operation's hooks once the event stream exists. None, before any
+    hook ran, when an extension's ``on_operation`` must stay open (:func:`lean`): run Strawberry's way."""
     context = schema._create_execution_context(
         query=query,
         allowed_operation_types=DEFAULT_ALLOWED_OPERATION_TYPES,
@@ -161,6 +197,8 @@ async def start(
         operation_extensions=None,
     )
     extensions = schema.get_extensions()
+    if not lean(extensions):
+        return None
     for extension in extensions:
         extension.execution_context = context
     runner = schema.create_extensions_runner(context, extensions)
@@ -205,5 +243,5 @@ async def start(
             return sent, None
         executor, source = found
     per_result = [extension for extension in extensions if acts_per_result(extension)]
-    lean = SchemaExtensionsRunner(execution_context=context, extensions=per_result)
-    return sent, Live(schema, context, lean, executor, source)
+    per_event = SchemaExtensionsRunner(execution_context=context, extensions=per_result)
+    return sent, Live(schema, context, per_event, executor, source)
