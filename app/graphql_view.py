@@ -244,10 +244,9 @@ class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         """Strawberry's operation task, except that a subscription, once started, holds only what its
-        events need (``app.ws_subscriptions``; issue 21): same hooks, results, messages and close codes."""
-        if operation_type(operation.query, operation.operation_name) is not OperationType.SUBSCRIPTION:
-            await super().run_operation(operation)  # queries and mutations over the socket; unparsable
-            return
+        events need (``app.ws_subscriptions``; issue 21): same hooks, results, messages and close codes.
+        Queries, mutations and documents that do not parse take the same steps as in ``Schema._stream``
+        (the document is parsed once, by Strawberry's parser cache with the token limit)."""
         try:
             started = await ws_subscriptions.start(
                 self.schema,  # type: ignore[arg-type]  # our KabinetSchema, a strawberry.Schema
