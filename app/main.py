@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import text
+from starlette._utils import get_route_path
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from app import metrics, tracing
 from app.broadcast import EventBus
@@ -41,6 +43,33 @@ from services.events import Touched
 from services.limits import counters_of
 
 log = logging.getLogger(__name__)
+
+
+GRAPHQL_PATH = "/graphql"
+
+
+class KabinetApp(Starlette):
+    """Starlette, except that a websocket on ``/graphql`` goes straight to the GraphQL view.
+
+    Starlette's middleware stack and router are HTTP concerns for that socket: the error middleware, the
+    security headers and the exception middleware pass a websocket through untouched, and the router
+    only matches the path. Each of them stayed suspended for the whole life of every socket (a coroutine
+    frame each, issue 21: 5,000 sockets per process). Proxy headers (the client's address) are uvicorn's,
+    applied before the app; the origin check, the per-address limit and everything else of the socket
+    are the view's. Every other path, and every HTTP request, goes through Starlette as before."""
+
+    graphql: KabinetGraphQL | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        graphql = self.graphql
+        if graphql is not None and scope["type"] == "websocket" and get_route_path(scope) == GRAPHQL_PATH:
+            scope["app"] = self  # what Starlette and its router would have set
+            scope.setdefault("router", self.router)
+            scope["endpoint"] = graphql
+            scope["path_params"] = {}
+            await graphql.serve_websocket(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -> Starlette:
@@ -191,7 +220,7 @@ def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -
     async def root(_request: Request) -> Response:
         return RedirectResponse("/graphql")
 
-    app = Starlette(
+    app = KabinetApp(
         routes=[
             Route("/", root),
             Route("/healthz", healthz),
@@ -199,8 +228,8 @@ def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -
             Route("/downloads/{token}", download, methods=["GET"]),
             *exchange_routes(),  # the billing system's integration endpoint (issue 18)
             *sandbox_routes(state),  # sandbox card/SBP pages, QR images, /webhooks/{provider}
-            Route("/graphql", graphql, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", graphql),
+            Route(GRAPHQL_PATH, graphql, methods=["GET", "POST"]),
+            WebSocketRoute(GRAPHQL_PATH, graphql),  # served by KabinetApp directly; kept for url_for
             Mount(GRAPHIQL_STATIC_PREFIX, StaticFiles(directory=GRAPHIQL_STATIC_DIR), name="graphiql-static"),
         ],
         lifespan=lifespan,
@@ -211,6 +240,7 @@ def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -
         ],
     )
     app.state.kabinet = state
+    app.graphql = graphql
     return app
 
 

@@ -315,6 +315,11 @@ class Workers:
             process.wait(10)
 
 
+def cpu_s(servers: list[subprocess.Popen[bytes]]) -> list[float]:
+    """CPU time (user + system) each server process has used so far, s."""
+    return [sum(psutil.Process(server.pid).cpu_times()[:2]) for server in servers]
+
+
 def rss_mb(servers: list[subprocess.Popen[bytes]]) -> list[float]:
     """Resident memory of each server process, MB."""
     return [psutil.Process(server.pid).memory_info().rss / 2**20 for server in servers]
@@ -387,6 +392,7 @@ async def main() -> None:
             subscribe_time = time.monotonic() - started  # until the servers run every subscription
             await asyncio.sleep(args.settle if args.settle is not None else 1.0)
             rss_subscribed = rss_mb(servers)
+            cpu_subscribed = cpu_s(servers)
 
             db = Database(database_url, pool_size=4)
             from app.broadcast import EventBus
@@ -423,6 +429,7 @@ async def main() -> None:
             workers.tell_all({"expected": {str(u): args.notifications for u, _ in tokens}, "wait": args.wait})
             results = await workers.answers()
             rss_after = rss_mb(servers)
+            cpu_delivery = [b - a for a, b in zip(cpu_subscribed, cpu_s(servers), strict=True)]
             expected = sum(subscribers_of.get(u, 0) * args.notifications for u, _ in tokens)
             latencies: list[float] = []
             delivered = duplicated = foreign = 0
@@ -486,6 +493,11 @@ async def main() -> None:
             print(f"server RSS after       {two(rss_after, 'MB')}")
             print(f"memory per socket      {two(per_socket, 'kB')}")
             print(f"memory per subscription {two(per_sub, 'kB')}")
+            # CPU from "subscribed" to "after": the deliveries, plus the clients' closing at the end
+            print(
+                f"server CPU delivery    {', '.join(f'{v:.1f} s' for v in cpu_delivery)}"
+                f" ({sum(cpu_delivery) * 1e6 / max(delivered, 1):.0f} µs per delivery, closes included)"
+            )
             print(
                 f"load average           {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after (1 min)"
             )

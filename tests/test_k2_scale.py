@@ -311,6 +311,52 @@ async def test_issue21_sockets_keep_no_handshake_objects_nor_the_finished_init_t
         assert (await _next(ws, op))["notification"]["title"] == "Лёгкий сокет"
 
 
+async def test_issue21_a_running_subscription_holds_no_operation_hooks_nor_http_middleware(
+    live_server: str, db: Database, customer_token: str
+) -> None:
+    """A started subscription keeps no per-operation extension hooks open and no ``Schema._stream``
+    generator (``app.ws_subscriptions``), and a websocket on /graphql is not held by Starlette's HTTP
+    middleware and router (``app.main.KabinetApp``); its events still arrive. An extension with an
+    ``on_operation`` hook of its own would keep Strawberry's way."""
+    import gc
+    import inspect
+    from collections.abc import Iterator
+
+    from strawberry.extensions import SchemaExtension
+    from strawberry.extensions.context import OperationContextManager
+
+    from app import ws_subscriptions
+    from schema.schema import SchemaSettings, build_schema
+
+    def running(name: str) -> list[Any]:
+        return [
+            item
+            for item in gc.get_objects()
+            if (inspect.iscoroutine(item) or inspect.isasyncgen(item)) and item.__qualname__ == name
+        ]
+
+    user_id = await _user_id(db)
+    async with graphql_ws(live_server, init={"token": customer_token}) as ws:
+        op = await ws.subscribe(STREAM)
+        await asyncio.sleep(0.5)  # the subscription runs
+        gc.collect()
+        assert running("KabinetTransportWSHandler.run_operation")
+        assert not running("Schema._stream")
+        assert not any(isinstance(item, OperationContextManager) for item in gc.get_objects())
+        assert running("KabinetGraphQL.serve_websocket")
+        assert not running("ServerErrorMiddleware.__call__") and not running("Router.__call__")
+        await _commit(db, user_id, "Лёгкая подписка")
+        assert (await _next(ws, op))["notification"]["title"] == "Лёгкая подписка"
+
+    class Timing(SchemaExtension):
+        def on_operation(self) -> Iterator[None]:
+            yield  # something after the yield would run when the operation ends
+
+    production = build_schema(SchemaSettings(is_production=True))
+    assert ws_subscriptions.lean(production.get_extensions())
+    assert not ws_subscriptions.lean([*production.get_extensions(), Timing()])
+
+
 async def test_issue21_lean_websocket_queue_and_event_behave_as_asyncio_s() -> None:
     """``app.ws_protocol``'s queue and event (no deque per socket) keep the behaviour uvicorn relies on: FIFO,
     a waiting ``get`` wakes on ``put_nowait``, a cancelled ``get`` takes nothing (even when woken first),

@@ -402,3 +402,37 @@ async def test_LIM_execution_errors_are_capped_too(api: Api, customer_token: str
     body = await api.gql(f"{{ {fields} }}", token=customer_token)
     assert len(body["errors"]) == 11
     assert body["errors"][-1]["extensions"]["code"] == "TOO_MANY_ERRORS"
+
+
+async def test_issue21_a_subscription_is_still_refused_at_subscribe_time_by_every_limit(
+    live_server: str, customer_token: str
+) -> None:
+    """Running subscriptions leave Strawberry's operation hooks once their stream starts
+    (``app.ws_subscriptions``): the limits those hooks set up still refuse a subscription before it runs,
+    as an ``error`` message or a 4400 close, and a valid one still streams and completes."""
+    async with graphql_ws(live_server, init={"token": customer_token}) as ws:
+        # aliases (MaxAliasesLimiter, a validation rule added in on_operation): an ``error`` message
+        aliases = " ".join(f"c{n}: cursor" for n in range(31))
+        op = await ws.subscribe(f"subscription {{ notifications {{ {aliases} }} }}")
+        message = await ws.receive()
+        assert message["id"] == op and message["type"] == "error", message
+        assert [error["message"] for error in message["payload"]] == ["31 aliases found. Allowed: 30"]
+        # an unknown field (validation): an ``error`` message, the socket stays open
+        op = await ws.subscribe("subscription { notifications { nope } }")
+        message = await ws.receive()
+        assert message["id"] == op and message["type"] == "error", message
+        # a query over the socket: one ``next``, then ``complete``
+        op = await ws.subscribe("query { __typename }")
+        assert [event async for event in ws.events(op)] == [{"data": {"__typename": "Query"}}]
+        # a valid subscription streams its events, then completes
+        op = await ws.subscribe("subscription { serverTime(count: 2, intervalSeconds: 0.01) }")
+        events = [event async for event in ws.events(op)]
+        assert len(events) == 2 and all(set(event) == {"data"} for event in events)
+        # tokens (MaxTokensLimiter, a parse option set in on_operation): refused before anything runs. The
+        # parse happens in ParserCache's on_parse hook, outside Strawberry's error handling, so the operation
+        # ends with ``complete`` alone (and an ERROR log) — as it did before issue 21's change.
+        fields = " ".join(["cursor"] * 4001)
+        op = await ws.subscribe(f"subscription {{ notifications {{ {fields} }} }}")
+        assert await ws.receive() == {"id": op, "type": "complete"}
+        op = await ws.subscribe("subscription { serverTime(count: 1) }")  # the socket still serves
+        assert len([event async for event in ws.events(op)]) == 1
