@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 from graphql import GraphQLError, OperationType
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
@@ -49,6 +50,7 @@ from app.event_results import FRAMES
 from app.persisted import PersistedDocuments, PersistedQueryError
 from app.revocation import SESSION_ENDED, SessionGuard, Socket
 from app.state import AppState
+from schema.extensions import SERVICE_BUSY, SERVICE_BUSY_MESSAGE, SERVICE_BUSY_RETRY_SECONDS
 from services import clock, query_audit
 from services.limits import counters_of
 from services.tokens import verify_access_token
@@ -80,6 +82,22 @@ UNAUTHENTICATED_RESPONSE = JSONResponse(
     headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
 )
 """An HTTP request with a bad token is refused whole, so the client knows to refresh it."""
+
+SERVICE_BUSY_RESPONSE = JSONResponse(
+    {
+        "data": None,
+        "errors": [
+            {
+                "message": SERVICE_BUSY_MESSAGE,
+                "extensions": {"code": SERVICE_BUSY, "retryAfterSeconds": SERVICE_BUSY_RETRY_SECONDS},
+            }
+        ],
+    },
+    status_code=503,
+    headers={"Retry-After": str(SERVICE_BUSY_RETRY_SECONDS)},
+)
+"""A request that could not even check its session for want of a database connection (``schema.extensions``
+reports the same code when an operation's resolver waited it out)."""
 
 
 class BadRequest(Exception):
@@ -666,6 +684,11 @@ class KabinetGraphQL(GraphQL[Context, None]):
                 context = await self.get_context(request, response=request)
             except PermissionError:
                 return UNAUTHENTICATED_RESPONSE
+            except PoolTimeout:  # the session check waited out the pool: load, not a bug (503, no traceback)
+                log.warning(
+                    "database pool exhausted: a request's session check waited out KABINET_DB_POOL_TIMEOUT"
+                )
+                return SERVICE_BUSY_RESPONSE
         if upload and context.viewer is None:
             await context.close()
             return UPLOAD_NEEDS_LOGIN_RESPONSE

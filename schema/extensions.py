@@ -8,6 +8,7 @@ from typing import Any
 
 from graphql import ASTValidationRule, GraphQLError
 from graphql.validation import NoSchemaIntrospectionCustomRule
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from strawberry.extensions import MaskErrors, SchemaExtension
 
 from resolvers.permissions import STAFF_ROLES
@@ -26,10 +27,35 @@ def is_unexpected(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, GraphQLError | InvalidScalarValue)
 
 
+SERVICE_BUSY = "SERVICE_BUSY"
+"""Top-level code of an operation that found every pooled database connection busy for longer than
+``KABINET_DB_POOL_TIMEOUT``: the server's load, not a bug nor the client's mistake — retry shortly."""
+SERVICE_BUSY_MESSAGE = "The service is busy; try again in a second."
+SERVICE_BUSY_RETRY_SECONDS = 1
+
+
+def service_busy(error: GraphQLError) -> GraphQLError:
+    """An exhausted database pool as the client's error (``SERVICE_BUSY``), logged at WARNING, once."""
+    log.warning(
+        "database pool exhausted: an operation waited out KABINET_DB_POOL_TIMEOUT (at %s)", error.path
+    )
+    return GraphQLError(
+        SERVICE_BUSY_MESSAGE,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={"code": SERVICE_BUSY, "retryAfterSeconds": SERVICE_BUSY_RETRY_SECONDS},
+    )
+
+
 def domain_error(error: GraphQLError) -> GraphQLError:
     """A domain refusal that reached the top level (a query's or subscription's, which have no
-    ``userErrors``) as the client's error: its message and ``extensions.code``, not a masked bug."""
+    ``userErrors``) as the client's error: its message and ``extensions.code``, not a masked bug; an
+    exhausted database pool as :data:`SERVICE_BUSY`."""
     original = error.original_error
+    if isinstance(original, PoolTimeout):
+        return service_busy(error)
     if not isinstance(original, DomainError):
         return error
     extensions: dict[str, Any] = {"code": original.code}

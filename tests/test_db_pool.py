@@ -123,3 +123,44 @@ async def test_issue21_side_writes_of_a_request_use_its_own_connection(settings:
             del body["query"]  # registered: now known by its hash alone
             answer = await client.post("/graphql", json=body, headers={"authorization": f"Bearer {customer}"})
             assert answer.status_code == 200 and answer.json()["data"]["me"]["id"]
+
+
+async def test_issue21_an_exhausted_pool_answers_service_busy_without_a_traceback(
+    settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every pooled connection held for longer than ``KABINET_DB_POOL_TIMEOUT``: a request that needs one
+    used to end in "Internal server error" (or Starlette's bare 500 when the session check waited) with a
+    traceback at ERROR. It is the server's load, not a bug: a top-level error ``SERVICE_BUSY`` with
+    ``retryAfterSeconds`` (HTTP 503 and ``Retry-After`` when no operation could start), at WARNING."""
+    import logging
+
+    import httpx
+
+    from app.main import create_app
+    from tests.client import Api
+
+    small = create_app(settings.model_copy(update={"db_pool_size": 1, "db_pool_timeout": 1.0}))
+    async with small.router.lifespan_context(small):
+        db = small.state.kabinet.db
+        transport = httpx.ASGITransport(app=small, client=("203.0.113.10", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://kabinet.test") as client:
+            api = Api(client)
+            token = await login_as(db, settings, DEMO_PHONE_E164)
+            assert (await api.data("{ me { id } }", token=token))["me"]["id"]  # the session is now known
+            caplog.clear()
+            with caplog.at_level(logging.WARNING):
+                async with db.session() as holder:
+                    await holder.execute(text("SELECT 1"))  # the pool's only connection, held
+                    body = await api.gql("{ busy: me { id } }", token=token)  # session check cached
+                    small.state.kabinet.sessions._active.clear()  # now the session row must be read
+                    refused = await client.post(
+                        "/graphql",
+                        json={"query": "{ again: me { id } }"},
+                        headers={"authorization": f"Bearer {token}"},
+                    )
+            assert body["errors"][0]["extensions"] == {"code": "SERVICE_BUSY", "retryAfterSeconds": 1}
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+            assert refused.json()["errors"][0]["extensions"]["code"] == "SERVICE_BUSY"
+            assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+            assert any("pool" in record.getMessage() for record in caplog.records)
+            assert (await api.data("{ me { id } }", token=token))["me"]["id"]  # released: served again
