@@ -479,6 +479,34 @@ FAILED = FailedOperations()
 # --- the executor ---------------------------------------------------------------------------------------
 
 
+def _resolver_plan(
+    kind: int,
+    key: str,
+    field_def: GraphQLField,
+    details: list[FieldDetails],
+    completion: Completion | None,
+    resolver: Any,
+    definition: Any,
+    **extra: Any,
+) -> FieldPlan:
+    """The plan of a field whose Strawberry resolver the fast path calls itself (``DIRECT``, ``ARGS``)."""
+    parent_parameter = resolver.parent_parameter or resolver.root_parameter
+    info_parameter = resolver.info_parameter
+    return FieldPlan(
+        key=key,
+        kind=kind,
+        field_def=field_def,
+        details=details,
+        completion=completion,
+        func=resolver.wrapped_func,
+        self_arg=resolver.self_parameter is not None,
+        root_name=parent_parameter.name if parent_parameter is not None else None,
+        info_name=info_parameter.name if info_parameter is not None else None,
+        strawberry_field=definition,
+        **extra,
+    )
+
+
 class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
     """graphql-core's executor, with queries run breadth-first when the result is plain data."""
 
@@ -624,19 +652,14 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
                     get=attrgetter(origin.resolve_id_attr()),
                 )
         if simple and not is_node_id:
-            parent_parameter = resolver.parent_parameter or resolver.root_parameter
-            info_parameter = resolver.info_parameter
-            return FieldPlan(
-                key=key,
-                kind=DIRECT,
-                field_def=field_def,
-                details=details,
-                completion=completion,
-                func=resolver.wrapped_func,
-                self_arg=resolver.self_parameter is not None,
-                root_name=parent_parameter.name if parent_parameter is not None else None,
-                info_name=info_parameter.name if info_parameter is not None else None,
-                strawberry_field=definition,
+            return _resolver_plan(
+                DIRECT,
+                key,
+                field_def,
+                details,
+                completion,
+                resolver,
+                definition,
                 positional=_positional(resolver),
             )
         convert = (
@@ -650,20 +673,8 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
         )
         if convert is not None:
             assert resolver is not None
-            parent_parameter = resolver.parent_parameter or resolver.root_parameter
-            info_parameter = resolver.info_parameter
-            return FieldPlan(
-                key=key,
-                kind=ARGS,
-                field_def=field_def,
-                details=details,
-                completion=completion,
-                func=resolver.wrapped_func,
-                self_arg=resolver.self_parameter is not None,
-                root_name=parent_parameter.name if parent_parameter is not None else None,
-                info_name=info_parameter.name if info_parameter is not None else None,
-                strawberry_field=definition,
-                convert=convert,
+            return _resolver_plan(
+                ARGS, key, field_def, details, completion, resolver, definition, convert=convert
             )
         return FieldPlan(key=key, kind=GENERIC, field_def=field_def, details=details, completion=completion)
 
