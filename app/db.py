@@ -39,6 +39,16 @@ class StatementCounter:
     sql: list[str] = field(default_factory=list)
 
 
+OLTP_SETTINGS: dict[str, str] = {"max_parallel_workers_per_gather": "0", "jit": "off"}
+"""PostgreSQL settings of the app's own connections (issue 21). A request reads a few hundred rows by index;
+when the planner's cost estimate of such a statement passes ``parallel_setup_cost`` it launches parallel
+workers — new backend processes, ~10 ms before the first row of a statement whose work is ~1.5 ms (the
+dashboard's balance took 12–16 ms instead of 1.5 on 20,000 accounts, bench/README.md) — and a statement
+whose estimate passes ``jit_above_cost`` is compiled to machine code first. Neither pays off for short reads,
+and both use the database server's few worker processes and cores that other requests need. The analytics
+replica's pool keeps the server's defaults (its aggregations are the work parallel query is for)."""
+
+
 class Database:
     """One engine and session factory per process (or per test database)."""
 
@@ -50,6 +60,7 @@ class Database:
         pool_timeout: float = DEFAULT_POOL_TIMEOUT,
         echo: bool = False,
         hide_parameters: bool = True,
+        server_settings: dict[str, str] | None = None,
     ) -> None:
         """``hide_parameters`` (default) keeps SQL parameters — personal data, message bodies with codes —
         out of SQLAlchemy's statement log and error messages; the app shows them only in development.
@@ -59,7 +70,10 @@ class Database:
         ``sqlalchemy.exc.TimeoutError``). There is no overflow: overflow connections are closed as soon as
         they are returned, so a process serving more concurrent requests than its pool size opened and
         closed connections continually — connect, TLS attempt, type introspection, every statement
-        prepared again on the new connection, about 5 % of its CPU (issue 21, bench/README.md)."""
+        prepared again on the new connection, about 5 % of its CPU (issue 21, bench/README.md).
+
+        ``server_settings`` are PostgreSQL settings for every connection (sent when it opens):
+        :data:`OLTP_SETTINGS` unless given."""
         self.url = async_url(url)
         self.engine: AsyncEngine = create_async_engine(
             self.url,
@@ -69,6 +83,7 @@ class Database:
             pool_pre_ping=False,
             echo=echo,
             hide_parameters=hide_parameters,
+            connect_args={"server_settings": OLTP_SETTINGS if server_settings is None else server_settings},
         )
         self._sync_session_class: type[Session] = type("KabinetSession", (Session,), {})  # own event hooks
         self.sessionmaker = async_sessionmaker(

@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -
             settings.analytics_database_url,
             pool_size=max(2, settings.db_pool_size // 2),
             pool_timeout=settings.db_pool_timeout,
+            server_settings={},  # aggregations: the server's parallel query and JIT settings (app.db)
         )
         if settings.analytics_database_url
         else None
