@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.accounts import Account, AccountService, UserAccount
 from models.payments import AutopaySetting
-from models.plain import PlainQuery, plain, plain_columns, plain_rows, plain_select
+from models.plain import PlainQuery, Reads, plain, plain_columns, plain_rows, plain_select
 from resolvers.branches import BranchById
 from resolvers.context import Info
-from resolvers.loaders import Loader, PlainById, grouped
+from resolvers.loaders import Loader, PlainById, SharedLoader, grouped
 from resolvers.permissions import require_viewer
 from services import accounts
 from services.accounts import WindowCountdown
@@ -47,11 +47,11 @@ _LINKS = PlainQuery(
 )
 
 
-class LinkByAccountId(Loader[int, Any]):
+class LinkByAccountId(SharedLoader[int, Any]):
     """The viewer's own link to each account (display name, e-receipt), None where not linked: plain
     :data:`LinkRow` rows, read only (the link mutations prime their ORM instances)."""
 
-    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[Any]:
+    async def load_batch(self, session: Reads, keys: list[int]) -> list[Any]:
         viewer = self.scope.context.viewer
         if viewer is None:
             return [None for _ in keys]
@@ -73,13 +73,13 @@ _ACCOUNT_WIDTH = len(plain_columns(Account))
 _LINK_ID = _ACCOUNT_WIDTH + [column.key for column in plain_columns(UserAccount)].index("id")
 
 
-class AccountAndLinkById(Loader[int, tuple[Any, Any]]):
+class AccountAndLinkById(SharedLoader[int, tuple[Any, Any]]):
     """Account id → (plain :data:`AccountRow` or None where missing, the viewer's :data:`LinkRow` or None
     where not linked): what :func:`accounts_by_ids` needs, in one statement instead of :class:`AccountById`
     then :class:`LinkByAccountId` (issue 21); both are primed with what it read. No visibility rule here:
     :func:`accounts_by_ids` applies it."""
 
-    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[tuple[Any, Any]]:
+    async def load_batch(self, session: Reads, keys: list[int]) -> list[tuple[Any, Any]]:
         viewer = self.scope.context.viewer
         user_id = viewer.user_id if viewer is not None else None
         rows = await _ACCOUNTS_AND_LINKS.rows(session, {"user_id": user_id, "ids": keys})
@@ -112,10 +112,10 @@ _AUTOPAY_ON = PlainQuery(
 """Which of the accounts the user has autopay on for, built once, on asyncpg directly (issue 21)."""
 
 
-class AutopayByAccountId(Loader[int, bool]):
+class AutopayByAccountId(SharedLoader[int, bool]):
     """Whether the viewer has autopay switched on for each account."""
 
-    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[bool]:
+    async def load_batch(self, session: Reads, keys: list[int]) -> list[bool]:
         viewer = self.scope.context.viewer
         if viewer is None:
             return [False for _ in keys]

@@ -9,15 +9,16 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from graphql import GraphQLError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.billing import Charge, PeriodBalance, Receipt
+from models.plain import Reads
 from models.tariffs import Tariff, Zone
 from resolvers.context import Info
-from resolvers.loaders import Loader
+from resolvers.loaders import Loader, SharedLoader
 from services import billing, storage
 from services.errors import PeriodOutOfRange
 from services.periods import PeriodRange, history_range
@@ -25,10 +26,10 @@ from services.periods import PeriodRange, history_range
 RangeKey = tuple[int, dt.date, dt.date]
 
 
-class BalanceByAccountId(Loader[int, billing.AccountBalance]):
+class BalanceByAccountId(SharedLoader[int, billing.AccountBalance]):
     """B4: current balance with the per-supplier breakdown."""
 
-    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[billing.AccountBalance]:
+    async def load_batch(self, session: Reads, keys: list[int]) -> list[billing.AccountBalance]:
         return await billing.balances(session, keys)
 
 
@@ -50,10 +51,13 @@ class ReceiptByAccountPeriod(Loader[tuple[int, dt.date], Receipt | None]):
         return [found.get(key) for key in keys]
 
 
+S = TypeVar("S", AsyncSession, Reads)
+
+
 async def _by_range(
-    session: AsyncSession,
+    session: S,
     keys: list[RangeKey],
-    fetch: Callable[[AsyncSession, Sequence[int], dt.date, dt.date], Awaitable[dict[int, Any]]],
+    fetch: Callable[[S, Sequence[int], dt.date, dt.date], Awaitable[dict[int, Any]]],
 ) -> list[Any]:
     ranges: dict[tuple[dt.date, dt.date], list[int]] = defaultdict(list)
     for account_id, start, end in keys:
@@ -66,10 +70,10 @@ async def _by_range(
     return [results[key] for key in keys]
 
 
-class ChargesByAccountRange(Loader[RangeKey, list[Charge]]):
+class ChargesByAccountRange(SharedLoader[RangeKey, list[Charge]]):
     """D2: charges of an account over a range of months."""
 
-    async def load_batch(self, session: AsyncSession, keys: list[RangeKey]) -> list[list[Charge]]:
+    async def load_batch(self, session: Reads, keys: list[RangeKey]) -> list[list[Charge]]:
         return await _by_range(session, keys, billing.charges)
 
 
@@ -89,11 +93,11 @@ class BalancesByAccountRange(Loader[RangeKey, list[PeriodBalance]]):
         return await _by_range(session, keys, billing.balance_history)
 
 
-class ChargeSumsByAccountRange(Loader[RangeKey, billing.ChargeSums]):
+class ChargeSumsByAccountRange(SharedLoader[RangeKey, billing.ChargeSums]):
     """D6: the CONSUMPTION and CHARGES sums of an account over a range of months, both from one statement
     (a chart asks both series at the same level: one statement for every account and both, issue 21)."""
 
-    async def load_batch(self, session: AsyncSession, keys: list[RangeKey]) -> list[billing.ChargeSums]:
+    async def load_batch(self, session: Reads, keys: list[RangeKey]) -> list[billing.ChargeSums]:
         return await _by_range(session, keys, billing.charge_sums)
 
 

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from models.plain import SharedReads
 from services import clock
 from services.unit_of_work import UnitOfWork
 
@@ -74,6 +75,8 @@ class DbScope:
         self._loaders: dict[type, Any] = {}
         self._versions: dict[str, asyncio.Future[str | None]] = {}
         self.context = context
+        self.reads = SharedReads(self.session)
+        """This scope's plain reads, sent together (``models.plain.SharedReads``; :class:`SharedLoader`)."""
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

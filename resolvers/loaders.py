@@ -14,7 +14,7 @@ from aiodataloader import DataLoader
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models.plain import PlainQuery, plain, plain_select
+from models.plain import PlainQuery, Reads, plain, plain_select
 from resolvers.context import DbScope
 from services import clock
 from services.unit_of_work import Reference
@@ -37,6 +37,22 @@ class Loader(DataLoader, Generic[K, V]):
 
     async def load_batch(self, session: AsyncSession, keys: list[K]) -> list[V]:
         """Values for ``keys``, in the same order, in as few statements as possible (usually one)."""
+        raise NotImplementedError
+
+
+class SharedLoader(Loader[K, V]):
+    """A loader whose batches read only through ``models.plain.PlainQuery``: its :meth:`load_batch` gets the
+    scope's ``SharedReads`` instead of the locked session, so the batches that the loaders of one level
+    send at the same moment (the dashboard's balance, meters and charges) go to PostgreSQL as one statement
+    (issue 21). A batch that needs the session itself (ORM, writes) belongs in a plain :class:`Loader`:
+    ``SharedReads`` has no ``execute``, so a mistake fails at once."""
+
+    async def batch_load_fn(self, keys: Sequence[K]) -> list[V]:
+        """aiodataloader's hook: delegates to :meth:`load_batch` with the scope's shared reads."""
+        return await self.load_batch(self.scope.reads, list(keys))
+
+    async def load_batch(self, session: Reads, keys: list[K]) -> list[V]:
+        """Values for ``keys``, in the same order, read through ``PlainQuery.rows(session, …)``."""
         raise NotImplementedError
 
 
@@ -64,7 +80,7 @@ CAST = ("__as_strawberry_type__",)
 """The attribute ``strawberry.cast`` sets (``schema.node.as_node``): plain rows of Node types keep a slot."""
 
 
-class PlainById(Loader[int, Any]):
+class PlainById(SharedLoader[int, Any]):
     """Rows of ``model`` by primary key as plain rows (``models.plain``; None where missing): for reference
     data that requests only read. One statement text for any number of ids, sent on asyncpg directly
     (``models.plain.PlainQuery``). The rows are not in the session: never write them.
@@ -91,7 +107,7 @@ class PlainById(Loader[int, Any]):
         assert cls._query is not None
         return cls._query
 
-    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[Any]:
+    async def load_batch(self, session: Reads, keys: list[int]) -> list[Any]:
         query = self.query()
         make = self._row
         assert make is not None
@@ -143,8 +159,7 @@ class ReferenceById(PlainById):
         rows = held[2]
         missing = [key for key in dict.fromkeys(keys) if key not in rows]
         if missing:
-            async with self.scope.session() as session:
-                loaded = await self.load_batch(session, missing)
+            loaded = await self.load_batch(self.scope.reads, missing)
             for key, row in zip(missing, loaded, strict=True):
                 if row is not None:
                     rows[key] = row

@@ -18,11 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.relay import GlobalID
 
 from models.meters import Meter
-from models.plain import PlainQuery, plain, plain_columns, plain_query, plain_rows
+from models.plain import PlainQuery, Reads, plain, plain_columns, plain_query, plain_rows
 from models.readings import Reading, ReadingSource, ReadingSubmission
 from resolvers.branches import ServiceById
 from resolvers.context import Info
-from resolvers.loaders import CAST, ById, Loader, grouped
+from resolvers.loaders import CAST, ById, SharedLoader, grouped
 from resolvers.permissions import Forbidden, require_viewer
 from services import accounts, readings
 from services.errors import DomainError, PeriodOutOfRange
@@ -59,20 +59,20 @@ _METERS = plain_query(Meter, readings._METERS)
 _LAST_READINGS = plain_query(Reading, readings._LAST_READINGS)
 
 
-class MetersByAccountId(Loader[int, list[Any]]):
+class MetersByAccountId(SharedLoader[int, list[Any]]):
     """Installed meters of each account (service order, then serial): account id → list of meters
     (plain :data:`MeterRow` rows, read only)."""
 
-    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[Any]]:
+    async def load_batch(self, session: Reads, keys: list[int]) -> list[list[Any]]:
         rows = await _METERS.rows(session, {"ids": keys})
         return grouped(plain_rows(MeterRow, rows), keys, "account_id")
 
 
-class LastReadingsByMeterId(Loader[int, list[Any]]):
+class LastReadingsByMeterId(SharedLoader[int, list[Any]]):
     """Meter id → its latest non-superseded reading of every zone (any period, any source), as plain
     :data:`ReadingRow` rows (read only)."""
 
-    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[Any]]:
+    async def load_batch(self, session: Reads, keys: list[int]) -> list[list[Any]]:
         rows = await _LAST_READINGS.rows(session, {"ids": keys})
         return grouped(plain_rows(ReadingRow, rows), keys, "meter_id")
 
@@ -94,12 +94,12 @@ _METER_ID = [column.key for column in plain_columns(Meter)].index("id")
 _READING_ID = _METER_WIDTH + [column.key for column in plain_columns(Reading)].index("id")
 
 
-class MetersWithLastReadingsByAccountId(Loader[int, list[Any]]):
+class MetersWithLastReadingsByAccountId(SharedLoader[int, list[Any]]):
     """:class:`MetersByAccountId` and, in the same statement, every meter's :class:`LastReadingsByMeterId`
     (primed): for a selection that asks ``meters { lastReadings }`` (the dashboard), one statement instead
     of one per level (issue 21). The same plain rows, read only."""
 
-    async def load_batch(self, session: AsyncSession, keys: list[int]) -> list[list[Any]]:
+    async def load_batch(self, session: Reads, keys: list[int]) -> list[list[Any]]:
         rows = await _METERS_WITH_LAST.rows(session, {"ids": keys})
         meters: dict[int, list[Any]] = {key: [] for key in keys}
         last: dict[int, list[Any]] = {}

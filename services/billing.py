@@ -22,7 +22,7 @@ from models.accounts import Account, AccountService
 from models.billing import Charge, PeriodBalance, Receipt
 from models.exchange import ExternalPayment
 from models.payments import Payment, PaymentAllocation, PaymentMethodKind, PaymentStatus
-from models.plain import PlainQuery, plain, plain_rows, plain_select
+from models.plain import PlainQuery, Reads, plain, plain_rows, plain_select
 from models.tariffs import Tariff, Zone
 from services.clock import MOSCOW
 from services.periods import PeriodRange, add_months, allowed_range, month_start
@@ -151,7 +151,7 @@ SQLAlchemy would give): part 0, the last closed balances (account, supplier, per
 the payments credited since (account, supplier, –, their sum); each by account and supplier."""
 
 
-async def balances(session: AsyncSession, account_ids: Sequence[int]) -> list[AccountBalance]:
+async def balances(session: Reads, account_ids: Sequence[int]) -> list[AccountBalance]:
     """B4: current balances of many accounts in one statement (last closed balances, later payments)."""
     params = {"account_ids": list(account_ids)}
     result = {account_id: AccountBalance(account_id, None) for account_id in account_ids}
@@ -190,7 +190,7 @@ _CHARGES = PlainQuery(
 
 
 async def charges(
-    session: AsyncSession, account_ids: Sequence[int], start: dt.date, end: dt.date
+    session: Reads, account_ids: Sequence[int], start: dt.date, end: dt.date
 ) -> dict[int, list[Any]]:
     """D2: charges (plain :data:`ChargeRow` rows) of many accounts over the months ``start``..``end``,
     newest month first, one statement."""
@@ -440,7 +440,7 @@ ChargeSums = dict[tuple[int, Zone | None], dict[dt.date, tuple[Decimal, Decimal]
 
 
 async def charge_sums(
-    session: AsyncSession, account_ids: Sequence[int], start: dt.date, end: dt.date
+    session: Reads, account_ids: Sequence[int], start: dt.date, end: dt.date
 ) -> dict[int, ChargeSums]:
     """D6: the unfiltered CONSUMPTION and CHARGES sums of many accounts over ``start``..``end``, one
     statement (a chart page asks both series: one statement instead of two per account)."""

@@ -477,15 +477,17 @@ async def test_B4_dashboard_statement_count_does_not_grow_with_accounts_or_month
         node = node_of(data, account_id)
         assert len(node["charges"]) == 12
         assert sorted(reading["value"] for reading in node["meters"][0]["lastReadings"]) == ["10000.000"] * 2
-    assert many.statements == one.statements
-    assert many.statements == DASHBOARD_STATEMENTS
+    assert one.statements <= DASHBOARD_STATEMENTS
+    assert many.statements <= DASHBOARD_STATEMENTS
 
 
-DASHBOARD_STATEMENTS = 10
-"""The dashboard's statements: accounts page with its count (one statement since issue 21: was 13 with the
-count separate), branches, balances (closed balances and later payments in one since issue 21),
-autopay, the user (profile e-mail for e-receipts), latest receipts, charges, services, suppliers, meters
-with their last readings (one statement since issue 21)."""
+DASHBOARD_STATEMENTS = 6
+"""The dashboard's statements at most: accounts page with its count (one statement since issue 21: was 13
+with the count separate), the user (profile e-mail for e-receipts, ORM), latest receipts (ORM), then one
+statement for the plain reads of the accounts' level (balances, autopay, charges, meters with their last
+readings, the branch: models.plain.SharedReads, issue 21; were 6) and one for the charge lines' services and
+suppliers (were 2). The branch's read waits for its reference version from Redis first: it joins the level's
+statement when Redis answers in time, else it follows on its own (6)."""
 
 
 # --- C1 requisites ------------------------------------------------------------------------------------------
@@ -888,9 +890,11 @@ async def test_B4_issue21_a_dashboard_of_plain_reads_sends_no_begin_or_commit(
     with sql_counter() as counted:  # the session check included (the first request of this token)
         data = await api.data(PLAIN_DASHBOARD, token=token)
     assert data["accounts"]["totalCount"] == len(data["accounts"]["edges"]) >= 2
-    # session check, page + count, branches, balances, autopay, charges, services, suppliers, meters with
-    # their last readings (issue 21: balances were 2 statements, meters and last readings 2)
-    assert counted.statements == 9
+    # session check, page + count, then one statement for balances, autopay, charges, meters with their last
+    # readings and the branch (models.plain.SharedReads, issue 21: were 6), one for services and suppliers
+    # (were 2); the branch waits for its reference version from Redis, and goes on its own when Redis
+    # answers after the level's statement has gone
+    assert 4 <= counted.statements <= 5
     assert begun == []  # no statement ran through the ORM: no transaction to begin or end
     history = """query($id: ID!) { node(id: $id) { ... on Account {
       number displayName eReceiptEnabled

@@ -584,3 +584,89 @@ async def test_issue21_reference_rows_are_kept_between_requests_and_never_stale(
     renamed, after = await names()
     assert "МУП «Новый Водоканал»" in renamed and renamed != first
     assert after == {"services", "suppliers"}  # read again under the new version
+
+
+def shape(value: Any) -> Any:
+    """A loaded value as nested plain data with every leaf's type (plain rows, dataclasses, lists)."""
+    import dataclasses
+
+    if isinstance(value, list | tuple):
+        return [shape(item) for item in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: shape(getattr(value, field.name)) for field in dataclasses.fields(value)}
+    slots = getattr(type(value), "__slots__", None)
+    if slots and hasattr(type(value), "plain_of"):
+        return {name: shape(getattr(value, name)) for name in slots if not name.startswith("_")}
+    return (type(value), value)
+
+
+async def test_issue21_reads_of_one_level_go_to_postgresql_as_one_statement_with_the_same_values(
+    db: Any, settings: Any, sql_counter: Any
+) -> None:
+    """The dashboard's second level (balance, meters with their last readings, charges, the branch) asked at
+    the same moment: one statement (models.plain.SharedReads), and every value equal, of the same type and
+    in the same order, to what each loader reads alone."""
+    import asyncio
+
+    from resolvers.billing import BalanceByAccountId, ChargesByAccountRange
+    from resolvers.branches import BranchById, ServiceById
+    from resolvers.context import DbScope
+    from resolvers.readings import MetersWithLastReadingsByAccountId
+
+    seeded = await seed_accounts(db, settings, accounts=3, months=4)
+    ids = seeded.account_ids
+    charge_keys = [(account_id, month(-4), month(-1)) for account_id in ids]
+
+    reads: list[tuple[type, list[Any]]] = [
+        (BalanceByAccountId, ids),
+        (MetersWithLastReadingsByAccountId, ids),
+        (ChargesByAccountRange, charge_keys),
+        (BranchById, [seeded.branch_id, 0]),
+        (ServiceById, [seeded.water_id, seeded.electricity_id]),
+    ]
+    together = DbScope(db.sessionmaker, None)  # type: ignore[arg-type]  # these loaders need no context
+    with sql_counter() as counted:
+        found = await asyncio.gather(*(together.loader(cls).load_many(keys) for cls, keys in reads))
+    await together.close()
+    assert counted.statements == 1
+    assert "UNION ALL" in counted.sql[0]
+
+    alone = []
+    with sql_counter() as separately:
+        for cls, keys in reads:
+            scope = DbScope(db.sessionmaker, None)  # type: ignore[arg-type]
+            alone.append(await scope.loader(cls).load_many(keys))
+            await scope.close()
+    assert separately.statements == 5 and not any("AS q(c0" in sql for sql in separately.sql)
+    balances, meters, charges, branches, _ = found
+    assert all(balance.suppliers for balance in balances) and branches[1] is None
+    assert all(rows for rows in meters) and all(rows for rows in charges)
+    assert shape(found) == shape(alone)
+
+
+async def test_issue21_a_failed_shared_statement_fails_every_read_in_it_and_the_next_reads_work(
+    db: Any, settings: Any
+) -> None:
+    """An error of the one statement reaches every read that was in it (none is left waiting), and the
+    scope's next reads run as usual."""
+    import asyncio
+
+    from sqlalchemy import Float, bindparam, func, select
+
+    from models.plain import PlainQuery
+    from resolvers.context import DbScope
+
+    root = PlainQuery(select(func.sqrt(bindparam("value", type_=Float))))
+    double = PlainQuery(select(bindparam("value", type_=Float) * 2))
+    scope = DbScope(db.sessionmaker, None)  # type: ignore[arg-type]
+    failed = await asyncio.gather(
+        root.rows(scope.reads, {"value": -1.0}),
+        double.rows(scope.reads, {"value": 2.0}),
+        return_exceptions=True,
+    )
+    assert all(isinstance(error, Exception) and "negative" in str(error) for error in failed)
+    again = await asyncio.gather(
+        root.rows(scope.reads, {"value": 9.0}), double.rows(scope.reads, {"value": 2.0})
+    )
+    await scope.close()
+    assert [list(rows[0]) for rows in again] == [[3.0], [4.0]]
