@@ -102,6 +102,23 @@ _LAST_CLOSED = (
     )
     .order_by(PeriodBalance.account_id, PeriodBalance.supplier_id)
 )
+_SINCE = (
+    select(
+        Account.id.label("account_id"),
+        func.coalesce(
+            select(func.max(PeriodBalance.period))
+            .where(PeriodBalance.account_id == Account.id)
+            .scalar_subquery(),
+            literal(dt.date.min),
+        ).label("period"),
+    )
+    .where(Account.id.in_(bindparam("account_ids", expanding=True)))
+    .subquery("since")
+)
+"""Each account with the month its payments count from: after its last closed period (any month when it
+has none). A plain join condition, so each account's payments are one index range of
+``(account_id, period)`` instead of all of them filtered after the join (issue 21: the dashboard looked up
+every payment an account ever made to keep the few of this month)."""
 _CABINET_PAID = (
     select(
         PaymentAllocation.account_id,
@@ -109,21 +126,21 @@ _CABINET_PAID = (
         PaymentAllocation.period,
         PaymentAllocation.amount,
     )
-    .join(Payment, Payment.id == PaymentAllocation.payment_id)
-    .where(
-        PaymentAllocation.account_id.in_(bindparam("account_ids", expanding=True)),
-        Payment.status == PaymentStatus.SUCCEEDED,
+    .join(
+        _SINCE,
+        and_(PaymentAllocation.account_id == _SINCE.c.account_id, PaymentAllocation.period > _SINCE.c.period),
     )
+    .join(Payment, Payment.id == PaymentAllocation.payment_id)
+    .where(Payment.status == PaymentStatus.SUCCEEDED)
 )
 _EXTERNAL_PAID = select(
     ExternalPayment.account_id, ExternalPayment.supplier_id, ExternalPayment.period, ExternalPayment.amount
-).where(ExternalPayment.account_id.in_(bindparam("account_ids", expanding=True)))
+).join(
+    _SINCE, and_(ExternalPayment.account_id == _SINCE.c.account_id, ExternalPayment.period > _SINCE.c.period)
+)
 _PAID = union_all(_CABINET_PAID, _EXTERNAL_PAID).subquery("paid")
-_PAID_SINCE = (
-    select(_PAID.c.account_id, _PAID.c.supplier_id, func.sum(_PAID.c.amount))
-    .outerjoin(_LATEST, _LATEST.c.account_id == _PAID.c.account_id)
-    .where(or_(_LATEST.c.period.is_(None), _PAID.c.period > _LATEST.c.period))
-    .group_by(_PAID.c.account_id, _PAID.c.supplier_id)
+_PAID_SINCE = select(_PAID.c.account_id, _PAID.c.supplier_id, func.sum(_PAID.c.amount)).group_by(
+    _PAID.c.account_id, _PAID.c.supplier_id
 )
 """Payments credited after the last closed period: the cabinet's own and those billing received through
 other channels (issue 18: a bank payment of this month lowers the balance as a cabinet payment does)."""

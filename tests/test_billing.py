@@ -670,3 +670,32 @@ async def test_issue21_a_failed_shared_statement_fails_every_read_in_it_and_the_
     )
     await scope.close()
     assert [list(rows[0]) for rows in again] == [[3.0], [4.0]]
+
+
+async def test_B4_issue21_payments_count_after_the_last_closed_period_or_all_without_one(
+    db: Any, settings: Any
+) -> None:
+    """B4: a balance subtracts the payments credited after the account's last closed period (the seed's
+    200.00 of this month, not LAST_BILLED's 625.00); an account with no closed period yet subtracts all of
+    them, and one with neither has an empty balance."""
+    from decimal import Decimal
+
+    from services import billing
+
+    closed = await seed_accounts(db, settings, accounts=1, months=3)
+    unbilled = await seed_accounts(db, settings, accounts=1, months=0)
+    empty = await seed_accounts(db, settings, accounts=1, months=0, link_to=None)
+    ids = [closed.account_ids[0], unbilled.account_ids[0], empty.account_ids[0]]
+    async with db.session() as session:
+        found = await billing.balances(session, ids)
+
+    def lines(balance: billing.AccountBalance) -> list[tuple[int, Decimal, Decimal]]:
+        return [(line.supplier_id, line.paid_since, line.amount) for line in balance.suppliers]
+
+    assert lines(found[0]) == [
+        (closed.energy_supplier_id, Decimal("200.00"), Decimal("425.00")),
+        (closed.water_supplier_id, Decimal("0"), Decimal("-100.00")),
+    ]
+    assert found[1].billed_period is None
+    assert lines(found[1]) == [(unbilled.energy_supplier_id, Decimal("825.00"), Decimal("-825.00"))]
+    assert found[2].billed_period is None and found[2].suppliers == []
