@@ -358,13 +358,18 @@ async def rows_together(session: Any, reads: list[tuple[PlainQuery, dict[str, An
     return results  # type: ignore[return-value]
 
 
+_PASSES = 2
+"""Event-loop passes the first read of a batch waits: aiodataloader starts the batches of loads made in one
+pass together, one pass later than the loads; two passes also take loaders whose loads came a pass late."""
+
+
 class SharedReads:
     """The plain reads of one scope (a request, a subscription event), sent together (issue 21).
 
     The loaders of one level of a query (the dashboard's balance, meters and charges of every account) each
     send their batch when the event loop gets to it, one after the other on the scope's one connection. A
     loader that only reads through :class:`PlainQuery` can pass this object instead of a session: its read
-    waits one loop pass, so that the reads the other loaders of the level ask meanwhile join it, and then
+    waits two loop passes, so that the reads the other loaders of the level ask meanwhile join it, and then
     all of them go as one statement (:func:`rows_together`) while the scope's session is held. Reads asked
     while that statement is in flight go together in the next one. The values are the same as with the
     session; an error of the statement reaches every read that was in it."""
@@ -378,12 +383,19 @@ class SharedReads:
         self._flushing: set[asyncio.Future[None]] = set()
 
     async def rows(self, query: PlainQuery, params: dict[str, Any]) -> list[Any]:
-        """The rows of ``query`` with ``params``, read together with the scope's other pending reads."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[Any]] = loop.create_future()
+        """The rows of ``query`` with ``params``, read together with the scope's other pending reads. The
+        first read of a batch sends it (no task of its own); the others wait for their rows."""
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._pending.append((query, params, future))
         if len(self._pending) == 1:
-            loop.call_soon(self._start)
+            try:
+                for _ in range(_PASSES):  # what the level's other loaders ask meanwhile joins this batch
+                    await asyncio.sleep(0)
+                await self._flush()
+            except asyncio.CancelledError:
+                if self._pending:  # the reads that joined still get their rows
+                    self._start()
+                raise
         return await future
 
     def _start(self) -> None:
