@@ -699,3 +699,32 @@ async def test_B4_issue21_payments_count_after_the_last_closed_period_or_all_wit
     assert found[1].billed_period is None
     assert lines(found[1]) == [(unbilled.energy_supplier_id, Decimal("825.00"), Decimal("-825.00"))]
     assert found[2].billed_period is None and found[2].suppliers == []
+
+
+async def test_issue21_a_loader_starts_with_what_aiodataloader_sets_without_its_per_instance_check() -> None:
+    """``resolvers.loaders.Loader`` does not run ``DataLoader.__init__`` per request (an ``inspect`` check of
+    the batch function each time, ~3 % of an uncached dashboard's CPU): it leaves the same attributes, and a
+    loader class whose batch function is not a coroutine function fails when the class is defined."""
+    from aiodataloader import DataLoader
+
+    from resolvers.billing import BalanceByAccountId
+    from resolvers.context import DbScope
+    from resolvers.loaders import Loader
+
+    scope = DbScope(None, None)  # type: ignore[arg-type]  # nothing is loaded
+    ours = BalanceByAccountId(scope)
+    theirs = BalanceByAccountId.__new__(BalanceByAccountId)
+    DataLoader.__init__(theirs)
+
+    def state(loader: Any) -> dict[str, Any]:
+        return {name: value for name, value in vars(loader).items() if name not in ("scope", "get_cache_key")}
+
+    assert state(ours) == state(theirs) and set(state(ours)) >= {"loop", "_cache", "_queue"}
+    assert ours.get_cache_key(7) == theirs.get_cache_key(7) == 7
+    assert (ours.batch, ours.cache, ours.max_batch_size) == (True, True, None)
+
+    with pytest.raises(TypeError, match="coroutine"):
+
+        class Blocking(Loader[int, int]):
+            def batch_load_fn(self, keys: Any) -> Any:  # type: ignore[override]
+                return keys
