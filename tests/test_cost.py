@@ -169,3 +169,45 @@ async def test_issue21_coalescer_keeps_order_and_gives_every_caller_its_error(re
             await coalescer.get("c")
     finally:
         await dead.aclose()
+
+
+async def test_issue21_coalescer_keeps_one_connection_and_recovers_from_errors_and_restarts(
+    redis_url: str,
+) -> None:
+    """The coalescer's batches go on one connection it keeps (not a pool checkout per batch). An error
+    reply fails only the callers of its batch, and the next batch reads its own replies (none left over
+    from the failed one); a connection Redis closed while it was idle (a restart) is opened again and the
+    batch still answered."""
+    import uuid
+
+    from redis.exceptions import ResponseError
+
+    from services.redis_client import Coalescer, connect
+
+    name = f"t-coalesce-{uuid.uuid4().hex[:8]}"
+    key = f"{name}:n"
+    client = connect(redis_url, name=name)
+    admin = connect(redis_url)
+    try:
+        coalescer = Coalescer(client)
+        await admin.set(f"{key}:text", "not a number")
+        for _ in range(5):
+            assert await coalescer.increment(key, 1, 60) >= 1
+        mine = [entry for entry in await admin.client_list() if entry["name"] == name]
+        assert len(mine) == 1  # one connection for every batch
+
+        failed = await asyncio.gather(
+            coalescer.increment(f"{key}:text", 1, 60), coalescer.get(key), return_exceptions=True
+        )
+        assert all(isinstance(outcome, ResponseError) for outcome in failed)  # the batch's callers
+        assert await coalescer.get(key) == b"5"  # its own reply, not one left from the failed batch
+
+        for entry in await admin.client_list():
+            if entry["name"] == name:
+                await admin.client_kill_filter(_id=entry["id"])
+        assert await coalescer.increment(key, 2, 60) == 7  # reconnected, sent once more
+        assert await coalescer.get_many([key, f"{key}:none"]) == [b"7", None]
+    finally:
+        await admin.delete(key, f"{key}:text")
+        await admin.aclose()
+        await client.aclose()
