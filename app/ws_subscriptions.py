@@ -209,6 +209,11 @@ async def start(
             initial_error = await schema._prepare_operation_async(context=context, extensions_runner=runner)
         except (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError) as error:
             initial_error = PreExecutionError(data=None, errors=[_coerce_pre_execution_error(error)])
+        except GraphQLError as error:  # raised by an on_parse hook (ParserCache parses with the token limit)
+            # outside Strawberry's parse-error handling: answered as Schema.execute answers it, so the
+            # transport closes with 4400 and the parser's message, as for any document that does not parse
+            # (it used to end the operation with a bare ``complete`` and a traceback at ERROR)
+            initial_error = PreExecutionError(data=None, errors=[error])
         if initial_error:
             initial_error.extensions = await runner.get_extensions_results(context)
             result = await schema._handle_execution_result(context, initial_error, runner)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import struct
 import threading
@@ -405,7 +406,7 @@ async def test_LIM_execution_errors_are_capped_too(api: Api, customer_token: str
 
 
 async def test_issue21_a_subscription_is_still_refused_at_subscribe_time_by_every_limit(
-    live_server: str, customer_token: str
+    live_server: str, customer_token: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Running subscriptions leave Strawberry's operation hooks once their stream starts
     (``app.ws_subscriptions``): the limits those hooks set up still refuse a subscription before it runs,
@@ -428,11 +429,25 @@ async def test_issue21_a_subscription_is_still_refused_at_subscribe_time_by_ever
         op = await ws.subscribe("subscription { serverTime(count: 2, intervalSeconds: 0.01) }")
         events = [event async for event in ws.events(op)]
         assert len(events) == 2 and all(set(event) == {"data"} for event in events)
-        # tokens (MaxTokensLimiter, a parse option set in on_operation): refused before anything runs. The
-        # parse happens in ParserCache's on_parse hook, outside Strawberry's error handling, so the operation
-        # ends with ``complete`` alone (and an ERROR log) — as it did before issue 21's change.
-        fields = " ".join(["cursor"] * 4001)
-        op = await ws.subscribe(f"subscription {{ notifications {{ {fields} }} }}")
-        assert await ws.receive() == {"id": op, "type": "complete"}
-        op = await ws.subscribe("subscription { serverTime(count: 1) }")  # the socket still serves
-        assert len([event async for event in ws.events(op)]) == 1
+    # tokens (MaxTokensLimiter, a parse option set in on_operation): refused before anything runs, as every
+    # document that does not parse is over graphql-transport-ws (Strawberry's handler: close 4400 with the
+    # parser's message), and nothing logged at ERROR. The parse happens in ParserCache's on_parse hook,
+    # outside Strawberry's parse-error handling: the operation used to end with ``complete`` alone and a
+    # traceback at ERROR.
+    caplog.set_level(logging.ERROR)
+    reasons = []
+    for document in (
+        f"subscription {{ notifications {{ {' '.join(['cursor'] * 4001)} }} }}",
+        "subscription {",
+    ):
+        async with graphql_ws(live_server, init={"token": customer_token}) as ws:
+            await ws.subscribe(document)
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.receive()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400
+        reasons.append(closed.value.rcvd.reason)
+    assert reasons == [
+        "Syntax Error: Document contains more than 4000 tokens. Parsing aborted.",
+        "Syntax Error: Expected Name, found <EOF>.",
+    ]
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR], caplog.text
