@@ -266,6 +266,13 @@ class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         Queries, mutations and documents that do not parse take the same steps as in ``Schema._stream``
         (the document is parsed once, by Strawberry's parser cache with the token limit)."""
         try:
+            view: KabinetGraphQL = self.view  # type: ignore[assignment]
+            client = cost_client(self.context)
+            requested = view.price(operation.query, operation.variables, operation.operation_name)
+            refused = await view.refusal(client, requested)
+            if refused is not None:  # as over HTTP, before anything runs: an ``error`` message
+                await operation.send_initial_errors(refused[0].errors or [])
+                return
             started = await ws_subscriptions.start(
                 self.schema,  # type: ignore[arg-type]  # our KabinetSchema, a strawberry.Schema
                 operation.query,
@@ -275,9 +282,15 @@ class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 operation.operation_name,
             )
             if started is None:  # an extension keeps on_operation open for the stream: Strawberry's way
+                await view.costs.budget(client, requested)
                 await super().run_operation(operation)
                 return
             sent, live = started
+            if live is not None:  # a subscription spends what it requested, once, when it starts
+                await view.costs.budget(client, requested)
+            for result in sent:  # a query or mutation over the socket: charged what ran, as over HTTP
+                if type(result) is ExecutionResult:  # (not a PreExecutionError: that is an ``error``)
+                    await view.charge(client, requested, result, None)
             try:
                 await self._send_started(operation, sent, live)
             finally:
@@ -509,6 +522,12 @@ TOO_MANY_ERRORS = {
     "message": f"Too many errors; only the first {MAX_ERRORS} are reported.",
     "extensions": {"code": "TOO_MANY_ERRORS"},
 }
+
+
+def cost_client(context: Context) -> str:
+    """Whose budget an operation spends (``app.cost``): the user's, else the client address's."""
+    viewer = context.viewer
+    return f"user:{viewer.user_id}" if viewer is not None else f"address:{context.client_ip}"
 
 
 async def audit_analyst(
@@ -793,16 +812,15 @@ class KabinetGraphQL(GraphQL[Context, None]):
                 request_data.operation_name,
                 request_data.variables,
             )
-        client = f"user:{viewer.user_id}" if viewer is not None else f"address:{context.client_ip}"
-        requested = requested_cost(
-            self.schema._schema,  # type: ignore[attr-defined]  # graphql-core schema of our strawberry.Schema
-            request_data.query,
-            request_data.variables,
-            request_data.operation_name,
-        )
-        refusal = await self._refuse_costly(client, requested, sub_response)
-        if refusal is not None:
-            return refusal
+        client = cost_client(context)
+        requested = self.price(request_data.query, request_data.variables, request_data.operation_name)
+        refused = await self.refusal(client, requested)
+        if refused is not None:
+            answer, status, wait = refused
+            sub_response.status_code = status
+            if wait is not None:
+                sub_response.headers["Retry-After"] = str(wait)
+            return answer
         persisted = isinstance(request_data.extensions, dict) and "persistedQuery" in request_data.extensions
         context.answer_objects = None
         result = await self._execute(*run)
@@ -816,37 +834,54 @@ class KabinetGraphQL(GraphQL[Context, None]):
             # a public read by hash: proxies and CDNs may keep it briefly (everything else is no-store)
             sub_response.headers["Cache-Control"] = f"public, max-age={PUBLIC_PERSISTED_MAX_AGE}"
         if isinstance(result, ExecutionResult):
-            counted = context.answer_objects  # by the fast executor (app/execution.py), else walk the data
-            actual = min(actual_cost(result.data) if counted is None else counted, requested)
-            budget = await self.costs.budget(client, actual)
-            cost = self.costs.report(requested, actual, budget)
-            result.extensions = {**(result.extensions or {}), "cost": cost}
+            await self.charge(client, requested, result, context.answer_objects)
         return result
 
-    async def _refuse_costly(self, client: str, requested: int, sub_response: Any) -> ExecutionResult | None:
-        """Refuse an operation above the maximum cost (400) or above what is left of the client's minute
-        (429 with Retry-After), before it runs (``app.cost``)."""
+    def price(self, query: str, variables: dict[str, Any] | None, operation_name: str | None) -> int:
+        """The requested cost of an operation (``app.cost``)."""
+        return requested_cost(
+            self.schema._schema,  # type: ignore[attr-defined]  # graphql-core schema of our strawberry.Schema
+            query,
+            variables,
+            operation_name,
+        )
+
+    async def refusal(self, client: str, requested: int) -> tuple[ExecutionResult, int, int | None] | None:
+        """The answer refusing an operation above the maximum cost (HTTP status 400) or above what is left of
+        the client's minute (429, and the seconds to wait), before it runs; None when it may run
+        (``app.cost``). Over HTTP and over websockets alike."""
         budget = await self.costs.budget(client)
+        wait = None
         if requested > self.costs.max_cost:
-            sub_response.status_code = 400
+            status = 400
             error = GraphQLError(
                 f"The query costs {requested}, more than the {self.costs.max_cost} one query may cost: "
                 "ask for smaller pages (first:) or fewer fields.",
                 extensions={"code": "QUERY_TOO_COSTLY", "cost": requested, "maximum": self.costs.max_cost},
             )
         elif requested > budget.remaining:
+            status = 429
             wait = max(int((budget.reset_at - clock.now()).total_seconds() + 0.999), 1)
-            sub_response.status_code = 429
-            sub_response.headers["Retry-After"] = str(wait)
             error = GraphQLError(
                 f"The query costs {requested}; {budget.remaining} of this minute's budget is left.",
                 extensions={"code": "RATE_LIMITED", "retryAfterSeconds": wait},
             )
         else:
             return None
-        return ExecutionResult(
+        answer = ExecutionResult(
             data=None, errors=[error], extensions={"cost": self.costs.report(requested, 0, budget)}
         )
+        return answer, status, wait
+
+    async def charge(self, client: str, requested: int, result: ExecutionResult, counted: int | None) -> None:
+        """Charge the client what ran (the objects of ``result``'s data, ``counted`` by the fast executor or
+        else walked; never more than requested) and report ``extensions.cost`` on the result."""
+        actual = min(actual_cost(result.data) if counted is None else counted, requested)
+        budget = await self.costs.budget(client, actual)
+        result.extensions = {
+            **(result.extensions or {}),
+            "cost": self.costs.report(requested, actual, budget),
+        }
 
     async def _execute(
         self,

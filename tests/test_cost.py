@@ -211,3 +211,48 @@ async def test_issue21_coalescer_keeps_one_connection_and_recovers_from_errors_a
         await admin.delete(key, f"{key}:text")
         await admin.aclose()
         await client.aclose()
+
+
+async def test_issue21_operations_over_a_websocket_are_priced_and_budgeted_as_over_http(
+    settings: Settings, customer_token: str, clock: Clock
+) -> None:
+    """A query, mutation or subscription sent over graphql-transport-ws is priced and charged like one
+    over HTTP, against the same budget (per user): too costly or over the minute's budget, it gets an
+    ``error`` message with the code before anything runs; a query's ``next`` reports ``extensions.cost``.
+    (Over the socket, operations used to run unpriced: a client could spend without limit.)"""
+    from tests.client import graphql_ws
+    from tests.conftest import running_server
+
+    clock.pin(clock.now().replace(second=0, microsecond=0) + dt.timedelta(seconds=30))
+    tight_settings = settings.model_copy(update={"cost_budget_per_minute": 100, "max_query_cost": 60})
+    application = create_app(tight_settings)
+    seven = " ".join(f"{alias}: branches {{ id }}" for alias in "abcdefg")
+    query = "{ branches { id } b: branches { id } c: branches { id } d: branches { id } }"  # 40, demo has 6
+    async with application.router.lifespan_context(application), running_server(application) as url:
+        async with graphql_ws(url, init={"token": customer_token}) as ws:
+            op = await ws.subscribe(f"{{ {seven} }}")
+            message = await ws.receive()
+            assert message["id"] == op and message["type"] == "error", message
+            assert message["payload"][0]["extensions"] == {
+                "code": "QUERY_TOO_COSTLY",
+                "cost": 70,
+                "maximum": 60,
+            }
+            spent = []
+            for _ in range(3):
+                op = await ws.subscribe(query)
+                [event] = [event async for event in ws.events(op)]
+                spent.append(event["extensions"]["cost"])
+            assert [report["actualQueryCost"] for report in spent] == [24, 24, 24]
+            assert spent[-1]["budget"]["remaining"] == 28
+            op = await ws.subscribe(query)
+            message = await ws.receive()
+            assert message["id"] == op and message["type"] == "error", message
+            assert message["payload"][0]["extensions"] == {"code": "RATE_LIMITED", "retryAfterSeconds": 30}
+            op = await ws.subscribe("subscription { serverTime(count: 1) }")  # cost 1: still allowed
+            assert len([event async for event in ws.events(op)]) == 1
+        async with httpx.AsyncClient(base_url=url) as client:  # the same budget over HTTP
+            refused = await client.post(
+                "/graphql", json={"query": query}, headers={"authorization": f"Bearer {customer_token}"}
+            )
+        assert refused.status_code == 429

@@ -422,9 +422,12 @@ async def test_issue21_a_subscription_is_still_refused_at_subscribe_time_by_ever
         op = await ws.subscribe("subscription { notifications { nope } }")
         message = await ws.receive()
         assert message["id"] == op and message["type"] == "error", message
-        # a query over the socket: one ``next``, then ``complete``
+        # a query over the socket: one ``next`` (with its cost, as over HTTP), then ``complete``
         op = await ws.subscribe("query { __typename }")
-        assert [event async for event in ws.events(op)] == [{"data": {"__typename": "Query"}}]
+        events = [event async for event in ws.events(op)]
+        assert [(event["data"], event["extensions"]["cost"]["actualQueryCost"]) for event in events] == [
+            ({"__typename": "Query"}, 0)
+        ]
         # a valid subscription streams its events, then completes
         op = await ws.subscribe("subscription { serverTime(count: 2, intervalSeconds: 0.01) }")
         events = [event async for event in ws.events(op)]
