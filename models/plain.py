@@ -19,6 +19,7 @@ import asyncio
 import itertools
 import operator
 import re
+import weakref
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeAlias
@@ -138,12 +139,19 @@ async def _connection(session: Any) -> tuple[Any, Any]:
     cached = session.info.get(_CONNECTION)
     if cached is not None:
         transaction, sync, raw = cached
-        if transaction.is_active and session.sync_session.get_transaction() is transaction:
+        transaction = transaction()
+        if (
+            transaction is not None
+            and transaction.is_active
+            and (session.sync_session.get_transaction() is transaction)
+        ):
             return sync, raw
     connection = await session.connection()
     raw = (await connection.get_raw_connection()).driver_connection
     transaction = session.sync_session.get_transaction()
-    session.info[_CONNECTION] = (transaction, connection.sync_connection, raw)
+    # the transaction weakly: it refers to the session, and a cycle through ``session.info`` kept every
+    # request's session, connection and rows until the cyclic garbage collector ran (issue 21)
+    session.info[_CONNECTION] = (weakref.ref(transaction), connection.sync_connection, raw)
     return connection.sync_connection, raw
 
 

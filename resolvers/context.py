@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import contextvars
 import datetime as dt
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
@@ -74,9 +75,28 @@ class DbScope:
         self._lock = asyncio.Lock()
         self._loaders: dict[type, Any] = {}
         self._versions: dict[str, asyncio.Future[str | None]] = {}
-        self.context = context
-        self.reads = SharedReads(self.session)
+        self._context = None if context is None else weakref.ref(context)
+        scope = weakref.ref(self)
+
+        def exclusive() -> contextlib.AbstractAsyncContextManager[AsyncSession]:
+            alive = scope()
+            if alive is None:  # nothing that can still read holds the scope: cannot happen
+                raise RuntimeError("the scope of these reads is gone")
+            return alive.session()
+
+        self.reads = SharedReads(exclusive)
         """This scope's plain reads, sent together (``models.plain.SharedReads``; :class:`SharedLoader`)."""
+
+    @property
+    def context(self) -> Context:
+        """The request's (or websocket's) context, None in a scope made without one.
+
+        Held weakly, as the shared reads hold the scope: a reference cycle kept a request's whole object
+        graph (context, session, connection, rows, its execution's objects) alive after it ended until the
+        cyclic collector found it — ~150 objects a request, and 20–30 ms collections of the young
+        generations every few seconds that stalled every request in flight (issue 21, bench/README.md).
+        The context outlives its scopes: it closes them."""
+        return None if self._context is None else self._context()  # type: ignore[return-value]
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
