@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import os
 import random
 import secrets
@@ -525,7 +526,16 @@ async def measure(run: Any, servers: Servers, database: str) -> Phase:
                 await asyncio.wait_for(stop.wait(), 0.25)
 
     sampling = asyncio.create_task(sampler())
-    result, seconds = await run
+    # This load generator's own garbage collector stays off during a phase: its full collections (httpx
+    # leaves a reference cycle per response) took ~80 ms, and every request in flight then — of whichever
+    # server — showed them as latency: p99 at 50 % of saturation of 90–100 ms for both Kabinet and
+    # PostGraphile, 10–16 ms for Kabinet without them (issue 21, bench/README.md, session 9).
+    gc.collect()
+    gc.disable()
+    try:
+        result, seconds = await run
+    finally:
+        gc.enable()
     stop.set()
     await sampling
     host = psutil.cpu_percent(None)
