@@ -10,9 +10,10 @@ generator pins itself to the other core(s); PostgreSQL cannot be pinned from her
 For every run (``--runs``, servers alternating which goes first) and operation: 2 s warm-up, a closed
 loop at ``--concurrency`` (saturation), then an open loop at 50 % of that rate (p50/p99 from the scheduled
 send time). Printed per run, then a summary with the spread (min–max over runs) and the ratio.
-The other server is stopped (SIGSTOP) while one is measured (``--no-suspend``: not); ``peer ms`` is the CPU ms it used during the
-open loop all the same (0 when the stop held): an idle server's own background work, such as a collector
-shrinking its heap after a load, competes with the measured one on the shared core.
+The other server is stopped (SIGSTOP) while one is measured (``--no-suspend``: it is not); ``peer ms`` is
+the CPU ms it used during the open loop all the same (0 when the stop held): an idle server's own
+background work, such as a collector shrinking its heap after a load, competes with the measured one on
+the shared core.
 
 Operations (the same data asked of both; PostGraphile leaves totals, labels and countdowns to the client):
 - ``dashboard`` — Kabinet's DASHBOARD of `bench/dashboard.py`; PostGraphile's equivalent
