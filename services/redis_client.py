@@ -124,8 +124,8 @@ class Coalescer:
         read) back to the pool disconnected; a connection that broke while idle (Redis restarted) is
         reconnected and the batch sent once more, as redis-py's own retry would."""
         for attempt in (1, 2):
+            reused = self._held is not None and self._held[0] is asyncio.get_running_loop()
             connection = await self._connection()
-            reused = connection.is_connected
             try:
                 await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
                 return [await connection.read_response() for _ in commands]
@@ -136,6 +136,8 @@ class Coalescer:
         raise AssertionError("unreachable")
 
     async def _connection(self) -> Any:
+        """The kept connection, or one taken from the pool. (A coalescer used from a new event loop — tests
+        only — takes a new one; the old loop's connection is closed with the client's pool.)"""
         held = self._held
         loop = asyncio.get_running_loop()
         if held is not None and held[0] is loop:
