@@ -15,8 +15,10 @@ honoured, variables applied):
 the requested cost. A cached answer costs the same as a fresh one (the cache is ours, not the client's).
 
 **Budget**: each client — the user when logged in, else the client address — may spend
-``KABINET_COST_BUDGET_PER_MINUTE`` per fixed minute of the one clock; the actual cost is charged after
-the operation. An operation whose requested cost exceeds ``KABINET_MAX_QUERY_COST`` is refused before it
+``KABINET_COST_BUDGET_PER_MINUTE`` per fixed minute of the one clock. The requested cost is reserved
+before the operation runs (one atomic INCRBY both checks and charges, so operations running at the same
+time cannot together overspend) and what it did not use is given back after: the actual cost is what
+stays charged. An operation whose requested cost exceeds ``KABINET_MAX_QUERY_COST`` is refused before it
 runs (HTTP 400, ``QUERY_TOO_COSTLY``); one that exceeds what is left of the budget is refused with HTTP
 429, ``RATE_LIMITED``, ``retryAfterSeconds`` and a ``Retry-After`` header.
 """
@@ -52,7 +54,7 @@ from graphql import (
 )
 
 from services import clock
-from services.limits import Counters
+from services.limits import Counters, Hit
 
 DEFAULT_LIST_SIZE = 10
 """The size assumed for a list field that declares none and takes no ``first``."""
@@ -260,6 +262,16 @@ def actual_cost(data: Any) -> int:
     return max(count_objects(data) - 1, 0)
 
 
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """An operation's requested cost, taken from its client's minute while it runs (``CostMeter.reserve``)."""
+
+    hit: Hit
+    requested: int
+    over: bool
+    """The reservation took the client past its budget: the operation is refused (and it is given back)."""
+
+
 class CostMeter:
     """Checks and charges operations against the per-client budget (one per process, counters shared in
     Redis like the rate limits)."""
@@ -275,8 +287,26 @@ class CostMeter:
     async def budget(self, client: str, spend: int = 0) -> Budget:
         """Charge ``spend`` (0: just look) and return what is left of the current minute."""
         hit = await self.counters.spend(self._key(client), spend, WINDOW_SECONDS)
+        return self._left(hit, hit.count)
+
+    def _left(self, hit: Hit, spent: int) -> Budget:
         reset_at = (clock.now() + dt.timedelta(seconds=hit.retry_after_seconds)).replace(microsecond=0)
-        return Budget(self.limit, max(self.limit - hit.count, 0), reset_at)
+        return Budget(self.limit, max(self.limit - spent, 0), reset_at)
+
+    async def reserve(self, client: str, requested: int) -> Reservation:
+        """Take ``requested`` from the client's minute before the operation runs — one Redis round trip that
+        both checks and charges (a look before and a charge after were two, ~5 % of a small query's CPU,
+        issue 21) — and so that operations running at the same time cannot together spend more than is
+        left. :meth:`release` gives back what the operation did not use."""
+        hit = await self.counters.spend(self._key(client), requested, WINDOW_SECONDS)
+        return Reservation(hit, requested, over=hit.count > self.limit)
+
+    def release(self, reservation: Reservation, used: int) -> Budget:
+        """Settle a reservation: the part of it not ``used`` goes back to the client's minute (without
+        waiting for Redis); returns what is left after."""
+        unused = reservation.requested - used
+        self.counters.give_back(reservation.hit, unused)
+        return self._left(reservation.hit, reservation.hit.count - max(unused, 0))
 
     def report(self, requested: int, actual: int | None, budget: Budget) -> dict[str, Any]:
         """The ``extensions.cost`` object of an answer."""

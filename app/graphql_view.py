@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from graphql import GraphQLError, OperationType
@@ -45,7 +45,7 @@ from websockets.exceptions import ConnectionClosed, InvalidState
 from app import http_negotiation, metrics, tracing, ws_subscriptions
 from app.cache import operation_type
 from app.context import Context, Viewer
-from app.cost import CostMeter, actual_cost, requested_cost
+from app.cost import Budget, CostMeter, Reservation, actual_cost, requested_cost
 from app.event_results import FRAMES
 from app.persisted import PersistedDocuments, PersistedQueryError
 from app.revocation import SESSION_ENDED, SessionGuard, Socket
@@ -267,30 +267,35 @@ class KabinetTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         (the document is parsed once, by Strawberry's parser cache with the token limit)."""
         try:
             view: KabinetGraphQL = self.view  # type: ignore[assignment]
-            client = cost_client(self.context)
             requested = view.price(operation.query, operation.variables, operation.operation_name)
-            refused = await view.refusal(client, requested)
-            if refused is not None:  # as over HTTP, before anything runs: an ``error`` message
-                await operation.send_initial_errors(refused[0].errors or [])
+            admitted = await view.admit(cost_client(self.context), requested)
+            if isinstance(admitted, Refusal):  # as over HTTP, before anything runs: an ``error`` message
+                await operation.send_initial_errors(admitted.answer.errors or [])
                 return
-            started = await ws_subscriptions.start(
-                self.schema,  # type: ignore[arg-type]  # our KabinetSchema, a strawberry.Schema
-                operation.query,
-                operation.variables,
-                self.context,
-                self.root_value,
-                operation.operation_name,
-            )
+            try:
+                started = await ws_subscriptions.start(
+                    self.schema,  # type: ignore[arg-type]  # our KabinetSchema, a strawberry.Schema
+                    operation.query,
+                    operation.variables,
+                    self.context,
+                    self.root_value,
+                    operation.operation_name,
+                )
+            except BaseException:
+                view.costs.release(admitted, 0)
+                raise
             if started is None:  # an extension keeps on_operation open for the stream: Strawberry's way
-                await view.costs.budget(client, requested)
-                await super().run_operation(operation)
+                await super().run_operation(operation)  # (it keeps what it requested, as a subscription)
                 return
             sent, live = started
-            if live is not None:  # a subscription spends what it requested, once, when it starts
-                await view.costs.budget(client, requested)
+            # a subscription spends what it requested, once, when it starts: its reservation is kept
+            charged = live is not None
             for result in sent:  # a query or mutation over the socket: charged what ran, as over HTTP
-                if type(result) is ExecutionResult:  # (not a PreExecutionError: that is an ``error``)
-                    await view.charge(client, requested, result, None)
+                if type(result) is ExecutionResult and not charged:  # (a PreExecutionError is an ``error``)
+                    view.charge(admitted, result, None)
+                    charged = True
+            if not charged:
+                view.costs.release(admitted, 0)
             try:
                 await self._send_started(operation, sent, live)
             finally:
@@ -522,6 +527,14 @@ TOO_MANY_ERRORS = {
     "message": f"Too many errors; only the first {MAX_ERRORS} are reported.",
     "extensions": {"code": "TOO_MANY_ERRORS"},
 }
+
+
+class Refusal(NamedTuple):
+    """An operation refused before it runs (``app.cost``): the answer, its HTTP status, seconds to wait."""
+
+    answer: ExecutionResult
+    status: int
+    wait: int | None
 
 
 def cost_client(context: Context) -> str:
@@ -812,18 +825,20 @@ class KabinetGraphQL(GraphQL[Context, None]):
                 request_data.operation_name,
                 request_data.variables,
             )
-        client = cost_client(context)
         requested = self.price(request_data.query, request_data.variables, request_data.operation_name)
-        refused = await self.refusal(client, requested)
-        if refused is not None:
-            answer, status, wait = refused
-            sub_response.status_code = status
-            if wait is not None:
-                sub_response.headers["Retry-After"] = str(wait)
-            return answer
+        admitted = await self.admit(cost_client(context), requested)
+        if isinstance(admitted, Refusal):
+            sub_response.status_code = admitted.status
+            if admitted.wait is not None:
+                sub_response.headers["Retry-After"] = str(admitted.wait)
+            return admitted.answer
         persisted = isinstance(request_data.extensions, dict) and "persistedQuery" in request_data.extensions
         context.answer_objects = None
-        result = await self._execute(*run)
+        try:
+            result = await self._execute(*run)
+        except BaseException:
+            self.costs.release(admitted, 0)  # nothing was answered: nothing is charged
+            raise
         if (
             persisted
             and viewer is None
@@ -834,7 +849,9 @@ class KabinetGraphQL(GraphQL[Context, None]):
             # a public read by hash: proxies and CDNs may keep it briefly (everything else is no-store)
             sub_response.headers["Cache-Control"] = f"public, max-age={PUBLIC_PERSISTED_MAX_AGE}"
         if isinstance(result, ExecutionResult):
-            await self.charge(client, requested, result, context.answer_objects)
+            self.charge(admitted, result, context.answer_objects)
+        else:
+            self.costs.release(admitted, 0)
         return result
 
     def price(self, query: str, variables: dict[str, Any] | None, operation_name: str | None) -> int:
@@ -846,38 +863,41 @@ class KabinetGraphQL(GraphQL[Context, None]):
             operation_name,
         )
 
-    async def refusal(self, client: str, requested: int) -> tuple[ExecutionResult, int, int | None] | None:
-        """The answer refusing an operation above the maximum cost (HTTP status 400) or above what is left of
-        the client's minute (429, and the seconds to wait), before it runs; None when it may run
-        (``app.cost``). Over HTTP and over websockets alike."""
-        budget = await self.costs.budget(client)
-        wait = None
+    async def admit(self, client: str, requested: int) -> Reservation | Refusal:
+        """Reserve the operation's requested cost from the client's minute (``app.cost``), or the answer
+        refusing it before it runs: above the maximum cost (HTTP 400) or above what is left of the minute
+        (429, and the seconds to wait). Over HTTP and over websockets alike."""
         if requested > self.costs.max_cost:
-            status = 400
+            budget = await self.costs.budget(client)
             error = GraphQLError(
                 f"The query costs {requested}, more than the {self.costs.max_cost} one query may cost: "
                 "ask for smaller pages (first:) or fewer fields.",
                 extensions={"code": "QUERY_TOO_COSTLY", "cost": requested, "maximum": self.costs.max_cost},
             )
-        elif requested > budget.remaining:
-            status = 429
-            wait = max(int((budget.reset_at - clock.now()).total_seconds() + 0.999), 1)
-            error = GraphQLError(
-                f"The query costs {requested}; {budget.remaining} of this minute's budget is left.",
-                extensions={"code": "RATE_LIMITED", "retryAfterSeconds": wait},
-            )
-        else:
-            return None
-        answer = ExecutionResult(
+            return Refusal(self._refused(error, requested, budget), 400, None)
+        reservation = await self.costs.reserve(client, requested)
+        if not reservation.over:
+            return reservation
+        budget = self.costs.release(reservation, 0)
+        wait = max(int((budget.reset_at - clock.now()).total_seconds() + 0.999), 1)
+        error = GraphQLError(
+            f"The query costs {requested}; {budget.remaining} of this minute's budget is left.",
+            extensions={"code": "RATE_LIMITED", "retryAfterSeconds": wait},
+        )
+        return Refusal(self._refused(error, requested, budget), 429, wait)
+
+    def _refused(self, error: GraphQLError, requested: int, budget: Budget) -> ExecutionResult:
+        return ExecutionResult(
             data=None, errors=[error], extensions={"cost": self.costs.report(requested, 0, budget)}
         )
-        return answer, status, wait
 
-    async def charge(self, client: str, requested: int, result: ExecutionResult, counted: int | None) -> None:
+    def charge(self, reservation: Reservation, result: ExecutionResult, counted: int | None) -> None:
         """Charge the client what ran (the objects of ``result``'s data, ``counted`` by the fast executor or
-        else walked; never more than requested) and report ``extensions.cost`` on the result."""
+        else walked; never more than requested): the rest of the reservation is given back. Reports
+        ``extensions.cost`` on the result."""
+        requested = reservation.requested
         actual = min(actual_cost(result.data) if counted is None else counted, requested)
-        budget = await self.costs.budget(client, actual)
+        budget = self.costs.release(reservation, actual)
         result.extensions = {
             **(result.extensions or {}),
             "cost": self.costs.report(requested, actual, budget),

@@ -18,6 +18,8 @@ class Hit:
 
     count: int
     retry_after_seconds: int
+    window: str = ""
+    """The counter of the window that was counted in (what :meth:`Counters.give_back` takes)."""
 
 
 class Counters:
@@ -69,16 +71,30 @@ class Counters:
         name = f"{key}:{window_seconds}:{bucket}"
         if self._redis_url:
             if amount == 0:  # just look (a missing counter is 0 and needs no expiry)
-                return Hit(int(await self.coalescer().get(self._key(name)) or 0), retry_after)
+                return Hit(int(await self.coalescer().get(self._key(name)) or 0), retry_after, name)
             # INCRBY is atomic on its own (no MULTI/EXEC), and EXPIRE after it only refreshes the counter's
             # garbage collection; both go in the coalescer's next pipeline
             total = await self.coalescer().increment(self._key(name), amount, window_seconds + 60)
-            return Hit(total, retry_after)
+            return Hit(total, retry_after, name)
         if len(self._memory) > 100_000:  # one process without Redis: drop windows that have ended
             self._memory = {k: v for k, v in self._memory.items() if v[1] > now}
         total = int(self._memory.get(name, (0, 0.0))[0]) + amount
         self._memory[name] = (total, float(ends))
-        return Hit(total, retry_after)
+        return Hit(total, retry_after, name)
+
+    def give_back(self, hit: Hit, amount: int) -> None:
+        """Take ``amount`` off the window ``hit`` counted in (what a reservation did not use), without
+        waiting: with Redis the decrement goes in the coalescer's next pipeline, ahead of any read asked
+        after it in this process; an error there is logged, not raised (the client keeps the charge)."""
+        if amount <= 0 or not hit.window:
+            return
+        if self._redis_url:
+            window_seconds = int(hit.window.rsplit(":", 2)[1])
+            self.coalescer().adjust(self._key(hit.window), -amount, window_seconds + 60)
+            return
+        total, ends = self._memory.get(hit.window, (0, 0.0))
+        if ends > clock.now().timestamp():
+            self._memory[hit.window] = (int(total) - amount, ends)
 
     async def set_flags(self, keys: list[str], ttl_seconds: int) -> None:
         """Set flags that disappear after ``ttl_seconds``."""

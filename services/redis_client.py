@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 from redis import asyncio as redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+
+log = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 64
 """Connections one process's client opens to Redis at most (commands beyond wait their turn)."""
@@ -48,7 +51,8 @@ class Coalescer:
         self._client = client
         self._reads: list[tuple[list[str], bool, asyncio.Future[Any]]] = []
         """What to read: keys, whether the caller wants a list (:meth:`get_many`), the caller's future."""
-        self._increments: list[tuple[str, int, int, asyncio.Future[int]]] = []
+        self._increments: list[tuple[str, int, int, asyncio.Future[int] | None]] = []
+        """What to add: key, amount, expiry, the caller's future (None: nobody waits, see :meth:`adjust`)."""
         self._sender: asyncio.Task[None] | None = None
         self._held: tuple[asyncio.AbstractEventLoop, Any] | None = None
         """The connection the batches go on, with the loop it belongs to (see :meth:`_exchange`)."""
@@ -76,6 +80,13 @@ class Coalescer:
         self._wake()
         return future
 
+    def adjust(self, key: str, amount: int, ttl_seconds: int) -> None:
+        """INCRBY ``amount`` and EXPIRE ``ttl_seconds`` in the next batch, without a reply to wait for (a
+        query cost's unused reservation given back): it goes ahead of every read asked after it here. A
+        failure is logged at WARNING (there is no caller left to raise it to)."""
+        self._increments.append((key, amount, ttl_seconds, None))
+        self._wake()
+
     def _wake(self) -> None:
         sender = self._sender
         if sender is None or sender.done() or sender.get_loop() is not asyncio.get_running_loop():
@@ -85,9 +96,8 @@ class Coalescer:
         while self._reads or self._increments:
             reads, self._reads = self._reads, []
             increments, self._increments = self._increments, []
-            waiting: list[asyncio.Future[Any]] = [item[3] for item in increments] + [
-                item[2] for item in reads
-            ]
+            waiting: list[asyncio.Future[Any]] = [item[3] for item in increments if item[3] is not None]
+            waiting += [item[2] for item in reads]
             commands: list[tuple[Any, ...]] = []
             for key, amount, ttl, _ in increments:
                 commands.append(("INCRBY", key, amount))
@@ -97,6 +107,8 @@ class Coalescer:
             try:
                 results = await self._exchange(commands)
             except BaseException as error:  # every caller of the batch learns, then the next batch goes
+                if len(waiting) < len(increments) + len(reads):
+                    log.warning("a Redis counter adjustment was lost: %s", type(error).__name__)
                 for future in waiting:
                     if not future.done():
                         future.set_exception(error)
@@ -104,9 +116,9 @@ class Coalescer:
                     raise
                 continue
             self.batches += 1
-            for index, (_, _, _, future) in enumerate(increments):
-                if not future.done():
-                    future.set_result(int(results[2 * index]))
+            for index, (_, _, _, waiter) in enumerate(increments):
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(int(results[2 * index]))
             if reads:
                 values, start = results[-1], 0
                 for keys, many, future in reads:

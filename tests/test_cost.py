@@ -256,3 +256,40 @@ async def test_issue21_operations_over_a_websocket_are_priced_and_budgeted_as_ov
                 "/graphql", json={"query": query}, headers={"authorization": f"Bearer {customer_token}"}
             )
         assert refused.status_code == 429
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["redis", "memory"])
+async def test_issue21_an_operation_reserves_its_requested_cost_and_gives_back_what_it_did_not_use(
+    redis_url: str, clock: Clock, shared: bool
+) -> None:
+    """One Redis round trip both checks and charges: the requested cost is taken before the operation runs
+    (so operations running at once cannot together spend more than is left), and the part it did not use
+    goes back without a round trip of its own, ahead of the next read."""
+    import uuid
+
+    from app.cost import CostMeter
+    from services.limits import Counters
+
+    clock.pin(clock.now().replace(second=0, microsecond=0) + dt.timedelta(seconds=10))
+    counters = Counters(redis_url if shared else None, f"t-reserve-{uuid.uuid4().hex[:8]}")
+    meter = CostMeter(counters, budget_per_minute=100, max_cost=60)
+    client = "user:1"
+    try:
+        first = await meter.reserve(client, 60)
+        assert not first.over
+        second = await meter.reserve(client, 60)  # 120 > 100 while the first still runs: refused
+        assert second.over
+        assert meter.release(second, 0).remaining == 40  # given back whole: only the first's 60 held
+        left = meter.release(first, 15)  # the first ran 15 of its 60
+        assert (left.limit, left.remaining) == (100, 85)
+        assert (await meter.budget(client)).remaining == 85  # the give-back went ahead of this read
+        third = await meter.reserve(client, 60)
+        assert not third.over and meter.release(third, 60).remaining == 25  # used whole: nothing back
+        assert (await meter.budget(client)).remaining == 25
+        if shared:
+            batches = counters.coalescer().batches
+            meter.release(await meter.reserve(client, 10), 0)
+            assert counters.coalescer().batches == batches + 1  # the give-back has not waited
+            assert (await meter.budget(client)).remaining == 25
+    finally:
+        await counters.close()
