@@ -79,6 +79,7 @@ from strawberry.types.unset import UNSET
 
 from app.cost import count_objects
 from app.metrics import EXECUTOR
+from schema.node import KEY_ONLY, SPECULATE
 from schema.policy import GUARDED
 
 log = logging.getLogger(__name__)
@@ -389,6 +390,8 @@ class FieldPlan:
     info_name: str | None = None
     strawberry_field: Any = None
     convert: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    speculate: Callable[[dict[str, Any]], Any] | None = None
+    """``schema.node.SPECULATE``'s guess, for a root field whose object's key-only fields may run early."""
 
 
 @dataclass(slots=True, eq=False)
@@ -399,6 +402,10 @@ class ObjectPlan:
     keys: tuple[str, ...]
     fields: list[FieldPlan]
     row: Callable[..., dict[str, Any]]
+
+
+Guess = tuple[GraphQLObjectType, ObjectPlan, Any]
+"""A speculative field's object type, that type's plan of the selection, and the object's key (``_guess``)."""
 
 
 class _DirectiveFinder(Visitor):
@@ -688,9 +695,24 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
         if convert is not None:
             assert resolver is not None
             return _resolver_plan(
-                ARGS, key, field_def, details, completion, resolver, definition, convert=convert
+                ARGS,
+                key,
+                field_def,
+                details,
+                completion,
+                resolver,
+                definition,
+                convert=convert,
+                speculate=getattr(resolver.wrapped_func, SPECULATE, None),  # (a field without extensions)
             )
-        return FieldPlan(key=key, kind=GENERIC, field_def=field_def, details=details, completion=completion)
+        return FieldPlan(
+            key=key,
+            kind=GENERIC,
+            field_def=field_def,
+            details=details,
+            completion=completion,
+            speculate=getattr(resolver.wrapped_func, SPECULATE, None) if resolver is not None else None,
+        )
 
     def _arguments_converter(self, definition: Any) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
         """The field's argument conversion (:func:`_arguments_converter`), built once per field definition."""
@@ -757,6 +779,7 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
         self._objects += len(sources)
         columns: list[list[Any]] = []
         waiting: list[tuple[list[Any], int, Any]] = []
+        early: list[int] = []  # columns completed by _speculate
         is_awaitable = _is_awaitable if self.is_awaitable in STANDARD_AWAITABLE else self.is_awaitable
         for field_plan in plan.fields:
             kind = field_plan.kind
@@ -769,7 +792,11 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
                 get = field_plan.get
                 column = [_node_id(type_name, get(source)) for source in sources]  # type: ignore[misc]
             else:
+                guess = self._guess(field_plan) if field_plan.speculate and len(sources) == 1 else None
                 column = self._call(field_plan, parent, sources, path)
+                if guess is not None and is_awaitable(column[0]):
+                    column = [self._speculate(field_plan, column[0], guess, path)]
+                    early.append(len(columns))
                 _collect_awaitables(column, is_awaitable, waiting)
             columns.append(column)
         if waiting:
@@ -782,7 +809,7 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
         after: list[Callable[[], None]] = []
         for position, field_plan in enumerate(plan.fields):
             completion = field_plan.completion
-            if completion is not None:
+            if completion is not None and position not in early:
                 columns[position] = self._complete(
                     completion, columns[position], path, field_plan.key, nested, after
                 )
@@ -795,6 +822,72 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
         for regroup in after:
             regroup()
         return list(map(plan.row, *columns))
+
+    def _guess(self, plan: FieldPlan) -> Guess | None:
+        """What a speculative root field (``schema.node.SPECULATE``) will look up — its object type, that
+        type's plan of the selection, and a :class:`schema.node.KeyOnly` of it — when every field selected
+        on it can be answered from the key alone (``schema.node.KEY_ONLY``, its ``id``, ``__typename``);
+        else None, and the field runs as any other."""
+        assert plan.speculate is not None
+        completion = plan.completion
+        if completion is None or completion.kind not in (OBJECT, ABSTRACT):
+            return None
+        guessed = plan.speculate(self._argument_values(plan))
+        if guessed is None:
+            return None
+        type_name, stub = guessed
+        runtime = self.schema.get_type(type_name)
+        if not isinstance(runtime, GraphQLObjectType):
+            return None
+        if runtime is not completion.type and not (
+            completion.kind == ABSTRACT and self.schema.is_sub_type(completion.type, runtime)
+        ):
+            return None
+        definition = (runtime.extensions or {}).get(BACKREF)
+        allowed = getattr(getattr(definition, "origin", None), KEY_ONLY, None)
+        if not allowed:
+            return None
+        sub = self._sub_plan(completion, runtime)
+        for field_plan in sub.fields:
+            if field_plan.kind in (TYPENAME, NODE_ID):
+                continue
+            if field_plan.kind in (DIRECT, ARGS) and field_plan.strawberry_field.python_name in allowed:
+                continue
+            return None
+        return runtime, sub, stub
+
+    async def _speculate(self, plan: FieldPlan, lookup: Any, guess: Guess, path: Path | None) -> Any:
+        """The completed value of a speculative root field: its object's selection is resolved from the key
+        (``guess``) *while* the field's own resolver (``lookup``: the lookup with its access check) runs, so
+        the reads of both go to PostgreSQL in one statement instead of one after the other (issue 21:
+        ``node(id:)`` with an account's charges or statistics, 2 round trips → 1).
+
+        The early answer is used only when the lookup returns an object of the guessed type; when it returns
+        null (not found, not the caller's), the early answer — data or errors — is thrown away, as if it had
+        never run (its objects uncounted). Anything else (an error, another type) gives up: graphql-core
+        runs the field as always."""
+        runtime, sub, stub = guess
+        completion = plan.completion
+        assert completion is not None
+        rows, value = await asyncio.gather(
+            self._run(sub, [stub], Path(path, plan.key, None)), lookup, return_exceptions=True
+        )
+        if isinstance(value, BaseException):
+            raise Fallback from value
+        if isinstance(rows, BaseException):
+            raise Fallback from rows
+        if value is None:
+            if not completion.nullable:
+                raise Fallback
+            self._objects -= count_objects(rows[0])
+            return None
+        if completion.kind == ABSTRACT:
+            info = self._abstract_info(completion, path, plan.key)
+            resolve_type = completion.type.resolve_type or self.type_resolver
+            if resolve_type(value, info, completion.type) != runtime.name:
+                raise Fallback
+        self._check_type_of(completion, runtime, [value], path, plan.key)
+        return rows[0]
 
     def _call(
         self, plan: FieldPlan, parent: GraphQLObjectType, sources: list[Any], path: Path | None

@@ -42,7 +42,7 @@ from schema.billing import (
 )
 from schema.branches import Branch
 from schema.errors import error_code_enum, error_domain
-from schema.node import as_node, backed_by, canonical
+from schema.node import as_node, backed_by, canonical, key_only
 from schema.pagination import Connection, decode_cursor
 from schema.readings import Meter
 from schema.scalars import YearMonthScalar as YearMonth
@@ -347,6 +347,24 @@ class Account(relay.Node):
     ) -> list[Account | None]:
         """A customer sees only accounts linked to them; staff see every account."""
         return as_node(cls, await resolvers.accounts_by_ids(info, [int(node_id) for node_id in node_ids]))
+
+
+# Read by the account's id alone, through loaders with no visibility rule of their own: ``node(id:)`` may run
+# them while its access check runs (``app.execution``, issue 21); their answer is dropped when it says no.
+key_only(
+    Account,
+    "services",
+    "meters",
+    "balance",
+    "current_receipt",
+    "receipt",
+    "charges",
+    "payments",
+    "events",
+    "balance_history",
+    "statistics",
+    "tariffs",
+)
 
 
 def account_id_of(value: relay.GlobalID, field: list[str]) -> int:

@@ -64,6 +64,51 @@ def canonical(global_id: relay.GlobalID) -> relay.GlobalID:
     return relay.GlobalID(type_name=global_id.type_name, node_id=MISSING_ROW)
 
 
+SPECULATE = "kabinet_speculate"
+"""Marks a root field's resolver (``Query.node``) with a function from its arguments to the type name and a
+:class:`KeyOnly` of the object it will look up (or None): ``app.execution`` then resolves that type's key-only
+fields while the resolver's own lookup and access check run, in the same statement (issue 21)."""
+
+KEY_ONLY = "kabinet_key_only"
+"""The Python names of a Node type's fields that read nothing of their object but its key (``root.id``)."""
+
+
+class KeyOnly:
+    """An object as its key-only fields see it before its access check has answered: its key, nothing more."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, id: int) -> None:
+        self.id = id
+
+
+def key_only(cls: type, *fields: str) -> None:
+    """Declare ``fields`` of the Node type ``cls`` key-only (see :data:`KEY_ONLY`): they may run for an
+    object of that type before its access check has answered, and their answer is thrown away when it says
+    no. Only fields that read by ``root.id`` alone, through loaders with no visibility rule of their own."""
+    setattr(cls, KEY_ONLY, frozenset(fields))
+
+
+def speculative(guess: Callable[[dict[str, Any]], tuple[str, KeyOnly] | None]) -> Callable[[Any], Any]:
+    """Mark a root field's resolver with :data:`SPECULATE`."""
+
+    def mark(func: Any) -> Any:
+        setattr(func, SPECULATE, guess)
+        return func
+
+    return mark
+
+
+def node_guess(arguments: dict[str, Any]) -> tuple[str, KeyOnly] | None:
+    """``node(id:)``'s guess: the type name and key its ``id`` argument names; None when malformed (the
+    field then reports it as always)."""
+    try:
+        global_id = canonical(parse_global_id(arguments.get("id")))  # type: ignore[arg-type]
+    except InvalidId:
+        return None
+    return global_id.type_name, KeyOnly(int(global_id.node_id))
+
+
 def parse_global_id(value: str, *, expected_type: str | None = None) -> relay.GlobalID:
     """Decode a global ID (optionally of one type); malformed ones raise :class:`InvalidId`."""
     if not isinstance(value, str):

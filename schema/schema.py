@@ -37,7 +37,7 @@ from schema.identity import (
     IdentityQueries,
     IdentitySubscriptions,
 )
-from schema.node import parse_global_id, resolve_global_id
+from schema.node import node_guess, parse_global_id, resolve_global_id, speculative
 from schema.notifications import NotificationMutations, NotificationQueries, NotificationSubscriptions
 from schema.payments import PaymentMutations, PaymentQueries, PaymentSubscriptions
 from schema.policy import apply_policy
@@ -109,6 +109,7 @@ class Query(*QUERIES):  # type: ignore[misc]
     @strawberry.field(
         description="Any object by its global ID; null if it does not exist or you may not see it."
     )
+    @speculative(node_guess)
     async def node(
         self,
         info: Info,

@@ -437,7 +437,7 @@ async def test_D6_issue21_consumption_and_charges_series_come_from_one_statement
     )
     with sql_counter() as counted:
         both = (await api.data(STATISTICS_BOTH, token=customer_token, **variables))["node"]
-    assert counted.statements == 2  # the account with the viewer's link; both series' sums
+    assert counted.statements == 1  # the account with the viewer's link and both series' sums, together
     # the same answers as each kind's general statement (a service filter naming every service)
     every = [gid("Service", seeded.electricity_id), gid("Service", seeded.water_id)]
     for alias, kind in (("consumption", "CONSUMPTION"), ("charges", "CHARGES")):
@@ -459,7 +459,8 @@ async def test_D6_issue21_consumption_and_charges_series_come_from_one_statement
             token=customer_token,
             **{**variables, "id": gid("Account", foreign.account_ids[0])},
         )
-    assert hidden["node"] is None and counted.statements == 1
+    # (its sums were read with the account and thrown away, as were the services they name)
+    assert hidden["node"] is None and counted.statements == 2
     # in Python: both kinds from one statement for two accounts, values and types as each kind's statement
     span = history_range(CLOCK.today(), month(-6), month(-1))
     scope = DbScope(db.sessionmaker, None)  # type: ignore[arg-type]  # this loader needs no context
@@ -489,6 +490,58 @@ async def test_D6_issue21_consumption_and_charges_series_come_from_one_statement
                     ]
 
                 assert expected and shown(got) == shown(expected)
+
+
+async def test_issue21_node_reads_its_key_only_fields_while_its_access_check_runs(
+    api: Any, db: Any, settings: Any, customer_token: str, sql_counter: Any
+) -> None:
+    """``node(id:)`` asking only for an account's key-only fields (its histories, statistics, tariffs…)
+    reads them in the same statement as the account and its access check, instead of after it (issue 21).
+    What the check says decides, as before: a visible account gets the same answer as the usual way; a
+    hidden one is null, with the early answer — data, cost and errors — thrown away."""
+    seeded = await seed_accounts(db, settings, accounts=2, months=6)
+    foreign = await seed_accounts(db, settings, link_to=None, months=6)
+    months = {"from": period(-6), "to": period(-1)}
+    early = (
+        "charges(from: $from, to: $to) { period total charges { amount service { name } } } tariffs { zone }"
+    )
+    query = ACCOUNT % (", $from: YearMonth!, $to: YearMonth!", "id __typename " + early)
+    usual = ACCOUNT % (", $from: YearMonth!, $to: YearMonth!", "number " + early)  # number: not key-only
+    mine = gid("Account", seeded.account_ids[0])
+    await api.data(query, token=customer_token, id=gid("Account", seeded.account_ids[1]), **months)  # warm
+    with sql_counter() as counted:
+        fast = await api.gql(query, token=customer_token, id=mine, **months)
+    with sql_counter() as counted_usual:
+        slow = await api.gql(usual, token=customer_token, id=mine, **months)
+    # tariffs are ORM rows (a statement of their own either way); the charges come with the account
+    assert (counted.statements, counted_usual.statements) == (2, 3)
+    node = fast["data"]["node"]
+    assert node == {
+        "id": mine,
+        "__typename": "Account",
+        **{k: v for k, v in slow["data"]["node"].items() if k != "number"},
+    }
+    assert len(node["charges"]) == 6 and node["tariffs"]
+    assert fast["extensions"]["cost"]["actualQueryCost"] == slow["extensions"]["cost"]["actualQueryCost"]
+
+    hidden = await api.gql(query, token=customer_token, id=gid("Account", foreign.account_ids[0]), **months)
+    assert hidden["data"] == {"node": None} and "errors" not in hidden
+    assert hidden["extensions"]["cost"]["actualQueryCost"] == 0  # nothing of the early answer is charged
+
+    # an error of a key-only field: where the usual way reports it for a visible account, and nowhere for
+    # a hidden one (the field would not have run)
+    outside = {"from": period(-6), "to": period(0)}
+    failed = await api.gql(query, token=customer_token, id=mine, **outside)
+    assert failed["data"] == {"node": None}  # charges is non-null: the error nulls the account
+    assert [e["extensions"]["code"] for e in failed["errors"]] == ["PERIOD_OUT_OF_RANGE"]
+    assert failed["errors"][0]["path"] == ["node", "charges"]
+    unseen = await api.gql(query, token=customer_token, id=gid("Account", foreign.account_ids[0]), **outside)
+    assert unseen["data"] == {"node": None} and "errors" not in unseen
+    malformed = await api.gql(query, token=customer_token, id="not-an-id", **months)
+    assert malformed["data"] == {"node": None}
+    assert malformed["errors"][0]["extensions"]["code"] == "INVALID_ID"
+    meter = await api.gql(query, token=customer_token, id=gid("Meter", 1), **months)  # not an Account
+    assert meter["data"] == {"node": None} or meter["data"]["node"] == {}
 
 
 async def test_B4_issue21_meters_and_their_last_readings_come_from_one_statement(
