@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import event
@@ -47,6 +48,21 @@ dashboard's balance took 12–16 ms instead of 1.5 on 20,000 accounts, bench/REA
 whose estimate passes ``jit_above_cost`` is compiled to machine code first. Neither pays off for short reads,
 and both use the database server's few worker processes and cores that other requests need. The analytics
 replica's pool keeps the server's defaults (its aggregations are the work parallel query is for)."""
+
+
+async def numeric_as_text(connection: Any) -> None:
+    """Have ``numeric`` values sent in PostgreSQL's text form and read with ``Decimal(text)`` on an asyncpg
+    connection (issue 21). asyncpg's binary numeric decoder builds each ``Decimal`` digit group by digit
+    group, ~0.5 µs a value; the text form through ``Decimal``'s own C parser gives the same value, sign and
+    scale (``15.0000``, ``NaN``, ``Infinity``) in less than half of that — and a 36-month charges history
+    reads ~600 of them. Parameters go as ``str(value)``, which PostgreSQL parses exactly."""
+    await connection.set_type_codec(
+        "numeric", encoder=str, decoder=Decimal, schema="pg_catalog", format="text"
+    )
+
+
+def _numeric_as_text(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.run_async(numeric_as_text)
 
 
 class Database:
@@ -97,6 +113,7 @@ class Database:
         self._on_touched: Callable[[Touched], Awaitable[None]] | None = None
         watch(self._sync_session_class, self._committed)
         event.listen(self.engine.sync_engine, "before_cursor_execute", self._count)
+        event.listen(self.engine.sync_engine, "connect", _numeric_as_text)
 
     def _count(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         for counter in self._counters:

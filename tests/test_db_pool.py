@@ -4,6 +4,7 @@ churned. Real PostgreSQL and the real app; no timing is asserted, only connectio
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -191,3 +192,43 @@ async def test_issue21_the_apps_connections_start_no_parallel_workers_and_no_jit
                     )
                 ).scalar()
             )
+
+
+NUMERICS = (
+    "SELECT 15.0000::numeric(12,4) AS scale, -3.50::numeric(12,2) AS negative, 0.000::numeric AS zero,"
+    " 'NaN'::numeric AS nan, 'Infinity'::numeric AS inf, 12345678901234567890.123456789::numeric AS big,"
+    " ARRAY[1.10, 2]::numeric[] AS list, $1::numeric(12,2) AS param, $2::numeric AS exponent"
+)
+
+
+async def test_issue21_numeric_values_are_read_in_text_form_with_the_same_values(settings: Any) -> None:
+    """The app's connections read ``numeric`` in PostgreSQL's text form through ``Decimal``'s parser
+    (``app.db.numeric_as_text``: asyncpg's binary decoder cost twice as much per value, and a 36-month
+    charges history reads ~600 of them) — with the same values, signs and scales as the binary form, and
+    parameters still exact."""
+    import asyncpg
+
+    db = Database(settings.database_url or "")
+    try:
+        async with db.session() as session:
+            connection = await session.connection()
+            raw = (await connection.get_raw_connection()).driver_connection
+            codecs = raw._protocol.get_settings()
+            assert codecs.get_data_codec(1700, 1) is None  # no binary numeric codec: the text one is used
+            params = (Decimal("-3.505"), Decimal("1E+2"))
+            text_form = await raw.fetchrow(NUMERICS, *params)
+            orm = (await session.execute(text("SELECT 7.25::numeric(12,2) + 0"))).scalar()
+    finally:
+        await db.dispose()
+    binary = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
+    try:
+        binary_form = await binary.fetchrow(NUMERICS, *params)
+    finally:
+        await binary.close()
+
+    def shown(record: Any) -> list[tuple[Any, ...]]:
+        return [(key, type(value), str(value)) for key, value in record.items()]
+
+    assert shown(text_form) == shown(binary_form)
+    assert str(text_form["param"]) == "-3.51" and text_form["exponent"] == 100
+    assert type(orm) is Decimal and str(orm) == "7.25"
