@@ -410,7 +410,7 @@ async def test_issue21_graphql_over_http_skips_starlettes_stack_and_keeps_its_an
 ) -> None:
     """``app.main.KabinetApp`` hands a GET or POST on ``/graphql`` to the view inside the security headers:
     Starlette's error and exception middleware and its router are not entered (they were ~5 % of a small
-    query's CPU). Other paths, and other methods on ``/graphql`` (405 with ``Allow``), still go through them."""
+    query's CPU). Other paths, and other methods on ``/graphql`` (405 with ``Allow``), go through them."""
     entered: list[str] = []
     stack = app.build_middleware_stack()
 
