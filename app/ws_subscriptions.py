@@ -45,7 +45,7 @@ from strawberry.types.graphql import OperationType as StrawberryOperationType
 from strawberry.utils.aio import aclosing
 from strawberry.utils.await_maybe import await_maybe
 
-from schema.extensions import MaskUnexpectedErrors
+from schema.extensions import MaskUnexpectedErrors, RequestRules
 
 PER_RESULT_HOOKS = ("on_stream_result", "get_results")
 """Extension methods Strawberry calls for every streamed result."""
@@ -73,7 +73,7 @@ def acts_per_result(extension: SchemaExtension) -> bool:
     return any(getattr(kind, hook) is not getattr(SchemaExtension, hook) for hook in PER_RESULT_HOOKS)
 
 
-QUIET_WITHOUT_ERRORS: tuple[type[SchemaExtension], ...] = (MaskErrors, MaskUnexpectedErrors)
+QUIET_WITHOUT_ERRORS: tuple[type[SchemaExtension], ...] = (MaskErrors, MaskUnexpectedErrors, RequestRules)
 """Per-result extensions whose hooks do nothing for a result without errors (masking masks errors; their
 ``get_results`` is Strawberry's empty default)."""
 

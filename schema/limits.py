@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
 from typing import Any
 
 from graphql import (
@@ -39,8 +38,6 @@ from graphql import (
     validate,
     visit,
 )
-from graphql.execution import ExecutionResult as GraphQLExecutionResult
-from strawberry.extensions import SchemaExtension
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
@@ -203,19 +200,6 @@ def first_list_too_long(
     return None
 
 
-class ListLengthLimiter(SchemaExtension):
-    """Refuses an operation with an over-long list argument before anything is resolved."""
-
-    def on_execute(self) -> Iterator[None]:
-        """Answer ``LIST_TOO_LONG`` instead of executing."""
-        context = self.execution_context
-        if context.graphql_document is not None:
-            found = first_list_too_long(context.schema._schema, context.graphql_document, context.variables)
-            if found is not None:
-                context.result = GraphQLExecutionResult(data=None, errors=[found])
-        yield
-
-
 VALIDATED_SIZE = 512
 """Validation results kept per process (parsed documents × rule sets), oldest dropped first."""
 
@@ -226,7 +210,9 @@ the whole syntax tree on every request (~100 node hashes for a small query, issu
 schema and document alive, so their ids cannot be reused by other objects while it exists."""
 
 
-def _validate(schema: GraphQLSchema, document: DocumentNode, rules: tuple[Any, ...]) -> list[GraphQLError]:
+def validate_cached(
+    schema: GraphQLSchema, document: DocumentNode, rules: tuple[Any, ...]
+) -> list[GraphQLError]:
     key = (id(schema), id(document), rules)
     found = _VALIDATED.get(key)
     if found is not None:
@@ -257,17 +243,3 @@ def _validate_now(
             ),
         ]
     return errors
-
-
-class BoundedValidationCache(SchemaExtension):
-    """Strawberry's ``ValidationCache`` (same rules, LRU by document), stopping after
-    :data:`MAX_VALIDATION_ERRORS` errors."""
-
-    def on_validate(self) -> Iterator[None]:
-        """Validate (or reuse the result for this parsed document and rule set)."""
-        context = self.execution_context
-        assert context.graphql_document is not None
-        context.pre_execution_errors = _validate(
-            context.schema._schema, context.graphql_document, tuple(context.validation_rules)
-        )
-        yield

@@ -13,10 +13,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry import relay
 from strawberry.extensions import (
-    AddValidationRules,
     MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
 )
 from strawberry.schema.config import StrawberryConfig
@@ -187,8 +184,8 @@ def build_schema(settings: Any = None, *, execution_context_class: Any = None) -
     """The schema with the protection extensions configured from ``settings`` (a :class:`SchemaSettings`
     or the app's settings); the app passes its executor (``app.execution.KabinetExecutor``, a graphql-core
     execution context class; typed Any because Strawberry's stubs name that class differently by version)."""
-    from schema.extensions import MaskUnexpectedErrors, StaffOnlyIntrospection
-    from schema.limits import BoundedValidationCache, ListLengthLimiter, document_list_limits
+    from schema.extensions import RequestRules
+    from schema.limits import document_list_limits
 
     settings = settings or SchemaSettings()
     # The limit rules are built once, so every request validates with the same rule classes and
@@ -198,17 +195,13 @@ def build_schema(settings: Any = None, *, execution_context_class: Any = None) -
         *MaxAliasesLimiter(max_alias_count=settings.max_query_aliases).validation_rules,
     ]
     max_tokens = settings.max_query_tokens
-    # Hooks run in list order: the introspection rule must be in place before ValidationCache validates
-    # (and caches by rule set), or an anonymous introspection query is validated without it (issue 15).
-    extensions: list[object] = [StaffOnlyIntrospection] if settings.is_production else []
-    extensions += [
-        lambda: AddValidationRules(limit_rules),
-        lambda: MaxTokensLimiter(max_token_count=max_tokens),
-        MaskUnexpectedErrors,
-        lambda: ParserCache(maxsize=512),
-        BoundedValidationCache,  # at most 10 validation errors, then TOO_MANY_ERRORS
-        ListLengthLimiter,  # LIST_TOO_LONG before anything is resolved
-    ]
+    # One extension for every per-operation rule (schema.extensions.RequestRules): the limits, masking,
+    # the parse cache, the introspection rule (production: in place before validation caches by rule set,
+    # or an anonymous introspection query would be validated without it, issue 15), bounded validation
+    # (at most 10 errors, then TOO_MANY_ERRORS) and LIST_TOO_LONG before anything is resolved.
+    rules = tuple(limit_rules)
+    staff_only = settings.is_production
+    extensions: list[object] = [lambda: RequestRules(rules, max_tokens, staff_only)]
     # The same input rules guard query arguments: no U+0000 or lone surrogate (PostgreSQL refuses them
     # mid-transaction) and no unbounded string reaches a resolver (issue 16).
     enforce_on(Query)

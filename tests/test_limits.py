@@ -432,9 +432,9 @@ async def test_issue21_a_subscription_is_still_refused_at_subscribe_time_by_ever
         op = await ws.subscribe("subscription { serverTime(count: 2, intervalSeconds: 0.01) }")
         events = [event async for event in ws.events(op)]
         assert len(events) == 2 and all(set(event) == {"data"} for event in events)
-    # tokens (MaxTokensLimiter, a parse option set in on_operation): refused before anything runs, as every
+    # tokens (a parse option RequestRules sets in on_operation): refused before anything runs, as every
     # document that does not parse is over graphql-transport-ws (Strawberry's handler: close 4400 with the
-    # parser's message), and nothing logged at ERROR. The parse happens in ParserCache's on_parse hook,
+    # parser's message), and nothing logged at ERROR. The parse happens in RequestRules' on_parse hook,
     # outside Strawberry's parse-error handling: the operation used to end with ``complete`` alone and a
     # traceback at ERROR.
     caplog.set_level(logging.ERROR)
@@ -454,3 +454,33 @@ async def test_issue21_a_subscription_is_still_refused_at_subscribe_time_by_ever
         "Syntax Error: Expected Name, found <EOF>.",
     ]
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR], caplog.text
+
+
+async def test_issue21_every_operation_rule_is_one_extension(
+    api: Api, customer_token: str, settings: Any
+) -> None:
+    """The per-operation rules — depth and alias limits, the token limit, the parse and validation caches,
+    at most ten validation errors, ``LIST_TOO_LONG``, error masking — are one extension
+    (``schema.extensions.RequestRules``): Strawberry instantiates and wraps every extension's hooks on
+    every request, and six of them cost a small query a few per cent of its CPU. Each rule still holds,
+    and a document is parsed once for all the requests that send it."""
+    from schema.extensions import _PARSE
+    from schema.schema import build_schema
+
+    assert len(build_schema(settings).extensions) == 1
+    aliases = " ".join(f"a{n}: __typename" for n in range(settings.max_query_aliases + 1))
+    assert "aliases" in (await api.gql(f"{{ {aliases} }}"))["errors"][0]["message"]
+    deep = "{ me { " + "accounts(first: 1) { edges { node { " * 5 + "id" + " } } }" * 5 + " } }"
+    assert "depth" in (await api.gql(deep, token=customer_token))["errors"][0]["message"]
+    tokens = "{ " + "__typename " * settings.max_query_tokens + "}"
+    assert f"more than {settings.max_query_tokens} tokens" in (await api.gql(tokens))["errors"][0]["message"]
+    literal = ", ".join('"QWNjb3VudDox"' for _ in range(101))
+    listed = await api.gql(f"{{ nodes(ids: [{literal}]) {{ id }} }}", token=customer_token)
+    assert [e["extensions"]["code"] for e in listed["errors"]] == ["LIST_TOO_LONG"]
+    unknown = await api.gql("{ " + " ".join(f"f{n}" for n in range(20)) + " }")
+    assert len(unknown["errors"]) == 11 and unknown["errors"][-1]["extensions"]["code"] == "TOO_MANY_ERRORS"
+    before = _PARSE.cache_info()
+    for _ in range(3):
+        assert (await api.gql("{ __typename }"))["data"] == {"__typename": "Query"}
+    after = _PARSE.cache_info()
+    assert after.hits - before.hits >= 2 and after.misses - before.misses <= 1
