@@ -319,6 +319,31 @@ async def test_issue21_charge_lines_read_as_plain_rows_equal_the_orm_rows(db: An
     assert [typed(row, keys) for row in rows] == expected
 
 
+def test_issue21_an_enum_column_is_read_by_its_lookup_without_a_python_call_per_value() -> None:
+    """``models.plain``: an ``Enum`` column's values map to their members through the lookup itself (a C
+    method: SQLAlchemy's processor was two Python calls per value), with the same members, ``None`` for
+    NULL and a ``LookupError`` for a value that is not a member."""
+    import types
+
+    from sqlalchemy.dialects.postgresql import asyncpg
+
+    from models.billing import Charge
+    from models.plain import _faster
+    from models.tariffs import Zone as ModelZone
+
+    column = Charge.__table__.c.zone
+    dialect = asyncpg.dialect()
+    original = column.type._cached_result_processor(dialect, 1043)
+    fast = _faster(column.type, dialect, 1043, original)
+    assert isinstance(fast, types.BuiltinMethodType)
+    for value in [*(member.value for member in ModelZone), None]:
+        assert fast(value) is original(value)
+    with pytest.raises(LookupError):
+        fast("EVENING")
+    amount = Charge.__table__.c.amount.type  # not an Enum: SQLAlchemy's processor is kept
+    assert _faster(amount, dialect, 1700, original) is original
+
+
 async def test_issue21_dashboard_loaders_read_plain_rows_equal_the_orm_rows(
     db: Any, settings: Any, sql_counter: Any
 ) -> None:
