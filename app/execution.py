@@ -683,6 +683,8 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
                 definition,
                 positional=_positional(resolver),
             )
+        # Query.node's guess (schema.node.SPECULATE), whichever way the field is called
+        speculate = getattr(resolver.wrapped_func, SPECULATE, None) if resolver is not None else None
         convert = (
             self._arguments_converter(definition)
             if resolver is not None
@@ -703,7 +705,7 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
                 resolver,
                 definition,
                 convert=convert,
-                speculate=getattr(resolver.wrapped_func, SPECULATE, None),  # (a field without extensions)
+                speculate=speculate,
             )
         return FieldPlan(
             key=key,
@@ -711,7 +713,7 @@ class KabinetExecutor(StrawberryGraphQLCoreExecutionContext):
             field_def=field_def,
             details=details,
             completion=completion,
-            speculate=getattr(resolver.wrapped_func, SPECULATE, None) if resolver is not None else None,
+            speculate=speculate,
         )
 
     def _arguments_converter(self, definition: Any) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
